@@ -1,0 +1,51 @@
+# HeroCtl — `make dev` runs a single-node cluster, `make test` runs the suite.
+# Everything the tests need is installed here when missing (fresh Debian/Ubuntu).
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+APT_PACKAGES := iptables busybox-static docker.io
+
+.PHONY: install dev test test-fast bench lint fmt system-deps clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV) || { apt-get update -q && apt-get install -y -q python3-venv && $(PY) -m venv $(VENV); }
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# System packages the tests use (iptables for partitions; docker + busybox for workloads).
+system-deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -q && apt-get install -y -q $$missing; \
+	fi
+	@bash scripts/ensure-docker.sh || echo "warning: no Docker engine; docker tests will be skipped"
+
+dev: install
+	$(BIN)/heroctld --dev
+
+test: install system-deps
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow"
+
+bench: install
+	$(BIN)/python -m bench.run
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+fmt: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	rm -rf $(VENV) .pytest_cache bench/results

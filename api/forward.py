@@ -1,0 +1,52 @@
+"""Forwarding to the leader's API for operations that only the leader can do.
+
+Writes need no forwarding (raft forwards commands); membership changes and
+leadership transfer act on the leader's raft node, so a follower relays the
+request over HTTP, once: a relayed request that lands on a non-leader is 503.
+"""
+
+from __future__ import annotations
+
+import aiohttp
+from aiohttp import web
+
+from api.context import replica_of
+from raft.bridge import NoLeader
+
+HTTP_SESSION = web.AppKey("http_session", aiohttp.ClientSession)
+FORWARDED = "X-HeroCtl-Forwarded"
+_PASS_HEADERS = ("Content-Type", "Authorization")
+
+
+async def http_session_ctx(app: web.Application):  # cleanup_ctx
+    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15))
+    app[HTTP_SESSION] = session
+    yield
+    await session.close()
+
+
+async def leader_or_forward(request: web.Request) -> web.Response | None:
+    """None when this server leads; otherwise the leader's answer."""
+    replica = replica_of(request)
+    deadline = request.loop.time() + replica.bridge.timeout
+    await replica.bridge.wait_for_leader(deadline)
+    if replica.node.is_leader:
+        return None
+    if request.headers.get(FORWARDED):
+        raise NoLeader("request was relayed to a server that is no longer the leader")
+    leader = replica.leader_server()
+    if not leader or not leader.get("api_address"):
+        raise NoLeader("the leader's API address is not known yet")
+    headers = {h: request.headers[h] for h in _PASS_HEADERS if h in request.headers}
+    headers[FORWARDED] = replica.identity.name
+    body = await request.read()
+    session = request.app[HTTP_SESSION]
+    url = leader["api_address"].rstrip("/") + request.path_qs
+    try:
+        async with session.request(request.method, url, data=body or None, headers=headers) as r:
+            payload = await r.read()
+            out = web.Response(status=r.status, body=payload)
+            out.content_type = r.content_type
+            return out
+    except (aiohttp.ClientError, TimeoutError) as e:
+        raise NoLeader(f"could not reach the leader at {url}: {e}") from None

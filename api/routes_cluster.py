@@ -1,0 +1,98 @@
+"""Cluster status, peers, membership and leadership transfer."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from api.context import read_headers, replica_of
+from api.errors import ApiError, read_json_object
+from api.forward import leader_or_forward
+from raft.replica import Replica
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/v1/cluster/status")
+async def cluster_status(request: web.Request) -> web.Response:
+    replica = replica_of(request)
+    return web.json_response(await replica.status(), headers=read_headers(replica, replica.index))
+
+
+@routes.get("/v1/cluster/peers")
+async def cluster_peers(request: web.Request) -> web.Response:
+    replica = replica_of(request)
+    index = replica.table_index("servers")
+    return web.json_response(await replica.peers(), headers=read_headers(replica, index))
+
+
+def _resolve_peer(replica: Replica, ref: str) -> tuple[str, str | None]:
+    """A server name or raft address -> (raft address, name)."""
+    with replica.state.read() as s:
+        for row in s.table("servers").values():
+            if ref in (row["name"], row["raft_address"]):
+                return row["raft_address"], row["name"]
+    if ":" in ref:
+        return ref, None
+    raise ApiError(404, "peer_not_found", f"no server named '{ref}'")
+
+
+@routes.post("/v1/cluster/peers")
+async def add_peer(request: web.Request) -> web.Response:
+    body = await read_json_object(request)
+    raft_address = body.get("raft_address")
+    if not isinstance(raft_address, str) or ":" not in raft_address:
+        raise ApiError(400, "invalid_field", "field 'raft_address' must be HOST:PORT")
+    name, api_address = body.get("name"), body.get("api_address")
+    for field, value in (("name", name), ("api_address", api_address)):
+        if value is not None and not isinstance(value, str):
+            raise ApiError(400, "invalid_field", f"field '{field}' must be a string")
+    if (forwarded := await leader_or_forward(request)) is not None:
+        return forwarded
+    replica = replica_of(request)
+    await replica.add_server(raft_address)
+    if name and api_address:
+        await replica.write(
+            "server.register", name=name, raft_address=raft_address, api_address=api_address
+        )
+    members = await replica.on_tick(replica.node.members)
+    return web.json_response({"raft_address": raft_address, "members": members}, status=201)
+
+
+@routes.delete("/v1/cluster/peers/{name}")
+async def remove_peer(request: web.Request) -> web.Response:
+    replica = replica_of(request)
+    raft_address, name = _resolve_peer(replica, request.match_info["name"])
+    if (forwarded := await leader_or_forward(request)) is not None:
+        return forwarded
+    if raft_address == replica.identity.raft_address:
+        # The leader cannot remove itself: hand over, then let the new leader do it.
+        await replica.transfer_leadership(None)
+        forwarded = await leader_or_forward(request)
+        assert forwarded is not None
+        return forwarded
+    await replica.remove_server(raft_address)
+    if name:
+        await replica.write("server.forget", name=name)
+    return web.json_response({"removed": raft_address, "name": name})
+
+
+@routes.post("/v1/raft/transfer-leadership")
+async def transfer_leadership(request: web.Request) -> web.Response:
+    replica = replica_of(request)
+    target = None
+    if (await request.read()).strip():
+        body = await read_json_object(request)
+        to = body.get("to")
+        if to is not None:
+            if not isinstance(to, str) or not to:
+                raise ApiError(
+                    400, "invalid_field", "field 'to' must be a server name or raft address"
+                )
+            target, _ = _resolve_peer(replica, to)
+    if (forwarded := await leader_or_forward(request)) is not None:
+        return forwarded
+    if target == replica.identity.raft_address:
+        raise ApiError(409, "transfer_failed", "that server is already the leader")
+    new_leader = await replica.transfer_leadership(target)
+    row = replica.leader_server() or {}
+    return web.json_response({"leader": row.get("name"), "leader_raft_address": new_leader})

@@ -1,0 +1,65 @@
+"""Jobs as stored documents: list, read, submit (new version, CAS), delete."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from api.context import read_headers, read_view, replica_of
+from api.errors import ApiError, read_json_object
+from api.jobspec import check_name, parse_submission, summary
+from raft.fsm_jobs import job_versions
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/v1/jobs")
+async def list_jobs(request: web.Request) -> web.Response:
+    replica = await read_view(request)
+    with replica.state.read() as s:
+        jobs = [summary(doc) for _, doc in sorted(s.table("jobs").items())]
+        index = s.table_index["jobs"]
+    return web.json_response(jobs, headers=read_headers(replica, index))
+
+
+@routes.get("/v1/jobs/{name}")
+async def get_job(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    replica = await read_view(request)
+    with replica.state.read() as s:
+        doc = s.table("jobs").get(name)
+        index = s.table_index["jobs"]
+    if doc is None:
+        raise ApiError(404, "job_not_found", f"job '{name}' does not exist")
+    return web.json_response(doc, headers=read_headers(replica, index))
+
+
+@routes.get("/v1/jobs/{name}/versions")
+async def get_job_versions(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    replica = await read_view(request)
+    with replica.state.read() as s:
+        versions = job_versions(s, name)
+        index = s.table_index["jobs"]
+    if not versions:
+        raise ApiError(404, "job_not_found", f"job '{name}' does not exist")
+    return web.json_response(versions, headers=read_headers(replica, index))
+
+
+@routes.post("/v1/jobs")
+async def submit_job(request: web.Request) -> web.Response:
+    spec, cas = parse_submission(await read_json_object(request))
+    result = await replica_of(request).write("job.upsert", job=spec, cas=cas)
+    status = 201 if result["created"] else 200
+    return web.json_response(
+        result["job"], status=status, headers={"X-HeroCtl-Index": str(result["index"])}
+    )
+
+
+@routes.delete("/v1/jobs/{name}")
+async def delete_job(request: web.Request) -> web.Response:
+    name = check_name(request.match_info["name"])
+    result = await replica_of(request).write("job.delete", name=name)
+    return web.json_response(
+        {"name": name, "deleted": True, "index": result["index"]},
+        headers={"X-HeroCtl-Index": str(result["index"])},
+    )

@@ -1,0 +1,134 @@
+"""Server configuration: TOML file < environment < flags.
+
+The keys of the TOML file are the flags' names with `_` for `-`
+(`node_name`, `data_dir`, `api_port`, ...) plus the `[raft]` table for
+timeouts. Secrets (the cluster key) may come from the environment so they
+stay out of files and process listings.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+import tomllib
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from raft.keys import ClusterKeyError, check_cluster_key, generate_cluster_key
+
+ENV_CLUSTER_KEY = "HEROCTL_CLUSTER_KEY"
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass
+class RaftTimeouts:
+    election_timeout_min: float = 0.4
+    election_timeout_max: float = 1.4
+    leader_fallback_timeout: float = 2.0
+    no_leader_timeout: float = 5.0  # a write or consistent read waits this long, then 503
+
+
+@dataclass
+class ServerConfig:
+    node_name: str = ""
+    data_dir: str = ""
+    bind: str = "127.0.0.1"
+    advertise: str = ""
+    api_port: int = 7070
+    raft_port: int = 7071
+    peers: list[str] = field(default_factory=list)
+    join: str = ""
+    cluster_key: str = ""
+    no_agent: bool = False
+    dev: bool = False
+    log_level: str = "info"
+    raft: RaftTimeouts = field(default_factory=RaftTimeouts)
+
+    @property
+    def advertise_host(self) -> str:
+        if self.advertise:
+            return self.advertise
+        return "127.0.0.1" if self.bind in ("0.0.0.0", "::", "") else self.bind
+
+    @property
+    def raft_address(self) -> str:
+        return f"{self.advertise_host}:{self.raft_port}"
+
+    @property
+    def api_address(self) -> str:
+        return f"http://{self.advertise_host}:{self.api_port}"
+
+
+def _split_peers(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [p.strip() for p in value.split(",") if p.strip()]
+    if isinstance(value, list) and all(isinstance(p, str) for p in value):
+        return [p.strip() for p in value if p.strip()]
+    raise ConfigError("peers must be HOST:PORT,HOST:PORT,... or a list of strings")
+
+
+def load_config(
+    path: str | None, overrides: dict[str, Any], env: dict[str, str] | None = None
+) -> ServerConfig:
+    env = dict(os.environ) if env is None else env
+    data: dict[str, Any] = {}
+    if path:
+        try:
+            with open(path, "rb") as f:
+                data = tomllib.load(f)
+        except (OSError, tomllib.TOMLDecodeError) as e:
+            raise ConfigError(f"cannot read config {path}: {e}") from None
+    cfg = ServerConfig()
+    raft_data = data.pop("raft", {}) or {}
+    known = {f.name for f in fields(ServerConfig)} - {"raft"}
+    for key, value in data.items():
+        key = key.replace("-", "_")
+        if key not in known:
+            continue  # other sections (rate_limit, ...) belong to other parts
+        setattr(cfg, key, value)
+    for key, value in raft_data.items():
+        if hasattr(cfg.raft, key):
+            setattr(cfg.raft, key, float(value))
+    if not cfg.cluster_key and env.get(ENV_CLUSTER_KEY):
+        cfg.cluster_key = env[ENV_CLUSTER_KEY]
+    for key, value in overrides.items():
+        if value is not None and value != () and value is not False:
+            setattr(cfg, key, value)
+    cfg.peers = _split_peers(cfg.peers)
+    return finish(cfg)
+
+
+def finish(cfg: ServerConfig) -> ServerConfig:
+    if cfg.dev:
+        cfg.node_name = cfg.node_name or "dev"
+        cfg.data_dir = cfg.data_dir or tempfile.mkdtemp(prefix="heroctl-dev-")
+        cfg.cluster_key = cfg.cluster_key or generate_cluster_key()
+    if not cfg.node_name:
+        cfg.node_name = socket.gethostname().split(".")[0]
+    if not cfg.data_dir:
+        raise ConfigError("--data-dir is required (or --dev)")
+    if not cfg.cluster_key:
+        raise ConfigError(
+            f"a cluster key is required: --cluster-key or {ENV_CLUSTER_KEY} (see `heroctld keygen`)"
+        )
+    try:
+        cfg.cluster_key = check_cluster_key(cfg.cluster_key)
+    except ClusterKeyError as e:
+        raise ConfigError(str(e)) from None
+    for name in ("api_port", "raft_port"):
+        port = int(getattr(cfg, name))
+        if not 0 < port < 65536:
+            raise ConfigError(f"{name} must be a TCP port")
+        setattr(cfg, name, port)
+    if cfg.join and cfg.peers:
+        raise ConfigError("use --peers to form a new cluster or --join to enter one, not both")
+    if not cfg.join and cfg.raft_address not in cfg.peers:
+        cfg.peers = [cfg.raft_address, *cfg.peers]
+    t = cfg.raft
+    if not 0.2 <= t.election_timeout_min < t.election_timeout_max:
+        raise ConfigError("raft.election_timeout_min must be >= 0.2 and below election_timeout_max")
+    return cfg

@@ -1,0 +1,123 @@
+"""Process startup and shutdown: raft node, bridge, API, background tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+
+import aiohttp
+from aiohttp import web
+
+from api.app import build_app
+from heroctld.config import ServerConfig
+from raft.bridge import NoLeader, RaftBridge
+from raft.keys import derive_key
+from raft.node import RaftConfig, RaftNode
+from raft.replica import CommandRejected, Replica, ServerIdentity
+from raft.state import State
+
+log = logging.getLogger("heroctld")
+
+MEMBERS_FILE = "members.json"
+
+
+async def join_cluster(cfg: ServerConfig) -> list[str]:
+    """Ask a server of the cluster to add us; returns the full member list.
+
+    A joining pysyncobj node does not discover peers, so it must start with
+    the complete current membership (notes/pysyncobj.md #12).
+    """
+    url = cfg.join if cfg.join.startswith("http") else f"http://{cfg.join}"
+    body = {"raft_address": cfg.raft_address, "name": cfg.node_name, "api_address": cfg.api_address}
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        for attempt in range(30):
+            try:
+                async with session.post(url + "/v1/cluster/peers", json=body) as r:
+                    data = await r.json()
+                    if r.status == 201:
+                        return list(data["members"])
+                    log.warning("join: %s answered %s: %s", url, r.status, data.get("message"))
+            except (aiohttp.ClientError, TimeoutError, ValueError) as e:
+                log.warning("join: %s not reachable (%s), attempt %d", url, e, attempt + 1)
+            await asyncio.sleep(1.0)
+    raise SystemExit(f"could not join the cluster through {url}")
+
+
+async def initial_members(cfg: ServerConfig) -> list[str]:
+    path = os.path.join(cfg.data_dir, MEMBERS_FILE)
+    if os.path.exists(path):  # restart: our first boot decided the members
+        with open(path) as f:
+            return list(json.load(f))
+    members = await join_cluster(cfg) if cfg.join else list(cfg.peers)
+    os.makedirs(cfg.data_dir, exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(members, f)
+    return members
+
+
+async def keep_registered(replica: Replica) -> None:
+    """Keep this server's name and API address in the replicated servers table."""
+    me = replica.identity
+    row = {"name": me.name, "raft_address": me.raft_address, "api_address": me.api_address}
+    while True:
+        with replica.state.read() as s:
+            current = s.table("servers").get(me.name)
+        if current != row:
+            try:
+                await replica.write("server.register", **row)
+                log.info(
+                    "registered as %s (raft %s, api %s)", me.name, me.raft_address, me.api_address
+                )
+            except (NoLeader, CommandRejected) as e:
+                log.debug("registration postponed: %s", e)
+        await asyncio.sleep(1.0 if current != row else 5.0)
+
+
+async def serve(cfg: ServerConfig) -> None:
+    loop = asyncio.get_running_loop()
+    members = await initial_members(cfg)
+    state = State()
+    bridge = RaftBridge(loop, timeout=cfg.raft.no_leader_timeout)
+    raft_cfg = RaftConfig(
+        self_address=cfg.raft_address,
+        partners=members,
+        data_dir=cfg.data_dir,
+        raft_key=derive_key(cfg.cluster_key, "raft-transport"),
+        election_timeout_min=cfg.raft.election_timeout_min,
+        election_timeout_max=cfg.raft.election_timeout_max,
+        leader_fallback_timeout=cfg.raft.leader_fallback_timeout,
+        extra={"bindAddress": f"{cfg.bind}:{cfg.raft_port}"},
+    )
+    node = RaftNode(raft_cfg, state, bridge.on_tick)
+    bridge.attach(node)
+    node.start()
+    identity = ServerIdentity(cfg.node_name, cfg.raft_address, cfg.api_address)
+    replica = Replica(identity, state, node, bridge)
+    app = build_app(replica)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, cfg.bind, cfg.api_port, reuse_address=True)
+    await site.start()
+    log.info(
+        "heroctld %s serving API on %s, raft on %s, members %s",
+        cfg.node_name,
+        cfg.api_address,
+        cfg.raft_address,
+        ",".join(members),
+    )
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    tasks = [asyncio.create_task(keep_registered(replica), name="register")]
+    try:
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        for t in tasks:
+            t.cancel()
+        await runner.cleanup()
+        await loop.run_in_executor(None, node.stop)
+        log.info("stopped")

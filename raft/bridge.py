@@ -1,0 +1,228 @@
+"""The bridge between the raft tick thread and asyncio.
+
+Writes: `propose(cmd)` queues an encoded command; everything queued in the
+same loop iteration (or while earlier batches are in flight) leaves as ONE
+raft entry, so 64 concurrent writers share a round trip. Consistent reads:
+`barrier()` joins the next batch to leave (an empty one if nobody writes), so
+all reads that arrive together share one round trip too, and a deposed leader
+cannot answer because its batch never commits.
+
+The tick thread reports completions once per tick through `on_tick`, which
+hops to the loop with a single `call_soon_threadsafe`. Every wait is bounded:
+a batch that gets no answer (its leader connection dropped) is failed after
+`timeout`, and a request that found no leader in `timeout` gets `NoLeader`.
+Retries reuse the command's request id, so the FSM applies it once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import itertools
+import logging
+from typing import Any
+
+from raft.commands import MAX_BATCH_BYTES, encode_batch, encode_command
+from raft.node import DISCARDED, NO_LEADER, NOT_LEADER, OK, QUEUE_FULL, Completion, RaftNode
+
+log = logging.getLogger("heroctld.bridge")
+
+RETRYABLE = {NOT_LEADER, NO_LEADER, DISCARDED, QUEUE_FULL}
+TIMEOUT = "timeout"
+
+
+class NoLeader(Exception):
+    """No leader answered in time; the outcome of a write is unknown."""
+
+
+class RaftRefused(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class _Batch:
+    __slots__ = ("futures", "readers", "done", "timer")
+
+    def __init__(self, futures: list[asyncio.Future[Any]], readers: list[asyncio.Future[Any]]):
+        self.futures = futures
+        self.readers = readers
+        self.done = False
+        self.timer: asyncio.TimerHandle | None = None
+
+
+class RaftBridge:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, timeout: float = 5.0, max_inflight: int = 2
+    ):
+        self.loop = loop
+        self.timeout = timeout
+        self.max_inflight = max_inflight
+        self.node: RaftNode | None = None
+        self._pending: list[tuple[bytes, asyncio.Future[Any]]] = []
+        self._pending_bytes = 0
+        self._readers: list[asyncio.Future[Any]] = []
+        self._inflight = 0
+        self._flush_scheduled = False
+        self._seen: tuple[int, str | None] = (-1, None)
+        self._leader_event = asyncio.Event()
+        self._index_waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._waiter_ids = itertools.count()
+        self.applied_index = 0
+
+    def attach(self, node: RaftNode) -> None:
+        self.node = node
+
+    # --- tick thread side -------------------------------------------------
+    def on_tick(self, completions: list[Completion], applied: int) -> None:
+        """Called on the tick thread after every tick; hops only on news."""
+        node = self.node
+        leader = node.leader if node is not None else None
+        seen = (applied, leader)
+        if completions or seen != self._seen:
+            self._seen = seen
+            self.loop.call_soon_threadsafe(self._deliver, completions, applied, leader)
+
+    # --- loop side ------------------------------------------------------------
+    def _deliver(self, completions: list[Completion], applied: int, leader: str | None) -> None:
+        for batch, result, reason in completions:
+            self._finish(batch, result, reason)
+        if applied > self.applied_index:
+            self.applied_index = applied
+            waiters = self._index_waiters
+            while waiters and waiters[0][0] <= applied:
+                _, _, fut = waiters.pop(0)
+                if not fut.done():
+                    fut.set_result(None)
+        if leader is not None:
+            self._leader_event.set()
+        else:
+            self._leader_event.clear()
+        self._flush()
+
+    def _finish(self, batch: _Batch, result: Any, reason: str) -> None:
+        if batch.done:
+            return
+        batch.done = True
+        self._inflight -= 1
+        if batch.timer is not None:
+            batch.timer.cancel()
+        for i, fut in enumerate(batch.futures):
+            if fut.done():
+                continue
+            if reason != OK:
+                fut.set_result((None, reason))
+            elif not isinstance(result, list):  # a membership change
+                fut.set_result((result, OK))
+            elif i < len(result):
+                fut.set_result((result[i], OK))
+            else:
+                fut.set_result((None, DISCARDED))
+        for fut in batch.readers:
+            if not fut.done():
+                fut.set_result(reason)
+        if self._pending or self._readers:
+            self._schedule()
+
+    def _schedule(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        while (self._pending or self._readers) and self._inflight < self.max_inflight:
+            items: list[tuple[bytes, asyncio.Future[Any]]] = []
+            size = 0
+            while self._pending and (
+                not items or size + len(self._pending[0][0]) <= MAX_BATCH_BYTES
+            ):
+                item = self._pending.pop(0)
+                size += len(item[0])
+                items.append(item)
+            self._pending_bytes -= size
+            batch = _Batch([f for _, f in items], self._readers)
+            self._readers = []
+            self._inflight += 1
+            batch.timer = self.loop.call_later(self.timeout, self._finish, batch, None, TIMEOUT)
+            assert self.node is not None
+            self.node.propose(encode_batch([e for e, _ in items]), batch)
+
+    async def wait_for_leader(self, deadline: float) -> None:
+        while self.node is not None and self.node.leader is None:
+            remaining = deadline - self.loop.time()
+            if remaining <= 0:
+                raise NoLeader("no leader is known")
+            try:
+                await asyncio.wait_for(self._leader_event.wait(), remaining)
+            except TimeoutError:
+                raise NoLeader("no leader is known") from None
+            if self.node.leader is None:
+                self._leader_event.clear()
+
+    async def _retry_pause(self, deadline: float) -> None:
+        await asyncio.sleep(min(0.05, max(0.0, deadline - self.loop.time())))
+        await self.wait_for_leader(deadline)
+
+    async def propose(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        """Replicate one command; returns the FSM's result for it."""
+        encoded = encode_command(cmd)
+        deadline = self.loop.time() + self.timeout
+        while True:
+            await self.wait_for_leader(deadline)
+            fut: asyncio.Future[Any] = self.loop.create_future()
+            self._pending.append((encoded, fut))
+            self._pending_bytes += len(encoded)
+            self._schedule()
+            result, reason = await fut
+            if reason == OK:
+                return result
+            if reason == TIMEOUT or self.loop.time() >= deadline:
+                raise NoLeader(f"no leader confirmed the write within {self.timeout:g}s")
+            if reason not in RETRYABLE:
+                raise RaftRefused(reason)
+            await self._retry_pause(deadline)
+
+    async def barrier(self) -> int:
+        """Wait until this node has applied everything committed before the call."""
+        deadline = self.loop.time() + self.timeout
+        while True:
+            await self.wait_for_leader(deadline)
+            fut: asyncio.Future[Any] = self.loop.create_future()
+            self._readers.append(fut)
+            self._schedule()
+            reason = await fut
+            if reason == OK:
+                return self.applied_index
+            if reason == TIMEOUT or self.loop.time() >= deadline:
+                raise NoLeader(f"no leader confirmed a read within {self.timeout:g}s")
+            await self._retry_pause(deadline)
+
+    async def wait_applied(self, index: int, timeout: float) -> bool:
+        """Wait until this node applied `index`; False on timeout."""
+        if self.applied_index >= index:
+            return True
+        fut: asyncio.Future[None] = self.loop.create_future()
+        entry = (index, next(self._waiter_ids), fut)
+        bisect.insort(self._index_waiters, entry)
+        try:
+            await asyncio.wait_for(fut, timeout)
+            return True
+        except TimeoutError:
+            if entry in self._index_waiters:
+                self._index_waiters.remove(entry)
+            return False
+
+    async def membership(self, action: str, address: str) -> str:
+        """Add or remove a raft member; returns the completion reason."""
+        assert self.node is not None
+        fut: asyncio.Future[Any] = self.loop.create_future()
+        batch = _Batch([fut], [])
+        self._inflight += 1
+        batch.timer = self.loop.call_later(self.timeout, self._finish, batch, None, TIMEOUT)
+        if action == "add":
+            self.node.add_member(address, batch)
+        else:
+            self.node.remove_member(address, batch)
+        _result, reason = await fut
+        return reason

@@ -1,0 +1,67 @@
+"""FSM operations on jobs: every submit is a new version; check-and-set."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from raft.ops import fail, ok, op
+from raft.state import State
+
+MAX_VERSIONS = 10  # current + 9 previous
+
+
+@op("job.upsert")
+def job_upsert(state: State, cmd: dict[str, Any], index: int) -> dict[str, Any]:
+    spec = cmd.get("job")
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+        return fail(400, "invalid_job", "job must be an object with a name")
+    name = spec["name"]
+    jobs = state.table("jobs")
+    existing = jobs.get(name)
+    cas = cmd.get("cas")
+    if cas is not None:
+        current = existing["job_modify_index"] if existing else 0
+        if cas != current:
+            return fail(
+                409,
+                "conflict",
+                f"job '{name}' job_modify_index is {current}, request expected {cas}",
+            )
+    doc = dict(spec)
+    doc.update(
+        version=existing["version"] + 1 if existing else 0,
+        create_index=existing["create_index"] if existing else index,
+        modify_index=index,
+        job_modify_index=index,
+        submit_time=cmd.get("ts", 0),
+        status=doc.get("status") if doc.get("status") == "dead" else "pending",
+    )
+    jobs[name] = doc
+    if existing:
+        versions = state.table("job_versions")
+        history = [*versions.get(name, ()), existing][-(MAX_VERSIONS - 1) :]
+        versions[name] = history
+        state.touch("job_versions", index)
+    state.touch("jobs", index)
+    return ok(job=doc, created=existing is None)
+
+
+@op("job.delete")
+def job_delete(state: State, cmd: dict[str, Any], index: int) -> dict[str, Any]:
+    name = cmd.get("name")
+    jobs = state.table("jobs")
+    if name not in jobs:
+        return fail(404, "job_not_found", f"job '{name}' does not exist")
+    del jobs[name]
+    state.table("job_versions").pop(name, None)
+    state.touch("jobs", index)
+    state.touch("job_versions", index)
+    return ok(name=name)
+
+
+def job_versions(state: State, name: str) -> list[dict[str, Any]]:
+    """Every stored version of a job, newest first (a read helper)."""
+    current = state.table("jobs").get(name)
+    if current is None:
+        return []
+    return [current, *reversed(state.table("job_versions").get(name, []))]

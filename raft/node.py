@@ -1,0 +1,379 @@
+"""The one module that imports pysyncobj.
+
+`RaftNode` owns a pysyncobj `SyncObj` and the thread that ticks it (every
+pysyncobj call that is not thread-safe happens on that thread). It exposes:
+- `propose(entry, token)`: append a batch entry; completion is reported later,
+- `run_on_tick(fn)`: run a function on the tick thread (status, transfer),
+- cheap read-only properties (leader, term, commit and applied index).
+
+After every tick it flushes the journal if it grew (pysyncobj never does,
+notes/pysyncobj.md #5) and only then hands the tick's completions to the
+`on_tick` callback in one call, so acknowledged writes are on disk and the
+asyncio side is woken once per tick, not once per request.
+"""
+
+from __future__ import annotations
+
+import base64
+import concurrent.futures
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+import pysyncobj.syncobj as _syncobj_module
+from cryptography.fernet import Fernet, InvalidToken
+from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
+from pysyncobj.node import TCPNode
+
+from raft.commands import decode_batch
+from raft.fsm import apply_batch
+from raft.state import State, pack_snapshot, unpack_snapshot
+
+log = logging.getLogger("heroctld.raft")
+
+# Completion reasons, independent of pysyncobj's numbering.
+OK = "ok"
+NOT_LEADER = "not_leader"
+NO_LEADER = "no_leader"
+DISCARDED = "discarded"
+DENIED = "denied"
+QUEUE_FULL = "queue_full"
+_REASONS = {
+    FAIL_REASON.SUCCESS: OK,
+    FAIL_REASON.QUEUE_FULL: QUEUE_FULL,
+    FAIL_REASON.MISSING_LEADER: NO_LEADER,
+    FAIL_REASON.DISCARDED: DISCARDED,
+    FAIL_REASON.NOT_LEADER: NOT_LEADER,
+    FAIL_REASON.LEADER_CHANGED: DISCARDED,
+    FAIL_REASON.REQUEST_DENIED: DENIED,
+}
+
+Completion = tuple[Any, Any, str]  # (token, result, reason)
+
+
+class _KeyCheckingFernet:
+    """pysyncobj's encryptor, keyed by us and loud about bad keys.
+
+    pysyncobj derives its Fernet key with PBKDF2 and a fixed salt, and drops a
+    connection that fails to decrypt without a word. We give it a key derived
+    from the cluster key (HKDF, raft.keys) and log when a peer speaks with
+    another key, so an operator sees why a node cannot join.
+    """
+
+    _last_warning = 0.0
+
+    def __init__(self, key: str | bytes) -> None:
+        self._fernet = Fernet(key)
+
+    def encrypt_at_time(self, data: bytes, current_time: int) -> bytes:
+        return self._fernet.encrypt_at_time(data, current_time)
+
+    def _checked(self, fn: Callable[[bytes], Any], data: bytes) -> Any:
+        try:
+            return fn(data)
+        except InvalidToken:
+            now = time.monotonic()
+            if now - _KeyCheckingFernet._last_warning > 5.0:
+                _KeyCheckingFernet._last_warning = now
+                log.error(
+                    "raft: rejected a peer message that failed authentication: "
+                    "the peer uses a different cluster key"
+                )
+            raise
+
+    def extract_timestamp(self, data: bytes) -> int:
+        return self._checked(self._fernet.extract_timestamp, data)
+
+    def decrypt(self, data: bytes) -> bytes:
+        return self._checked(self._fernet.decrypt, data)
+
+
+# pysyncobj builds its encryptor from conf.password with getEncryptor(); we
+# hand it our own key material instead (this module is the only binding).
+_syncobj_module.getEncryptor = _KeyCheckingFernet
+
+
+@dataclass
+class RaftConfig:
+    self_address: str
+    partners: list[str]
+    data_dir: str
+    raft_key: bytes  # 32 bytes, derived from the cluster key
+    election_timeout_min: float = 0.4
+    election_timeout_max: float = 1.4
+    leader_fallback_timeout: float = 2.0
+    tick_wait: float = 0.01
+    compaction_min_entries: int = 5000
+    compaction_min_time: float = 300.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class _SyncObj(SyncObj):
+    def __init__(self, owner: RaftNode, conf: SyncObjConf) -> None:
+        self._owner = owner
+        cfg = owner.config
+        super().__init__(cfg.self_address, [p for p in cfg.partners if p != cfg.self_address], conf)
+
+    @replicated
+    def apply_entry(self, entry: bytes) -> Any:
+        # Total by construction: apply_batch never raises, and this guard
+        # catches anything around it (notes/pysyncobj.md #1).
+        try:
+            index = self.raftLastApplied + 1
+            return apply_batch(self._owner.state, decode_batch(entry), index)
+        except BaseException:
+            log.exception("apply failed")
+            return []
+
+
+class RaftNode:
+    def __init__(
+        self,
+        config: RaftConfig,
+        state: State,
+        on_tick: Callable[[list[Completion], int], None],
+    ) -> None:
+        self.config = config
+        self.state = state
+        self._on_tick = on_tick
+        self._tasks: queue.Queue[tuple[Callable[[], Any], concurrent.futures.Future[Any]]] = (
+            queue.Queue()
+        )
+        self._completed: list[Completion] = []
+        self._sync: _SyncObj | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._started = threading.Event()
+        self._start_error: BaseException | None = None
+        self.last_contact: dict[str, float] = {}
+        os.makedirs(config.data_dir, exist_ok=True)
+        self.journal_path = os.path.join(config.data_dir, "raft.journal")
+        self.snapshot_path = os.path.join(config.data_dir, "raft.snapshot")
+
+    # --- lifecycle -------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="raft-tick", daemon=True)
+        self._thread.start()
+        self._started.wait()
+        if self._start_error is not None:
+            raise self._start_error
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _conf(self) -> SyncObjConf:
+        c = self.config
+        return SyncObjConf(
+            password=base64.urlsafe_b64encode(c.raft_key),
+            autoTick=False,
+            journalFile=self.journal_path,
+            fullDumpFile=self.snapshot_path,
+            serializer=self._write_snapshot,
+            deserializer=self._read_snapshot,
+            dynamicMembershipChange=True,
+            appendEntriesUseBatch=False,
+            commandsWaitLeader=False,
+            raftMinTimeout=c.election_timeout_min,
+            raftMaxTimeout=c.election_timeout_max,
+            leaderFallbackTimeout=c.leader_fallback_timeout,
+            appendEntriesBatchSizeBytes=4 * 1024 * 1024,
+            sendBufferSize=2**20,
+            recvBufferSize=2**20,
+            connectionRetryTime=1.0,
+            connectionTimeout=3.0,
+            logCompactionSplit=True,
+            logCompactionMinEntries=c.compaction_min_entries,
+            logCompactionMinTime=c.compaction_min_time,
+            onStateChanged=self._state_changed,
+            **c.extra,
+        )
+
+    def _state_changed(self, old: int, new: int) -> None:
+        names = {0: "follower", 1: "candidate", 2: "leader"}
+        log.info(
+            "raft: %s -> %s (term %d)", names.get(old, old), names.get(new, new), self.term
+        )
+
+    def _run(self) -> None:
+        try:
+            self._sync = _SyncObj(self, self._conf())
+            transport = self._sync._SyncObj__transport  # type: ignore[attr-defined]
+            original = self._sync._SyncObj__onMessageReceived  # type: ignore[attr-defined]
+
+            def on_message(node: Any, message: Any) -> None:
+                self.last_contact[node.id] = time.monotonic()
+                original(node, message)
+
+            transport.setOnMessageReceivedCallback(on_message)
+        except BaseException as exc:
+            self._start_error = exc
+            self._started.set()
+            return
+        self._started.set()
+        journal = self._sync._SyncObj__raftLog  # type: ignore[attr-defined]
+        flushed_at: tuple[int, int] = (-1, -1)
+        sync = self._sync
+        while not self._stopping.is_set():
+            try:
+                sync.doTick(self.config.tick_wait)
+                self._drain_tasks()
+                mark = (len(journal), sync.raftCommitIndex)
+                if mark != flushed_at:
+                    journal.flush()
+                    flushed_at = mark
+                done, self._completed = self._completed, []
+                self._on_tick(done, sync.raftLastApplied)
+            except Exception:
+                log.exception("raft tick failed")
+                time.sleep(self.config.tick_wait)
+        try:
+            journal.flush()
+            sync._doDestroy()  # type: ignore[attr-defined]
+        except Exception:
+            log.exception("raft shutdown")
+
+    def _drain_tasks(self) -> None:
+        while True:
+            try:
+                fn, fut = self._tasks.get_nowait()
+            except queue.Empty:
+                return
+            if fut.set_running_or_notify_cancel():
+                try:
+                    fut.set_result(fn())
+                except BaseException as exc:
+                    fut.set_exception(exc)
+
+    # --- calls from other threads ---------------------------------------
+    def run_on_tick(self, fn: Callable[[], Any]) -> concurrent.futures.Future[Any]:
+        fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._tasks.put((fn, fut))
+        return fut
+
+    def _completion(self, token: Any) -> Callable[[Any, int], None]:
+        def done(result: Any, err: int) -> None:  # runs on the tick thread
+            self._completed.append((token, result, _REASONS.get(err, str(err))))
+
+        return done
+
+    def propose(self, entry: bytes, token: Any) -> None:
+        """Thread-safe: pysyncobj queues it for the tick thread."""
+        assert self._sync is not None
+        self._sync.apply_entry(entry, callback=self._completion(token))
+
+    def add_member(self, address: str, token: Any) -> None:
+        assert self._sync is not None
+        self._sync.addNodeToCluster(address, callback=self._completion(token))
+
+    def remove_member(self, address: str, token: Any) -> None:
+        assert self._sync is not None
+        self._sync.removeNodeFromCluster(address, callback=self._completion(token))
+
+    # --- tick-thread-only operations (use through run_on_tick) ------------
+    def transfer_leadership(self, target: str | None) -> str:
+        assert self._sync is not None
+        box: list[str] = []
+        self._sync.transferLeadership(
+            target, callback=lambda _r, err: box.append(_REASONS.get(err, str(err)))
+        )
+        return box[0] if box else DENIED
+
+    def members(self) -> list[str]:
+        assert self._sync is not None
+        others = [n.id for n in self._sync.otherNodes]
+        return sorted([self.config.self_address, *others])
+
+    def peer_view(self) -> dict[str, Any]:
+        """Membership, connectivity and replication progress (tick thread)."""
+        assert self._sync is not None
+        s = self._sync
+        now = time.monotonic()
+        status = s.getStatus()
+        peers = []
+        for addr in self.members():
+            if addr == self.config.self_address:
+                peers.append({"raft_address": addr, "connected": True, "last_contact_ms": 0})
+                continue
+            seen = self.last_contact.get(addr)
+            peers.append(
+                {
+                    "raft_address": addr,
+                    "connected": bool(status.get(f"partner_node_status_server_{addr}")),
+                    "last_contact_ms": None if seen is None else int((now - seen) * 1000),
+                    "match_index": status.get(f"match_idx_server_{addr}"),
+                }
+            )
+        return {"peers": peers, "log_len": status.get("log_len")}
+
+    def force_compaction(self) -> None:
+        assert self._sync is not None
+        self._sync.forceLogCompaction()
+
+    # --- cheap reads (atomic attribute reads, any thread) ----------------
+    @property
+    def leader(self) -> str | None:
+        node = self._sync._getLeader() if self._sync else None
+        return node.id if node is not None else None
+
+    @property
+    def is_leader(self) -> bool:
+        return bool(self._sync and self._sync._isLeader())
+
+    @property
+    def term(self) -> int:
+        return self._sync.raftCurrentTerm if self._sync else 0
+
+    @property
+    def commit_index(self) -> int:
+        return self._sync.raftCommitIndex if self._sync else 0
+
+    @property
+    def applied_index(self) -> int:
+        return self._sync.raftLastApplied if self._sync else 0
+
+    def leader_contact_age(self) -> float | None:
+        """Seconds since we last heard from the leader (0 on the leader)."""
+        leader = self.leader
+        if leader is None:
+            return None
+        if leader == self.config.self_address:
+            return 0.0
+        seen = self.last_contact.get(leader)
+        return None if seen is None else time.monotonic() - seen
+
+    # --- snapshots (called by pysyncobj on the tick thread) --------------
+    def _write_snapshot(self, path: str, raft_data: tuple[Any, Any, Any]) -> None:
+        last, prev, cluster = raft_data
+        doc = {
+            "raft": {
+                "last": list(last),
+                "prev": list(prev),
+                "cluster": sorted(n.id for n in cluster),
+            },
+            "state": pack_snapshot(self.state.capture()),
+        }
+        with open(path, "wb") as f:
+            f.write(msgpack.packb(doc, use_bin_type=True))
+            f.flush()
+            os.fsync(f.fileno())
+        log.info("raft: snapshot written at index %d", last[1])
+
+    def _read_snapshot(self, path: str) -> tuple[Any, Any, Any]:
+        with open(path, "rb") as f:
+            doc = msgpack.unpackb(f.read(), raw=False, strict_map_key=False)
+        self.state.load(unpack_snapshot(doc["state"]))
+        r = doc["raft"]
+        log.info("raft: snapshot loaded at index %d", r["last"][1])
+        return (
+            tuple(r["last"]),
+            tuple(r["prev"]),
+            [TCPNode(a) for a in r["cluster"]],
+        )

@@ -1,0 +1,99 @@
+"""The replicated tables and their indexes.
+
+Only `raft.fsm` mutates a `State`; everyone else reads through `read()` which
+holds the apply lock, so a reader never sees half of a command. Stored
+documents are never mutated in place (the FSM replaces them), so a reader may
+keep a reference after the lock is released, and a snapshot only needs a
+shallow copy of each table.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import msgpack
+
+# Every table the FSM knows. Adding one is backwards compatible: a snapshot
+# without it loads as empty.
+TABLES: tuple[str, ...] = (
+    "jobs",  # name -> current job document
+    "job_versions",  # name -> list of previous documents, oldest first
+    "servers",  # server name -> {name, raft_address, api_address}
+    "meta",  # singleton values (cluster id, ...)
+)
+
+# How many request ids the FSM remembers for idempotent retries.
+REQUEST_MEMORY = 20_000
+SNAPSHOT_FORMAT = 1
+
+
+class State:
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.index = 0
+        self.table_index: dict[str, int] = dict.fromkeys(TABLES, 0)
+        self.tables: dict[str, dict[str, Any]] = {t: {} for t in TABLES}
+        # request id -> result, oldest first, bounded (deterministic eviction).
+        self.requests: OrderedDict[str, Any] = OrderedDict()
+
+    @contextmanager
+    def read(self) -> Iterator[State]:
+        with self.lock:
+            yield self
+
+    def table(self, name: str) -> dict[str, Any]:
+        return self.tables[name]
+
+    def touch(self, table: str, index: int) -> None:
+        self.table_index[table] = index
+
+    def remember_request(self, rid: str, result: Any) -> None:
+        self.requests[rid] = result
+        while len(self.requests) > REQUEST_MEMORY:
+            self.requests.popitem(last=False)
+
+    # --- snapshots -------------------------------------------------------
+    def capture(self) -> dict[str, Any]:
+        """A cheap consistent copy (shallow: documents are immutable)."""
+        with self.lock:
+            return {
+                "format": SNAPSHOT_FORMAT,
+                "index": self.index,
+                "table_index": dict(self.table_index),
+                "tables": {name: dict(rows) for name, rows in self.tables.items()},
+                "requests": list(self.requests.items()),
+            }
+
+    def to_bytes(self) -> bytes:
+        return pack_snapshot(self.capture())
+
+    def load(self, snapshot: dict[str, Any]) -> None:
+        with self.lock:
+            self.index = snapshot["index"]
+            self.table_index = dict.fromkeys(TABLES, 0)
+            self.table_index.update(snapshot.get("table_index", {}))
+            self.tables = {t: {} for t in TABLES}
+            for name, rows in snapshot.get("tables", {}).items():
+                self.tables[name] = dict(rows)
+            self.requests = OrderedDict((k, v) for k, v in snapshot.get("requests", []))
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> State:
+        state = cls()
+        state.load(unpack_snapshot(data))
+        return state
+
+
+def pack_snapshot(captured: dict[str, Any]) -> bytes:
+    return msgpack.packb(captured, use_bin_type=True)
+
+
+def unpack_snapshot(data: bytes) -> dict[str, Any]:
+    snap = msgpack.unpackb(data, raw=False, strict_map_key=False)
+    if not isinstance(snap, dict) or snap.get("format") != SNAPSHOT_FORMAT:
+        raise ValueError("not a heroctl snapshot")
+    return snap

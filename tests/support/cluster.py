@@ -1,0 +1,206 @@
+"""Real heroctld processes on 127.0.0.1 with free ports and temp dirs.
+
+Used by the tests and by bench/. Every wait polls a condition with a deadline.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from raft.keys import generate_cluster_key
+from tests.support.http import Reply, request
+
+T = TypeVar("T")
+HEROCTLD = [sys.executable, "-m", "heroctld.main"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(fn: Callable[[], T], timeout: float = 15.0, interval: float = 0.05,
+               message: str = "condition") -> T:
+    deadline = time.monotonic() + timeout
+    last_exc: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = fn()
+            if value:
+                return value
+        except Exception as e:  # noqa: BLE001 - a poll tolerates transient errors
+            last_exc = e
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {message}" +
+                       (f" (last error: {last_exc!r})" if last_exc else ""))
+
+
+class Server:
+    def __init__(self, name: str, root: Path, cluster_key: str, *, api_port: int | None = None,
+                 raft_port: int | None = None, extra_args: list[str] | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        self.name = name
+        self.api_port = api_port or free_port()
+        self.raft_port = raft_port or free_port()
+        self.data_dir = root / name
+        self.log_path = root / f"{name}.log"
+        self.cluster_key = cluster_key
+        self.extra_args = extra_args or []
+        self.env = env or {}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    @property
+    def raft_address(self) -> str:
+        return f"127.0.0.1:{self.raft_port}"
+
+    def start(self, peers: list[str] | None = None, join: str | None = None) -> Server:
+        args = [*HEROCTLD, "--node-name", self.name, "--data-dir", str(self.data_dir),
+                "--bind", "127.0.0.1", "--api-port", str(self.api_port),
+                "--raft-port", str(self.raft_port), "--no-agent", *self.extra_args]
+        if peers:
+            args += ["--peers", ",".join(peers)]
+        if join:
+            args += ["--join", join]
+        env = {**os.environ, "HEROCTL_CLUSTER_KEY": self.cluster_key, **self.env}
+        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
+        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                     cwd=Path(__file__).resolve().parents[2])
+        log.close()
+        return self
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        if self.alive:
+            assert self.proc is not None
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def stop(self) -> int | None:
+        if self.alive:
+            assert self.proc is not None
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                return self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        return self.proc.returncode if self.proc else None
+
+    def pause(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    # --- HTTP ---------------------------------------------------------
+    def get(self, path: str, **kw: Any) -> Reply:
+        return request("GET", self.url + path, **kw)
+
+    def post(self, path: str, body: Any = None, **kw: Any) -> Reply:
+        return request("POST", self.url + path, body, **kw)
+
+    def delete(self, path: str, **kw: Any) -> Reply:
+        return request("DELETE", self.url + path, **kw)
+
+    def status(self) -> dict[str, Any] | None:
+        try:
+            r = self.get("/v1/cluster/status", timeout=2)
+        except OSError:
+            return None
+        return r.body if r.status == 200 else None
+
+    def ready(self) -> bool:
+        try:
+            return self.get("/v1/health/ready", timeout=2).status == 200
+        except OSError:
+            return False
+
+
+class Cluster:
+    def __init__(self, root: Path, size: int = 3, *, cluster_key: str | None = None,
+                 extra_args: list[str] | None = None, env: dict[str, str] | None = None) -> None:
+        self.root = root
+        self.cluster_key = cluster_key or generate_cluster_key()
+        self.extra_args = extra_args or []
+        self.env = env or {}
+        self.servers = [self._new(f"server-{i + 1}") for i in range(size)]
+
+    def _new(self, name: str) -> Server:
+        return Server(name, self.root, self.cluster_key, extra_args=self.extra_args, env=self.env)
+
+    @property
+    def peers(self) -> list[str]:
+        return [s.raft_address for s in self.servers]
+
+    def start(self, wait: bool = True) -> Cluster:
+        peers = self.peers
+        for s in self.servers:
+            s.start(peers=peers)
+        if wait:
+            self.wait_ready()
+        return self
+
+    def by_name(self, name: str) -> Server:
+        return next(s for s in self.servers if s.name == name)
+
+    def live(self) -> list[Server]:
+        return [s for s in self.servers if s.alive]
+
+    def wait_ready(self, servers: list[Server] | None = None, timeout: float = 30.0) -> None:
+        targets = servers or self.live()
+        wait_until(lambda: all(s.ready() for s in targets), timeout, message="servers ready")
+        # Every server registered its name, so names resolve everywhere.
+        def named() -> bool:
+            st = targets[0].get("/v1/cluster/peers?stale=true", timeout=2).body
+            names = {p["name"] for p in st}
+            return all(s.name in names for s in targets)
+
+        wait_until(named, timeout, message="servers registered")
+
+    def leader(self, timeout: float = 15.0, among: list[Server] | None = None) -> Server:
+        candidates = among or self.live()
+
+        def find() -> Server | None:
+            for s in candidates:
+                st = s.status()
+                if st and st["is_leader"]:
+                    return s
+            return None
+
+        return wait_until(find, timeout, message="a leader")
+
+    def followers(self) -> list[Server]:
+        leader = self.leader()
+        return [s for s in self.live() if s is not leader]
+
+    def add_server(self, name: str) -> Server:
+        s = self._new(name)
+        self.servers.append(s)
+        return s
+
+    def stop(self) -> None:
+        for s in self.servers:
+            if s.proc is not None and s.proc.poll() is None:
+                s.resume() if s.proc else None
+            s.stop()
