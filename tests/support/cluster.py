@@ -56,6 +56,7 @@ class Server:
         self.cluster_key = cluster_key
         self.extra_args = extra_args or []
         self.env = env or {}
+        self.token: str | None = None  # sent as `Authorization: Bearer <token>` when set
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -114,14 +115,19 @@ class Server:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     # --- HTTP ---------------------------------------------------------
+    def _auth(self, kw: dict[str, Any]) -> dict[str, Any]:
+        if self.token and "Authorization" not in kw.setdefault("headers", {}):
+            kw["headers"] = {**kw["headers"], "Authorization": f"Bearer {self.token}"}
+        return kw
+
     def get(self, path: str, **kw: Any) -> Reply:
-        return request("GET", self.url + path, **kw)
+        return request("GET", self.url + path, **self._auth(kw))
 
     def post(self, path: str, body: Any = None, **kw: Any) -> Reply:
-        return request("POST", self.url + path, body, **kw)
+        return request("POST", self.url + path, body, **self._auth(kw))
 
     def delete(self, path: str, **kw: Any) -> Reply:
-        return request("DELETE", self.url + path, **kw)
+        return request("DELETE", self.url + path, **self._auth(kw))
 
     def status(self) -> dict[str, Any] | None:
         try:
