@@ -1,0 +1,47 @@
+"""`heroctl`: the command-line client. Each command group is one `cmd_*` module."""
+
+from __future__ import annotations
+
+import click
+
+from api.client import DEFAULT_ADDRESS
+from cli import cmd_cluster, cmd_job
+from cli.common import ADDRESS_ENV, TOKEN_ENV, Settings
+
+# A new group (node, alloc, acl, secret, login) is one module and one line here.
+COMMANDS: list[click.Command] = [cmd_cluster.cluster, cmd_job.job]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--address",
+    envvar=ADDRESS_ENV,
+    default=DEFAULT_ADDRESS,
+    show_default=True,
+    metavar="URL",
+    help=f"HeroCtl API address [env {ADDRESS_ENV}].",
+)
+@click.option(
+    "--token",
+    envvar=TOKEN_ENV,
+    default=None,
+    help=f"Bearer token [env {TOKEN_ENV}; else ~/.config/heroctl/credentials.json].",
+)
+@click.option("--json", "json_output", is_flag=True, help="Print the API's JSON instead of tables.")
+@click.version_option(package_name="heroctl", prog_name="heroctl")
+@click.pass_context
+def cli(ctx: click.Context, address: str, token: str | None, json_output: bool) -> None:
+    """Operate a HeroCtl cluster through its REST API."""
+    ctx.obj = Settings(address=address, token=token or None, json_output=json_output)
+
+
+for command in COMMANDS:
+    cli.add_command(command)
+
+
+def main() -> None:
+    cli(prog_name="heroctl")
+
+
+if __name__ == "__main__":
+    main()
