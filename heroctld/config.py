@@ -30,6 +30,8 @@ class RaftTimeouts:
     election_timeout_max: float = 1.4
     leader_fallback_timeout: float = 2.0
     no_leader_timeout: float = 5.0  # a write or consistent read waits this long, then 503
+    compaction_min_entries: float = 5000  # raft log entries before a snapshot is taken
+    compaction_min_time: float = 300.0  # or seconds since the last one
 
 
 @dataclass
@@ -93,6 +95,13 @@ def load_config(
     for key, value in raft_data.items():
         if hasattr(cfg.raft, key):
             setattr(cfg.raft, key, float(value))
+    for key in vars(cfg.raft):  # HEROCTL_RAFT_<KEY> overrides [raft] <key>
+        value = env.get(f"HEROCTL_RAFT_{key.upper()}")
+        if value:
+            try:
+                setattr(cfg.raft, key, float(value))
+            except ValueError:
+                raise ConfigError(f"HEROCTL_RAFT_{key.upper()} must be a number") from None
     if not cfg.cluster_key and env.get(ENV_CLUSTER_KEY):
         cfg.cluster_key = env[ENV_CLUSTER_KEY]
     for key, value in overrides.items():

@@ -89,6 +89,8 @@ async def serve(cfg: ServerConfig) -> None:
         election_timeout_min=cfg.raft.election_timeout_min,
         election_timeout_max=cfg.raft.election_timeout_max,
         leader_fallback_timeout=cfg.raft.leader_fallback_timeout,
+        compaction_min_entries=int(cfg.raft.compaction_min_entries),
+        compaction_min_time=cfg.raft.compaction_min_time,
         extra={"bindAddress": f"{cfg.bind}:{cfg.raft_port}"},
     )
     node = RaftNode(raft_cfg, state, bridge.on_tick)

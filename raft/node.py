@@ -320,8 +320,20 @@ class RaftNode:
     # --- cheap reads (atomic attribute reads, any thread) ----------------
     @property
     def leader(self) -> str | None:
+        """The leader, if we heard from it recently.
+
+        pysyncobj keeps a dead leader as "leader" on a follower that is
+        connected to nobody (it never starts an election then), so a leader
+        silent for longer than the fallback timeout counts as unknown.
+        """
         node = self._sync._getLeader() if self._sync else None
-        return node.id if node is not None else None
+        if node is None:
+            return None
+        if node.id != self.config.self_address:
+            seen = self.last_contact.get(node.id)
+            if seen is None or time.monotonic() - seen > self.config.leader_fallback_timeout:
+                return None
+        return node.id
 
     @property
     def is_leader(self) -> bool:
@@ -341,12 +353,12 @@ class RaftNode:
 
     def leader_contact_age(self) -> float | None:
         """Seconds since we last heard from the leader (0 on the leader)."""
-        leader = self.leader
-        if leader is None:
+        node = self._sync._getLeader() if self._sync else None
+        if node is None:
             return None
-        if leader == self.config.self_address:
+        if node.id == self.config.self_address:
             return 0.0
-        seen = self.last_contact.get(leader)
+        seen = self.last_contact.get(node.id)
         return None if seen is None else time.monotonic() - seen
 
     # --- snapshots (called by pysyncobj on the tick thread) --------------

@@ -24,3 +24,13 @@ def single(tmp_path: Path) -> Iterator[Cluster]:
         yield c
     finally:
         c.stop()
+
+
+@pytest.fixture(scope="module")
+def module_single(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """One single-node cluster shared by a module's tests (they must not collide)."""
+    c = Cluster(tmp_path_factory.mktemp("single"), 1).start()
+    try:
+        yield c
+    finally:
+        c.stop()
