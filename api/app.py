@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from api import routes_cluster, routes_health, routes_jobs
+from api import routes_acl, routes_auth, routes_cluster, routes_health, routes_jobs, routes_secrets
 from api.context import REPLICA
 from api.errors import error_middleware, request_id_middleware
 from api.forward import http_session_ctx
+from api.security.middleware import add_rate_headers, auth_middleware, rate_limit_middleware
+from api.security.runtime import SECURITY, Security, SecuritySettings
+from api.security.tasks import security_tasks_ctx
+from raft.keys import generate_cluster_key
 from raft.replica import Replica
 
 MAX_BODY = 1024 * 1024
@@ -21,13 +25,32 @@ async def index_header_middleware(request: web.Request, handler):  # type: ignor
     return response
 
 
-def build_app(replica: Replica) -> web.Application:
+def build_app(replica: Replica, security: SecuritySettings | None = None) -> web.Application:
+    """`security` carries the cluster key and limits; without it (tests of other
+    parts) a throwaway key is used, so nothing from a real cluster decrypts."""
     app = web.Application(
         client_max_size=MAX_BODY,
-        middlewares=[request_id_middleware, index_header_middleware, error_middleware],
+        middlewares=[
+            request_id_middleware,
+            index_header_middleware,
+            error_middleware,
+            auth_middleware,
+            rate_limit_middleware,
+        ],
     )
     app[REPLICA] = replica
+    app[SECURITY] = Security(security or SecuritySettings(generate_cluster_key()), replica.state)
+    app.on_response_prepare.append(add_rate_headers)
     app.cleanup_ctx.append(http_session_ctx)
-    for module in (routes_health, routes_cluster, routes_jobs):
+    app.cleanup_ctx.append(security_tasks_ctx)
+    # routes_auth and routes_acl before others: /v1/acl/tokens/self precedes /{accessor}.
+    for module in (
+        routes_health,
+        routes_auth,
+        routes_acl,
+        routes_secrets,
+        routes_cluster,
+        routes_jobs,
+    ):
         app.add_routes(module.routes)
     return app

@@ -18,6 +18,8 @@ from typing import Any
 from raft.keys import ClusterKeyError, check_cluster_key, generate_cluster_key
 
 ENV_CLUSTER_KEY = "HEROCTL_CLUSTER_KEY"
+ENV_BOOTSTRAP_TOKEN = "HEROCTL_BOOTSTRAP_TOKEN"  # the first leader bootstraps ACLs with it
+ENV_ADMIN_PASSWORD = "HEROCTL_ADMIN_PASSWORD"  # optional, with the bootstrap token
 
 
 class ConfigError(ValueError):
@@ -35,6 +37,42 @@ class RaftTimeouts:
 
 
 @dataclass
+class RateLimits:
+    """Requests per minute per identity ([rate_limit] or HEROCTL_RATE_LIMIT_*); 0 = unlimited."""
+
+    default: int = 1000
+    management: int = 10_000
+    service: int = 10_000
+
+
+@dataclass
+class AuthSettings:
+    """[auth] jwt_ttl / refresh_ttl in seconds (or HEROCTL_AUTH_JWT_TTL, ..._REFRESH_TTL)."""
+
+    jwt_ttl: int = 86_400
+    refresh_ttl: int = 30 * 86_400
+
+
+def _int_section(target: Any, section: str, data: dict[str, Any], env: dict[str, str]) -> None:
+    """Fill a dataclass of non-negative ints from a TOML table, then HEROCTL_<SECTION>_<KEY>."""
+    values = dict(data)
+    for key in vars(target):
+        env_value = env.get(f"HEROCTL_{section.upper()}_{key.upper()}")
+        if env_value:
+            values[key] = env_value
+    for key, value in values.items():
+        if not hasattr(target, key):
+            raise ConfigError(f"unknown key {section}.{key}")
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{section}.{key} must be a whole number") from None
+        if number < 0:
+            raise ConfigError(f"{section}.{key} must be >= 0")
+        setattr(target, key, number)
+
+
+@dataclass
 class ServerConfig:
     node_name: str = ""
     data_dir: str = ""
@@ -49,6 +87,10 @@ class ServerConfig:
     dev: bool = False
     log_level: str = "info"
     raft: RaftTimeouts = field(default_factory=RaftTimeouts)
+    rate_limit: RateLimits = field(default_factory=RateLimits)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    bootstrap_token: str = ""  # env only: HEROCTL_BOOTSTRAP_TOKEN
+    admin_password: str = ""  # env only: HEROCTL_ADMIN_PASSWORD
 
     @property
     def advertise_host(self) -> str:
@@ -86,7 +128,17 @@ def load_config(
             raise ConfigError(f"cannot read config {path}: {e}") from None
     cfg = ServerConfig()
     raft_data = data.pop("raft", {}) or {}
-    known = {f.name for f in fields(ServerConfig)} - {"raft"}
+    rate_data = data.pop("rate_limit", {}) or {}
+    auth_data = data.pop("auth", {}) or {}
+    if not isinstance(rate_data, dict) or not isinstance(auth_data, dict):
+        raise ConfigError("[rate_limit] and [auth] must be tables")
+    known = {f.name for f in fields(ServerConfig)} - {
+        "raft",
+        "rate_limit",
+        "auth",
+        "bootstrap_token",
+        "admin_password",
+    }
     for key, value in data.items():
         key = key.replace("-", "_")
         if key not in known:
@@ -102,6 +154,10 @@ def load_config(
                 setattr(cfg.raft, key, float(value))
             except ValueError:
                 raise ConfigError(f"HEROCTL_RAFT_{key.upper()} must be a number") from None
+    _int_section(cfg.rate_limit, "rate_limit", rate_data, env)
+    _int_section(cfg.auth, "auth", auth_data, env)
+    cfg.bootstrap_token = env.get(ENV_BOOTSTRAP_TOKEN, "").strip()
+    cfg.admin_password = env.get(ENV_ADMIN_PASSWORD, "")
     if not cfg.cluster_key and env.get(ENV_CLUSTER_KEY):
         cfg.cluster_key = env[ENV_CLUSTER_KEY]
     for key, value in overrides.items():

@@ -12,6 +12,9 @@ import aiohttp
 from aiohttp import web
 
 from api.app import build_app
+from api.security.crypto import KeyMaterial
+from api.security.runtime import SecuritySettings
+from api.security.tokens import generate_password, new_token_secret
 from heroctld.config import ServerConfig
 from raft.bridge import NoLeader, RaftBridge
 from raft.keys import derive_key
@@ -35,7 +38,9 @@ async def join_cluster(cfg: ServerConfig) -> list[str]:
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
         for attempt in range(30):
             try:
-                async with session.post(url + "/v1/cluster/peers", json=body) as r:
+                auth = KeyMaterial(cfg.cluster_key).server_token(cfg.node_name)
+                headers = {"Authorization": f"Bearer {auth}"}
+                async with session.post(url + "/v1/cluster/peers", json=body, headers=headers) as r:
                     data = await r.json()
                     if r.status == 201:
                         return list(data["members"])
@@ -76,6 +81,35 @@ async def keep_registered(replica: Replica) -> None:
         await asyncio.sleep(1.0 if current != row else 5.0)
 
 
+def _announce_dev_bootstrap(token: str, password: str | None) -> None:
+    print(
+        "\n==> ACL bootstrapped. Save these now; they are not shown again:\n"
+        f"      admin password:   {password}\n"
+        f"      management token: {token}\n"
+        f"    log in with `heroctl login` (user admin) or `export HEROCTL_TOKEN={token}`\n",
+        flush=True,
+    )
+
+
+def security_settings(cfg: ServerConfig) -> SecuritySettings:
+    """The API's security settings; `--dev` bootstraps itself and prints the credentials."""
+    settings = SecuritySettings(
+        cluster_key=cfg.cluster_key,
+        rate_default=cfg.rate_limit.default,
+        rate_management=cfg.rate_limit.management,
+        rate_service=cfg.rate_limit.service,
+        jwt_ttl=max(1, cfg.auth.jwt_ttl),
+        refresh_ttl=max(1, cfg.auth.refresh_ttl),
+        bootstrap_token=cfg.bootstrap_token or None,
+        admin_password=cfg.admin_password or None,
+    )
+    if cfg.dev:
+        settings.bootstrap_token = settings.bootstrap_token or new_token_secret()
+        settings.admin_password = settings.admin_password or generate_password()
+        settings.announce_bootstrap = _announce_dev_bootstrap
+    return settings
+
+
 async def serve(cfg: ServerConfig) -> None:
     loop = asyncio.get_running_loop()
     members = await initial_members(cfg)
@@ -98,7 +132,7 @@ async def serve(cfg: ServerConfig) -> None:
     node.start()
     identity = ServerIdentity(cfg.node_name, cfg.raft_address, cfg.api_address)
     replica = Replica(identity, state, node, bridge)
-    app = build_app(replica)
+    app = build_app(replica, security_settings(cfg))
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, cfg.bind, cfg.api_port, reuse_address=True)

@@ -24,6 +24,15 @@ TABLES: tuple[str, ...] = (
     "job_versions",  # name -> list of previous documents, oldest first
     "servers",  # server name -> {name, raft_address, api_address}
     "meta",  # singleton values (cluster id, ...)
+    "acl_meta",  # bootstrap marker, wrapped JWT signing key
+    "acl_policies",  # name -> {name, description, rules}
+    "acl_roles",  # name -> {name, description, policies}
+    "acl_tokens",  # accessor id -> token (sha256 of the secret, never the secret)
+    "acl_token_hashes",  # sha256 of a token secret -> accessor id
+    "acl_users",  # username -> user (scrypt hash of the password)
+    "acl_sessions",  # session id -> {subject, jti, refresh token hash, expires_at}
+    "secrets",  # name -> {version, versions: [{key_id, nonce, ciphertext, ...}]}
+    "keyring",  # "keyring" -> {primary, keys}: ids of keys derived from the cluster key
 )
 
 # How many request ids the FSM remembers for idempotent retries.

@@ -6,6 +6,7 @@ Used by the tests and by bench/. Every wait polls a condition with a deadline.
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -143,17 +144,31 @@ class Server:
             return False
 
 
+def new_bootstrap_token() -> str:
+    return "ht_" + secrets.token_urlsafe(32)
+
+
 class Cluster:
+    """Servers of one cluster. By default the cluster bootstraps its ACL system from
+    HEROCTL_BOOTSTRAP_TOKEN and every `Server` sends that management token; pass
+    `bootstrap=False` for a cluster with no identity at all (bootstrap tests)."""
+
     def __init__(self, root: Path, size: int = 3, *, cluster_key: str | None = None,
-                 extra_args: list[str] | None = None, env: dict[str, str] | None = None) -> None:
+                 extra_args: list[str] | None = None, env: dict[str, str] | None = None,
+                 bootstrap: bool = True) -> None:
         self.root = root
         self.cluster_key = cluster_key or generate_cluster_key()
         self.extra_args = extra_args or []
-        self.env = env or {}
+        self.env = dict(env or {})
+        self.token: str | None = None
+        if bootstrap:
+            self.token = self.env.setdefault("HEROCTL_BOOTSTRAP_TOKEN", new_bootstrap_token())
         self.servers = [self._new(f"server-{i + 1}") for i in range(size)]
 
     def _new(self, name: str) -> Server:
-        return Server(name, self.root, self.cluster_key, extra_args=self.extra_args, env=self.env)
+        s = Server(name, self.root, self.cluster_key, extra_args=self.extra_args, env=self.env)
+        s.token = self.token
+        return s
 
     @property
     def peers(self) -> list[str]:
@@ -176,6 +191,10 @@ class Cluster:
     def wait_ready(self, servers: list[Server] | None = None, timeout: float = 30.0) -> None:
         targets = servers or self.live()
         wait_until(lambda: all(s.ready() for s in targets), timeout, message="servers ready")
+        if self.token is None:
+            return  # no identity to ask for peers with
+        # The token works everywhere (the ACL bootstrap is applied on every server).
+        wait_until(lambda: all(s.status() for s in targets), timeout, message="ACL bootstrap")
         # Every server registered its name, so names resolve everywhere.
         def named() -> bool:
             st = targets[0].get("/v1/cluster/peers?stale=true", timeout=2).body

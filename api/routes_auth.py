@@ -1,0 +1,200 @@
+"""Login, refresh and logout: JWTs with a replicated session behind each.
+
+A login proposes `auth.session.create` (the refresh token's hash, the JWT's
+`jti`) and returns a JWT signed with the cluster's key plus a refresh token
+that works once. Refresh rotates both; logout deletes the session, which
+every server sees at the same index, so the JWT dies everywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from aiohttp import web
+
+from api.context import replica_of
+from api.errors import ApiError, read_json_object
+from api.security import jwt_tokens
+from api.security.authn import AuthError, Identity, KeyUnavailable
+from api.security.passwords import DUMMY_HASH, verify_password
+from api.security.runtime import (
+    Security,
+    bearer,
+    client_address,
+    identity_of,
+    rfc3339,
+    security_of,
+)
+from api.security.tokens import hash_secret, new_id, new_refresh_token, refresh_session_id
+from raft.bridge import NoLeader, RaftRefused
+from raft.replica import CommandRejected
+
+routes = web.RouteTableDef()
+
+MAX_CREDENTIAL = 4096
+
+
+def _signing_key(sec: Security) -> bytes:
+    try:
+        return sec.auth.jwt_key()
+    except KeyUnavailable as e:
+        raise ApiError(500, "signing_key_unavailable", str(e)) from None
+
+
+def _string_field(body: dict[str, Any], name: str) -> str | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value or len(value) > MAX_CREDENTIAL:
+        raise ApiError(400, "invalid_field", f"field '{name}' must be a non-empty string")
+    return value
+
+
+def _too_many(retry: int) -> ApiError:
+    return ApiError(
+        429,
+        "too_many_login_attempts",
+        f"too many failed logins; retry in {retry}s",
+        {"Retry-After": str(retry)},
+    )
+
+
+async def _issue(
+    request: web.Request, subject: str, *, rotate: dict[str, Any] | None = None
+) -> web.Response:
+    """Create (or rotate) a session and answer with its JWT and refresh token."""
+    sec = security_of(request)
+    key = _signing_key(sec)
+    now = int(sec.clock())
+    ttl, refresh_ttl = sec.settings.jwt_ttl, sec.settings.refresh_ttl
+    jti = new_id()
+    sid = rotate["id"] if rotate else new_id()
+    refresh = new_refresh_token(sid)
+    expires_ms = (now + refresh_ttl) * 1000
+    replica = replica_of(request)
+    if rotate is None:
+        session = {
+            "id": sid,
+            "subject": subject,
+            "jti": jti,
+            "refresh_hash": hash_secret(refresh),
+            "expires_at": expires_ms,
+        }
+        await replica.write("auth.session.create", session=session)
+    else:
+        result = await replica.write(
+            "auth.session.rotate",
+            jti=jti,
+            refresh_hash=hash_secret(refresh),
+            expires_at=expires_ms,
+            **rotate,
+        )
+        subject = result["subject"]
+    token = jwt_tokens.issue(key, subject, sid, jti, now, ttl)
+    return web.json_response(
+        {"token": token, "expires_at": rfc3339(now + ttl), "refresh_token": refresh}
+    )
+
+
+async def _catch_up(request: web.Request) -> None:
+    # Without a leader, answer from local state; a write below will 503 anyway.
+    with contextlib.suppress(NoLeader, RaftRefused):
+        await replica_of(request).consistent()
+
+
+@routes.post("/v1/auth/login")
+async def login(request: web.Request) -> web.Response:
+    sec = security_of(request)
+    body = await read_json_object(request)
+    address = client_address(request)
+    acl_token = _string_field(body, "acl_token")
+    username = _string_field(body, "username")
+    password = _string_field(body, "password")
+    if acl_token is None and (username is None or password is None):
+        raise ApiError(
+            400, "missing_field", "send {'username', 'password'} or {'acl_token'} to log in"
+        )
+    if (retry := sec.login_guard.retry_after(username, address)) is not None:
+        raise _too_many(retry)
+    await _catch_up(request)
+    subject: str | None = None
+    if acl_token is not None:
+        try:
+            ident = sec.auth.resolve(acl_token)
+            if ident.kind == "token" and ident.via == "acl_token":
+                subject = ident.subject
+        except AuthError:
+            subject = None
+    else:
+        assert username is not None and password is not None
+        with replica_of(request).state.read() as s:
+            user = s.table("acl_users").get(username)
+        stored = user.get("password_hash") if user else None
+        loop = asyncio.get_running_loop()
+        good = await loop.run_in_executor(None, verify_password, password, stored or DUMMY_HASH)
+        if good and stored:
+            subject = f"user:{username}"
+    if subject is None:
+        sec.login_guard.failed(username, address)
+        await asyncio.sleep(sec.settings.login_failure_delay)
+        raise ApiError(401, "invalid_credentials", "unknown user, wrong password or invalid token")
+    sec.login_guard.succeeded(username)
+    return await _issue(request, subject)
+
+
+def _jwt_identity(request: web.Request, sec: Security) -> Identity | None:
+    credential = bearer(request)
+    if credential is None:
+        return None
+    try:
+        ident = sec.auth.resolve(credential)
+    except AuthError as e:
+        raise ApiError(401, e.code, e.message) from None
+    if ident.via != "jwt" or ident.session_id is None:
+        raise ApiError(400, "not_a_session", "only a JWT from /v1/auth/login can be refreshed")
+    return ident
+
+
+@routes.post("/v1/auth/refresh")
+async def refresh(request: web.Request) -> web.Response:
+    sec = security_of(request)
+    raw = await request.read()
+    body = await read_json_object(request) if raw.strip() else {}
+    refresh_token = _string_field(body, "refresh_token")
+    if refresh_token is not None:
+        sid = refresh_session_id(refresh_token)
+        if sid is None:
+            raise ApiError(401, "invalid_refresh_token", "malformed refresh token")
+        rotate = {"id": sid, "expect_refresh_hash": hash_secret(refresh_token)}
+        return await _rotate(request, rotate)
+    await _catch_up(request)
+    ident = _jwt_identity(request, sec)
+    if ident is None:
+        raise ApiError(
+            401, "missing_token", "send a valid Bearer JWT or {'refresh_token': 'rt_...'}"
+        )
+    return await _rotate(request, {"id": ident.session_id, "expect_jti": ident.jti})
+
+
+async def _rotate(request: web.Request, rotate: dict[str, Any]) -> web.Response:
+    try:
+        return await _issue(request, "", rotate=rotate)
+    except CommandRejected as e:
+        if e.status == 401:
+            raise ApiError(401, e.code, e.message) from None
+        raise
+
+
+@routes.post("/v1/auth/logout")
+async def logout(request: web.Request) -> web.Response:
+    ident = identity_of(request)
+    if ident.via != "jwt" or ident.session_id is None:
+        raise ApiError(
+            400,
+            "not_a_session",
+            "logout ends a login session; revoke an ACL token with DELETE /v1/acl/tokens/:accessor",
+        )
+    result = await replica_of(request).write("auth.session.delete", id=ident.session_id)
+    return web.json_response({"revoked": result["revoked"]})

@@ -1,0 +1,266 @@
+"""Credentials -> identities, from the replicated ACL tables.
+
+`Authorization: Bearer <X>` where X is one of:
+- an ACL token secret `ht_...` (looked up by its sha256),
+- a JWT from `/v1/auth/login` (HS256 with the cluster's signing key, valid
+  only while its session exists and names its `jti`: logout, refresh, a
+  deleted user or token end it on every server at the same raft index),
+- a server credential `hs_...` (an HMAC made with a key derived from the
+  cluster key: servers joining or relaying to each other).
+
+Resolution reads local state. Results are cached per credential string and
+the cache is keyed by the ACL tables' indexes, so any ACL change (a deleted
+token, a new policy) takes effect at once. A credential that is unknown here
+may be newer than this server's state: the caller retries once after a
+consistent-read barrier before answering 401.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from api.security import jwt_tokens
+from api.security.crypto import SERVER_TOKEN_PREFIX, DecryptError, KeyMaterial
+from api.security.policy import Permissions
+from api.security.tokens import hash_secret, is_token_secret
+from raft.state import State
+
+ACL_TABLES = (
+    "acl_meta",
+    "acl_policies",
+    "acl_roles",
+    "acl_tokens",
+    "acl_users",
+    "acl_sessions",
+)
+_CACHE_MAX = 8192
+
+
+class AuthError(Exception):
+    """No valid identity: the request gets 401 with this code and message."""
+
+    def __init__(self, code: str, message: str, retry_with_barrier: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.retry_with_barrier = retry_with_barrier
+
+
+class KeyUnavailable(Exception):
+    """The JWT signing key is missing or does not decrypt (not bootstrapped, wrong key)."""
+
+
+@dataclass(frozen=True)
+class Identity:
+    subject: str  # "token:<accessor>", "user:<username>" or "server:<name>"
+    kind: str  # token | user | server
+    name: str  # accessor id, username or server name
+    type: str  # management | client | service
+    policies: tuple[str, ...]
+    roles: tuple[str, ...]
+    permissions: Permissions
+    via: str  # "acl_token", "jwt" or "server"
+    session_id: str | None = None
+    jti: str | None = None
+    expires_at: float | None = None  # unix seconds, for JWTs and expiring tokens
+
+    @property
+    def management(self) -> bool:
+        return self.permissions.management
+
+    @property
+    def rate_key(self) -> str:
+        return self.subject
+
+    @property
+    def rate_class(self) -> str:
+        if self.kind == "server":
+            return "server"
+        return {"management": "management", "service": "service"}.get(self.type, "default")
+
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "subject": self.subject,
+            "kind": self.kind,
+            "type": self.type,
+            "policies": list(self.policies),
+            "roles": list(self.roles),
+            "via": self.via,
+            "management": self.management,
+        }
+        if self.kind == "token":
+            out["accessor_id"] = self.name
+        elif self.kind == "user":
+            out["username"] = self.name
+        if self.expires_at is not None:
+            out["expires_at"] = self.expires_at
+        return out
+
+
+def acl_version(state: State) -> tuple[int, ...]:
+    return tuple(state.table_index.get(t, 0) for t in ACL_TABLES)
+
+
+def _permissions(state: State, policies: list[str], roles: list[str], management: bool):
+    names = set(policies)
+    role_rows = state.table("acl_roles")
+    for role in roles:
+        row = role_rows.get(role)
+        if row is not None:
+            names.update(row["policies"])
+    rows = state.table("acl_policies")
+    rule_sets = [rows[n]["rules"] for n in sorted(names) if n in rows]
+    return Permissions.compile(rule_sets, management=management)
+
+
+def identity_for_subject(state: State, subject: str, now_ms: int) -> Identity | None:
+    kind, _, name = subject.partition(":")
+    if kind == "token":
+        row = state.table("acl_tokens").get(name)
+        if row is None or (row["expires_at"] is not None and row["expires_at"] <= now_ms):
+            return None
+        return Identity(
+            subject=subject,
+            kind="token",
+            name=name,
+            type=row["type"],
+            policies=tuple(row["policies"]),
+            roles=tuple(row["roles"]),
+            permissions=_permissions(
+                state, row["policies"], row["roles"], row["type"] == "management"
+            ),
+            via="acl_token",
+            expires_at=None if row["expires_at"] is None else row["expires_at"] / 1000,
+        )
+    if kind == "user":
+        row = state.table("acl_users").get(name)
+        if row is None:
+            return None
+        return Identity(
+            subject=subject,
+            kind="user",
+            name=name,
+            type=row["type"],
+            policies=tuple(row["policies"]),
+            roles=tuple(row["roles"]),
+            permissions=_permissions(
+                state, row["policies"], row["roles"], row["type"] == "management"
+            ),
+            via="jwt",
+        )
+    return None
+
+
+class Authenticator:
+    def __init__(
+        self, state: State, keys: KeyMaterial, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.state = state
+        self.keys = keys
+        self.clock = clock
+        self._cache: dict[str, tuple[tuple[int, ...], Identity]] = {}
+        self._jwt_key: tuple[int, bytes] | None = None
+
+    # --- the signing key -------------------------------------------------------
+    def jwt_key(self) -> bytes:
+        with self.state.read() as s:
+            idx = s.table_index.get("acl_meta", 0)
+            if self._jwt_key is not None and self._jwt_key[0] == idx:
+                return self._jwt_key[1]
+            wrapped = s.table("acl_meta").get("jwt_key")
+        if wrapped is None:
+            raise KeyUnavailable("the cluster is not bootstrapped: POST /v1/acl/bootstrap first")
+        try:
+            key = self.keys.unwrap_jwt_key(wrapped)
+        except DecryptError as e:
+            raise KeyUnavailable(str(e)) from None
+        self._jwt_key = (idx, key)
+        return key
+
+    def bootstrapped(self) -> bool:
+        with self.state.read() as s:
+            return "bootstrap" in s.table("acl_meta")
+
+    # --- resolution --------------------------------------------------------------
+    def resolve(self, credential: str) -> Identity:
+        """The identity for a credential, from local state; AuthError if none."""
+        now = self.clock()
+        with self.state.read() as s:
+            version = acl_version(s)
+            hit = self._cache.get(credential)
+            if hit is not None and hit[0] == version:
+                ident = hit[1]
+                if ident.expires_at is None or ident.expires_at > now:
+                    return ident
+                del self._cache[credential]  # expired: resolve again (and refuse)
+            ident = self._resolve(s, credential, now)
+        if len(self._cache) >= _CACHE_MAX:
+            self._cache.clear()
+        self._cache[credential] = (version, ident)
+        return ident
+
+    def _resolve(self, s: State, credential: str, now: float) -> Identity:
+        now_ms = int(now * 1000)
+        if credential.startswith("ht_"):
+            if not is_token_secret(credential):
+                raise AuthError("invalid_token", "malformed ACL token")
+            accessor = s.table("acl_token_hashes").get(hash_secret(credential))
+            ident = identity_for_subject(s, f"token:{accessor}", now_ms) if accessor else None
+            if ident is None:
+                raise AuthError("invalid_token", "unknown or expired ACL token", True)
+            return ident
+        if credential.startswith(SERVER_TOKEN_PREFIX):
+            name = self.keys.verify_server_token(credential, now)
+            if name is None:
+                raise AuthError("invalid_token", "invalid or stale server credential")
+            return Identity(
+                subject=f"server:{name}",
+                kind="server",
+                name=name,
+                type="management",
+                policies=(),
+                roles=(),
+                permissions=Permissions(management=True),
+                via="server",
+                expires_at=now + 60,  # re-verified (fresh timestamp) at least every minute
+            )
+        if jwt_tokens.looks_like_jwt(credential):
+            return self._resolve_jwt(s, credential, now, now_ms)
+        raise AuthError("invalid_token", "the bearer value is not a token this API knows")
+
+    def _resolve_jwt(self, s: State, credential: str, now: float, now_ms: int) -> Identity:
+        try:
+            key = self.jwt_key()
+        except KeyUnavailable as e:
+            raise AuthError("invalid_token", f"cannot verify tokens: {e}", True) from None
+        try:
+            claims = jwt_tokens.verify(key, credential, now)
+        except jwt_tokens.InvalidJwt as e:
+            raise AuthError("invalid_token", str(e)) from None
+        session = s.table("acl_sessions").get(claims["sid"])
+        if session is None or session["jti"] != claims["jti"]:
+            raise AuthError("invalid_token", "the token was revoked or replaced", True)
+        if session["subject"] != claims["sub"]:
+            raise AuthError("invalid_token", "the token does not match its session")
+        ident = identity_for_subject(s, claims["sub"], now_ms)
+        if ident is None:
+            raise AuthError("invalid_token", "the token's identity no longer exists", True)
+        expires = float(claims["exp"])
+        if ident.expires_at is not None:
+            expires = min(expires, ident.expires_at)
+        return Identity(
+            subject=ident.subject,
+            kind=ident.kind,
+            name=ident.name,
+            type=ident.type,
+            policies=ident.policies,
+            roles=ident.roles,
+            permissions=ident.permissions,
+            via="jwt",
+            session_id=claims["sid"],
+            jti=claims["jti"],
+            expires_at=expires,
+        )

@@ -1,0 +1,133 @@
+"""The auth and rate-limit middlewares: the one place requests are admitted.
+
+Order (api/app.py): request id -> error envelope -> auth -> rate limit, so a
+refusal here is an `ApiError` that the envelope middleware renders.
+
+Auth: the matched route's template (never the raw path) is looked up in
+`policy.requirement`; public routes pass, everything else needs a valid
+identity (401) with the permission (403). Requests that match no route fall
+through to their 404/405 without a token: there is nothing behind them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+from aiohttp import web
+
+from api.context import replica_of
+from api.errors import ApiError, Handler
+from api.security.authn import AuthError, Identity
+from api.security.policy import AUTHENTICATED, MANAGEMENT, PUBLIC, Requirement, requirement
+from api.security.runtime import (
+    IDENTITY,
+    RATE_HEADERS,
+    Security,
+    bearer,
+    client_address,
+    security_of,
+)
+from raft.bridge import NoLeader, RaftRefused
+
+log = logging.getLogger("heroctld.auth")
+
+_HEALTH_PREFIX = "/v1/health/"
+
+
+def route_path(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    canonical = resource.canonical if resource is not None else None
+    return canonical or request.path
+
+
+async def authenticate(request: web.Request, sec: Security, credential: str) -> Identity:
+    try:
+        return sec.auth.resolve(credential)
+    except AuthError as e:
+        if not e.retry_with_barrier:
+            raise
+    # Unknown here, maybe only because this server is behind: catch up once.
+    with contextlib.suppress(NoLeader, RaftRefused):
+        await replica_of(request).consistent()
+    return sec.auth.resolve(credential)
+
+
+def permitted(identity: Identity, req: Requirement) -> bool:
+    if req.kind == AUTHENTICATED:
+        return True
+    if req.kind == MANAGEMENT:
+        return identity.management
+    assert req.resource is not None and req.access is not None
+    return identity.permissions.allows(req.resource, req.access)
+
+
+def _limit_address(request: web.Request, sec: Security) -> None:
+    decision = sec.limiter.hit("addr:" + client_address(request), sec.settings.rate_default)
+    if not decision.allowed:
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"too many requests from this address; retry in {decision.retry_after}s",
+            {**decision.headers(), "Retry-After": str(decision.retry_after)},
+        )
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.match_info.http_exception is not None:  # 404/405
+        return await handler(request)
+    req = requirement(request.method, route_path(request))
+    if req.kind == PUBLIC:
+        return await handler(request)
+    sec = security_of(request)
+    try:
+        credential = bearer(request)
+        if credential is None:
+            raise AuthError(
+                "missing_token", "this endpoint needs a token: 'Authorization: Bearer <token>'"
+            )
+        identity = await authenticate(request, sec, credential)
+    except (AuthError, ApiError) as e:
+        _limit_address(request, sec)  # failed attempts count against the address
+        if isinstance(e, ApiError):
+            raise
+        raise ApiError(401, e.code, e.message) from None
+    request[IDENTITY] = identity
+    if not permitted(identity, req):
+        what = "management" if req.kind == MANAGEMENT else f"{req.resource}: {req.access}"
+        raise ApiError(403, "forbidden", f"this identity lacks the permission '{what}'")
+    return await handler(request)
+
+
+@web.middleware
+async def rate_limit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    identity: Identity | None = request.get(IDENTITY)
+    sec = security_of(request)
+    if identity is None:
+        if request.path.startswith(_HEALTH_PREFIX):  # monitoring is never throttled
+            return await handler(request)
+        key, limit = "addr:" + client_address(request), sec.settings.rate_default
+    else:
+        key, limit = identity.rate_key, sec.limit_for(identity.rate_class)
+    decision = sec.limiter.hit(key, limit)
+    headers = decision.headers()
+    if headers:
+        request[RATE_HEADERS] = headers
+    if not decision.allowed:
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"rate limit of {decision.limit} requests per minute reached; "
+            f"retry in {decision.retry_after}s",
+            {**headers, "Retry-After": str(decision.retry_after)},
+        )
+    return await handler(request)
+
+
+async def add_rate_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: X-RateLimit-* on every response of a limited request."""
+    headers = request.get(RATE_HEADERS)
+    if headers:
+        for k, v in headers.items():
+            response.headers.setdefault(k, v)

@@ -1,0 +1,114 @@
+"""The security runtime of one server: settings, keys, caches, limiters, app keys.
+
+One `Security` per app, built from `SecuritySettings` (which the daemon fills
+from its config). Handlers reach it with `security_of(request)` and the
+caller's identity with `identity_of(request)`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from api.errors import ApiError
+from api.security.authn import Authenticator, Identity
+from api.security.crypto import KeyMaterial
+from api.security.login_guard import LoginGuard
+from api.security.ratelimit import RateLimiter
+from raft.state import State
+
+IDENTITY = "heroctl.identity"  # request key: the authenticated Identity
+RATE_HEADERS = "heroctl.rate_headers"  # request key: X-RateLimit-* for the response
+
+DAY = 86_400
+
+
+@dataclass
+class SecuritySettings:
+    cluster_key: str
+    rate_default: int = 1000  # requests per minute; 0 = unlimited
+    rate_management: int = 10_000
+    rate_service: int = 10_000
+    jwt_ttl: int = DAY  # seconds a JWT from /v1/auth/login lives
+    refresh_ttl: int = 30 * DAY  # seconds a session can be refreshed
+    bootstrap_token: str | None = None  # HEROCTL_BOOTSTRAP_TOKEN: first leader bootstraps
+    admin_password: str | None = None  # HEROCTL_ADMIN_PASSWORD, with the token above
+    announce_bootstrap: Callable[[str, str | None], None] | None = None  # dev mode
+    login_failure_delay: float = 0.5  # seconds added to every failed login
+    login_max_per_user: int = 5
+    login_max_per_address: int = 20
+    login_window: float = 300.0
+
+
+class Security:
+    def __init__(
+        self, settings: SecuritySettings, state: State, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.settings = settings
+        self.keys = KeyMaterial(settings.cluster_key)
+        self.auth = Authenticator(state, self.keys, clock)
+        self.limiter = RateLimiter(clock)
+        self.login_guard = LoginGuard(
+            time.monotonic,
+            max_per_user=settings.login_max_per_user,
+            max_per_address=settings.login_max_per_address,
+            window=settings.login_window,
+        )
+        self.clock = clock
+
+    def limit_for(self, rate_class: str) -> int:
+        s = self.settings
+        return {
+            "management": s.rate_management,
+            "service": s.rate_service,
+            "server": 0,
+        }.get(rate_class, s.rate_default)
+
+
+SECURITY = web.AppKey("security", Security)
+
+
+def security_of(request: web.Request) -> Security:
+    return request.app[SECURITY]
+
+
+def identity_of(request: web.Request) -> Identity:
+    ident = request.get(IDENTITY)
+    if ident is None:
+        raise ApiError(401, "missing_token", "this endpoint needs a token")
+    return ident
+
+
+def require_secret(request: web.Request, name: str, access: str) -> Identity:
+    ident = identity_of(request)
+    if not ident.permissions.may_secret(name, access):
+        raise ApiError(403, "forbidden", f"this token may not {access} secret '{name}'")
+    return ident
+
+
+def bearer(request: web.Request) -> str | None:
+    """The credential from `Authorization: Bearer <X>`, or None without the header."""
+    header = request.headers.get("Authorization")
+    if header is None:
+        return None
+    scheme, _, value = header.strip().partition(" ")
+    value = value.strip()
+    if scheme.lower() != "bearer" or not value:
+        raise ApiError(401, "invalid_token", "the Authorization header must be 'Bearer <token>'")
+    return value
+
+
+def client_address(request: web.Request) -> str:
+    return request.remote or "unknown"
+
+
+def rfc3339(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+def ms_to_rfc3339(ms: Any) -> str | None:
+    return rfc3339(ms / 1000) if isinstance(ms, int | float) and ms else None
