@@ -696,20 +696,30 @@ class _GroupPlacer:
                 continue
             best = -1
             best_score = -math.inf
-            sampled = 0
-            while members and sampled < self.limit:
-                pos = members[int(rand() * len(members))]
-                why = self._misfit(pos)
-                if why is not None:
-                    tier.remove(pos)
-                    self._exhaust(why)
-                    continue
-                sampled += 1
-                score = self._score(pos)
-                if score > best_score:
-                    best, best_score = pos, score
-                if sampled >= len(members):
-                    break
+            if len(members) <= self.limit:
+                # A small tier: look at every node (best fit, no sampling).
+                for pos in list(members):
+                    why = self._misfit(pos)
+                    if why is not None:
+                        tier.remove(pos)
+                        self._exhaust(why)
+                        continue
+                    score = self._score(pos)
+                    if score > best_score:
+                        best, best_score = pos, score
+            else:
+                sampled = 0
+                while members and sampled < self.limit:
+                    pos = members[int(rand() * len(members))]
+                    why = self._misfit(pos)
+                    if why is not None:
+                        tier.remove(pos)
+                        self._exhaust(why)
+                        continue
+                    sampled += 1
+                    score = self._score(pos)
+                    if score > best_score:
+                        best, best_score = pos, score
             if best < 0:
                 continue  # the tier emptied; the loop moves on
             ports = self._pick_ports(best)
@@ -746,28 +756,29 @@ class _GroupPlacer:
         ex = self.exhausted
         cpu_short = ex.get("cpu", 0) + ex.get("cpu+memory", 0)
         mem_short = ex.get("memory", 0) + ex.get("cpu+memory", 0)
-        parts = []
-        if mem_short and not cpu_short:
-            main = f"no node has {self.memory} MB free"
-        elif cpu_short and not mem_short:
-            main = f"no node has {self.cpu} MHz CPU free"
-        elif cpu_short and mem_short:
+        port_busy = sum(v for k, v in ex.items() if k.startswith("port "))
+        parts: list[str] = []
+        if cpu_short and mem_short:
             main = f"no node has {self.cpu} MHz CPU and {self.memory} MB free"
             parts.append(f"{cpu_short} short of CPU, {mem_short} short of memory")
-        elif any(k.startswith("port") for k in ex):
+        elif mem_short:
+            main = f"no node has {self.memory} MB free"
+        elif cpu_short:
+            main = f"no node has {self.cpu} MHz CPU free"
+        elif port_busy:
             ports = ", ".join(str(p) for p in sorted(self.static_set))
             main = f"static port {ports} is in use on every feasible node"
         elif "distinct_hosts" in ex:
             main = "every feasible node already runs this group (distinct_hosts)"
         else:
             main = "no dynamic port left on any feasible node"
-        other = {
-            k: v
-            for k, v in ex.items()
-            if k not in ("cpu", "memory", "cpu+memory") and not main.startswith("static")
-        }
-        if other and (cpu_short or mem_short):
-            parts.extend(f"{v} {k}" for k, v in sorted(other.items()))
+        if cpu_short or mem_short:
+            if port_busy:
+                parts.append(f"{port_busy} with static port in use")
+            if ex.get("distinct_hosts"):
+                parts.append(f"{ex['distinct_hosts']} already running this group")
+            if ex.get("ports"):
+                parts.append(f"{ex['ports']} out of dynamic ports")
         parts.insert(0, f"{self.evaluated} node{'s' if self.evaluated != 1 else ''} evaluated")
         if filtered_total:
             parts.append(f"{filtered_total} filtered: {filtered_txt}")
