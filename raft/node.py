@@ -221,10 +221,16 @@ class RaftNode:
         journal = self._sync._SyncObj__raftLog  # type: ignore[attr-defined]
         flushed_at: tuple[int, int] = (-1, -1)
         sync = self._sync
+        lonely_since = time.monotonic()
+        next_check = lonely_since + 5.0
         while not self._stopping.is_set():
             try:
                 sync.doTick(self.config.tick_wait)
                 self._drain_tasks()
+                now = time.monotonic()
+                if now >= next_check:
+                    next_check = now + 5.0
+                    lonely_since = self._warn_if_lonely(lonely_since, now)
                 mark = (len(journal), sync.raftCommitIndex)
                 if mark != flushed_at:
                     journal.flush()
@@ -239,6 +245,19 @@ class RaftNode:
             sync._doDestroy()  # type: ignore[attr-defined]
         except Exception:
             log.exception("raft shutdown")
+
+    def _warn_if_lonely(self, lonely_since: float, now: float) -> float:
+        """Log when no peer has answered for a while: the operator's first clue."""
+        assert self._sync is not None
+        partners = list(self._sync.otherNodes)
+        if not partners or any(self._sync.isNodeConnected(n) for n in partners):
+            return now
+        if now - lonely_since >= 10.0:
+            log.warning(
+                "raft: none of %d peers reachable for %ds (network, or a different cluster key)",
+                len(partners), int(now - lonely_since),
+            )
+        return lonely_since
 
     def _drain_tasks(self) -> None:
         while True:

@@ -224,12 +224,26 @@ def test_no_majority_gives_503_within_bounded_time(cluster3: Cluster) -> None:
 
 def test_wrong_cluster_key_cannot_join_and_says_so(tmp_path: Path, cluster3: Cluster) -> None:
     intruder = Server("intruder", tmp_path, cluster_key="another-key-entirely-0123456789")
-    intruder.start(peers=[*cluster3.peers, intruder.raft_address])
+    intruder.start(join=f"127.0.0.1:{cluster3.servers[0].api_port}")
     try:
-        wait_until(lambda: "different cluster key" in intruder.log(), 20,
-                   message="intruder logs the key mismatch")
-        assert not intruder.ready()
+        assert intruder.proc is not None and intruder.proc.wait(30) != 0
+        assert "different cluster key" in intruder.log()
         st = cluster3.servers[0].status()
         assert st["members"] == 3 and st["healthy"]
     finally:
         intruder.kill()
+
+
+def test_wrong_cluster_key_member_is_refused_and_logged(tmp_path: Path) -> None:
+    c = Cluster(tmp_path, 3)
+    c.servers[2].cluster_key = "another-key-entirely-0123456789"
+    c.start(wait=False)
+    try:
+        good = c.servers[:2]
+        c.wait_ready(good)
+        wait_until(lambda: any("different cluster key" in s.log() for s in c.servers), 20,
+                   message="a key mismatch in some log")
+        assert not c.servers[2].ready()
+        assert c.servers[0].post("/v1/jobs", {"name": "still-works"}).status == 201
+    finally:
+        c.stop()
