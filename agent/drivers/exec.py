@@ -1,0 +1,404 @@
+"""The exec driver: each task is a plain process, for hosts without Docker.
+
+Same contract as the docker driver (see :mod:`agent.drivers.base`); every
+call blocks (waiting for a process to stop), so the agent calls it from an
+executor.
+
+* Each task runs in its own session and process group (``setsid``), so a
+  stop signals the task and everything it spawned, and the agent's own
+  signals (Ctrl-C, a restart) never reach it.
+* Its environment is a clean one (``PATH``, ``HOME``, the task env and the
+  ``HEROCTL_*`` variables); the agent's environment is not inherited, and
+  the env is handed to ``execve`` only: it is never written to a file.
+* Output (stdout and stderr, interleaved) is appended to
+  ``<state_dir>/exec/<alloc>/<task>/output.log``.
+* What the driver knows lives in memory plus a small state file
+  (``<state_dir>/exec-tasks.json``: pids, process start ticks, labels,
+  ports, times; no env, no command line), so after an agent restart
+  :meth:`ExecDriver.list` finds the processes still running and adopts
+  them. The start ticks guard against a recycled pid.
+* A process the driver started itself gives its exit code; one adopted
+  after a restart is not our child, so its exit code is unknown (None).
+* Ports are the host ports themselves (a process binds its
+  ``HEROCTL_PORT_<NAME>`` on ``HEROCTL_IP_<NAME>``); cpu and memory limits
+  are recorded but not enforced (as with Nomad's raw_exec).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from agent.drivers.base import (
+    EXITED,
+    RUNNING,
+    DriverError,
+    TaskNotFound,
+    TaskSpec,
+    TaskState,
+    TaskStats,
+)
+
+__all__ = ["ExecDriver"]
+
+STATE_FILE = "exec-tasks.json"
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    """Fields of /proc/<pid>/stat after the command name (field 3 = index 0)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read().decode(errors="replace")
+    except OSError:
+        return None
+    return raw[raw.rfind(")") + 2 :].split()
+
+
+def _start_ticks(pid: int) -> int | None:
+    fields = _proc_stat(pid)
+    return int(fields[19]) if fields and len(fields) > 19 else None
+
+
+def _alive(pid: int, start_ticks: int | None) -> bool:
+    fields = _proc_stat(pid)
+    if not fields or fields[0] in ("Z", "X"):
+        return False
+    return start_ticks is None or int(fields[19]) == start_ticks
+
+
+def _group_members(pgid: int) -> list[tuple[int, list[str]]]:
+    """Live (non-zombie) processes of a process group."""
+    out = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        fields = _proc_stat(int(entry.name))
+        if fields and len(fields) > 21 and int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            out.append((int(entry.name), fields))
+    return out
+
+
+@dataclass
+class _Task:
+    alloc_id: str
+    task: str
+    job: str
+    group: str
+    node: str
+    job_version: int
+    pid: int
+    start_ticks: int | None
+    started_at: float
+    kill_timeout: float
+    log_path: str
+    ports: dict[str, int] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    finished_at: float | None = None
+    exit_code: int | None = None
+    popen: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    def record(self) -> dict[str, Any]:
+        """What goes to the state file: no env, no command line."""
+        return {
+            "alloc_id": self.alloc_id,
+            "task": self.task,
+            "job": self.job,
+            "group": self.group,
+            "node": self.node,
+            "job_version": self.job_version,
+            "pid": self.pid,
+            "start_ticks": self.start_ticks,
+            "started_at": self.started_at,
+            "kill_timeout": self.kill_timeout,
+            "log_path": self.log_path,
+            "ports": self.ports,
+            "labels": self.labels,
+            "finished_at": self.finished_at,
+            "exit_code": self.exit_code,
+        }
+
+
+class ExecDriver:
+    """Exec tasks of one node; ``state_dir`` is the agent's data directory."""
+
+    name = "exec"
+
+    def __init__(self, node: str, state_dir: str | os.PathLike[str]) -> None:
+        self.node = node
+        self.state_dir = Path(state_dir)
+        self.tasks_dir = self.state_dir / "exec"
+        self.tasks_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.state_path = self.state_dir / STATE_FILE
+        self._lock = threading.RLock()
+        self._tasks: dict[tuple[str, str], _Task] = {}
+        self._prev_cpu: dict[tuple[str, str], tuple[int, float]] = {}
+        self._load()
+
+    # --- persistence ----------------------------------------------------------
+
+    def _load(self) -> None:
+        try:
+            doc = json.loads(self.state_path.read_text())
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError):
+            # A torn or foreign file: keep it for a human, start empty.
+            with contextlib.suppress(OSError):
+                self.state_path.replace(self.state_path.with_suffix(".corrupt"))
+            return
+        for rec in doc.get("tasks", []):
+            try:
+                task = _Task(
+                    alloc_id=str(rec["alloc_id"]),
+                    task=str(rec["task"]),
+                    job=str(rec.get("job", "")),
+                    group=str(rec.get("group", "")),
+                    node=str(rec.get("node", self.node)),
+                    job_version=int(rec.get("job_version", 0)),
+                    pid=int(rec["pid"]),
+                    start_ticks=rec.get("start_ticks"),
+                    started_at=float(rec.get("started_at", 0.0)),
+                    kill_timeout=float(rec.get("kill_timeout", 5.0)),
+                    log_path=str(rec["log_path"]),
+                    ports={str(k): int(v) for k, v in (rec.get("ports") or {}).items()},
+                    labels={str(k): str(v) for k, v in (rec.get("labels") or {}).items()},
+                    finished_at=rec.get("finished_at"),
+                    exit_code=rec.get("exit_code"),
+                )
+            except (KeyError, TypeError, ValueError):
+                continue
+            if task.node == self.node:
+                self._tasks[(task.alloc_id, task.task)] = task
+
+    def _save(self) -> None:
+        doc = {
+            "version": 1,
+            "node": self.node,
+            "tasks": [t.record() for t in self._tasks.values()],
+        }
+        tmp = self.state_path.with_name(f".{STATE_FILE}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(doc, f, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.state_path)
+
+    # --- helpers ------------------------------------------------------------------
+
+    def _get(self, alloc_id: str, task: str) -> _Task:
+        found = self._tasks.get((alloc_id, task))
+        if found is None:
+            raise TaskNotFound(f"no process for task {task!r} of allocation {alloc_id}")
+        return found
+
+    def _refresh(self, t: _Task) -> bool:
+        """Whether the task still runs; records its end when it does not."""
+        if t.finished_at is not None:
+            return False
+        if t.popen is not None:
+            code = t.popen.poll()
+            if code is None:
+                return True
+            # Killed by a signal: report it the way a shell (and Docker) does.
+            t.exit_code = 128 - code if code < 0 else code
+        elif _alive(t.pid, t.start_ticks):
+            return True
+        t.finished_at = time.time()
+        self._save()
+        return False
+
+    def _state(self, t: _Task) -> TaskState:
+        running = self._refresh(t)
+        return TaskState(
+            alloc_id=t.alloc_id,
+            task=t.task,
+            driver=self.name,
+            handle=str(t.pid),
+            state=RUNNING if running else EXITED,
+            job=t.job,
+            group=t.group,
+            node=t.node,
+            job_version=t.job_version,
+            exit_code=None if running else t.exit_code,
+            started_at=t.started_at,
+            finished_at=None if running else t.finished_at,
+            ports=dict(t.ports),
+            labels=dict(t.labels),
+        )
+
+    def task_dir(self, alloc_id: str, task: str) -> Path:
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in alloc_id)
+        return self.tasks_dir / safe / task
+
+    # --- the Driver contract ----------------------------------------------------
+
+    def available(self) -> bool:
+        return os.name == "posix"
+
+    def start(self, spec: TaskSpec) -> TaskState:
+        if spec.node != self.node:
+            raise DriverError(f"task is for node {spec.node!r}, this driver runs {self.node!r}")
+        if not spec.command:
+            raise DriverError(f"task {spec.task!r} has no command")
+        with self._lock:
+            existing = self._tasks.get((spec.alloc_id, spec.task))
+            if existing is not None and self._refresh(existing):
+                return self._state(existing)  # adopt: never a second copy
+            workdir = self.task_dir(spec.alloc_id, spec.task)
+            workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            log_path = workdir / "output.log"
+            # Exec tasks listen on the host port itself: no port mapping.
+            direct = replace(spec, ports=tuple(replace(p, to=None) for p in spec.ports))
+            env = {"PATH": os.environ.get("PATH", DEFAULT_PATH), "HOME": str(workdir)}
+            env.update(direct.full_env())
+            fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            try:
+                popen = subprocess.Popen(
+                    list(spec.command),
+                    env=env,
+                    cwd=workdir,
+                    stdin=subprocess.DEVNULL,
+                    stdout=fd,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    close_fds=True,
+                )
+            except FileNotFoundError:
+                raise DriverError(f"command not found: {spec.command[0]!r}") from None
+            except PermissionError:
+                raise DriverError(f"command not executable: {spec.command[0]!r}") from None
+            except OSError as exc:
+                raise DriverError(f"cannot start {spec.command[0]!r}: {exc}") from exc
+            finally:
+                os.close(fd)
+            task = _Task(
+                alloc_id=spec.alloc_id,
+                task=spec.task,
+                job=spec.job,
+                group=spec.group,
+                node=spec.node,
+                job_version=spec.job_version,
+                pid=popen.pid,
+                start_ticks=_start_ticks(popen.pid),
+                started_at=time.time(),
+                kill_timeout=spec.kill_timeout,
+                log_path=str(log_path),
+                ports={p.name: p.host_port for p in spec.ports},
+                labels=spec.all_labels(),
+                popen=popen,
+            )
+            self._tasks[(spec.alloc_id, spec.task)] = task
+            self._prev_cpu.pop((spec.alloc_id, spec.task), None)
+            self._save()
+            return self._state(task)
+
+    def stop(self, alloc_id: str, task: str, timeout: float | None = None) -> TaskState:
+        with self._lock:
+            t = self._get(alloc_id, task)
+        wait = t.kill_timeout if timeout is None else timeout
+        if self._refresh(t) or _group_members(t.pid):
+            self._signal_group(t, signal.SIGTERM)
+            deadline = time.monotonic() + max(0.0, wait)
+            while time.monotonic() < deadline:
+                self._refresh(t)
+                if t.finished_at is not None and not _group_members(t.pid):
+                    break
+                time.sleep(0.02)
+            if _group_members(t.pid) or self._refresh(t):
+                self._signal_group(t, signal.SIGKILL)
+                deadline = time.monotonic() + 5.0
+                while self._refresh(t) and time.monotonic() < deadline:
+                    time.sleep(0.01)
+        with self._lock:
+            return self._state(t)
+
+    def _signal_group(self, t: _Task, sig: signal.Signals) -> None:
+        # The task leads its own process group (setsid), so pgid == pid.
+        # Only signal it while the leader is ours, or the group still has
+        # members: a recycled pid must never be signalled.
+        if t.finished_at is None and not (t.popen is not None or _alive(t.pid, t.start_ticks)):
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(t.pid, sig)
+
+    def remove(self, alloc_id: str, task: str) -> None:
+        with self._lock:
+            t = self._tasks.get((alloc_id, task))
+        if t is None:
+            return
+        self.stop(alloc_id, task, timeout=0)
+        with self._lock:
+            self._tasks.pop((alloc_id, task), None)
+            self._prev_cpu.pop((alloc_id, task), None)
+            self._save()
+        workdir = Path(t.log_path).parent
+        shutil.rmtree(workdir, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            workdir.parent.rmdir()  # the allocation's directory, once empty
+
+    def inspect(self, alloc_id: str, task: str) -> TaskState:
+        with self._lock:
+            return self._state(self._get(alloc_id, task))
+
+    def list(self) -> list[TaskState]:
+        with self._lock:
+            return [self._state(t) for t in list(self._tasks.values())]
+
+    def logs(self, alloc_id: str, task: str, tail: int | None = 100) -> str:
+        with self._lock:
+            t = self._get(alloc_id, task)
+        try:
+            with open(t.log_path, "rb") as f:
+                if tail is None:
+                    return f.read().decode("utf-8", errors="replace")
+                size = f.seek(0, os.SEEK_END)
+                chunk = 64 * 1024
+                data = b""
+                while size > 0 and data.count(b"\n") <= tail:
+                    step = min(chunk, size)
+                    size -= step
+                    f.seek(size)
+                    data = f.read(step) + data
+        except FileNotFoundError:
+            return ""
+        lines = deque(data.decode("utf-8", errors="replace").splitlines(keepends=True), tail)
+        return "".join(lines) if tail > 0 else ""
+
+    def stats(self, alloc_id: str, task: str) -> TaskStats:
+        with self._lock:
+            t = self._get(alloc_id, task)
+        if not self._refresh(t):
+            raise DriverError(f"task {task!r} of allocation {alloc_id} is not running")
+        members = _group_members(t.pid)
+        ticks = sum(int(f[11]) + int(f[12]) for _, f in members)  # utime + stime
+        rss = sum(int(f[21]) for _, f in members) * _PAGE
+        now = time.time()
+        usage_ns = ticks * 1_000_000_000 // _TICKS
+        key = (alloc_id, task)
+        with self._lock:
+            prev = self._prev_cpu.get(key)
+            self._prev_cpu[key] = (usage_ns, now)
+        percent = 0.0
+        if prev is not None and now > prev[1] and usage_ns >= prev[0]:
+            percent = (usage_ns - prev[0]) / ((now - prev[1]) * 1e9) * 100.0
+        return TaskStats(
+            cpu_percent=round(percent, 2),
+            memory_bytes=rss,
+            memory_limit_bytes=None,
+            pids=len(members),
+            at=now,
+        )
