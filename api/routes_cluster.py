@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from api.context import read_headers, replica_of
 from api.errors import ApiError, read_json_object
 from api.forward import leader_or_forward
+from api.security.runtime import IDENTITY
 from raft.replica import Replica
 
 routes = web.RouteTableDef()
@@ -36,6 +39,16 @@ def _resolve_peer(replica: Replica, ref: str) -> tuple[str, str | None]:
     raise ApiError(404, "peer_not_found", f"no server named '{ref}'")
 
 
+async def _listening(address: str, timeout: float = 2.0) -> bool:
+    host, _, port = address.rpartition(":")
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), timeout)
+    except (OSError, ValueError, TimeoutError):
+        return False
+    writer.close()
+    return True
+
+
 @routes.post("/v1/cluster/peers")
 async def add_peer(request: web.Request) -> web.Response:
     body = await read_json_object(request)
@@ -46,9 +59,18 @@ async def add_peer(request: web.Request) -> web.Response:
     for field, value in (("name", name), ("api_address", api_address)):
         if value is not None and not isinstance(value, str):
             raise ApiError(400, "invalid_field", f"field '{field}' must be a string")
+    if (name is None) != (api_address is None):
+        raise ApiError(400, "missing_field", "fields 'name' and 'api_address' go together")
     if (forwarded := await leader_or_forward(request)) is not None:
         return forwarded
     replica = replica_of(request)
+    identity = request.get(IDENTITY)
+    joining_server = identity is not None and identity.kind == "server"
+    # A server joining through --join starts raft once it is added; anyone else
+    # must point at something that already answers.
+    if not joining_server and not await _listening(raft_address):
+        # An unreachable voter would count against the quorum from now on.
+        raise ApiError(400, "peer_unreachable", f"nothing answers at {raft_address}; start it first")
     await replica.add_server(raft_address)
     if name and api_address:
         await replica.write(

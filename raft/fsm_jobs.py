@@ -34,7 +34,7 @@ def job_upsert(state: State, cmd: dict[str, Any], index: int) -> dict[str, Any]:
         modify_index=index,
         job_modify_index=index,
         submit_time=cmd.get("ts", 0),
-        status=doc.get("status") if doc.get("status") == "dead" else "pending",
+        status="pending",
     )
     jobs[name] = doc
     if existing:

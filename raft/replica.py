@@ -151,6 +151,8 @@ class Replica:
 
     async def transfer_leadership(self, target: str | None, wait: float = 5.0) -> str:
         """Ask the leader (this node) to hand over; returns the new leader's raft address."""
+        if len(await self.on_tick(self.node.members)) < 2:
+            raise CommandRejected(409, "transfer_failed", "there is no other server to lead")
         old = self.node.leader
         deadline = time.monotonic() + wait
         reason = "denied"
@@ -169,4 +171,6 @@ class Replica:
                     await asyncio.sleep(0.01)
                 break
             await asyncio.sleep(0.05)
-        raise CommandRejected(409, "transfer_failed", f"leadership was not transferred ({reason})")
+        raise CommandRejected(
+            409, "transfer_failed", f"leadership was not transferred: raft answered {reason}"
+        )
