@@ -72,10 +72,13 @@ class PortMapping:
 class TaskSpec:
     """Everything a driver needs to run one task of one allocation.
 
-    ``env`` holds the task's environment, secrets included, already
-    decrypted for this node: it is passed to the engine or process at start
-    and never written to a file by a driver, and it is kept out of ``repr``
-    so it never reaches a log line.
+    ``env`` is the task's plain environment; ``secret_env`` holds the
+    secrets, already decrypted for this node. Both are handed to the engine
+    or process at start, never written to a file by a driver, and kept out
+    of ``repr`` so they never reach a log line. They differ for Docker: the
+    engine stores a container's config (``env`` included) on disk, so the
+    docker driver delivers ``secret_env`` over the container's stdin instead
+    (see :mod:`agent.drivers.docker`).
     """
 
     alloc_id: str
@@ -86,6 +89,7 @@ class TaskSpec:
     image: str | None = None  # docker
     command: list[str] | None = None  # argv; None: the image's default (docker)
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
+    secret_env: Mapping[str, str] = field(default_factory=dict, repr=False)
     ports: tuple[PortMapping, ...] = ()
     cpu: int = 100  # MHz
     memory: int = 128  # MB
@@ -125,6 +129,10 @@ class TaskSpec:
         out.update(port_env(self.ports, self.host_ip))
         out.update(self.env)
         return out
+
+    def env_with_secrets(self) -> dict[str, str]:
+        """:meth:`full_env` plus the secrets (secrets win on a clash)."""
+        return {**self.full_env(), **self.secret_env}
 
 
 @dataclass(slots=True)

@@ -15,9 +15,17 @@ What a container gets, and why:
 * its ports published on the node's address only (``127.0.0.1`` in tests);
 * a cpu limit (``nano_cpus``: the task's MHz as a share of this host's cores)
   and a memory limit (MB, no extra swap);
-* its environment passed in the create call, never through an env file.
-  Note that the engine itself records a container's config, env included,
-  under ``/var/lib/docker/containers/<id>/config.v2.json``;
+* its plain environment (``TaskSpec.env``) passed in the create call, never
+  through an env file. The engine itself records a container's config, env
+  included, in ``/var/lib/docker/containers/<id>/config.v2.json``, so
+  secrets (``TaskSpec.secret_env``) never go there: the container starts
+  under a tiny shim (a static busybox from the host, bind-mounted read-only
+  at ``/.heroctl/busybox``) that reads them from the container's stdin,
+  exports them and ``exec``s the real entrypoint and command. The secrets
+  travel over the engine's API socket only and live in the task's memory;
+  ``docker inspect`` does not show them. A shim that gets no complete
+  payload (the agent died mid-start) exits 125 instead of running the task
+  without its secrets;
 * ``init`` (docker-init) as PID 1, so SIGTERM reaches the task and zombies
   are reaped even when the image's program does not expect to be PID 1.
 
@@ -27,8 +35,11 @@ a missing image is a clear error (tests use only locally built images).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
+import socket
+import struct
 import threading
 import time
 from datetime import datetime
@@ -56,6 +67,21 @@ except ImportError as exc:  # pragma: no cover
 __all__ = ["DockerDriver", "container_name"]
 
 MIN_NANO_CPUS = 10_000_000  # 0.01 core: the engine refuses less
+SHIM_PATH = "/.heroctl/busybox"
+SHIM_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox", "/usr/lib/heroctl/busybox")
+# Reads "NAME \0ooo\0ooo..." lines (every byte octal-escaped, so any value
+# survives, trailing newlines included) until a "." line, exports them and
+# becomes the task. printf and export are shell builtins: nothing else from
+# the image is needed.
+SHIM_SCRIPT = (
+    "ok=; while IFS= read -r l; do "
+    'if [ "$l" = . ]; then ok=1; break; fi; '
+    'k="${l%% *}"; v="${l#* }"; v="$(printf "%b" "$v"; printf x)"; export "$k=${v%x}"; '
+    "done; "
+    '[ -n "$ok" ] || { echo "heroctl: task secrets were not delivered" >&2; exit 125; }; '
+    'exec "$@"'
+)
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 _EXITED_STATUS = re.compile(r"Exited \((-?\d+)\)")
 
@@ -75,6 +101,45 @@ def _parse_time(value: str | None) -> float | None:
     zone = "+00:00" if zone in (None, "Z") else zone
     stamp = datetime.fromisoformat(base + zone).timestamp()
     return stamp + (float("0" + frac[:10]) if frac else 0.0)
+
+
+def is_static_elf(path: str) -> bool:
+    """Whether ``path`` is an ELF executable without a program interpreter,
+    i.e. one that runs inside any image (no libc needed)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+            if len(head) < 52 or head[:4] != b"\x7fELF":
+                return False
+            is64 = head[4] == 2
+            order = "<" if head[5] == 1 else ">"
+            if is64:
+                (phoff,) = struct.unpack_from(order + "Q", head, 32)
+                phentsize, phnum = struct.unpack_from(order + "HH", head, 54)
+            else:
+                (phoff,) = struct.unpack_from(order + "I", head, 28)
+                phentsize, phnum = struct.unpack_from(order + "HH", head, 42)
+            f.seek(phoff)
+            table = f.read(phentsize * phnum)
+    except OSError:
+        return False
+    for i in range(phnum):
+        (p_type,) = struct.unpack_from(order + "I", table, i * phentsize)
+        if p_type == 3:  # PT_INTERP: dynamically linked
+            return False
+    return True
+
+
+def secrets_payload(secrets: dict[str, str]) -> bytes:
+    lines = []
+    for name, value in secrets.items():
+        if not _ENV_NAME.match(name):
+            raise DriverError(f"invalid secret environment variable name {name!r}")
+        if "\0" in value:
+            raise DriverError(f"secret {name} contains a NUL byte")
+        lines.append(name + " " + "".join(f"\\0{b:03o}" for b in value.encode()))
+    lines.append(".")
+    return ("\n".join(lines) + "\n").encode()
 
 
 def _ports_label(spec: TaskSpec) -> str:
@@ -107,6 +172,7 @@ class DockerDriver:
         allow_pull: bool = False,
         use_init: bool = True,
         timeout: float = 60.0,
+        shim_binary: str | None = None,
     ) -> None:
         self.node = node
         self._client = client
@@ -116,6 +182,7 @@ class DockerDriver:
         self.mhz_per_core = mhz_per_core or mhz
         self.allow_pull = allow_pull
         self.use_init = use_init
+        self._shim = shim_binary
         self._prev_cpu: dict[str, tuple[int, float]] = {}  # container id -> (usage ns, time)
         self._lock = threading.Lock()
 
@@ -140,6 +207,21 @@ class DockerDriver:
             return bool(self.client.ping())
         except (DockerException, DriverError, OSError):
             return False
+
+    def shim_binary(self) -> str:
+        """The static busybox that delivers secrets; DriverError if none."""
+        if self._shim is not None:
+            if not is_static_elf(self._shim):
+                raise DriverError(f"secrets shim {self._shim} is not a static executable")
+            return self._shim
+        for path in SHIM_CANDIDATES:
+            if is_static_elf(path):
+                self._shim = path
+                return path
+        raise DriverError(
+            "tasks with secrets need a static busybox on the node "
+            "(apt-get install busybox-static): none found in " + ", ".join(SHIM_CANDIDATES)
+        )
 
     def nano_cpus(self, mhz: int) -> int:
         """The task's MHz as a share of this host's cores, in 1e-9 cores."""
@@ -229,6 +311,16 @@ class DockerDriver:
         }
         if spec.command is not None:
             kwargs["command"] = list(spec.command)
+        secrets = dict(spec.secret_env)
+        payload = b""
+        if secrets:
+            payload = secrets_payload(secrets)
+            argv = self._image_argv(spec)
+            kwargs["entrypoint"] = [SHIM_PATH, "sh", "-c", SHIM_SCRIPT, "heroctl-shim"]
+            kwargs["command"] = argv
+            kwargs["volumes"] = {self.shim_binary(): {"bind": SHIM_PATH, "mode": "ro"}}
+            kwargs["stdin_open"] = True
+            kwargs["detach"] = False  # makes the engine set StdinOnce: EOF on detach
         try:
             container = self.client.containers.create(spec.image, **kwargs)
         except APIError as exc:
@@ -241,12 +333,46 @@ class DockerDriver:
         except DockerException as exc:
             raise DriverError(f"cannot create container for {spec.task!r}: {exc}") from exc
         try:
-            container.start()
-        except (APIError, DockerException) as exc:
+            if payload:
+                self._start_with_secrets(container, payload)
+            else:
+                container.start()
+        except (APIError, DockerException, OSError) as exc:
             self._remove_container(container)
             raise DriverError(f"cannot start container for {spec.task!r}: {_explain(exc)}") from exc
         container.reload()
         return self._state(container.attrs)
+
+    def _image_argv(self, spec: TaskSpec) -> list[str]:
+        """What the container would run without the shim: the image's
+        entrypoint followed by the task's command (or the image's cmd)."""
+        try:
+            config = self.client.images.get(spec.image).attrs.get("Config") or {}
+        except (APIError, DockerException) as exc:
+            raise DriverError(f"cannot inspect image {spec.image!r}: {_explain(exc)}") from exc
+        entrypoint = config.get("Entrypoint") or []
+        cmd = spec.command if spec.command is not None else (config.get("Cmd") or [])
+        argv = [*entrypoint, *cmd]
+        if not argv:
+            raise DriverError(
+                f"image {spec.image!r} has no entrypoint or cmd and the task no command"
+            )
+        return argv
+
+    def _start_with_secrets(self, container: Any, payload: bytes) -> None:
+        sock = self.client.api.attach_socket(container.id, params={"stdin": 1, "stream": 1})
+        raw = getattr(sock, "_sock", sock)
+        try:
+            container.start()
+            raw.sendall(payload)
+            raw.shutdown(socket.SHUT_WR)
+        finally:
+            # Whatever happened, end the stream: an incomplete payload then
+            # makes the shim exit instead of waiting (or running) forever.
+            with contextlib.suppress(OSError):
+                raw.shutdown(socket.SHUT_RDWR)
+            raw.close()
+            sock.close()
 
     def _ensure_image(self, image: str) -> None:
         try:

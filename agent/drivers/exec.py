@@ -264,7 +264,7 @@ class ExecDriver:
             # Exec tasks listen on the host port itself: no port mapping.
             direct = replace(spec, ports=tuple(replace(p, to=None) for p in spec.ports))
             env = {"PATH": os.environ.get("PATH", DEFAULT_PATH), "HOME": str(workdir)}
-            env.update(direct.full_env())
+            env.update(direct.env_with_secrets())
             fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             try:
                 popen = subprocess.Popen(

@@ -91,7 +91,8 @@ def test_runs_a_server_reachable_on_its_host_port(driver: ExecDriver) -> None:
     s = spec(
         [sys.executable, "-c", SERVER],
         ports=(PortMapping("http", port, to=8080),),  # `to` means nothing to exec
-        env={"SECRET_TOKEN": "s3cr3t-value-42"},
+        env={"PLAIN": "visible"},
+        secret_env={"SECRET_TOKEN": "s3cr3t-value-42"},
     )
     state = driver.start(s)
     assert state.running and state.driver == "exec" and state.handle.isdigit()
@@ -103,7 +104,7 @@ def test_runs_a_server_reachable_on_its_host_port(driver: ExecDriver) -> None:
     assert len(driver.list()) == 1
     # the env reached the process, and no file of the driver holds it
     environ = Path(f"/proc/{state.handle}/environ").read_bytes().split(b"\0")
-    assert b"SECRET_TOKEN=s3cr3t-value-42" in environ
+    assert b"SECRET_TOKEN=s3cr3t-value-42" in environ and b"PLAIN=visible" in environ
     assert not any(e.startswith(b"HEROCTL_AGENT") for e in environ)
     for path in driver.state_dir.rglob("*"):
         if path.is_file():
