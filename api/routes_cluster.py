@@ -70,7 +70,9 @@ async def add_peer(request: web.Request) -> web.Response:
     # must point at something that already answers.
     if not joining_server and not await _listening(raft_address):
         # An unreachable voter would count against the quorum from now on.
-        raise ApiError(400, "peer_unreachable", f"nothing answers at {raft_address}; start it first")
+        raise ApiError(
+            400, "peer_unreachable", f"nothing answers at {raft_address}; start it first"
+        )
     await replica.add_server(raft_address)
     if name and api_address:
         await replica.write(

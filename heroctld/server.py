@@ -45,7 +45,9 @@ async def join_cluster(cfg: ServerConfig) -> list[str]:
                     if r.status == 201:
                         return list(data["members"])
                     if r.status == 401:  # our server credential is made with the cluster key
-                        log.error("join: %s refused us: this server has a different cluster key", url)
+                        log.error(
+                            "join: %s refused us: this server has a different cluster key", url
+                        )
                         raise SystemExit(2)
                     log.warning("join: %s answered %s: %s", url, r.status, data.get("message"))
             except (aiohttp.ClientError, TimeoutError, ValueError) as e:

@@ -26,6 +26,11 @@ def _str(value: Any) -> bool:
     return isinstance(value, str) and bool(value)
 
 
+def _ts(cmd: dict[str, Any]) -> int:
+    ts = cmd.get("ts")
+    return ts if isinstance(ts, int) and not isinstance(ts, bool) else 0
+
+
 def _names(value: Any) -> list[str] | None:
     if value is None:
         return []
@@ -77,11 +82,12 @@ def acl_bootstrap(state: State, cmd: dict[str, Any], index: int) -> dict[str, An
         and _str(token.get("secret_hash"))
         and isinstance(user, dict)
         and _str(user.get("username"))
+        and (user.get("password_hash") is None or _str(user.get("password_hash")))
         and isinstance(jwt_key, dict)
         and isinstance(jwt_key.get("ciphertext"), bytes)
     ):
         return fail(400, "invalid_command", "bootstrap needs a token, a user and a signing key")
-    ts = cmd.get("ts", 0)
+    ts = _ts(cmd)
     tok = {
         "accessor_id": token["accessor_id"],
         "secret_hash": token["secret_hash"],
@@ -144,7 +150,7 @@ def policy_upsert(state: State, cmd: dict[str, Any], index: int) -> dict[str, An
 def policy_delete(state: State, cmd: dict[str, Any], index: int) -> dict[str, Any]:
     table = state.table("acl_policies")
     name = cmd.get("name")
-    if name not in table:
+    if not isinstance(name, str) or name not in table:
         return fail(404, "policy_not_found", f"policy '{name}' does not exist")
     del table[name]
     state.touch("acl_policies", index)
@@ -183,7 +189,7 @@ def role_upsert(state: State, cmd: dict[str, Any], index: int) -> dict[str, Any]
 def role_delete(state: State, cmd: dict[str, Any], index: int) -> dict[str, Any]:
     table = state.table("acl_roles")
     name = cmd.get("name")
-    if name not in table:
+    if not isinstance(name, str) or name not in table:
         return fail(404, "role_not_found", f"role '{name}' does not exist")
     del table[name]
     state.touch("acl_roles", index)
@@ -218,7 +224,7 @@ def token_create(state: State, cmd: dict[str, Any], index: int) -> dict[str, Any
         "policies": policies,
         "roles": roles,
         "expires_at": expires if isinstance(expires, int) else None,
-        "create_time": cmd.get("ts", 0),
+        "create_time": _ts(cmd),
         "create_index": index,
         "modify_index": index,
     }
@@ -233,7 +239,7 @@ def token_create(state: State, cmd: dict[str, Any], index: int) -> dict[str, Any
 def token_update(state: State, cmd: dict[str, Any], index: int) -> dict[str, Any]:
     tokens = state.table("acl_tokens")
     acc = cmd.get("accessor_id")
-    existing = tokens.get(acc)
+    existing = tokens.get(acc) if isinstance(acc, str) else None
     if existing is None:
         return fail(404, "token_not_found", f"token '{acc}' does not exist")
     doc = dict(existing)
@@ -298,7 +304,7 @@ def user_upsert(state: State, cmd: dict[str, Any], index: int) -> dict[str, Any]
             "type": "client",
             "policies": [],
             "roles": [],
-            "create_time": cmd.get("ts", 0),
+            "create_time": _ts(cmd),
             "create_index": index,
         }
     )
@@ -316,6 +322,8 @@ def user_upsert(state: State, cmd: dict[str, Any], index: int) -> dict[str, Any]
         doc["type"] = user["type"]
     password_changed = False
     if "password_hash" in user:
+        if user["password_hash"] is not None and not _str(user["password_hash"]):
+            return fail(400, "invalid_field", "password_hash must be a string")
         doc["password_hash"] = user["password_hash"]
         password_changed = existing is not None
     doc["modify_index"] = index
@@ -357,7 +365,7 @@ def _prune_sessions(state: State, now: int, index: int) -> None:
 @op("auth.session.create")
 def session_create(state: State, cmd: dict[str, Any], index: int) -> dict[str, Any]:
     s = cmd.get("session")
-    ts = cmd.get("ts", 0)
+    ts = _ts(cmd)
     if not (
         isinstance(s, dict)
         and all(_str(s.get(k)) for k in ("id", "subject", "jti", "refresh_hash"))
@@ -394,7 +402,7 @@ def session_rotate(state: State, cmd: dict[str, Any], index: int) -> dict[str, A
     whole session (it was stolen or replayed).
     """
     sessions = state.table("acl_sessions")
-    sid, ts = cmd.get("id"), cmd.get("ts", 0)
+    sid, ts = cmd.get("id"), _ts(cmd)
     row = sessions.get(sid) if isinstance(sid, str) else None
     if row is None or row["expires_at"] <= ts:
         if row is not None:

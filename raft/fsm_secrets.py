@@ -27,6 +27,11 @@ MAX_CIPHERTEXT = 64 * 1024 + 16  # 64 KiB of plaintext plus the GCM tag
 KEYRING_ROW = "keyring"
 
 
+def _ts(cmd: dict[str, Any]) -> int:
+    ts = cmd.get("ts")
+    return ts if isinstance(ts, int) and not isinstance(ts, bool) else 0
+
+
 def keyring(state: State) -> dict[str, Any] | None:
     return state.table("keyring").get(KEYRING_ROW)
 
@@ -47,14 +52,14 @@ def _new_keyring(kid: str, ts: int, index: int) -> dict[str, Any]:
 @op("secret.put")
 def secret_put(state: State, cmd: dict[str, Any], index: int) -> dict[str, Any]:
     name, version = cmd.get("name"), cmd.get("version")
-    if not isinstance(name, str) or not NAME_RE.match(name):
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         return fail(400, "invalid_name", "secret names are 1-128 of [A-Za-z0-9_.-]")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         return fail(400, "invalid_command", "version must be a positive integer")
     sealed = _sealed(cmd)
     if sealed is None:
         return fail(400, "invalid_command", "a secret needs key_id, a 12-byte nonce and ciphertext")
-    ts = cmd.get("ts", 0)
+    ts = _ts(cmd)
     ring = keyring(state)
     if ring is None:
         state.table("keyring")[KEYRING_ROW] = _new_keyring(sealed["key_id"], ts, index)
@@ -105,7 +110,8 @@ def secret_reencrypt(state: State, cmd: dict[str, Any], index: int) -> dict[str,
     if sealed is None or ring is None or sealed["key_id"] not in ring["keys"]:
         return fail(400, "invalid_command", "re-encryption needs a sealed value under a known key")
     table = state.table("secrets")
-    doc = table.get(cmd.get("name"))  # type: ignore[arg-type]
+    name = cmd.get("name")
+    doc = table.get(name) if isinstance(name, str) else None
     if doc is None:
         return ok(changed=False)
     versions = list(doc["versions"])
@@ -120,7 +126,7 @@ def secret_reencrypt(state: State, cmd: dict[str, Any], index: int) -> dict[str,
 
 @op("keyring.rotate")
 def keyring_rotate(state: State, cmd: dict[str, Any], index: int) -> dict[str, Any]:
-    kid, ts = cmd.get("key_id"), cmd.get("ts", 0)
+    kid, ts = cmd.get("key_id"), _ts(cmd)
     if not isinstance(kid, str) or not kid:
         return fail(400, "invalid_command", "rotate needs a key_id")
     ring = keyring(state)

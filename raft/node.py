@@ -198,9 +198,7 @@ class RaftNode:
 
     def _state_changed(self, old: int, new: int) -> None:
         names = {0: "follower", 1: "candidate", 2: "leader"}
-        log.info(
-            "raft: %s -> %s (term %d)", names.get(old, old), names.get(new, new), self.term
-        )
+        log.info("raft: %s -> %s (term %d)", names.get(old, old), names.get(new, new), self.term)
 
     def _run(self) -> None:
         try:
@@ -255,7 +253,8 @@ class RaftNode:
         if now - lonely_since >= 10.0:
             log.warning(
                 "raft: none of %d peers reachable for %ds (network, or a different cluster key)",
-                len(partners), int(now - lonely_since),
+                len(partners),
+                int(now - lonely_since),
             )
         return lonely_since
 

@@ -25,7 +25,9 @@ def assert_error(r: Reply, status: int, code: str) -> None:
 def test_every_response_has_request_id_and_index(server: Server) -> None:
     r = server.get("/v1/health/live")
     assert r.status == 200 and r.body == {"status": "ok"}
-    assert r.header("X-Request-Id", ).startswith("req_")
+    assert r.header(
+        "X-Request-Id",
+    ).startswith("req_")
     assert int(r.header("X-HeroCtl-Index")) > 0
 
 
@@ -43,10 +45,15 @@ def test_malformed_json(server: Server, raw: bytes) -> None:
 
 @pytest.mark.parametrize(
     ("body", "field"),
-    [({}, "name"), ({"name": 5}, "name"), ({"name": "Bad_Name"}, "name"),
-     ({"name": "a" * 64}, "name"), ({"name": "ok", "type": "cron"}, "type"),
-     ({"name": "ok", "job_modify_index": "3"}, "job_modify_index"),
-     ({"name": "ok", "job_modify_index": -1}, "job_modify_index")],
+    [
+        ({}, "name"),
+        ({"name": 5}, "name"),
+        ({"name": "Bad_Name"}, "name"),
+        ({"name": "a" * 64}, "name"),
+        ({"name": "ok", "type": "cron"}, "type"),
+        ({"name": "ok", "job_modify_index": "3"}, "job_modify_index"),
+        ({"name": "ok", "job_modify_index": -1}, "job_modify_index"),
+    ],
 )
 def test_bad_fields_name_the_field(server: Server, body: dict, field: str) -> None:
     r = server.post("/v1/jobs", body)
@@ -73,7 +80,9 @@ def test_job_lifecycle_and_cas(server: Server) -> None:
     assert int(r.header("X-HeroCtl-Index")) == first
     r = server.post("/v1/jobs", {"name": "web", "image": "b", "job_modify_index": first})
     assert r.status == 200 and r.body["version"] == 1 and r.body["job_modify_index"] > first
-    assert_error(server.post("/v1/jobs", {"name": "web", "job_modify_index": first}), 409, "conflict")
+    assert_error(
+        server.post("/v1/jobs", {"name": "web", "job_modify_index": first}), 409, "conflict"
+    )
     assert_error(server.post("/v1/jobs", {"name": "web", "job_modify_index": 0}), 409, "conflict")
     listing = server.get("/v1/jobs")
     assert listing.status == 200 and [j["name"] for j in listing.body] == ["web"]

@@ -16,7 +16,9 @@ def submit(server: Server, name: str, **fields: object) -> dict:
     return r.body
 
 
-def submit_eventually(servers: list[Server], name: str, timeout: float = 10.0) -> tuple[dict, float]:
+def submit_eventually(
+    servers: list[Server], name: str, timeout: float = 10.0
+) -> tuple[dict, float]:
     """Retry a write on live servers until one acknowledges it; returns (doc, seconds)."""
     start = time.monotonic()
 
@@ -87,13 +89,19 @@ def test_full_restart_keeps_every_job(cluster3: Cluster) -> None:
 
 def test_clean_restart_after_compaction(tmp_path: Path) -> None:
     # A low compaction threshold makes every server write msgpack snapshots.
-    c = Cluster(tmp_path, 3, env={"HEROCTL_RAFT_COMPACTION_MIN_ENTRIES": "50",
-                                   "HEROCTL_RAFT_COMPACTION_MIN_TIME": "3"}).start()
+    c = Cluster(
+        tmp_path,
+        3,
+        env={"HEROCTL_RAFT_COMPACTION_MIN_ENTRIES": "50", "HEROCTL_RAFT_COMPACTION_MIN_TIME": "3"},
+    ).start()
     try:
         for i in range(300):
             submit(c.servers[i % 3], f"snap-{i % 40}", i=i)
-        wait_until(lambda: all((s.data_dir / "raft.snapshot").exists() for s in c.servers), 30,
-                   message="snapshots on every server")
+        wait_until(
+            lambda: all((s.data_dir / "raft.snapshot").exists() for s in c.servers),
+            30,
+            message="snapshots on every server",
+        )
         for s in c.servers:
             assert s.stop() == 0
         c.start()
@@ -112,8 +120,11 @@ def test_transfer_leadership_to_named_node(cluster3: Cluster) -> None:
     r = via.post("/v1/raft/transfer-leadership", {"to": target.name})
     assert r.status == 200, r.raw
     assert r.body["leader"] == target.name
-    wait_until(lambda: all(s.status()["leader"] == target.name for s in cluster3.servers), 10,
-               message="everyone sees the new leader")
+    wait_until(
+        lambda: all(s.status()["leader"] == target.name for s in cluster3.servers),
+        10,
+        message="everyone sees the new leader",
+    )
     submit(via, "after-transfer")
     r = leader.post("/v1/raft/transfer-leadership", {})  # without a target: most caught-up peer
     assert r.status == 200 and r.body["leader"] != target.name
@@ -126,7 +137,9 @@ def test_add_fourth_server_and_remove_one(cluster3: Cluster) -> None:
     fourth = cluster3.add_server("server-4")
     fourth.start(join=f"127.0.0.1:{cluster3.followers()[0].api_port}")
     cluster3.wait_ready([fourth])
-    wait_until(lambda: fourth.get("/v1/cluster/status").body["members"] == 4, 15, message="4 members")
+    wait_until(
+        lambda: fourth.get("/v1/cluster/status").body["members"] == 4, 15, message="4 members"
+    )
     assert fourth.get("/v1/jobs/existing").status == 200
     peers = cluster3.leader().get("/v1/cluster/peers").body
     assert "server-4" in {p["name"] for p in peers}
@@ -154,8 +167,11 @@ def test_sigstopped_leader_is_replaced_and_steps_down(cluster3: Cluster) -> None
     finally:
         old.resume()
     # The old leader rejoins as a follower and serves the new write.
-    wait_until(lambda: old.status()["leader"] == new.name and not old.status()["is_leader"], 10,
-               message="old leader follows")
+    wait_until(
+        lambda: old.status()["leader"] == new.name and not old.status()["is_leader"],
+        10,
+        message="old leader follows",
+    )
     assert old.get("/v1/jobs/during-pause").status == 200
 
 
@@ -163,8 +179,10 @@ def iptables_usable() -> bool:
     import shutil
     import subprocess
 
-    return bool(shutil.which("iptables")) and subprocess.run(
-        ["iptables", "-L", "-n"], capture_output=True).returncode == 0
+    return (
+        bool(shutil.which("iptables"))
+        and subprocess.run(["iptables", "-L", "-n"], capture_output=True).returncode == 0
+    )
 
 
 @pytest.mark.skipif(not iptables_usable(), reason="iptables is not usable here")
@@ -175,13 +193,15 @@ def test_partitioned_leader_stops_taking_writes(cluster3: Cluster) -> None:
     # with the lowest address as leader, every raft packet of the leader goes
     # through its raft port, so a DROP on that port cuts it off completely.
     old = min(cluster3.servers, key=lambda s: s.raft_address)
-    if not cluster3.leader() is old:
+    if cluster3.leader() is not old:
         r = cluster3.servers[0].post("/v1/raft/transfer-leadership", {"to": old.name})
         assert r.status == 200, r.raw
     wait_until(lambda: old.status()["is_leader"], 10, message="chosen leader")
     rest = [s for s in cluster3.servers if s is not old]
-    rules = [["INPUT", "-p", "tcp", "--dport", str(old.raft_port), "-j", "DROP"],
-             ["INPUT", "-p", "tcp", "--sport", str(old.raft_port), "-j", "DROP"]]
+    rules = [
+        ["INPUT", "-p", "tcp", "--dport", str(old.raft_port), "-j", "DROP"],
+        ["INPUT", "-p", "tcp", "--sport", str(old.raft_port), "-j", "DROP"],
+    ]
     added = []
     try:
         for rule in rules:
@@ -189,8 +209,9 @@ def test_partitioned_leader_stops_taking_writes(cluster3: Cluster) -> None:
             added.append(rule)
         cut_at = time.monotonic()
         # Within about two election timeouts the old leader knows it is not leading.
-        wait_until(lambda: not old.status()["is_leader"], 5, interval=0.02,
-                   message="old leader steps down")
+        wait_until(
+            lambda: not old.status()["is_leader"], 5, interval=0.02, message="old leader steps down"
+        )
         stepped_down = time.monotonic() - cut_at
         assert stepped_down < 4.0
         submit_eventually(rest, "majority-write")
@@ -203,8 +224,9 @@ def test_partitioned_leader_stops_taking_writes(cluster3: Cluster) -> None:
     finally:
         for rule in added:
             subprocess.run(["iptables", "-D", *rule], check=False)
-    wait_until(lambda: old.get("/v1/jobs/majority-write", timeout=5).status == 200, 20,
-               message="healed")
+    wait_until(
+        lambda: old.get("/v1/jobs/majority-write", timeout=5).status == 200, 20, message="healed"
+    )
     assert new.get("/v1/jobs/minority-write").status == 404
 
 
@@ -241,8 +263,11 @@ def test_wrong_cluster_key_member_is_refused_and_logged(tmp_path: Path) -> None:
     try:
         good = c.servers[:2]
         c.wait_ready(good)
-        wait_until(lambda: any("different cluster key" in s.log() for s in c.servers), 20,
-                   message="a key mismatch in some log")
+        wait_until(
+            lambda: any("different cluster key" in s.log() for s in c.servers),
+            20,
+            message="a key mismatch in some log",
+        )
         assert not c.servers[2].ready()
         assert c.servers[0].post("/v1/jobs", {"name": "still-works"}).status == 201
     finally:

@@ -35,8 +35,10 @@ def run(log: list[list[dict[str, Any]]]) -> tuple[State, list[list[dict[str, Any
 SAMPLE_LOG = [
     [cmd("server.register", name="s1", raft_address="127.0.0.1:1", api_address="http://a")],
     [cmd("job.upsert", rid="r1", job={"name": "web", "image": "x"})],
-    [cmd("job.upsert", job={"name": "web", "image": "y"}, cas=3),
-     cmd("job.upsert", job={"name": "db"})],
+    [
+        cmd("job.upsert", job={"name": "web", "image": "y"}, cas=3),
+        cmd("job.upsert", job={"name": "db"}),
+    ],
     [cmd("job.upsert", job={"name": "web"}, cas=3)],  # stale CAS: conflict
     [cmd("job.delete", name="db"), cmd("noop")],
     [cmd("job.upsert", rid="r1", job={"name": "web", "image": "ignored"})],  # retried rid
@@ -66,8 +68,12 @@ def test_job_upsert_versions_and_cas() -> None:
 
 
 def test_cas_zero_means_must_not_exist() -> None:
-    _, results = run([[cmd("job.upsert", job={"name": "a"}, cas=0)],
-                      [cmd("job.upsert", job={"name": "a"}, cas=0)]])
+    _, results = run(
+        [
+            [cmd("job.upsert", job={"name": "a"}, cas=0)],
+            [cmd("job.upsert", job={"name": "a"}, cas=0)],
+        ]
+    )
     assert results[0][0]["ok"] and results[1][0]["status"] == 409
 
 
@@ -92,13 +98,15 @@ def test_versions_are_bounded() -> None:
 
 
 def test_servers_register_replace_and_forget() -> None:
-    state, results = run([
-        [cmd("server.register", name="s1", raft_address="h:1", api_address="http://h:2")],
-        [cmd("server.register", name="s1b", raft_address="h:1", api_address="http://h:2")],
-        [cmd("server.register", name="bad", raft_address="", api_address="x")],
-        [cmd("server.forget", name="s1b")],
-        [cmd("server.forget", name="s1b")],
-    ])
+    state, results = run(
+        [
+            [cmd("server.register", name="s1", raft_address="h:1", api_address="http://h:2")],
+            [cmd("server.register", name="s1b", raft_address="h:1", api_address="http://h:2")],
+            [cmd("server.register", name="bad", raft_address="", api_address="x")],
+            [cmd("server.forget", name="s1b")],
+            [cmd("server.forget", name="s1b")],
+        ]
+    )
     assert results[1][0]["ok"] and results[2][0]["status"] == 400
     assert results[3][0]["ok"] and results[4][0]["status"] == 404
     assert state.table("servers") == {}
@@ -133,8 +141,11 @@ def test_snapshot_round_trip() -> None:
 
 job_names = st.sampled_from(["a", "b", "c"])
 commands = st.one_of(
-    st.builds(lambda n, c: cmd("job.upsert", job={"name": n}, cas=c), job_names,
-              st.one_of(st.none(), st.integers(0, 30))),
+    st.builds(
+        lambda n, c: cmd("job.upsert", job={"name": n}, cas=c),
+        job_names,
+        st.one_of(st.none(), st.integers(0, 30)),
+    ),
     st.builds(lambda n: cmd("job.delete", name=n), job_names),
     st.builds(lambda r: cmd("noop", rid=r), st.sampled_from(["x", "y", None])),
 )

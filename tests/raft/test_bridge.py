@@ -1,0 +1,126 @@
+"""RaftBridge logic against a fake node (our batching, barriers, timeouts, retries)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from raft.bridge import NoLeader, RaftBridge
+from raft.commands import decode_batch, new_command
+from raft.fsm import apply_batch
+from raft.node import NOT_LEADER, OK
+from raft.state import State
+
+
+class FakeNode:
+    """Stands in for RaftNode: records entries, completes them when told."""
+
+    def __init__(self, bridge: RaftBridge) -> None:
+        self.bridge = bridge
+        self.state = State()
+        self.leader: str | None = "127.0.0.1:1"
+        self.entries: list[tuple[bytes, Any]] = []
+        self.index = 1
+
+    def propose(self, entry: bytes, token: Any) -> None:
+        self.entries.append((entry, token))
+
+    def complete_all(self, reason: str = OK) -> None:
+        done = []
+        for entry, token in self.entries:
+            self.index += 1
+            result = (
+                apply_batch(self.state, decode_batch(entry), self.index) if reason == OK else None
+            )
+            done.append((token, result, reason))
+        self.entries = []
+        self.bridge.on_tick(done, self.index)
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_concurrent_writes_share_one_entry() -> None:
+    b = RaftBridge(asyncio.get_running_loop(), timeout=2)
+    node = FakeNode(b)
+    b.attach(node)  # type: ignore[arg-type]
+    tasks = [
+        asyncio.create_task(b.propose(new_command("job.upsert", job={"name": f"j{i}"})))
+        for i in range(50)
+    ]
+    await settle()
+    assert len(node.entries) == 1  # one raft entry for 50 writers
+    assert len(decode_batch(node.entries[0][0])) == 50
+    node.complete_all()
+    results = await asyncio.gather(*tasks)
+    assert all(r["ok"] for r in results) and len(node.state.table("jobs")) == 50
+
+
+async def test_reads_arriving_together_share_one_barrier() -> None:
+    b = RaftBridge(asyncio.get_running_loop(), timeout=2)
+    node = FakeNode(b)
+    b.attach(node)  # type: ignore[arg-type]
+    reads = [asyncio.create_task(b.barrier()) for _ in range(64)]
+    await settle()
+    assert len(node.entries) == 1 and decode_batch(node.entries[0][0]) == []
+    node.complete_all()
+    assert set(await asyncio.gather(*reads)) == {node.index}
+
+
+async def test_read_after_inflight_batch_waits_for_a_new_one() -> None:
+    b = RaftBridge(asyncio.get_running_loop(), timeout=2, max_inflight=1)
+    node = FakeNode(b)
+    b.attach(node)  # type: ignore[arg-type]
+    first = asyncio.create_task(b.barrier())
+    await settle()
+    second = asyncio.create_task(b.barrier())  # starts after the first barrier left
+    await settle()
+    node.complete_all()
+    await first
+    await settle()
+    assert not second.done() and len(node.entries) == 1
+    node.complete_all()
+    await second
+
+
+async def test_unanswered_batch_times_out_as_no_leader() -> None:
+    b = RaftBridge(asyncio.get_running_loop(), timeout=0.2)
+    node = FakeNode(b)
+    b.attach(node)  # type: ignore[arg-type]
+    with pytest.raises(NoLeader):
+        await b.propose(new_command("noop"))
+    node.complete_all()  # a late answer is ignored
+
+
+async def test_no_known_leader_fails_within_the_timeout() -> None:
+    b = RaftBridge(asyncio.get_running_loop(), timeout=0.2)
+    node = FakeNode(b)
+    node.leader = None
+    b.attach(node)  # type: ignore[arg-type]
+    with pytest.raises(NoLeader):
+        await b.barrier()
+    assert node.entries == []
+
+
+async def test_retry_after_not_leader_reuses_the_request_id() -> None:
+    b = RaftBridge(asyncio.get_running_loop(), timeout=2)
+    node = FakeNode(b)
+    b.attach(node)  # type: ignore[arg-type]
+    cmd = new_command("job.upsert", job={"name": "once"})
+    task = asyncio.create_task(b.propose(cmd))
+    await settle()
+    first = node.entries[0][0]
+    node.complete_all(NOT_LEADER)
+
+    async def resent() -> None:
+        while not node.entries:
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(resent(), 2)
+    assert node.entries[0][0] == first  # same bytes, same rid: applies once
+    node.complete_all()
+    assert (await task)["ok"]
