@@ -69,7 +69,6 @@ def test_kill_leader_new_leader_writes_resume_and_node_catches_up(cluster3: Clus
         submit(new, f"while-down-{i}")
     old.start(peers=cluster3.peers)
     cluster3.wait_ready([old])
-    r = old.get("/v1/jobs?stale=true")
     wait_until(lambda: len(old.get("/v1/jobs?stale=true").body) == 12, 10, message="catch up")
     names = {j["name"] for j in old.get("/v1/jobs").body}
     assert {"before", "after", "while-down-9"} <= names
