@@ -44,16 +44,16 @@ failure (``"no node has 2048 MB free (3 nodes evaluated)"``).
 
 Determinism: choices come from a ``random.Random`` seeded from the job name,
 version and the allocation count (or the caller's ``seed``); allocation ids
-come from ``new_id`` (injected; uuid4 hex by default).
+come from ``new_id`` (injected; 32 random hex digits by default).
 """
 
 from __future__ import annotations
 
 import heapq
 import math
+import os
 import random
 import re
-import uuid
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -220,7 +220,7 @@ class Allocation:
 # --- output -------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Placement:
     """A new allocation to create. ``ports`` maps each port name of the
     group to its host port; ``previous`` is the allocation it replaces."""
@@ -275,7 +275,7 @@ class Placement:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Stop:
     """An allocation to stop; ``lost`` when its node is gone (the caller
     marks it lost rather than complete)."""
@@ -361,6 +361,8 @@ class ClusterState:
         self.nodes: list[Node] = [n if isinstance(n, Node) else Node.from_dict(n) for n in nodes]
         self.node_pos: dict[str, int] = {n.id: i for i, n in enumerate(self.nodes)}
         count = len(self.nodes)
+        self.cap_cpu: list[int] = [n.cpu for n in self.nodes]
+        self.cap_mem: list[int] = [n.memory for n in self.nodes]
         self.used_cpu: list[int] = [0] * count
         self.used_mem: list[int] = [0] * count
         self.used_ports: list[set[int]] = [set(n.reserved_ports) for n in self.nodes]
@@ -371,6 +373,37 @@ class ClusterState:
         self.allocs: dict[str, Allocation] = {}
         for alloc in allocations:
             self.add(alloc if isinstance(alloc, Allocation) else Allocation.from_dict(alloc))
+
+    def update_node(self, node: Node | Mapping[str, Any]) -> None:
+        """Add a node or replace one (status, eligibility, capacity...).
+        Usage recorded on it stays; a node that left is marked ``down``."""
+        if not isinstance(node, Node):
+            node = Node.from_dict(node)
+        pos = self.node_pos.get(node.id)
+        if pos is None:
+            self.node_pos[node.id] = len(self.nodes)
+            self.nodes.append(node)
+            self.cap_cpu.append(node.cpu)
+            self.cap_mem.append(node.memory)
+            self.used_cpu.append(0)
+            self.used_mem.append(0)
+            self.used_ports.append(set(node.reserved_ports))
+            # allocations seen before their node: count them now
+            for alloc in self.allocs.values():
+                if alloc.node == node.id and alloc.live:
+                    self._hold(alloc)
+            return
+        old = self.nodes[pos]
+        self.nodes[pos] = node
+        self.cap_cpu[pos] = node.cpu
+        self.cap_mem[pos] = node.memory
+        if old.reserved_ports != node.reserved_ports:
+            ports = self.used_ports[pos]
+            ports.difference_update(old.reserved_ports - node.reserved_ports)
+            ports.update(node.reserved_ports)
+            for alloc in self.allocs.values():  # a port both reserved and used stays used
+                if alloc.node == node.id and alloc.live:
+                    ports.update(alloc.ports.values())
 
     def add(self, alloc: Allocation) -> None:
         old = self.allocs.get(alloc.id)
@@ -630,26 +663,25 @@ class _GroupPlacer:
     def _exhaust(self, why: str) -> None:
         self.exhausted[why] = self.exhausted.get(why, 0) + 1
 
-    def _misfit(self, pos: int) -> str | None:
-        node = self.state.nodes[pos]
-        short_cpu = self.state.used_cpu[pos] + self.cpu > node.cpu
-        short_mem = self.state.used_mem[pos] + self.memory > node.memory
-        if short_cpu and short_mem:
-            return "cpu+memory"
-        if short_cpu:
-            return "cpu"
-        if short_mem:
-            return "memory"
-        if self.static_set and not self.static_set.isdisjoint(self.state.used_ports[pos]):
-            used = sorted(self.static_set & self.state.used_ports[pos])
+    def _evaluate(self, pos: int) -> float | str:
+        """The node's score for one more replica (higher: fuller after it,
+        fewer allocations of the same job), or why it cannot take one."""
+        state = self.state
+        cap_cpu = state.cap_cpu[pos]
+        cap_mem = state.cap_mem[pos]
+        cpu = state.used_cpu[pos] + self.cpu
+        mem = state.used_mem[pos] + self.memory
+        if cpu > cap_cpu or mem > cap_mem:
+            if cpu > cap_cpu and mem > cap_mem:
+                return "cpu+memory"
+            return "cpu" if cpu > cap_cpu else "memory"
+        if self.static_set and not self.static_set.isdisjoint(state.used_ports[pos]):
+            used = sorted(self.static_set & state.used_ports[pos])
             return "port " + ",".join(map(str, used))
-        return None
-
-    def _score(self, pos: int) -> float:
-        node = self.state.nodes[pos]
-        score = (self.state.used_cpu[pos] + self.cpu) / node.cpu if node.cpu else 1.0
-        score += (self.state.used_mem[pos] + self.memory) / node.memory if node.memory else 1.0
-        return score - JOB_SPREAD_PENALTY * self.job_counts.get(pos, 0)
+        score = (cpu / cap_cpu if cap_cpu else 1.0) + (mem / cap_mem if cap_mem else 1.0)
+        if self.job_counts:
+            score -= JOB_SPREAD_PENALTY * self.job_counts.get(pos, 0)
+        return score
 
     def _pick_ports(self, pos: int) -> dict[str, int] | None:
         ports = dict(self.static_ports)
@@ -695,30 +727,28 @@ class _GroupPlacer:
                 self.tier_order.pop(0)
                 continue
             best = -1
-            best_score = -math.inf
+            best_score: float = -math.inf
             if len(members) <= self.limit:
                 # A small tier: look at every node (best fit, no sampling).
                 for pos in list(members):
-                    why = self._misfit(pos)
-                    if why is not None:
+                    score = self._evaluate(pos)
+                    if score.__class__ is str:
                         tier.remove(pos)
-                        self._exhaust(why)
+                        self._exhaust(score)  # type: ignore[arg-type]
                         continue
-                    score = self._score(pos)
-                    if score > best_score:
+                    if score > best_score:  # type: ignore[operator]
                         best, best_score = pos, score
             else:
                 sampled = 0
                 while members and sampled < self.limit:
                     pos = members[int(rand() * len(members))]
-                    why = self._misfit(pos)
-                    if why is not None:
+                    score = self._evaluate(pos)
+                    if score.__class__ is str:
                         tier.remove(pos)
-                        self._exhaust(why)
+                        self._exhaust(score)  # type: ignore[arg-type]
                         continue
                     sampled += 1
-                    score = self._score(pos)
-                    if score > best_score:
+                    if score > best_score:  # type: ignore[operator]
                         best, best_score = pos, score
             if best < 0:
                 continue  # the tier emptied; the loop moves on
@@ -792,8 +822,8 @@ def _default_seed(job_name: str, version: int, allocs: int) -> int:
     return zlib.crc32(f"{job_name}/{version}/{allocs}".encode())
 
 
-def _uuid() -> str:
-    return uuid.uuid4().hex
+def _new_id() -> str:
+    return os.urandom(16).hex()
 
 
 def schedule(
@@ -828,7 +858,7 @@ def schedule_on(
     version = int(job.get("version", 0) or 0)
     mine = list(state.by_job.get(name, {}).values())
     rng = random.Random(seed if seed is not None else _default_seed(name, version, len(mine)))
-    make_id = new_id or _uuid
+    make_id = new_id or _new_id
     plan = Plan(job=name, job_version=version)
     undo: list[tuple[str, Any]] = []
     stopping = bool(job.get("stop")) or job.get("status") == "dead"

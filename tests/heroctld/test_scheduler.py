@@ -646,3 +646,19 @@ def test_property_drain_never_drops_healthy_replicas(
     assert plan.empty
     final = live(allocs)
     assert len(final) == count and all(a.node not in drained for a in final)
+
+
+def test_cluster_state_follows_node_changes() -> None:
+    ns = nodes(2)
+    early = Allocation(id="e", job="other", group="g", node="n9", cpu=3900, status="running")
+    state = ClusterState(ns, [early])
+    job = make_job(count=1, resources={"cpu": 500})
+    state.update_node(Node(id="n9", name="late", cpu=4000, memory=4096))
+    assert state.used_cpu[state.node_pos["n9"]] == 3900  # its allocation counts
+    state.update_node(replace(ns[0], status="down"))
+    state.update_node(replace(ns[1], eligible=False))
+    plan = schedule_on(job, state, new_id=Ids(), seed=1)
+    assert plan.failures and "no node has 500 MHz CPU free" in plan.failures[0].reason
+    state.update_node(replace(ns[1], eligible=True, cpu=8000))
+    plan = schedule_on(job, state, new_id=Ids(), seed=1)
+    assert [p.node_id for p in plan.places] == ["n1"]
