@@ -431,7 +431,9 @@ class DockerDriver:
 
     def list(self) -> list[TaskState]:
         """This node's containers, from one API call (no per-container
-        inspect), so the agent can afford it on every reconcile."""
+        inspect), so the agent can afford it on every reconcile. Here
+        ``started_at`` is the container's creation time and ``finished_at``
+        is unknown; :meth:`inspect` has the exact times."""
         try:
             rows = self.client.api.containers(
                 all=True, filters={"label": [f"heroctl.node={self.node}"]}
