@@ -39,7 +39,7 @@ MAX_TTL = 10 * 365 * 86_400
 def _name(value: Any, field: str = "name", pattern: re.Pattern[str] = NAME_RE) -> str:
     if value is None:
         raise ApiError(400, "missing_field", f"field '{field}' is required")
-    if not isinstance(value, str) or not pattern.match(value):
+    if not isinstance(value, str) or not pattern.fullmatch(value):
         raise ApiError(
             400,
             "invalid_field",
@@ -115,7 +115,8 @@ def _token_view(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _user_view(row: dict[str, Any]) -> dict[str, Any]:
-    return _times(public_user(row))
+    # FSM results are already public (no hash, `has_password` set).
+    return _times(public_user(row) if "password_hash" in row else row)
 
 
 # --- bootstrap -------------------------------------------------------------------------

@@ -9,6 +9,8 @@ listing needs `list`; the middleware already checked the resource as a whole.
 
 from __future__ import annotations
 
+import asyncio
+import os
 from typing import Any
 
 from aiohttp import web
@@ -34,7 +36,7 @@ PUT_ATTEMPTS = 8
 def _check_name(name: Any, field: str = "name") -> str:
     if name is None:
         raise ApiError(400, "missing_field", f"field '{field}' is required")
-    if not isinstance(name, str) or not NAME_RE.match(name):
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise ApiError(
             400, "invalid_name", f"field '{field}' must be 1-128 characters of [A-Za-z0-9_.-]"
         )
@@ -259,9 +261,35 @@ async def rotate_keyring(request: web.Request) -> web.Response:
     return web.json_response(out, headers={"X-HeroCtl-Index": str(result["index"])})
 
 
+def _mtime(path: str) -> int:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return 0
+
+
 @routes.post("/v1/operator/snapshot")
 async def force_snapshot(request: web.Request) -> web.Response:
-    """Compact this server's raft log into a snapshot now (tests, before backups)."""
+    """Compact this server's raft log into a snapshot (tests, before backups).
+
+    pysyncobj takes a forced snapshot at the next moment its compaction
+    schedule allows (with `logCompactionSplit`, each server has a slot in every
+    `raft.compaction_min_time` period), so this waits up to `?wait=` seconds
+    (default 10) and says whether the snapshot was written.
+    """
     replica = replica_of(request)
+    try:
+        wait = min(max(float(request.query.get("wait", "10")), 0.0), 600.0)
+    except ValueError:
+        raise ApiError(400, "invalid_field", "query 'wait' must be seconds") from None
+    path = replica.node.snapshot_path
+    before = _mtime(path)
     await replica.on_tick(replica.node.force_compaction)
-    return web.json_response({"server": replica.identity.name, "applied_index": replica.index})
+    deadline = asyncio.get_running_loop().time() + wait
+    while _mtime(path) == before and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.05)
+    written = _mtime(path) != before
+    return web.json_response(
+        {"server": replica.identity.name, "applied_index": replica.index, "written": written},
+        status=200 if written else 202,
+    )

@@ -15,6 +15,7 @@ names first, then the pattern with the most literal characters).
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,7 +58,7 @@ def validate_rules(rules: Any) -> dict[str, Any]:
                 raise PolicyError("rules.secrets must be an access or a {pattern: access} map")
             patterns: dict[str, str] = {}
             for pattern, level in access.items():
-                if not isinstance(pattern, str) or not PATTERN_RE.match(pattern):
+                if not isinstance(pattern, str) or not PATTERN_RE.fullmatch(pattern):
                     raise PolicyError(
                         f"secret pattern {pattern!r} must be 1-128 of [A-Za-z0-9_.-] and '*'"
                     )
@@ -104,12 +105,17 @@ class Permissions:
         resources: dict[str, str] = {}
         patterns: dict[str, str] = {}
         for rules in rule_sets:
+            if not isinstance(rules, dict):
+                continue
             for resource, access in rules.items():
                 if resource == "secrets":
                     if isinstance(access, str):
                         access = {"*": access}
+                    if not isinstance(access, dict):
+                        continue
                     for pattern, level in access.items():
-                        patterns[pattern] = _merge(patterns.get(pattern), level)
+                        if isinstance(pattern, str) and level in SECRET_ACCESS:
+                            patterns[pattern] = _merge(patterns.get(pattern), level)
                 elif resource in RESOURCES and access in ACCESS:
                     resources[resource] = _merge(resources.get(resource), access)
         secret_rules = tuple(
@@ -140,7 +146,7 @@ class Permissions:
         for spec, _pattern, regex, access in self.secret_rules:
             if best is not None and spec < best:
                 break
-            if regex.match(name):
+            if regex.fullmatch(name):
                 best = spec
                 result = _merge(result, access)
         return result or "none"
@@ -196,6 +202,7 @@ def _under(path: str, prefix: str) -> bool:
     return path == prefix or path.startswith(prefix + "/")
 
 
+@functools.lru_cache(maxsize=4096)
 def requirement(method: str, path: str) -> Requirement:
     """What a request needs; `path` is the matched route's template when known.
 

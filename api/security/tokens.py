@@ -34,7 +34,7 @@ def hash_secret(secret: str) -> str:
 
 
 def is_token_secret(value: str) -> bool:
-    return bool(TOKEN_RE.match(value))
+    return bool(TOKEN_RE.fullmatch(value))
 
 
 def new_refresh_token(session_id: str) -> str:
@@ -43,7 +43,7 @@ def new_refresh_token(session_id: str) -> str:
 
 
 def refresh_session_id(token: str) -> str | None:
-    m = _REFRESH_RE.match(token)
+    m = _REFRESH_RE.fullmatch(token)
     return m.group(1) if m else None
 
 
