@@ -5,11 +5,18 @@ from __future__ import annotations
 import click
 
 from api.client import DEFAULT_ADDRESS
-from cli import cmd_cluster, cmd_job
+from cli import cmd_acl, cmd_auth, cmd_cluster, cmd_job, cmd_secret
 from cli.common import ADDRESS_ENV, TOKEN_ENV, Settings
 
 # A new group (node, alloc, acl, secret, login) is one module and one line here.
-COMMANDS: list[click.Command] = [cmd_cluster.cluster, cmd_job.job]
+COMMANDS: list[click.Command] = [
+    cmd_cluster.cluster,
+    cmd_job.job,
+    cmd_auth.login,
+    cmd_auth.logout,
+    cmd_acl.acl,
+    cmd_secret.secret,
+]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -33,6 +40,8 @@ COMMANDS: list[click.Command] = [cmd_cluster.cluster, cmd_job.job]
 def cli(ctx: click.Context, address: str, token: str | None, json_output: bool) -> None:
     """Operate a HeroCtl cluster through its REST API."""
     ctx.obj = Settings(address=address, token=token or None, json_output=json_output)
+    if not token and ctx.invoked_subcommand not in ("login", "logout"):
+        cmd_auth.refresh_saved_login()  # a saved login near expiry is renewed first
 
 
 for command in COMMANDS:
