@@ -4,10 +4,20 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from api import routes_acl, routes_auth, routes_cluster, routes_health, routes_jobs, routes_secrets
+from api import (
+    routes_acl,
+    routes_allocations,
+    routes_auth,
+    routes_cluster,
+    routes_health,
+    routes_jobs,
+    routes_nodes,
+    routes_secrets,
+)
 from api.context import REPLICA
 from api.errors import error_middleware, request_id_middleware
 from api.forward import http_session_ctx
+from api.heartbeats import HEARTBEATS, Heartbeats
 from api.security.middleware import add_rate_headers, auth_middleware, rate_limit_middleware
 from api.security.runtime import SECURITY, Security, SecuritySettings
 from api.security.tasks import security_tasks_ctx
@@ -25,7 +35,11 @@ async def index_header_middleware(request: web.Request, handler):  # type: ignor
     return response
 
 
-def build_app(replica: Replica, security: SecuritySettings | None = None) -> web.Application:
+def build_app(
+    replica: Replica,
+    security: SecuritySettings | None = None,
+    heartbeats: Heartbeats | None = None,
+) -> web.Application:
     """`security` carries the cluster key and limits; without it (tests of other
     parts) a throwaway key is used, so nothing from a real cluster decrypts."""
     app = web.Application(
@@ -39,6 +53,7 @@ def build_app(replica: Replica, security: SecuritySettings | None = None) -> web
         ],
     )
     app[REPLICA] = replica
+    app[HEARTBEATS] = heartbeats or Heartbeats()
     app[SECURITY] = Security(security or SecuritySettings(generate_cluster_key()), replica.state)
     app.on_response_prepare.append(add_rate_headers)
     app.cleanup_ctx.append(http_session_ctx)
@@ -51,6 +66,8 @@ def build_app(replica: Replica, security: SecuritySettings | None = None) -> web
         routes_secrets,
         routes_cluster,
         routes_jobs,
+        routes_nodes,
+        routes_allocations,
     ):
         app.add_routes(module.routes)
     return app

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import random
+import re
+
 from aiohttp import web
 
+from api.errors import ApiError
 from raft.replica import Replica
 
 REPLICA = web.AppKey("replica", Replica)
@@ -38,3 +42,38 @@ def read_headers(replica: Replica, index: int) -> dict[str, str]:
         "X-HeroCtl-Known-Leader": "true" if replica.known_leader() else "false",
         "X-HeroCtl-Last-Contact": str(contact if contact is not None else -1),
     }
+
+
+MAX_WAIT = 600.0
+_WAIT_RE = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m)?$")
+
+
+def parse_wait(value: str) -> float:
+    m = _WAIT_RE.match(value.strip())
+    if not m:
+        raise ApiError(400, "invalid_parameter", "wait must look like 30s, 5m or 500ms")
+    number, unit = float(m.group(1)), m.group(2) or "s"
+    seconds = number / 1000 if unit == "ms" else number * 60 if unit == "m" else number
+    return min(seconds, MAX_WAIT)
+
+
+async def blocking_view(request: web.Request, *tables: str) -> Replica:
+    """A read that may block first (`?index=N&wait=5m`, as Nomad's blocking queries).
+
+    Returns at once when the tables' index is already past N, else as soon as
+    it passes N, else after the wait (with a small random jitter) with the same
+    index. Then the read is made consistent (unless `?stale`).
+    """
+    replica = replica_of(request)
+    raw_index = request.query.get("index")
+    if raw_index is not None:
+        try:
+            index = int(raw_index)
+        except ValueError:
+            raise ApiError(400, "invalid_parameter", "index must be an integer") from None
+        wait = parse_wait(request.query.get("wait", "5m"))
+        wait += random.uniform(0, wait / 16)
+        await replica.wait_for_change(tables, index, wait)
+    if not wants_stale(request):
+        await replica.consistent()
+    return replica

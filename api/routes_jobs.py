@@ -2,21 +2,50 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from api.context import read_headers, read_view, replica_of
 from api.errors import ApiError, read_json_object
 from api.jobspec import check_name, parse_submission, summary
 from raft.fsm_jobs import job_versions
+from raft.state import State
 
 routes = web.RouteTableDef()
+
+
+def job_state(s: State, name: str) -> str:
+    """pending (nothing runs yet), running (something runs) or dead (all stopped/done)."""
+    allocs = s.allocs_of(job=name)
+    if any(a["status"] == "running" and a["desired_status"] == "run" for a in allocs):
+        return "running"
+    if allocs and all(a["desired_status"] == "stop" or a["status"] in ("complete", "failed", "lost")
+                      for a in allocs) and not s.table("job_status").get(name, {}).get("failures"):
+        return "dead"
+    return "pending"
+
+
+def placement_view(s: State, name: str) -> dict[str, Any]:
+    st = s.table("job_status").get(name) or {}
+    allocs = s.allocs_of(job=name)
+    counts: dict[str, int] = {}
+    for a in allocs:
+        if a["desired_status"] == "run":
+            counts[a["status"]] = counts.get(a["status"], 0) + 1
+    return {
+        "placement_failures": st.get("failures", []),
+        "deployment": {"deferred": st.get("deferred", {}), "halted": st.get("halted", {})},
+        "allocations": counts,
+    }
 
 
 @routes.get("/v1/jobs")
 async def list_jobs(request: web.Request) -> web.Response:
     replica = await read_view(request)
     with replica.state.read() as s:
-        jobs = [summary(doc) for _, doc in sorted(s.table("jobs").items())]
+        jobs = [dict(summary(doc), status=job_state(s, name))
+                for name, doc in sorted(s.table("jobs").items())]
         index = s.table_index["jobs"]
     return web.json_response(jobs, headers=read_headers(replica, index))
 
@@ -28,6 +57,8 @@ async def get_job(request: web.Request) -> web.Response:
     with replica.state.read() as s:
         doc = s.table("jobs").get(name)
         index = s.table_index["jobs"]
+        if doc is not None:
+            doc = dict(doc, status=job_state(s, name), **placement_view(s, name))
     if doc is None:
         raise ApiError(404, "job_not_found", f"job '{name}' does not exist")
     return web.json_response(doc, headers=read_headers(replica, index))

@@ -86,6 +86,7 @@ class ServerConfig:
     no_agent: bool = False
     dev: bool = False
     log_level: str = "info"
+    node_ttl: float = 10.0  # a node without heartbeat for this long is down
     raft: RaftTimeouts = field(default_factory=RaftTimeouts)
     rate_limit: RateLimits = field(default_factory=RateLimits)
     auth: AuthSettings = field(default_factory=AuthSettings)

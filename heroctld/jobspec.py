@@ -712,12 +712,10 @@ def _normalize_full(raw: Mapping[str, Any], name: str) -> dict[str, Any]:
     kind = raw.get("type", "service")
     if kind not in JOB_TYPES:
         raise JobSpecError("type", f"must be one of {', '.join(JOB_TYPES)}, got {kind!r}")
-    if "groups" not in raw:
-        raise JobSpecError(
-            "groups", "is required (or give 'image'/'command' at the top level for one task)"
-        )
-    raw_groups = _list(raw["groups"], "groups")
-    if not raw_groups:
+    # A job without groups (nor top-level task fields) is a stored definition
+    # that runs nothing yet; an explicit empty list is a mistake.
+    raw_groups = _list(raw["groups"], "groups") if "groups" in raw else []
+    if "groups" in raw and not raw_groups:
         raise JobSpecError("groups", "must list at least one group")
     groups = [_group(g, _join("groups", i)) for i, g in enumerate(raw_groups)]
     seen: set[str] = set()

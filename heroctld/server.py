@@ -12,10 +12,15 @@ import aiohttp
 from aiohttp import web
 
 from api.app import build_app
+from api.heartbeats import Heartbeats
 from api.security.crypto import KeyMaterial
 from api.security.runtime import SecuritySettings
 from api.security.tokens import generate_password, new_token_secret
 from heroctld.config import ServerConfig
+from heroctld.controllers.drainer import drain_loop
+from heroctld.controllers.heartbeats import heartbeat_monitor
+from heroctld.controllers.leadership import Leadership
+from heroctld.controllers.scheduling import scheduling_loop
 from raft.bridge import NoLeader, RaftBridge
 from raft.keys import derive_key
 from raft.node import RaftConfig, RaftNode
@@ -137,7 +142,8 @@ async def serve(cfg: ServerConfig) -> None:
     node.start()
     identity = ServerIdentity(cfg.node_name, cfg.raft_address, cfg.api_address)
     replica = Replica(identity, state, node, bridge)
-    app = build_app(replica, security_settings(cfg))
+    heartbeats = Heartbeats(ttl=float(os.environ.get("HEROCTL_NODE_TTL", cfg.node_ttl)))
+    app = build_app(replica, security_settings(cfg), heartbeats)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, cfg.bind, cfg.api_port, reuse_address=True)
@@ -152,7 +158,18 @@ async def serve(cfg: ServerConfig) -> None:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    tasks = [asyncio.create_task(keep_registered(replica), name="register")]
+    leadership = Leadership(
+        replica,
+        {
+            "scheduler": lambda: scheduling_loop(replica),
+            "heartbeats": lambda: heartbeat_monitor(replica, heartbeats),
+            "drainer": lambda: drain_loop(replica),
+        },
+    )
+    tasks = [
+        asyncio.create_task(keep_registered(replica), name="register"),
+        asyncio.create_task(leadership.run(), name="leadership"),
+    ]
     try:
         await stop.wait()
         log.info("shutting down")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from raft import fsm_acl, fsm_cluster, fsm_jobs, fsm_secrets  # noqa: F401  (register their ops)
+from raft import fsm_acl, fsm_allocs, fsm_cluster, fsm_jobs, fsm_nodes, fsm_secrets  # noqa: F401  (register their ops)
 from raft.ops import HANDLERS, fail
 from raft.state import State
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from raft.fsm_allocs import stop_job_allocs
 from raft.ops import fail, ok, op
 from raft.state import State
 
@@ -54,6 +55,9 @@ def job_delete(state: State, cmd: dict[str, Any], index: int) -> dict[str, Any]:
         return fail(404, "job_not_found", f"job '{name}' does not exist")
     del jobs[name]
     state.table("job_versions").pop(name, None)
+    if state.table("job_status").pop(name, None) is not None:
+        state.touch("job_status", index)
+    stop_job_allocs(state, name, "job deleted", cmd.get("ts", 0), index)
     state.touch("jobs", index)
     state.touch("job_versions", index)
     return ok(name=name)

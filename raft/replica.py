@@ -65,6 +65,19 @@ class Replica:
     def table_index(self, table: str) -> int:
         return self.state.table_index.get(table, 0)
 
+    async def wait_for_change(self, tables: tuple[str, ...], index: int, timeout: float) -> int:
+        """Block until one of `tables` changes past `index` (or the timeout).
+
+        Waiters are woken by applies (no polling); returns the tables' index.
+        """
+        deadline = self.bridge.loop.time() + timeout
+        while True:
+            current = max(self.state.table_index.get(t, 0) for t in tables)
+            remaining = deadline - self.bridge.loop.time()
+            if current > index or remaining <= 0:
+                return current
+            await self.bridge.wait_applied(self.bridge.applied_index + 1, remaining)
+
     def known_leader(self) -> bool:
         return self.node.leader is not None
 

@@ -24,6 +24,9 @@ TABLES: tuple[str, ...] = (
     "job_versions",  # name -> list of previous documents, oldest first
     "servers",  # server name -> {name, raft_address, api_address}
     "meta",  # singleton values (cluster id, ...)
+    "nodes",  # node id -> node document (registered by its agent)
+    "allocations",  # alloc id -> allocation document
+    "job_status",  # job name -> {placement failures, deployment progress}
     "acl_meta",  # bootstrap marker, wrapped JWT signing key
     "acl_policies",  # name -> {name, description, rules}
     "acl_roles",  # name -> {name, description, policies}
@@ -48,6 +51,9 @@ class State:
         self.tables: dict[str, dict[str, Any]] = {t: {} for t in TABLES}
         # request id -> result, oldest first, bounded (deterministic eviction).
         self.requests: OrderedDict[str, Any] = OrderedDict()
+        # Derived lookups (not replicated: rebuilt from the tables on load).
+        self.allocs_by_node: dict[str, set[str]] = {}
+        self.allocs_by_job: dict[str, set[str]] = {}
 
     @contextmanager
     def read(self) -> Iterator[State]:
@@ -89,6 +95,34 @@ class State:
             for name, rows in snapshot.get("tables", {}).items():
                 self.tables[name] = dict(rows)
             self.requests = OrderedDict((k, v) for k, v in snapshot.get("requests", []))
+            self.allocs_by_node, self.allocs_by_job = {}, {}
+            for alloc in self.tables["allocations"].values():
+                self.index_alloc(alloc)
+
+    def index_alloc(self, alloc: dict[str, Any]) -> None:
+        self.allocs_by_node.setdefault(alloc["node"], set()).add(alloc["id"])
+        self.allocs_by_job.setdefault(alloc["job"], set()).add(alloc["id"])
+
+    def unindex_alloc(self, alloc: dict[str, Any]) -> None:
+        for lookup, key in (
+            (self.allocs_by_node, alloc["node"]),
+            (self.allocs_by_job, alloc["job"]),
+        ):
+            ids = lookup.get(key)
+            if ids is not None:
+                ids.discard(alloc["id"])
+                if not ids:
+                    del lookup[key]
+
+    def allocs_of(self, *, node: str | None = None, job: str | None = None) -> list[dict[str, Any]]:
+        """Allocation documents of a node or a job, ordered by id."""
+        ids = (
+            self.allocs_by_node.get(node, set())
+            if node is not None
+            else self.allocs_by_job.get(job or "", set())
+        )
+        table = self.tables["allocations"]
+        return [table[i] for i in sorted(ids)]
 
     @classmethod
     def from_bytes(cls, data: bytes) -> State:

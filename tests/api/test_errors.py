@@ -86,7 +86,7 @@ def test_job_lifecycle_and_cas(server: Server) -> None:
     assert_error(server.post("/v1/jobs", {"name": "web", "job_modify_index": 0}), 409, "conflict")
     listing = server.get("/v1/jobs")
     assert listing.status == 200 and [j["name"] for j in listing.body] == ["web"]
-    assert server.get("/v1/jobs/web").body["image"] == "b"
+    assert server.get("/v1/jobs/web").body["groups"][0]["tasks"][0]["image"] == "b"
     assert [v["version"] for v in server.get("/v1/jobs/web/versions").body] == [1, 0]
     assert server.delete("/v1/jobs/web").status == 200
     assert server.get("/v1/jobs").body == []

@@ -56,13 +56,14 @@ def failed(result: Result) -> str:
 WEB_YAML = """\
 name: web
 type: service
+meta:
+  released: 2024-01-01   # a YAML date: sent as a string
 groups:
   - name: web
     count: 2
     tasks:
       - name: nginx
         image: nginx:1.27
-        released: 2024-01-01   # a YAML date: sent as a string
 """
 
 
@@ -73,7 +74,7 @@ def test_job_run_yaml_then_list_and_status(heroctl, server: Server, tmp_path: Pa
     assert out.startswith("Job 'web' registered: version 0, job modify index ")
 
     stored = server.get("/v1/jobs/web").body
-    assert stored["groups"][0]["tasks"][0]["released"] == "2024-01-01"
+    assert stored["meta"]["released"] == "2024-01-01"
 
     lines = ok(heroctl("job", "list")).splitlines()
     assert lines[0].split() == ["NAME", "TYPE", "STATUS", "VERSION", "MODIFY", "INDEX", "SUBMITTED"]
@@ -93,7 +94,7 @@ def test_job_run_yaml_then_list_and_status(heroctl, server: Server, tmp_path: Pa
 
 
 def test_job_run_json_from_stdin_update_and_check_index(heroctl, server: Server) -> None:
-    job = {"name": "api", "type": "batch", "groups": [{"name": "g", "count": 1}]}
+    job = {"name": "api", "type": "batch", "groups": [{"name": "g", "count": 1, "tasks": [{"name": "t", "image": "x"}]}]}
     first = json.loads(ok(heroctl("job", "run", "--json", "-", input=json.dumps(job))))
     assert first["version"] == 0 and first["type"] == "batch"
 

@@ -10,8 +10,8 @@ import pytest
 from tests.support.cluster import Cluster, Server, wait_until
 
 
-def submit(server: Server, name: str, **fields: object) -> dict:
-    r = server.post("/v1/jobs", {"name": name, **fields})
+def submit(server: Server, name: str, **meta: object) -> dict:
+    r = server.post("/v1/jobs", {"name": name, "meta": {k: str(v) for k, v in meta.items()}})
     assert r.status in (200, 201), (r.status, r.raw)
     return r.body
 
@@ -107,7 +107,7 @@ def test_clean_restart_after_compaction(tmp_path: Path) -> None:
         for s in c.servers:
             jobs = s.get("/v1/jobs").body
             assert len(jobs) == 40
-            assert s.get("/v1/jobs/snap-19").body["i"] == 299
+            assert s.get("/v1/jobs/snap-19").body["meta"]["i"] == "299"
     finally:
         c.stop()
 

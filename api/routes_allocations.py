@@ -1,0 +1,120 @@
+"""Allocations: list, detail, stop; agents report status and fetch their secrets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from api.context import blocking_view, read_headers, read_view, replica_of
+from api.errors import ApiError, read_json_object, require_field
+from api.routes_secrets import _open
+from api.security.runtime import identity_of
+from heroctld.jobspec import parse_secret_ref
+from raft.fsm_allocs import CLIENT_STATUSES
+from raft.fsm_secrets import version_entry
+
+routes = web.RouteTableDef()
+SUMMARY = ("id", "name", "job", "group", "index", "node", "node_name", "status",
+           "desired_status", "desired_reason", "job_version", "healthy", "create_time",
+           "create_index", "modify_index")
+MAX_UPDATES = 1000
+
+
+def summary(alloc: dict[str, Any]) -> dict[str, Any]:
+    return {k: alloc.get(k) for k in SUMMARY}
+
+
+def detail(alloc: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in alloc.items() if k != "group_spec"}
+    out["restarts"] = sum(t.get("restarts", 0) for t in alloc.get("task_states", {}).values())
+    out["tasks"] = [t["name"] for t in (alloc.get("group_spec") or {}).get("tasks", [])]
+    return out
+
+
+@routes.get("/v1/allocations")
+async def list_allocations(request: web.Request) -> web.Response:
+    job, node, status = (request.query.get(k) for k in ("job", "node", "status"))
+    if status is not None and status not in CLIENT_STATUSES:
+        raise ApiError(400, "invalid_parameter", f"status must be one of {', '.join(CLIENT_STATUSES)}")
+    replica = await blocking_view(request, "allocations")
+    with replica.state.read() as s:
+        if node is not None:
+            node_doc = s.table("nodes").get(node) or next(
+                (n for n in s.table("nodes").values() if n.get("name") == node), None)
+            allocs = s.allocs_of(node=node_doc["id"]) if node_doc else []
+        elif job is not None:
+            allocs = s.allocs_of(job=job)
+        else:
+            allocs = sorted(s.table("allocations").values(), key=lambda a: a["id"])
+        index = s.table_index["allocations"]
+    out = [summary(a) for a in allocs
+           if (job is None or a["job"] == job) and (status is None or a["status"] == status)]
+    return web.json_response(out, headers=read_headers(replica, index))
+
+
+def _alloc_or_404(request: web.Request, alloc_id: str) -> dict[str, Any]:
+    with replica_of(request).state.read() as s:
+        alloc = s.table("allocations").get(alloc_id)
+        if alloc is None:  # a unique prefix is enough, as with docker and nomad
+            matches = [a for k, a in s.table("allocations").items() if k.startswith(alloc_id)]
+            alloc = matches[0] if len(matches) == 1 and len(alloc_id) >= 4 else None
+    if alloc is None:
+        raise ApiError(404, "allocation_not_found", f"allocation '{alloc_id}' does not exist")
+    return alloc
+
+
+@routes.get("/v1/allocations/{id}")
+async def get_allocation(request: web.Request) -> web.Response:
+    replica = await blocking_view(request, "allocations")
+    alloc = _alloc_or_404(request, request.match_info["id"])
+    return web.json_response(detail(alloc),
+                             headers=read_headers(replica, replica.table_index("allocations")))
+
+
+@routes.post("/v1/allocations/{id}/stop")
+async def stop_allocation(request: web.Request) -> web.Response:
+    await read_view(request)
+    alloc = _alloc_or_404(request, request.match_info["id"])
+    result = await replica_of(request).write("alloc.stop", id=alloc["id"], reason="stopped by a user")
+    return web.json_response(detail(result["allocation"]))
+
+
+# --- agents ---------------------------------------------------------------------------
+
+
+@routes.post("/v1/allocations/status")
+async def report_status(request: web.Request) -> web.Response:
+    body = await read_json_object(request)
+    node = require_field(body, "node")
+    updates = require_field(body, "updates", list)
+    if len(updates) > MAX_UPDATES or not all(isinstance(u, dict) and isinstance(u.get("id"), str)
+                                             for u in updates):
+        raise ApiError(400, "invalid_field",
+                       f"field 'updates' must be at most {MAX_UPDATES} objects with an id")
+    result = await replica_of(request).write("alloc.update", node=node, updates=updates)
+    return web.json_response({"applied": result["applied"], "refused": result["refused"],
+                              "index": result["index"]})
+
+
+@routes.get("/v1/allocations/{id}/secrets")
+async def allocation_secrets(request: web.Request) -> web.Response:
+    """The secret env of an allocation, decrypted only for the server running it."""
+    replica = await read_view(request)
+    alloc = _alloc_or_404(request, request.match_info["id"])
+    identity = identity_of(request)
+    if identity.kind != "server" or identity.name != alloc.get("node_name"):
+        raise ApiError(403, "forbidden", "only the node running an allocation may read its secrets")
+    env: dict[str, str] = {}
+    with replica.state.read() as s:
+        docs = s.table("secrets")
+        for task in (alloc.get("group_spec") or {}).get("tasks", []):
+            for var, ref in (task.get("secrets") or {}).items():
+                name, version = parse_secret_ref(ref)
+                doc = docs.get(name)
+                entry = version_entry(doc, version or doc["version"]) if doc else None
+                if entry is None:
+                    raise ApiError(404, "secret_not_found",
+                                   f"secret '{ref}' for {task['name']}.{var} does not exist")
+                env[var] = _open(request, name, entry)
+    return web.json_response({"env": env})

@@ -1,0 +1,196 @@
+"""Nodes: what agents register and heartbeat, what operators list, drain and mark."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from api.context import blocking_view, read_headers, read_view, replica_of
+from api.errors import ApiError, read_json_object, require_field
+from api.forward import leader_or_forward
+from api.heartbeats import HEARTBEATS
+from raft.state import State
+
+routes = web.RouteTableDef()
+LIVE = ("pending", "running")
+
+
+def find_node(s: State, ref: str) -> dict[str, Any] | None:
+    """A node by id, or by name (ids are what agents use, names what people type)."""
+    nodes = s.table("nodes")
+    if ref in nodes:
+        return nodes[ref]
+    return next((n for n in nodes.values() if n.get("name") == ref), None)
+
+
+def _node_or_404(s: State, ref: str) -> dict[str, Any]:
+    node = find_node(s, ref)
+    if node is None:
+        raise ApiError(404, "node_not_found", f"node '{ref}' does not exist")
+    return node
+
+
+def _allocated(allocs: list[dict[str, Any]]) -> dict[str, int]:
+    live = [a for a in allocs if a["desired_status"] == "run" and a["status"] in LIVE]
+    return {
+        "cpu": sum(a["resources"].get("cpu", 0) for a in live),
+        "memory": sum(a["resources"].get("memory", 0) for a in live),
+        "allocations": len(live),
+    }
+
+
+def node_summary(node: dict[str, Any], allocs: list[dict[str, Any]]) -> dict[str, Any]:
+    res = node.get("resources", {})
+    return {
+        "id": node["id"],
+        "name": node.get("name"),
+        "address": node.get("address"),
+        "status": "draining" if node.get("drain") and node.get("status") == "ready" else node.get("status"),
+        "eligibility": node.get("eligibility"),
+        "drain": node.get("drain"),
+        "drivers": node.get("drivers", []),
+        "cpu": res.get("cpu", 0),
+        "memory": res.get("memory", 0),
+        "allocated": _allocated(allocs),
+        "modify_index": node.get("modify_index"),
+    }
+
+
+@routes.get("/v1/nodes")
+async def list_nodes(request: web.Request) -> web.Response:
+    replica = await blocking_view(request, "nodes", "allocations")
+    with replica.state.read() as s:
+        out = [node_summary(n, s.allocs_of(node=n["id"]))
+               for n in sorted(s.table("nodes").values(), key=lambda n: n.get("name", ""))]
+        index = max(s.table_index["nodes"], s.table_index["allocations"])
+    return web.json_response(out, headers=read_headers(replica, index))
+
+
+@routes.get("/v1/nodes/{id}")
+async def get_node(request: web.Request) -> web.Response:
+    replica = await blocking_view(request, "nodes", "allocations")
+    with replica.state.read() as s:
+        node = _node_or_404(s, request.match_info["id"])
+        allocs = s.allocs_of(node=node["id"])
+        index = max(s.table_index["nodes"], s.table_index["allocations"])
+    res = node.get("resources", {})
+    allocated = _allocated(allocs)
+    used = request.app[HEARTBEATS].usage.get(node["id"])
+    out = node_summary(node, allocs)
+    out.update(
+        labels=node.get("labels", {}),
+        attributes=node.get("attributes", {}),
+        resources={
+            kind: {"total": res.get(kind, 0), "allocated": allocated.get(kind),
+                   "used": (used or {}).get(kind)}
+            for kind in ("cpu", "memory", "disk")
+        },
+        allocations=[{k: a.get(k) for k in ("id", "name", "job", "group", "status",
+                                            "desired_status", "healthy")} for a in allocs],
+        registered_at=node.get("registered_at"),
+        status_updated_at=node.get("status_updated_at"),
+        last_drain=node.get("last_drain"),
+    )
+    return web.json_response(out, headers=read_headers(replica, index))
+
+
+# --- agents ---------------------------------------------------------------------------
+
+
+@routes.post("/v1/nodes/register")
+async def register_node(request: web.Request) -> web.Response:
+    body = await read_json_object(request)
+    require_field(body, "id")
+    require_field(body, "name")
+    resources = body.get("resources", {})
+    if not isinstance(resources, dict) or not all(
+        isinstance(resources.get(k, 0), int) and resources.get(k, 0) >= 0
+        for k in ("cpu", "memory", "disk")
+    ):
+        raise ApiError(400, "invalid_field", "field 'resources' must hold non-negative cpu, memory, disk")
+    for field, kind in (("drivers", list), ("labels", dict), ("attributes", dict),
+                        ("port_range", list), ("address", str)):
+        if field in body and not isinstance(body[field], kind):
+            raise ApiError(400, "invalid_field", f"field '{field}' must be a {kind.__name__}")
+    node = {k: body[k] for k in ("id", "name", "address", "resources", "drivers", "labels",
+                                 "attributes", "port_range") if k in body}
+    result = await replica_of(request).write("node.register", node=node)
+    request.app[HEARTBEATS].beat(node["id"], None)
+    return web.json_response(result["node"])
+
+
+@routes.post("/v1/nodes/{id}/heartbeat")
+async def heartbeat(request: web.Request) -> web.Response:
+    body = await read_json_object(request)
+    if (forwarded := await leader_or_forward(request)) is not None:
+        return forwarded  # heartbeats live in the leader's memory
+    replica = replica_of(request)
+    node_id = request.match_info["id"]
+    with replica.state.read() as s:
+        node = s.table("nodes").get(node_id)
+    if node is None:
+        raise ApiError(404, "node_not_found", f"node '{node_id}' is not registered")
+    beats = request.app[HEARTBEATS]
+    usage = body.get("usage")
+    beats.beat(node_id, usage if isinstance(usage, dict) else None)
+    if node.get("status") != "ready":
+        await replica.write("node.status", id=node_id, status="ready")
+    return web.json_response({"ttl_seconds": beats.ttl, "status": "ready"})
+
+
+@routes.get("/v1/nodes/{id}/allocations")
+async def node_allocations(request: web.Request) -> web.Response:
+    replica = await blocking_view(request, "allocations")
+    with replica.state.read() as s:
+        node = _node_or_404(s, request.match_info["id"])
+        allocs = s.allocs_of(node=node["id"])
+        index = s.table_index["allocations"]
+    return web.json_response(allocs, headers=read_headers(replica, index))
+
+
+# --- operators ------------------------------------------------------------------------
+
+
+def _node_id(request: web.Request) -> str:
+    replica = replica_of(request)
+    with replica.state.read() as s:
+        return _node_or_404(s, request.match_info["id"])["id"]
+
+
+@routes.post("/v1/nodes/{id}/drain")
+async def drain_node(request: web.Request) -> web.Response:
+    body = await read_json_object(request)
+    await read_view(request)
+    node_id = _node_id(request)
+    enable = body.get("enable", True)
+    if not isinstance(enable, bool):
+        raise ApiError(400, "invalid_field", "field 'enable' must be true or false")
+    fields: dict[str, Any] = {"id": node_id, "enable": enable}
+    if enable:
+        deadline = body.get("deadline_seconds", 3600)
+        if not isinstance(deadline, int) or isinstance(deadline, bool) or deadline < 0:
+            raise ApiError(400, "invalid_field", "field 'deadline_seconds' must be a non-negative integer")
+        fields["deadline_seconds"] = deadline
+    else:
+        keep = body.get("keep_ineligible", False)
+        if not isinstance(keep, bool):
+            raise ApiError(400, "invalid_field", "field 'keep_ineligible' must be true or false")
+        fields["keep_ineligible"] = keep
+    result = await replica_of(request).write("node.drain", **fields)
+    return web.json_response(result["node"])
+
+
+@routes.post("/v1/nodes/{id}/eligibility")
+async def node_eligibility(request: web.Request) -> web.Response:
+    body = await read_json_object(request)
+    await read_view(request)
+    node_id = _node_id(request)
+    eligible = body.get("eligible")
+    if eligible is None and isinstance(body.get("eligibility"), str):
+        eligible = {"eligible": True, "ineligible": False}.get(body["eligibility"])
+    if not isinstance(eligible, bool):
+        raise ApiError(400, "invalid_field",
+                       "field 'eligible' must be true or false (or 'eligibility': eligible|ineligible)")
+    result = await replica_of(request).write("node.eligibility", id=node_id, eligible=eligible)
+    return web.json_response(result["node"])

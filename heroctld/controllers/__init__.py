@@ -1,0 +1,1 @@
+"""Leader-only controllers: each reads state at index N, decides (pure), proposes, waits past N."""

@@ -1,0 +1,180 @@
+"""FSM operations on allocations: plans from the scheduler, agent reports, stops.
+
+An allocation document has what the cluster wants (`desired_status`: run |
+stop) and what its node reports (`status`: pending | running | complete |
+failed | lost, `task_states`, `healthy`), plus a bounded event timeline.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from raft.ops import fail, ok, op
+from raft.state import State
+
+CLIENT_STATUSES = ("pending", "running", "complete", "failed", "lost")
+TERMINAL = ("complete", "failed", "lost")
+MAX_EVENTS = 30
+
+
+def _event(ts: int, kind: str, message: str) -> dict[str, Any]:
+    return {"ts": ts, "type": kind, "message": message}
+
+
+def _put(state: State, doc: dict[str, Any], index: int) -> None:
+    doc["modify_index"] = index
+    table = state.table("allocations")
+    if doc["id"] not in table:
+        state.index_alloc(doc)
+    table[doc["id"]] = doc
+    state.touch("allocations", index)
+
+
+def _with_events(doc: dict[str, Any], events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [*doc.get("events", ()), *events][-MAX_EVENTS:]
+
+
+def mark_stop(
+    state: State, alloc: dict[str, Any], reason: str, ts: int, index: int, lost: bool = False
+) -> None:
+    """Desired stop (the agent stops it and reports); `lost` when its node is gone."""
+    if alloc.get("desired_status") == "stop" and not lost:
+        return
+    doc = dict(alloc, desired_status="stop", desired_reason=reason)
+    if lost and alloc.get("status") not in TERMINAL:
+        doc["status"] = "lost"
+    doc["events"] = _with_events(alloc, [_event(ts, "lost" if lost else "stop", reason)])
+    _put(state, doc, index)
+
+
+def _group_spec(job: dict[str, Any] | None, group: str) -> dict[str, Any] | None:
+    for g in (job or {}).get("groups") or ():
+        if g.get("name") == group:
+            return g
+    return None
+
+
+@op("plan.apply")
+def plan_apply(state: State, cmd: dict[str, Any], index: int) -> dict[str, Any]:
+    """Apply a scheduler plan, unless the job changed since it was computed."""
+    name = cmd.get("job")
+    job = state.table("jobs").get(name)
+    places, stops = cmd.get("places") or [], cmd.get("stops") or []
+    if places and (job is None or job.get("job_modify_index") != cmd.get("job_modify_index")):
+        return fail(409, "stale_plan", f"job '{name}' changed since the plan was computed")
+    allocs = state.table("allocations")
+    nodes = state.table("nodes")
+    ts = cmd.get("ts", 0)
+    for stop in stops:
+        alloc = allocs.get(stop.get("id"))
+        if alloc is not None:
+            mark_stop(
+                state,
+                alloc,
+                str(stop.get("reason", "stopped by the scheduler")),
+                ts,
+                index,
+                lost=bool(stop.get("lost")),
+            )
+    for p in places:
+        node = nodes.get(p.get("node"))
+        spec = _group_spec(job, p.get("group"))
+        if node is None or spec is None or p.get("id") in allocs:
+            continue  # validated on the leader; a plan never half-fails an apply
+        doc = {
+            "id": p["id"],
+            "name": p.get("name"),
+            "job": name,
+            "job_type": job.get("type", "service"),  # type: ignore[union-attr]
+            "group": p["group"],
+            "index": p.get("index", 0),
+            "node": p["node"],
+            "node_name": node.get("name"),
+            "job_version": p.get("job_version", 0),
+            "resources": p.get("resources", {}),
+            "ports": p.get("ports", {}),
+            "previous_alloc": p.get("previous_alloc"),
+            "group_spec": spec,
+            "desired_status": "run",
+            "desired_reason": None,
+            "status": "pending",
+            "task_states": {},
+            "healthy": None,
+            "create_index": index,
+            "create_time": ts,
+            "events": [
+                _event(ts, "placed", f"placed on {node.get('name')} ({p.get('reason', 'new')})")
+            ],
+        }
+        _put(state, doc, index)
+    status = {
+        "failures": cmd.get("failures") or [],
+        "deferred": cmd.get("deferred") or {},
+        "halted": cmd.get("halted") or {},
+        "job_version": cmd.get("job_version"),
+    }
+    table = state.table("job_status")
+    if job is not None and table.get(name) != {**status, "index": table.get(name, {}).get("index")}:
+        table[name] = {**status, "index": index}
+        state.touch("job_status", index)
+    return ok(placed=len(places), stopped=len(stops))
+
+
+@op("alloc.update")
+def alloc_update(state: State, cmd: dict[str, Any], index: int) -> dict[str, Any]:
+    """What a node reports about its allocations (batched)."""
+    node = cmd.get("node")
+    allocs = state.table("allocations")
+    applied, refused = 0, []
+    for u in cmd.get("updates") or []:
+        alloc = allocs.get(u.get("id")) if isinstance(u, dict) else None
+        if alloc is None or alloc["node"] != node:
+            refused.append(u.get("id") if isinstance(u, dict) else None)
+            continue
+        doc = dict(alloc)
+        status = u.get("status")
+        if status in CLIENT_STATUSES and not (alloc["status"] == "lost" and status != "lost"):
+            doc["status"] = status
+        if isinstance(u.get("task_states"), dict):
+            doc["task_states"] = u["task_states"]
+        if "healthy" in u and u["healthy"] in (True, False, None):
+            doc["healthy"] = u["healthy"]
+        events = [e for e in u.get("events") or [] if isinstance(e, dict)]
+        if events:
+            doc["events"] = _with_events(alloc, events)
+        doc["client_updated_at"] = cmd.get("ts", 0)
+        _put(state, doc, index)
+        applied += 1
+    return ok(applied=applied, refused=refused)
+
+
+@op("alloc.stop")
+def alloc_stop(state: State, cmd: dict[str, Any], index: int) -> dict[str, Any]:
+    alloc = state.table("allocations").get(cmd.get("id"))
+    if alloc is None:
+        return fail(404, "allocation_not_found", f"allocation '{cmd.get('id')}' does not exist")
+    mark_stop(state, alloc, str(cmd.get("reason") or "stopped by a user"), cmd.get("ts", 0), index)
+    return ok(allocation=state.table("allocations")[alloc["id"]])
+
+
+@op("alloc.gc")
+def alloc_gc(state: State, cmd: dict[str, Any], index: int) -> dict[str, Any]:
+    """Forget allocations that are stopped and terminal."""
+    allocs = state.table("allocations")
+    removed = 0
+    for alloc_id in cmd.get("ids") or []:
+        alloc = allocs.get(alloc_id)
+        if alloc and alloc["desired_status"] == "stop" and alloc["status"] in TERMINAL:
+            state.unindex_alloc(alloc)
+            del allocs[alloc_id]
+            removed += 1
+    if removed:
+        state.touch("allocations", index)
+    return ok(removed=removed)
+
+
+def stop_job_allocs(state: State, job: str, reason: str, ts: int, index: int) -> int:
+    live = [a for a in state.allocs_of(job=job) if a["desired_status"] == "run"]
+    for alloc in live:
+        mark_stop(state, alloc, reason, ts, index)
+    return len(live)

@@ -1,0 +1,129 @@
+"""FSM operations on nodes: registration, status, drain, eligibility.
+
+Heartbeats are not replicated (the leader keeps them in memory); only the
+transitions they cause (ready <-> down) are.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from raft.ops import fail, ok, op
+from raft.state import State
+
+NODE_STATUSES = ("initializing", "ready", "down")
+REGISTER_FIELDS = (
+    "name",
+    "address",
+    "resources",
+    "drivers",
+    "labels",
+    "attributes",
+    "port_range",
+)
+
+
+def _node(state: State, node_id: Any) -> dict[str, Any] | None:
+    return state.table("nodes").get(node_id) if isinstance(node_id, str) else None
+
+
+def _put(state: State, doc: dict[str, Any], index: int) -> dict[str, Any]:
+    doc["modify_index"] = index
+    state.table("nodes")[doc["id"]] = doc
+    state.touch("nodes", index)
+    return doc
+
+
+@op("node.register")
+def node_register(state: State, cmd: dict[str, Any], index: int) -> dict[str, Any]:
+    node = cmd.get("node")
+    if not isinstance(node, dict) or not isinstance(node.get("id"), str) or not node.get("name"):
+        return fail(400, "invalid_node", "node must have an id and a name")
+    existing = _node(state, node["id"])
+    doc = (
+        dict(existing)
+        if existing
+        else {
+            "id": node["id"],
+            "eligibility": "eligible",
+            "drain": None,
+            "create_index": index,
+            "registered_at": cmd.get("ts", 0),
+        }
+    )
+    for key in REGISTER_FIELDS:
+        if key in node:
+            doc[key] = node[key]
+    if doc.get("status") != "ready":
+        doc["status"] = "ready"
+        doc["status_updated_at"] = cmd.get("ts", 0)
+    return ok(node=_put(state, doc, index))
+
+
+@op("node.status")
+def node_status(state: State, cmd: dict[str, Any], index: int) -> dict[str, Any]:
+    existing = _node(state, cmd.get("id"))
+    if existing is None:
+        return fail(404, "node_not_found", f"node '{cmd.get('id')}' does not exist")
+    status = cmd.get("status")
+    if status not in NODE_STATUSES:
+        return fail(400, "invalid_field", f"status must be one of {', '.join(NODE_STATUSES)}")
+    if existing.get("status") == status:
+        return ok(node=existing, changed=False)
+    doc = dict(existing, status=status, status_updated_at=cmd.get("ts", 0))
+    return ok(node=_put(state, doc, index), changed=True)
+
+
+@op("node.drain")
+def node_drain(state: State, cmd: dict[str, Any], index: int) -> dict[str, Any]:
+    """Start (`enable`) or cancel a drain; a started drain has a deadline."""
+    existing = _node(state, cmd.get("id"))
+    if existing is None:
+        return fail(404, "node_not_found", f"node '{cmd.get('id')}' does not exist")
+    doc = dict(existing)
+    if cmd.get("enable"):
+        deadline = cmd.get("deadline_seconds")
+        if not isinstance(deadline, int) or deadline < 0:
+            return fail(400, "invalid_field", "deadline_seconds must be a non-negative integer")
+        ts = cmd.get("ts", 0)
+        doc["drain"] = {
+            "started_at": ts,
+            "deadline_at": ts + deadline * 1000,
+            "deadline_seconds": deadline,
+        }
+        doc["eligibility"] = "ineligible"
+    else:
+        doc["drain"] = None
+        if not cmd.get("keep_ineligible"):
+            doc["eligibility"] = "eligible"
+    return ok(node=_put(state, doc, index))
+
+
+@op("node.drain_complete")
+def node_drain_complete(state: State, cmd: dict[str, Any], index: int) -> dict[str, Any]:
+    existing = _node(state, cmd.get("id"))
+    if existing is None or not existing.get("drain"):
+        return ok(changed=False)
+    doc = dict(
+        existing,
+        drain=None,
+        eligibility="ineligible",
+        last_drain={**existing["drain"], "completed_at": cmd.get("ts", 0)},
+    )
+    return ok(node=_put(state, doc, index), changed=True)
+
+
+@op("node.eligibility")
+def node_eligibility(state: State, cmd: dict[str, Any], index: int) -> dict[str, Any]:
+    existing = _node(state, cmd.get("id"))
+    if existing is None:
+        return fail(404, "node_not_found", f"node '{cmd.get('id')}' does not exist")
+    eligible = cmd.get("eligible")
+    if not isinstance(eligible, bool):
+        return fail(400, "invalid_field", "eligible must be true or false")
+    if existing.get("drain") and eligible:
+        return fail(
+            409, "node_draining", "a draining node cannot be made eligible; cancel the drain"
+        )
+    doc = dict(existing, eligibility="eligible" if eligible else "ineligible")
+    return ok(node=_put(state, doc, index))
