@@ -33,7 +33,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     root: Path = tmp_path_factory.mktemp("auth")
     c = Cluster(root, 3, env={"HEROCTL_ADMIN_PASSWORD": ADMIN_PASSWORD}).start()
     try:
-        c.leader().post("/v1/jobs", {"name": "web"})
+        assert c.leader().post("/v1/jobs", {"name": "web", "image": "busybox"}).status == 201
         yield c
     finally:
         c.stop()
@@ -285,7 +285,12 @@ def test_acl_objects_crud_and_errors(s1: Server) -> None:
     assert s1.post("/v1/acl/roles", {"name": "r1", "policies": ["p1"]}).status == 201
     tok = s1.post("/v1/acl/tokens", {"roles": ["r1"]})
     assert tok.status == 201, tok.raw
-    assert as_(s1, tok.body["secret_id"], "POST", "/v1/jobs", {"name": "via-role"}).status == 201
+    assert (
+        as_(
+            s1, tok.body["secret_id"], "POST", "/v1/jobs", {"name": "via-role", "image": "busybox"}
+        ).status
+        == 201
+    )
     assert_error(s1.post("/v1/acl/tokens", {"policies": []}), 400, "missing_field")
     assert_error(s1.post("/v1/acl/tokens", {"type": "root"}), 400, "invalid_field")
     assert_error(s1.post("/v1/acl/tokens", {"policies": ["ghost"]}), 400, "unknown_policy")

@@ -19,7 +19,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     c = Cluster(tmp_path_factory.mktemp("ratelimit"), 1).start()
     try:
         s = c.servers[0]
-        assert s.post("/v1/jobs", {"name": "web"}).status == 201
+        assert s.post("/v1/jobs", {"name": "web", "image": "busybox"}).status == 201
         put_policy(s, "jobs-read", {"jobs": "read"})
         yield s
     finally:
