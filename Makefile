@@ -25,13 +25,14 @@ system-deps:
 	  export DEBIAN_FRONTEND=noninteractive; \
 	  apt-get update -q && apt-get install -y -q $$missing; \
 	fi
-	@bash scripts/ensure-docker.sh || echo "warning: no Docker engine; docker tests will be skipped"
+	@if bash scripts/ensure-docker.sh; then bash scripts/build-test-image.sh; \
+	 else echo "warning: no Docker engine; docker tests will be skipped"; fi
 
 dev: install
 	$(BIN)/heroctld --dev
 
 test: install system-deps
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
