@@ -1,0 +1,389 @@
+"""The node agent: registers this node, heartbeats, watches its allocations
+and keeps its tasks in line, all through the HTTP API.
+
+Five loops on one event loop (the daemon's, for an embedded agent):
+
+* **register + heartbeat**: ``POST /v1/nodes/register`` until it works,
+  then ``POST /v1/nodes/{id}/heartbeat`` every ``ttl/3``; a 404
+  ``node_not_found`` (the cluster forgot us) means register again;
+* **watch**: ``GET /v1/nodes/{id}/allocations?index=N&wait=30s``, a
+  blocking query; every answer replaces the desired allocations;
+* **poll**: one ``list()`` per driver every ``poll_interval`` seconds (one
+  Docker API call), to notice exits and vanished containers;
+* **reconcile**: woken by the three above, by finished driver actions and
+  by timers (delayed restarts, health deadlines); see
+  :mod:`agent.supervisor`;
+* **report**: what changed, batched after a short debounce, to
+  ``POST /v1/allocations/status``; retried until the cluster takes it.
+
+Drivers block, so they run on the agent's own thread pool, never on the
+event loop (and never starving the daemon's default executor). Stopping the
+agent leaves every task running: the next agent adopts them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+
+from agent.cluster import ClusterClient
+from agent.config import AgentConfig
+from agent.drivers.base import Driver
+from agent.node import CpuSampler, NodeIdentity, detect_totals, host_usage, load_node_id
+from agent.supervisor import Supervisor
+from api.client import ApiClientError
+
+__all__ = ["Agent", "build_drivers"]
+
+log = logging.getLogger("heroctl.agent")
+
+
+def build_drivers(
+    choice: str, node_id: str, data_dir: str, executor_log: logging.Logger = log
+) -> dict[str, Driver]:
+    """The drivers this node offers (blocking: probes the Docker engine).
+
+    ``auto``: docker when an engine answers, and exec always; ``docker`` or
+    ``exec``: that one only. Both are scoped to ``node_id``: containers are
+    labelled with it, so agents of other nodes (or other clusters) sharing
+    one engine never touch each other's containers.
+    """
+    from agent.drivers.exec import ExecDriver
+
+    drivers: dict[str, Driver] = {}
+    if choice in ("auto", "docker"):
+        try:
+            from agent.drivers.docker import DockerDriver
+
+            docker_driver = DockerDriver(node_id)
+            if docker_driver.available():
+                drivers["docker"] = docker_driver
+            elif choice == "docker":
+                executor_log.error(
+                    "agent: driver 'docker' configured but no Docker engine answers; "
+                    "docker tasks cannot run on this node"
+                )
+            else:
+                executor_log.warning(
+                    "agent: no Docker engine answers: falling back to the exec driver "
+                    "(docker tasks will not be placed on this node)"
+                )
+        except ImportError as exc:
+            executor_log.warning("agent: docker driver unavailable (%s)", exc)
+    if choice in ("auto", "exec"):
+        drivers["exec"] = ExecDriver(node_id, Path(data_dir) / "agent")
+    return drivers
+
+
+class Agent:
+    """One node's agent. ``drivers`` (name -> driver) may be passed in;
+    otherwise they are built from ``config.driver`` when the agent starts."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        drivers: Mapping[str, Driver] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.node_id = load_node_id(config.data_dir)
+        self._drivers = dict(drivers) if drivers is not None else None
+        self.client = ClusterClient(config.servers, config.token, timeout=config.request_timeout)
+        self.executor = ThreadPoolExecutor(
+            max_workers=config.driver_threads, thread_name_prefix="agent-driver"
+        )
+        self.identity: NodeIdentity | None = None
+        self.supervisor: Supervisor | None = None
+        self.registered = asyncio.Event()
+        self.synced = asyncio.Event()  # the first watch result arrived
+        self.ttl = config.default_ttl
+        self.node: dict[str, Any] = {}
+        self._wake = asyncio.Event()
+        self._report = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._http: aiohttp.ClientSession | None = None
+        self._cpu = CpuSampler()
+        self._stopped = asyncio.Event()
+
+    # --- lifecycle ---------------------------------------------------------------
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        cfg = self.config
+        if self._drivers is None:
+            self._drivers = await loop.run_in_executor(
+                self.executor, build_drivers, cfg.driver, self.node_id, cfg.data_dir
+            )
+        totals = await loop.run_in_executor(self.executor, detect_totals, cfg.data_dir)
+        self.identity = NodeIdentity(
+            id=self.node_id,
+            name=cfg.node_name,
+            address=cfg.address,
+            cpu=cfg.cpu or totals["cpu"],
+            memory=cfg.memory or totals["memory"],
+            disk=cfg.disk or totals["disk"],
+            drivers=tuple(self._drivers),
+            port_range=cfg.port_range,
+            labels=dict(cfg.labels),
+            attributes={"driver.docker": str("docker" in self._drivers).lower(), **cfg.attributes},
+        )
+        self._http = aiohttp.ClientSession()
+        self.supervisor = Supervisor(
+            self.node_id,
+            self._drivers,
+            fetch_secrets=self._fetch_secrets,
+            host_ip=cfg.host_ip,
+            clock=self.clock,
+            executor=self.executor,
+            wake=self._wake.set,
+            http=self._http,
+        )
+        log.info(
+            "agent: node %s (%s) drivers %s, cpu %d MHz, memory %d MB, ports %d-%d on %s",
+            cfg.node_name,
+            self.node_id,
+            ",".join(self._drivers) or "none",
+            self.identity.cpu,
+            self.identity.memory,
+            cfg.port_range[0],
+            cfg.port_range[1],
+            cfg.host_ip,
+        )
+        for name, coro in (
+            ("heartbeat", self._heartbeat_loop()),
+            ("watch", self._watch_loop()),
+            ("poll", self._poll_loop()),
+            ("reconcile", self._reconcile_loop()),
+            ("report", self._report_loop()),
+        ):
+            self._tasks.append(asyncio.create_task(coro, name=f"agent-{name}"))
+
+    async def run(self) -> None:
+        """Start and run until :meth:`stop` (or cancellation)."""
+        await self.start()
+        try:
+            await self._stopped.wait()
+        finally:
+            await self.stop()
+
+    async def stop(self) -> None:
+        """Stop talking and acting; the tasks keep running on the node."""
+        self._stopped.set()
+        tasks, self._tasks = self._tasks, []
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        if self.supervisor is not None:
+            await self.supervisor.close()
+        # A last report, so a clean shutdown loses no status.
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._send_updates(), 2)
+        await self.client.close()
+        if self._http is not None:
+            await self._http.close()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    # --- helpers -----------------------------------------------------------------------
+
+    def _path(self, suffix: str = "") -> str:
+        return f"/v1/nodes/{quote(self.node_id, safe='')}{suffix}"
+
+    async def _backoff(self, failures: int) -> None:
+        cfg = self.config
+        await asyncio.sleep(min(cfg.retry_max, cfg.retry_min * (2 ** min(failures, 6))))
+
+    def _forgotten(self, exc: ApiClientError) -> bool:
+        """Whether the cluster does not know this node (any more)."""
+        if exc.status == 404 and exc.code == "node_not_found":
+            if self.registered.is_set():
+                log.warning("agent: the cluster does not know this node; registering again")
+            self.registered.clear()
+            return True
+        return False
+
+    async def _fetch_secrets(self, alloc_id: str) -> Mapping[str, Any]:
+        return await self.client.get(f"/v1/allocations/{quote(alloc_id, safe='')}/secrets")
+
+    # --- register and heartbeat ----------------------------------------------------------
+
+    async def _register(self) -> None:
+        assert self.identity is not None
+        failures = 0
+        while True:
+            try:
+                node = await self.client.post("/v1/nodes/register", self.identity.register_body())
+            except ApiClientError as exc:
+                level = (
+                    logging.WARNING if failures in (0, 5) or failures % 30 == 0 else logging.DEBUG
+                )
+                log.log(level, "agent: register at %s failed: %s", self.client.address, exc)
+                failures += 1
+                await self._backoff(failures)
+                continue
+            self.node = node if isinstance(node, dict) else {}
+            self.registered.set()
+            log.info(
+                "agent: registered node %s (%s): status %s",
+                self.config.node_name,
+                self.node_id,
+                self.node.get("status", "?"),
+            )
+            return
+
+    async def _heartbeat_loop(self) -> None:
+        failures = 0
+        while True:
+            if not self.registered.is_set():
+                await self._register()
+                failures = 0
+            usage = host_usage(
+                self.config.data_dir, self.identity.cpu if self.identity else 0, self._cpu
+            )
+            try:
+                answer = await self.client.post(self._path("/heartbeat"), {"usage": usage})
+            except ApiClientError as exc:
+                if self._forgotten(exc):
+                    continue
+                failures += 1
+                if failures in (1, 5) or failures % 30 == 0:
+                    log.warning("agent: heartbeat to %s failed: %s", self.client.address, exc)
+                await asyncio.sleep(min(1.0, self.ttl / 6))
+                continue
+            if failures:
+                log.info("agent: heartbeats go through again")
+            failures = 0
+            if isinstance(answer, dict) and answer.get("ttl_seconds"):
+                self.ttl = max(1.0, float(answer["ttl_seconds"]))
+            await asyncio.sleep(self.ttl / 3)
+
+    # --- watch -------------------------------------------------------------------------------
+
+    async def _watch_loop(self) -> None:
+        index = 0
+        failures = 0
+        wait = self.config.watch_wait
+        while True:
+            await self.registered.wait()
+            began = time.monotonic()
+            try:
+                body, headers = await self.client.request(
+                    "GET",
+                    self._path("/allocations"),
+                    params={"index": index, "wait": f"{wait:g}s"},
+                    timeout=wait + self.config.request_timeout,
+                )
+            except ApiClientError as exc:
+                if not self._forgotten(exc):
+                    failures += 1
+                    if failures in (1, 5) or failures % 30 == 0:
+                        log.warning("agent: watching allocations failed: %s", exc)
+                    await self._backoff(failures)
+                continue
+            failures = 0
+            try:
+                new_index = int(headers.get("X-HeroCtl-Index", "0"))
+            except ValueError:
+                new_index = 0
+            if not isinstance(body, list):
+                log.warning("agent: unexpected allocations answer: %r", type(body).__name__)
+                await self._backoff(1)
+                continue
+            assert self.supervisor is not None
+            self.supervisor.set_desired(body)
+            self.synced.set()
+            self._wake.set()
+            if new_index == index and time.monotonic() - began < 0.05:
+                await asyncio.sleep(0.5)  # a server that does not block: do not spin
+            index = new_index
+
+    # --- poll and reconcile ---------------------------------------------------------------
+
+    async def _poll_loop(self) -> None:
+        assert self.supervisor is not None
+        while True:
+            try:
+                await self.supervisor.poll()
+            except Exception:  # noqa: BLE001 - keep polling whatever a driver does
+                log.exception("agent: polling the drivers failed")
+            self._wake.set()
+            await asyncio.sleep(self.config.poll_interval)
+
+    async def _reconcile_loop(self) -> None:
+        sup = self.supervisor
+        assert sup is not None
+        while True:
+            at = sup.wake_at()
+            timeout = self.config.poll_interval
+            if at is not None:
+                timeout = max(0.0, min(timeout, at - self.clock()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            self._wake.clear()
+            try:
+                await sup.reconcile()
+            except Exception:  # noqa: BLE001 - the next round tries again
+                log.exception("agent: reconcile failed")
+            if sup.pending_updates():
+                self._report.set()
+
+    # --- report --------------------------------------------------------------------------------
+
+    async def _send_updates(self) -> bool:
+        """Send what changed; True when nothing is left to send."""
+        sup = self.supervisor
+        if sup is None or not self.registered.is_set():
+            return False
+        updates = sup.pending_updates()
+        if not updates:
+            return True
+        body = {
+            "node": self.node_id,
+            "updates": [{k: v for k, v in u.items() if k != "_seq"} for u in updates],
+        }
+        try:
+            await self.client.post("/v1/allocations/status", body)
+        except ApiClientError as exc:
+            if self._forgotten(exc):
+                return False
+            if 400 <= exc.status < 500 and exc.status not in (401, 403, 404, 408, 429):
+                # The cluster will never take this batch: drop it rather than
+                # retry forever (the next change is reported afresh).
+                log.warning("agent: status update refused, dropped: %s", exc)
+                sup.acknowledge(updates)
+                return True
+            raise
+        sup.acknowledge(updates)
+        return True
+
+    async def _report_loop(self) -> None:
+        failures = 0
+        while True:
+            await self._report.wait()
+            await asyncio.sleep(self.config.report_debounce)
+            self._report.clear()
+            try:
+                done = await self._send_updates()
+            except ApiClientError as exc:
+                failures += 1
+                if failures in (1, 5) or failures % 30 == 0:
+                    log.warning("agent: reporting allocation status failed: %s", exc)
+                await self._backoff(failures)
+                self._report.set()
+                continue
+            failures = 0
+            if not done:
+                await self._backoff(1)
+                self._report.set()

@@ -1,0 +1,80 @@
+"""What one node agent needs to know to run: where the servers are, who it
+is, what it offers, and how eagerly it talks.
+
+Built by the daemon (``heroctld`` with an embedded agent) or by
+``heroctld agent`` (a worker-only node) from the ``[agent]`` table of the
+config file, the ``HEROCTL_AGENT_<KEY>`` environment and flags; see
+:func:`heroctld.config.load_config`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+__all__ = ["AgentConfig", "DRIVER_CHOICES", "parse_port_range", "DEFAULT_PORT_RANGE"]
+
+DRIVER_CHOICES = ("auto", "docker", "exec")
+DEFAULT_PORT_RANGE = (20000, 32000)
+
+
+def parse_port_range(value: object) -> tuple[int, int]:
+    """``"20000-32000"``, ``[20000, 32000]`` or ``(lo, hi)`` -> ``(lo, hi)``."""
+    if isinstance(value, str):
+        lo_text, sep, hi_text = value.strip().partition("-")
+        if not sep:
+            raise ValueError(f"port range {value!r} must look like 20000-32000")
+        parts: list[object] = [lo_text.strip(), hi_text.strip()]
+    elif isinstance(value, list | tuple) and len(value) == 2:
+        parts = list(value)
+    else:
+        raise ValueError(f"port range {value!r} must look like 20000-32000")
+    try:
+        lo, hi = int(parts[0]), int(parts[1])  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        raise ValueError(f"port range {value!r} must be two port numbers") from None
+    if not 1 <= lo <= hi <= 65535:
+        raise ValueError(f"port range {value!r} must satisfy 1 <= low <= high <= 65535")
+    return lo, hi
+
+
+@dataclass
+class AgentConfig:
+    """``servers``: API addresses (``host:port`` or URLs), tried in turn.
+    ``token``: the bearer credential, or a callable returning a fresh one
+    (the embedded agent mints short-lived ``hs_`` server credentials).
+    ``cpu``/``memory``/``disk``: totals offered to the scheduler (MHz, MB,
+    MB); 0 means detect from this machine. ``host_ip``: where task ports are
+    published and health checks connect."""
+
+    servers: list[str]
+    token: str | Callable[[], str] | None
+    node_name: str
+    data_dir: str
+    host_ip: str = "127.0.0.1"
+    address: str = ""  # what the node advertises (default: host_ip)
+    port_range: tuple[int, int] = DEFAULT_PORT_RANGE
+    cpu: int = 0
+    memory: int = 0
+    disk: int = 0
+    driver: str = "auto"
+    labels: dict[str, str] = field(default_factory=dict)
+    attributes: dict[str, str] = field(default_factory=dict)
+    # Timing (seconds); tests shorten them.
+    watch_wait: float = 30.0
+    poll_interval: float = 2.0
+    report_debounce: float = 0.15
+    retry_min: float = 0.5
+    retry_max: float = 5.0
+    default_ttl: float = 10.0
+    request_timeout: float = 15.0
+    driver_threads: int = 8
+
+    def __post_init__(self) -> None:
+        if not self.servers:
+            raise ValueError("the agent needs at least one server address")
+        if self.driver not in DRIVER_CHOICES:
+            raise ValueError(f"agent driver must be one of {', '.join(DRIVER_CHOICES)}")
+        self.port_range = parse_port_range(self.port_range)
+        if not self.address:
+            self.address = self.host_ip

@@ -1,0 +1,233 @@
+"""What the agent remembers about each allocation it runs, and how that
+becomes the status it reports.
+
+Nothing here does I/O. An :class:`AllocRuntime` is created the first time
+an allocation shows up in the watch results, seeded from the document the
+server sent (its ``status``, ``healthy`` and ``task_states``): an agent that
+restarts (or whose daemon was ``kill -9``-ed) thus picks up where it left
+off, and reports nothing while what it finds matches what the server knows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.health import HealthTracker
+from agent.restart import RestartPolicy, RestartTracker
+
+__all__ = ["TaskRuntime", "AllocRuntime", "TERMINAL", "ms"]
+
+PENDING = "pending"
+RUNNING = "running"
+DEAD = "dead"
+TERMINAL = frozenset({"complete", "failed", "lost"})
+
+
+def ms(seconds: float | None) -> int | None:
+    return None if seconds is None else int(seconds * 1000)
+
+
+@dataclass
+class TaskRuntime:
+    name: str
+    driver: str
+    restarts: RestartTracker
+    state: str = PENDING  # pending | running | dead
+    exit_code: int | None = None
+    started_at: int | None = None  # ms
+    finished_at: int | None = None  # ms
+    failed: bool = False
+    handle: str = ""
+    next_start: float | None = None  # earliest (re)start; None: now
+    restart_due: bool = False  # the next start is a restart
+    check_ok: bool | None = None  # latest check result; None before the first
+    check_output: str = ""
+    last_error: str = ""
+
+    def to_report(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "restarts": self.restarts.total,
+            "exit_code": self.exit_code,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "failed": self.failed,
+        }
+
+
+@dataclass
+class AllocRuntime:
+    id: str
+    doc: dict[str, Any]
+    tasks: dict[str, TaskRuntime]
+    health: HealthTracker | None
+    events: list[tuple[int, dict[str, Any]]] = field(default_factory=list)  # (seq, event)
+    event_seq: int = 0
+    reported: tuple[Any, ...] | None = None  # the last state the server acknowledged
+    failed: bool = False
+    stopped: bool = False  # desired stop (or gone) and nothing of it is left
+
+    # --- construction ---------------------------------------------------------
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any], now: float) -> AllocRuntime:
+        group = doc.get("group_spec") or {}
+        policy = RestartPolicy.from_spec(group.get("restart"))
+        known: Mapping[str, Any] = doc.get("task_states") or {}
+        tasks: dict[str, TaskRuntime] = {}
+        for spec in group.get("tasks") or []:
+            name = spec["name"]
+            seen = known.get(name) or {}
+            tracker = RestartTracker(policy, total=int(seen.get("restarts") or 0))
+            state = seen.get("state") if seen.get("state") in (PENDING, RUNNING, DEAD) else PENDING
+            tasks[name] = TaskRuntime(
+                name=name,
+                driver=spec.get("driver", "docker"),
+                restarts=tracker,
+                state=state,
+                exit_code=seen.get("exit_code"),
+                started_at=seen.get("started_at"),
+                finished_at=seen.get("finished_at"),
+                failed=bool(seen.get("failed")),
+            )
+        status = doc.get("status", PENDING)
+        healthy = doc.get("healthy")
+        health = None
+        if doc.get("job_type", "service") == "service":
+            health = HealthTracker.from_update(
+                group.get("update"), began=now, healthy=healthy if healthy is not None else None
+            )
+        rt = cls(
+            id=str(doc["id"]),
+            doc=dict(doc),
+            tasks=tasks,
+            health=health,
+            failed=status == "failed" or any(t.failed for t in tasks.values()),
+        )
+        rt.reported = rt._snapshot(status, healthy, {n: dict(known.get(n) or {}) for n in tasks})
+        if status in TERMINAL:
+            # Terminal on the server: never run again here.
+            for t in tasks.values():
+                if t.state != DEAD:
+                    t.state = DEAD
+        return rt
+
+    # --- what it is ---------------------------------------------------------------
+
+    @property
+    def batch(self) -> bool:
+        return self.doc.get("job_type") == "batch"
+
+    @property
+    def desired_run(self) -> bool:
+        return self.doc.get("desired_status", "run") == "run"
+
+    @property
+    def lost(self) -> bool:
+        return self.doc.get("status") == "lost"
+
+    def task_spec(self, name: str) -> dict[str, Any]:
+        for spec in (self.doc.get("group_spec") or {}).get("tasks") or []:
+            if spec["name"] == name:
+                return spec
+        raise KeyError(name)
+
+    @property
+    def status(self) -> str:
+        if self.lost:
+            return "lost"
+        if self.failed or any(t.failed for t in self.tasks.values()):
+            return "failed"
+        if self.stopped:
+            return "complete"
+        states = [t.state for t in self.tasks.values()]
+        if states and all(s == DEAD for s in states):
+            return "complete"
+        if RUNNING in states:
+            return RUNNING
+        return PENDING
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    @property
+    def healthy(self) -> bool | None:
+        if self.health is None:
+            return None
+        if self.health.healthy is None and self.status == "failed":
+            return False
+        return self.health.healthy
+
+    def health_ok(self) -> bool:
+        """Every task running and every check passing (no check: running)."""
+        if not self.tasks:
+            return False
+        for name, t in self.tasks.items():
+            if t.state != RUNNING:
+                return False
+            if self.task_spec(name).get("check") and t.check_ok is not True:
+                return False
+        return True
+
+    # --- reporting ---------------------------------------------------------------------
+
+    @staticmethod
+    def _snapshot(
+        status: str, healthy: bool | None, task_states: Mapping[str, Mapping[str, Any]]
+    ) -> tuple[Any, ...]:
+        """What, when it changes, is worth a status update (times are not)."""
+        return (
+            status,
+            healthy,
+            tuple(
+                sorted(
+                    (
+                        name,
+                        ts.get("state"),
+                        int(ts.get("restarts") or 0),
+                        ts.get("exit_code"),
+                        bool(ts.get("failed")),
+                    )
+                    for name, ts in task_states.items()
+                )
+            ),
+        )
+
+    def snapshot(self) -> tuple[Any, ...]:
+        return self._snapshot(
+            self.status, self.healthy, {n: t.to_report() for n, t in self.tasks.items()}
+        )
+
+    def pending_update(self) -> dict[str, Any] | None:
+        """The status update to send, or None when the server knows it all.
+        ``_seq`` (the last event's number) is ours: strip it before sending."""
+        if self.lost:
+            return None  # the cluster gave up on it; only clean up
+        snap = self.snapshot()
+        if snap == self.reported and not self.events:
+            return None
+        return {
+            "id": self.id,
+            "status": self.status,
+            "task_states": {n: t.to_report() for n, t in self.tasks.items()},
+            "healthy": self.healthy,
+            "events": [ev for _, ev in self.events],
+            "_seq": self.event_seq,
+        }
+
+    def acknowledge(self, update: Mapping[str, Any]) -> None:
+        """The server took ``update``: remember it, drop the events it carried."""
+        self.reported = self._snapshot(update["status"], update["healthy"], update["task_states"])
+        self.events = [(seq, ev) for seq, ev in self.events if seq > update["_seq"]]
+
+    def event(self, now: float, kind: str, message: str, task: str | None = None) -> None:
+        ev: dict[str, Any] = {"ts": ms(now), "type": kind, "message": message}
+        if task is not None:
+            ev["task"] = task
+        self.event_seq += 1
+        self.events.append((self.event_seq, ev))
+        if len(self.events) > 50:  # a crash loop while the servers are away
+            del self.events[: len(self.events) - 50]
