@@ -475,6 +475,21 @@ class DockerDriver:
             )
         return out
 
+    def exec_command(
+        self, alloc_id: str, task: str, argv: list[str], timeout: float = 10.0
+    ) -> tuple[int, str]:
+        """Run ``argv`` inside the running task (a ``command`` health check):
+        (exit code, output). The engine has no exec timeout: the caller
+        bounds its wait (``timeout`` is accepted for the protocol's sake)."""
+        container = self._container(alloc_id, task)
+        try:
+            result = container.exec_run(list(argv), stdout=True, stderr=True, demux=False)
+        except (APIError, DockerException) as exc:
+            raise DriverError(f"cannot run a command in {task!r}: {_explain(exc)}") from exc
+        output = result.output or b""
+        code = result.exit_code if result.exit_code is not None else -1
+        return code, output.decode("utf-8", errors="replace")
+
     def logs(self, alloc_id: str, task: str, tail: int | None = 100) -> str:
         container = self._container(alloc_id, task)
         try:

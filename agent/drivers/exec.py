@@ -358,6 +358,33 @@ class ExecDriver:
         with self._lock:
             return [self._state(t) for t in list(self._tasks.values())]
 
+    def exec_command(
+        self, alloc_id: str, task: str, argv: list[str], timeout: float = 10.0
+    ) -> tuple[int, str]:
+        """Run ``argv`` beside the task (a ``command`` health check), in its
+        directory with a clean environment: (exit code, output)."""
+        with self._lock:
+            t = self._get(alloc_id, task)
+        workdir = Path(t.log_path).parent
+        env = {"PATH": os.environ.get("PATH", DEFAULT_PATH), "HOME": str(workdir)}
+        env.update({"HEROCTL_ALLOC_ID": alloc_id, "HEROCTL_TASK": task, "HEROCTL_JOB": t.job})
+        try:
+            done = subprocess.run(
+                list(argv),
+                env=env,
+                cwd=workdir,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                timeout=timeout,
+                start_new_session=True,
+            )
+        except subprocess.TimeoutExpired:
+            return 124, f"timed out after {timeout:g}s"
+        except OSError as exc:
+            return 127, f"cannot run {argv[0] if argv else '?'!r}: {exc}"
+        return done.returncode, done.stdout.decode("utf-8", errors="replace")
+
     def logs(self, alloc_id: str, task: str, tail: int | None = 100) -> str:
         with self._lock:
             t = self._get(alloc_id, task)
