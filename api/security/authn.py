@@ -28,14 +28,6 @@ from api.security.policy import Permissions
 from api.security.tokens import hash_secret, is_token_secret
 from raft.state import State
 
-ACL_TABLES = (
-    "acl_meta",
-    "acl_policies",
-    "acl_roles",
-    "acl_tokens",
-    "acl_users",
-    "acl_sessions",
-)
 _CACHE_MAX = 8192
 
 
@@ -101,7 +93,16 @@ class Identity:
 
 
 def acl_version(state: State) -> tuple[int, ...]:
-    return tuple(state.table_index.get(t, 0) for t in ACL_TABLES)
+    """The indexes of every table an identity depends on (the cache key)."""
+    ti = state.table_index
+    return (
+        ti.get("acl_meta", 0),
+        ti.get("acl_policies", 0),
+        ti.get("acl_roles", 0),
+        ti.get("acl_tokens", 0),
+        ti.get("acl_users", 0),
+        ti.get("acl_sessions", 0),
+    )
 
 
 def _permissions(state: State, policies: list[str], roles: list[str], management: bool):

@@ -62,11 +62,11 @@ class Security:
 
     def limit_for(self, rate_class: str) -> int:
         s = self.settings
-        return {
-            "management": s.rate_management,
-            "service": s.rate_service,
-            "server": 0,
-        }.get(rate_class, s.rate_default)
+        if rate_class == "default":
+            return s.rate_default
+        return {"management": s.rate_management, "service": s.rate_service, "server": 0}.get(
+            rate_class, s.rate_default
+        )
 
 
 SECURITY = web.AppKey("security", Security)
