@@ -6,11 +6,22 @@ import asyncio
 import contextlib
 import logging
 import sys
+from typing import Any
 
 import click
 
 from heroctld.config import ConfigError, load_config
 from raft.keys import generate_cluster_key
+
+
+def run_loop(coro: Any) -> None:
+    """uvloop when installed (a faster event loop for the API); asyncio otherwise."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(coro)
+    else:
+        uvloop.run(coro)
 
 
 def setup_logging(level: str) -> None:
@@ -49,7 +60,66 @@ def main(ctx: click.Context, config_path: str | None, **flags: object) -> None:
     from heroctld.server import serve
 
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(cfg))
+        run_loop(serve(cfg))
+
+
+@main.command("agent")
+@click.option("--servers", required=True, help="HOST:APIPORT,... servers of the cluster to talk to")
+@click.option("--token", envvar="HEROCTL_TOKEN", help="node token ht_... (or env HEROCTL_TOKEN)")
+@click.option("--node-name", help="this node's name (default: hostname)")
+@click.option("--data-dir", required=True, help="where the node id and exec task state live")
+@click.option("--bind-ip", help="address task ports are published on (default 127.0.0.1)")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML with [agent]")
+@click.option("--log-level", default="info", help="debug, info, warning, error")
+def agent_command(
+    servers: str,
+    token: str | None,
+    node_name: str | None,
+    data_dir: str,
+    bind_ip: str | None,
+    config_path: str | None,
+    log_level: str,
+) -> None:
+    """Run a worker-only node: an agent that is not a raft member."""
+    import os
+    import socket
+    import tomllib
+
+    from agent.config import AgentConfig, parse_port_range
+    from heroctld.config import load_agent_settings
+
+    data: dict[str, object] = {}
+    if config_path:
+        try:
+            with open(config_path, "rb") as f:
+                data = tomllib.load(f).get("agent", {}) or {}
+        except (OSError, tomllib.TOMLDecodeError) as e:
+            raise click.UsageError(f"cannot read config {config_path}: {e}") from None
+    try:
+        settings = load_agent_settings(data, dict(os.environ))
+    except ConfigError as e:
+        raise click.UsageError(str(e)) from None
+    addresses = [a.strip() for a in servers.split(",") if a.strip()]
+    if not addresses:
+        raise click.UsageError("--servers needs at least one HOST:APIPORT")
+    host_ip = bind_ip or settings.host_ip or "127.0.0.1"
+    config = AgentConfig(
+        servers=addresses,
+        token=token,
+        node_name=node_name or socket.gethostname().split(".")[0],
+        data_dir=data_dir,
+        host_ip=host_ip,
+        port_range=parse_port_range(settings.port_range),
+        cpu=settings.cpu,
+        memory=settings.memory,
+        disk=settings.disk,
+        driver=settings.driver,
+    )
+    setup_logging(log_level)
+    from agent.standalone import run_agent
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_agent(config))
 
 
 @main.command()

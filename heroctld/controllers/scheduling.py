@@ -7,6 +7,7 @@ from an old job version is refused by the FSM (stale_plan) and recomputed.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -52,8 +53,32 @@ def _status_of(plan: Plan) -> dict[str, Any]:
         "failures": [f.to_dict() for f in plan.failures],
         "deferred": dict(plan.deferred),
         "halted": dict(plan.halted),
-        "job_version": plan.job_version,
     }
+
+
+EMPTY_STATUS = {"failures": [], "deferred": {}, "halted": {}}
+
+
+def needs_write(plan: Plan, stored: dict[str, Any] | None) -> bool:
+    """A plan that changes nothing and reports what is already stored is not written."""
+    if not plan.empty:
+        return True
+    known = {k: (stored or EMPTY_STATUS).get(k) for k in EMPTY_STATUS}
+    return _status_of(plan) != known
+
+
+async def _propose(replica: Replica, name: str, plan: Plan, job: dict[str, Any]) -> bool:
+    try:
+        for cmd in plan_commands(plan, job):
+            await replica.write("plan.apply", **cmd)
+    except CommandRejected as e:
+        log.info("plan for %s refused (%s); will recompute", name, e.code)
+        return False
+    if plan.places or plan.stops:
+        log.info("job %s v%s: %d placed, %d stopped%s", name, plan.job_version,
+                 len(plan.places), len(plan.stops),
+                 f", {len(plan.failures)} groups unplaceable" if plan.failures else "")
+    return True
 
 
 async def scheduling_loop(replica: Replica, wait: float = 30.0) -> None:
@@ -69,29 +94,19 @@ async def scheduling_loop(replica: Replica, wait: float = 30.0) -> None:
             nodes_index = s.table_index["nodes"]
         prints = _fingerprints(jobs, allocs, nodes_index)
         dirty = [name for name, fp in prints.items() if seen.get(name) != fp]
-        seen = {name: fp for name, fp in prints.items() if name in seen or name in dirty}
+        seen = {name: fp for name, fp in prints.items() if name in seen and name not in dirty}
         if not dirty:
             continue
         cluster = ClusterState(nodes, allocs.values())
+        pending: list[tuple[str, Plan]] = []
         for name in sorted(dirty):
-            job = jobs[name]
-            plan = schedule_on(job, cluster, commit=True)
-            status = _status_of(plan)
-            stored = statuses.get(name)
-            if plan.empty and stored is not None and {k: stored.get(k) for k in status} == status:
+            plan = schedule_on(jobs[name], cluster, commit=True)
+            if needs_write(plan, statuses.get(name)):
+                pending.append((name, plan))
+            else:
                 seen[name] = prints[name]
-                continue
-            try:
-                for cmd in plan_commands(plan, job):
-                    await replica.write("plan.apply", **cmd)
+        # All plans of one pass leave together: one raft entry, one round trip.
+        done = await asyncio.gather(*(_propose(replica, n, p, jobs[n]) for n, p in pending))
+        for (name, _), accepted in zip(pending, done, strict=True):
+            if accepted:
                 seen[name] = prints[name]
-                if plan.places or plan.stops:
-                    log.info("job %s v%s: %d placed, %d stopped%s", name, plan.job_version,
-                             len(plan.places), len(plan.stops),
-                             f", {len(plan.failures)} groups unplaceable" if plan.failures else "")
-            except CommandRejected as e:
-                log.info("plan for %s refused (%s); will recompute", name, e.code)
-                seen.pop(name, None)
-            except NoLeader:
-                seen.pop(name, None)
-                raise
