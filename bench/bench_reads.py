@@ -52,7 +52,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         seeded = sequential(leader.url, "POST", _seed_items, auth_headers(leader))
         if seeded.ok != JOBS:
             raise RuntimeError(f"seeding jobs failed: {seeded.summary()}")
-        totals = {"consistent": [0, 0.0, []], "stale": [0, 0.0, []]}
+        totals: dict[str, list[Any]] = {"consistent": [0, 0.0, [], []], "stale": [0, 0.0, [], []]}
         for _ in range(pairs):
             for mode in ("consistent", "stale"):
                 log(f"reads: {CLIENTS} clients, {mode} GET /v1/jobs/:name for {phase:g}s")
@@ -71,6 +71,7 @@ def run(quick: bool = False) -> dict[str, Any]:
                 totals[mode][0] += res.ok
                 totals[mode][1] += res.window_s
                 totals[mode][2].extend(res.latencies_ms)
+                totals[mode][3].append(res.cpu_ms_per_request().get(follower.name, float("nan")))
                 details["phases"].append({"mode": mode, **res.summary()})
                 log(f"reads: {mode} {res.rate:.0f}/s, cpu {res.cpu}, gen {res.gen_cpu_pct}")
         rate = {m: t[0] / t[1] for m, t in totals.items()}
@@ -83,6 +84,9 @@ def run(quick: bool = False) -> dict[str, Any]:
         out["consistent_p99_ms"] = metric(percentile(totals["consistent"][2], 99), "ms")
         out["stale_p50_ms"] = metric(percentile(totals["stale"][2], 50), "ms")
         out["stale_p99_ms"] = metric(percentile(totals["stale"][2], 99), "ms")
+        for mode in ("consistent", "stale"):
+            costs = totals[mode][3]
+            out[f"{mode}_follower_cpu_ms_per_read"] = metric(sum(costs) / len(costs), "ms")
     details["load_average_after"] = load_average()
     out["_details"] = details
     return out

@@ -83,6 +83,10 @@ def run(quick: bool = False) -> dict[str, Any]:
         out["c64_leader_p50_ms"] = metric(conc.p(50), "ms")
         out["c64_leader_p99_ms"] = metric(conc.p(99), "ms")
         out["c64_leader_errors"] = metric(sum(conc.errors.values()) + conc.failed_items, "requests")
+        cost = conc.cpu_ms_per_request()
+        out["c64_leader_cpu_ms_per_write"] = metric(cost.get(leader.name, float("nan")), "ms")
+        out["c64_follower_cpu_ms_per_write"] = metric(cost.get(follower.name, float("nan")), "ms")
+        out["c64_generator_cpu_ms_per_write"] = metric(cost.get("generators", float("nan")), "ms")
         details["c64_leader"] = conc.summary()
         log(f"writes: {conc.rate:.0f}/s, cpu {conc.cpu} generators {conc.gen_cpu_pct}")
 

@@ -222,8 +222,13 @@ def job_spec(name: str, version: int = 0) -> dict[str, Any]:
                         "ports": [{"name": "http", "to": 8080}],
                         "env": {"REVISION": str(version), "LOG_LEVEL": "info"},
                         "resources": {"cpu": 100, "memory": 128},
-                        "check": {"type": "http", "port": "http", "path": "/health",
-                                  "interval": "10s", "timeout": "2s"},
+                        "check": {
+                            "type": "http",
+                            "port": "http",
+                            "path": "/health",
+                            "interval": "10s",
+                            "timeout": "2s",
+                        },
                     }
                 ],
             }
