@@ -72,6 +72,65 @@ def _int_section(target: Any, section: str, data: dict[str, Any], env: dict[str,
         setattr(target, key, number)
 
 
+AGENT_DRIVERS = ("auto", "docker", "exec")
+
+
+@dataclass
+class AgentSettings:
+    """[agent] table, or HEROCTL_AGENT_<KEY>: what this node's agent offers.
+
+    ``port_range``: host ports the scheduler may pick for this node's tasks
+    ("20000-32000"); ``cpu`` (MHz), ``memory`` and ``disk`` (MB): totals
+    offered (0: detected from /proc); ``host_ip``: where task ports are
+    published (default: the advertised address; 127.0.0.1 with --dev);
+    ``driver``: docker, exec, or auto (docker when an engine answers, with
+    exec beside it)."""
+
+    port_range: str = "20000-32000"
+    cpu: int = 0
+    memory: int = 0
+    disk: int = 0
+    host_ip: str = ""
+    driver: str = "auto"
+
+
+def load_agent_settings(data: Any, env: dict[str, str]) -> AgentSettings:
+    from agent.config import parse_port_range
+
+    if not isinstance(data, dict):
+        raise ConfigError("[agent] must be a table")
+    agent = AgentSettings()
+    values = {k.replace("-", "_"): v for k, v in data.items()}
+    for key in vars(agent):
+        env_value = env.get(f"HEROCTL_AGENT_{key.upper()}")
+        if env_value:
+            values[key] = env_value
+    for key, value in values.items():
+        if not hasattr(agent, key):
+            raise ConfigError(f"unknown key agent.{key}")
+        if key in ("cpu", "memory", "disk"):
+            try:
+                number = int(value)
+            except (TypeError, ValueError):
+                raise ConfigError(f"agent.{key} must be a whole number") from None
+            if number < 0:
+                raise ConfigError(f"agent.{key} must be >= 0")
+            setattr(agent, key, number)
+        elif key == "port_range":
+            try:
+                lo, hi = parse_port_range(value)
+            except ValueError as e:
+                raise ConfigError(f"agent.port_range: {e}") from None
+            agent.port_range = f"{lo}-{hi}"
+        elif key == "driver":
+            if value not in AGENT_DRIVERS:
+                raise ConfigError(f"agent.driver must be one of {', '.join(AGENT_DRIVERS)}")
+            agent.driver = value
+        else:
+            agent.host_ip = str(value).strip()
+    return agent
+
+
 @dataclass
 class ServerConfig:
     node_name: str = ""
@@ -90,6 +149,7 @@ class ServerConfig:
     raft: RaftTimeouts = field(default_factory=RaftTimeouts)
     rate_limit: RateLimits = field(default_factory=RateLimits)
     auth: AuthSettings = field(default_factory=AuthSettings)
+    agent: AgentSettings = field(default_factory=AgentSettings)
     bootstrap_token: str = ""  # env only: HEROCTL_BOOTSTRAP_TOKEN
     admin_password: str = ""  # env only: HEROCTL_ADMIN_PASSWORD
 
@@ -131,12 +191,14 @@ def load_config(
     raft_data = data.pop("raft", {}) or {}
     rate_data = data.pop("rate_limit", {}) or {}
     auth_data = data.pop("auth", {}) or {}
+    agent_data = data.pop("agent", {}) or {}
     if not isinstance(rate_data, dict) or not isinstance(auth_data, dict):
         raise ConfigError("[rate_limit] and [auth] must be tables")
     known = {f.name for f in fields(ServerConfig)} - {
         "raft",
         "rate_limit",
         "auth",
+        "agent",
         "bootstrap_token",
         "admin_password",
     }
@@ -157,6 +219,7 @@ def load_config(
                 raise ConfigError(f"HEROCTL_RAFT_{key.upper()} must be a number") from None
     _int_section(cfg.rate_limit, "rate_limit", rate_data, env)
     _int_section(cfg.auth, "auth", auth_data, env)
+    cfg.agent = load_agent_settings(agent_data, env)
     cfg.bootstrap_token = env.get(ENV_BOOTSTRAP_TOKEN, "").strip()
     cfg.admin_password = env.get(ENV_ADMIN_PASSWORD, "")
     if not cfg.cluster_key and env.get(ENV_CLUSTER_KEY):
@@ -173,6 +236,8 @@ def finish(cfg: ServerConfig) -> ServerConfig:
         cfg.node_name = cfg.node_name or "dev"
         cfg.data_dir = cfg.data_dir or tempfile.mkdtemp(prefix="heroctl-dev-")
         cfg.cluster_key = cfg.cluster_key or generate_cluster_key()
+        cfg.agent.host_ip = cfg.agent.host_ip or "127.0.0.1"
+    cfg.agent.host_ip = cfg.agent.host_ip or cfg.advertise_host
     if not cfg.node_name:
         cfg.node_name = socket.gethostname().split(".")[0]
     if not cfg.data_dir:
