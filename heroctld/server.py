@@ -11,6 +11,8 @@ import signal
 import aiohttp
 from aiohttp import web
 
+from agent.agent import Agent
+from agent.config import AgentConfig, parse_port_range
 from api.app import build_app
 from api.heartbeats import Heartbeats
 from api.security.crypto import KeyMaterial
@@ -120,6 +122,26 @@ def security_settings(cfg: ServerConfig) -> SecuritySettings:
     return settings
 
 
+def embedded_agent_config(cfg: ServerConfig) -> AgentConfig:
+    """The agent every server runs (unless --no-agent): it talks to this
+    server's own API with a server credential minted from the cluster key."""
+    keys = KeyMaterial(cfg.cluster_key)
+    local = "127.0.0.1" if cfg.bind in ("0.0.0.0", "::", "") else cfg.bind
+    return AgentConfig(
+        servers=[f"http://{local}:{cfg.api_port}"],
+        token=lambda: keys.server_token(cfg.node_name),
+        node_name=cfg.node_name,
+        data_dir=cfg.data_dir,
+        host_ip=cfg.agent.host_ip or cfg.advertise_host,
+        address=cfg.advertise_host,
+        port_range=parse_port_range(cfg.agent.port_range),
+        cpu=cfg.agent.cpu,
+        memory=cfg.agent.memory,
+        disk=cfg.agent.disk,
+        driver=cfg.agent.driver,
+    )
+
+
 async def serve(cfg: ServerConfig) -> None:
     loop = asyncio.get_running_loop()
     members = await initial_members(cfg)
@@ -144,7 +166,9 @@ async def serve(cfg: ServerConfig) -> None:
     replica = Replica(identity, state, node, bridge)
     heartbeats = Heartbeats(ttl=float(os.environ.get("HEROCTL_NODE_TTL", cfg.node_ttl)))
     app = build_app(replica, security_settings(cfg), heartbeats)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    # Blocking queries (agents watching allocations, followers of a deploy)
+    # would hold a shutdown up to their wait: give handlers a few seconds.
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
     await runner.setup()
     site = web.TCPSite(runner, cfg.bind, cfg.api_port, reuse_address=True)
     await site.start()
@@ -170,12 +194,17 @@ async def serve(cfg: ServerConfig) -> None:
         asyncio.create_task(keep_registered(replica), name="register"),
         asyncio.create_task(leadership.run(), name="leadership"),
     ]
+    agent = None if cfg.no_agent else Agent(embedded_agent_config(cfg))
     try:
+        if agent is not None:
+            await agent.start()
         await stop.wait()
         log.info("shutting down")
     finally:
         for t in tasks:
             t.cancel()
+        if agent is not None:
+            await agent.stop()  # its tasks keep running; the next start adopts them
         await runner.cleanup()
         await loop.run_in_executor(None, node.stop)
         log.info("stopped")
