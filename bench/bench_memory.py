@@ -23,6 +23,7 @@ from bench.common import (
     metric,
     partial,
     proc_status,
+    profiled,
     running_cluster,
     server_pids,
 )
@@ -74,20 +75,24 @@ def run(quick: bool = False) -> dict[str, Any]:
         out["rss_idle_max_mb"] = metric(max(v["VmRSS"] for v in idle.values()), "MB", "<= 80")
 
         log(f"memory: storing {jobs} jobs x {VERSIONS} versions with {CLIENTS} clients")
-        load = generate(
-            LoadSpec(
-                urls=[leader.url],
-                method="POST",
-                items=partial(_submit_items, jobs=jobs, procs=GEN_PROCS),
-                concurrency=CLIENTS,
-                procs=GEN_PROCS,
-                duration=600.0,
-                count_mode=True,
-                retries=5,
-                headers=auth_headers(leader),
-            ),
-            server_pids(cluster),
-        )
+        pids = server_pids(cluster)
+        with profiled("memory-load-leader", pids.get(leader.name)) as profile:
+            load = generate(
+                LoadSpec(
+                    urls=[leader.url],
+                    method="POST",
+                    items=partial(_submit_items, jobs=jobs, procs=GEN_PROCS),
+                    concurrency=CLIENTS,
+                    procs=GEN_PROCS,
+                    duration=600.0,
+                    count_mode=True,
+                    retries=5,
+                    headers=auth_headers(leader),
+                ),
+                pids,
+            )
+        if profile:
+            details["profile_load_leader"] = profile
         details["load"] = load.summary()
         expected = jobs * VERSIONS
         if load.ok != expected:
@@ -113,15 +118,19 @@ def run(quick: bool = False) -> dict[str, Any]:
         victim.stop()
         t0 = time.monotonic()
         victim.start(peers=cluster.peers)
-        wait_until(victim.ready, 60, interval=0.02, message=f"{victim.name} ready")
-        ready_s = time.monotonic() - t0
-        wait_until(
-            lambda: _caught_up(victim, commit),
-            60,
-            interval=0.02,
-            message=f"{victim.name} applied the state",
-        )
-        state_s = time.monotonic() - t0
+        assert victim.proc is not None
+        with profiled("memory-restart", victim.proc.pid) as profile:
+            wait_until(victim.ready, 60, interval=0.02, message=f"{victim.name} ready")
+            ready_s = time.monotonic() - t0
+            wait_until(
+                lambda: _caught_up(victim, commit),
+                60,
+                interval=0.02,
+                message=f"{victim.name} applied the state",
+            )
+            state_s = time.monotonic() - t0
+        if profile:
+            details["profile_restart"] = profile
         restarted_count = _job_count(victim)
         details["restart"] = {
             "server": victim.name,

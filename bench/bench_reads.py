@@ -21,6 +21,7 @@ from bench.common import (
     metric,
     partial,
     percentile,
+    profiled,
     running_cluster,
     sequential,
     server_pids,
@@ -56,18 +57,23 @@ def run(quick: bool = False) -> dict[str, Any]:
         for _ in range(pairs):
             for mode in ("consistent", "stale"):
                 log(f"reads: {CLIENTS} clients, {mode} GET /v1/jobs/:name for {phase:g}s")
-                res = generate(
-                    LoadSpec(
-                        urls=[follower.url],
-                        method="GET",
-                        items=partial(job_get_items, names=names, stale=mode == "stale"),
-                        concurrency=CLIENTS,
-                        procs=GEN_PROCS,
-                        duration=phase,
-                        headers=headers,
-                    ),
-                    pids,
-                )
+                name = f"reads-{mode}-follower"
+                pid = pids.get(follower.name) if f"profile_{mode}" not in details else None
+                with profiled(name, pid) as profile:
+                    res = generate(
+                        LoadSpec(
+                            urls=[follower.url],
+                            method="GET",
+                            items=partial(job_get_items, names=names, stale=mode == "stale"),
+                            concurrency=CLIENTS,
+                            procs=GEN_PROCS,
+                            duration=phase,
+                            headers=headers,
+                        ),
+                        pids,
+                    )
+                if profile:
+                    details[f"profile_{mode}"] = profile
                 totals[mode][0] += res.ok
                 totals[mode][1] += res.window_s
                 totals[mode][2].extend(res.latencies_ms)

@@ -21,6 +21,7 @@ from bench.common import (
     log,
     metric,
     partial,
+    profiled,
     running_cluster,
     sequential,
     server_pids,
@@ -67,18 +68,21 @@ def run(quick: bool = False) -> dict[str, Any]:
         details["seq_follower"] = seq_f.summary()
 
         log(f"writes: {CLIENTS} clients on the leader for {duration:g}s")
-        conc = generate(
-            LoadSpec(
-                urls=[leader.url],
-                method="POST",
-                items=partial(cycling_job_items, names_per_proc=200, prefix="c"),
-                concurrency=CLIENTS,
-                procs=GEN_PROCS,
-                duration=duration,
-                headers=headers,
-            ),
-            pids,
-        )
+        with profiled("writes-c64-leader", pids.get(leader.name)) as profile:
+            conc = generate(
+                LoadSpec(
+                    urls=[leader.url],
+                    method="POST",
+                    items=partial(cycling_job_items, names_per_proc=200, prefix="c"),
+                    concurrency=CLIENTS,
+                    procs=GEN_PROCS,
+                    duration=duration,
+                    headers=headers,
+                ),
+                pids,
+            )
+        if profile:
+            details["profile_c64_leader"] = profile
         out["c64_leader_writes_per_s"] = metric(conc.rate, "writes/s", ">= 3000")
         out["c64_leader_p50_ms"] = metric(conc.p(50), "ms")
         out["c64_leader_p99_ms"] = metric(conc.p(99), "ms")

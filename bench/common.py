@@ -26,6 +26,8 @@ import multiprocessing as mp
 import os
 import queue
 import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -155,6 +157,91 @@ class CpuWatch:
 
 def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
+
+
+# --- optional profiles (py-spy) -------------------------------------------------
+PROFILE_DIR = ROOT / "bench" / "results" / "profiles"
+
+
+def _pyspy() -> str | None:
+    local = Path(sys.executable).with_name("py-spy")
+    return str(local) if local.exists() else shutil.which("py-spy")
+
+
+def summarize_profile(path: Path, top: int = 12) -> dict[str, Any]:
+    """Per thread: share of samples and the functions with the most own samples."""
+    threads: dict[str, Counter[str]] = {}
+    for line in path.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        frames = stack.split(";")
+        head = frames[0]
+        thread = head.split("): ", 1)[1] if "): " in head else head
+        leaf = frames[-1]
+        if " (" in leaf:
+            fn, loc = leaf.split(" (", 1)
+            leaf = f"{fn} ({loc.split(':')[0].rsplit('/', 1)[-1]})"
+        threads.setdefault(thread, Counter())[leaf] += int(count)
+    total = sum(sum(c.values()) for c in threads.values()) or 1
+    return {
+        name: {
+            "samples_pct": round(100.0 * sum(c.values()) / total, 1),
+            "top_self_pct": {
+                fn: round(100.0 * n / sum(c.values()), 1) for fn, n in c.most_common(top)
+            },
+        }
+        for name, c in sorted(threads.items(), key=lambda kv: -sum(kv[1].values()))
+    }
+
+
+@contextlib.contextmanager
+def profiled(name: str, pid: int | None) -> Iterator[dict[str, Any]]:
+    """With BENCH_PROFILE=1 and py-spy installed, sample `pid` during the block.
+
+    The raw (collapsed-stack) profile goes to bench/results/profiles/ and a
+    summary into the yielded dict (which ends up in the result's details).
+    py-spy is an investigation tool, not a dependency: without it this is a no-op.
+    """
+    box: dict[str, Any] = {}
+    exe = _pyspy()
+    if not os.environ.get("BENCH_PROFILE") or pid is None:
+        yield box
+        return
+    if exe is None:
+        log("BENCH_PROFILE is set but py-spy is not installed (pip install py-spy)")
+        yield box
+        return
+    PROFILE_DIR.mkdir(parents=True, exist_ok=True)
+    out = PROFILE_DIR / f"{time.strftime('%Y%m%d-%H%M%S')}-{name}.txt"
+    cmd = [
+        exe,
+        "record",
+        "-p",
+        str(pid),
+        "-r",
+        "100",
+        "--threads",
+        "--nonblocking",
+        "--format",
+        "raw",
+        "-o",
+        str(out),
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield box
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        if out.exists():
+            box["file"] = str(out.relative_to(ROOT))
+            box["threads"] = summarize_profile(out)
 
 
 # --- a real cluster ------------------------------------------------------------
