@@ -12,7 +12,6 @@ import logging
 from typing import Any
 
 from heroctld.scheduler import ClusterState, Plan, schedule_on
-from raft.bridge import NoLeader
 from raft.replica import CommandRejected, Replica
 
 log = logging.getLogger("heroctld.scheduler")
