@@ -17,9 +17,10 @@ Retries reuse the command's request id, so the FSM applies it once.
 from __future__ import annotations
 
 import asyncio
-import bisect
+import heapq
 import itertools
 import logging
+from collections import deque
 from typing import Any
 
 from raft.commands import MAX_BATCH_BYTES, encode_batch, encode_command
@@ -59,7 +60,7 @@ class RaftBridge:
         self.timeout = timeout
         self.max_inflight = max_inflight
         self.node: RaftNode | None = None
-        self._pending: list[tuple[bytes, asyncio.Future[Any]]] = []
+        self._pending: deque[tuple[bytes, asyncio.Future[Any]]] = deque()
         self._pending_bytes = 0
         self._readers: list[asyncio.Future[Any]] = []
         self._inflight = 0
@@ -91,8 +92,8 @@ class RaftBridge:
             self.applied_index = applied
             waiters = self._index_waiters
             while waiters and waiters[0][0] <= applied:
-                _, _, fut = waiters.pop(0)
-                if not fut.done():
+                _, _, fut = heapq.heappop(waiters)
+                if not fut.done():  # a waiter that timed out stays until its index passes
                     fut.set_result(None)
         if leader is not None:
             self._leader_event.set()
@@ -137,7 +138,7 @@ class RaftBridge:
             while self._pending and (
                 not items or size + len(self._pending[0][0]) <= MAX_BATCH_BYTES
             ):
-                item = self._pending.pop(0)
+                item = self._pending.popleft()
                 size += len(item[0])
                 items.append(item)
             self._pending_bytes -= size
@@ -203,14 +204,11 @@ class RaftBridge:
         if self.applied_index >= index:
             return True
         fut: asyncio.Future[None] = self.loop.create_future()
-        entry = (index, next(self._waiter_ids), fut)
-        bisect.insort(self._index_waiters, entry)
+        heapq.heappush(self._index_waiters, (index, next(self._waiter_ids), fut))
         try:
             await asyncio.wait_for(fut, timeout)
             return True
         except TimeoutError:
-            if entry in self._index_waiters:
-                self._index_waiters.remove(entry)
             return False
 
     async def membership(self, action: str, address: str) -> str:
