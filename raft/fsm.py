@@ -11,7 +11,16 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from raft import fsm_acl, fsm_allocs, fsm_cluster, fsm_jobs, fsm_nodes, fsm_secrets  # noqa: F401  (register their ops)
+from raft import (  # noqa: F401  (register their ops)
+    fsm_acl,
+    fsm_allocs,
+    fsm_cluster,
+    fsm_events,
+    fsm_jobs,
+    fsm_nodes,
+    fsm_secrets,
+    fsm_webhooks,
+)
 from raft.ops import HANDLERS, fail
 from raft.state import State
 
@@ -28,8 +37,10 @@ def apply_command(state: State, cmd: dict[str, Any] | None, index: int) -> dict[
     if handler is None:
         result = fail(400, "unknown_op", f"unknown op {cmd.get('op')!r}")
     else:
+        pre = fsm_events.before(state, cmd)
         try:
             result = handler(state, cmd, index)
+            fsm_events.after(state, cmd, result, index, pre)  # total: never raises
         except Exception as exc:  # a bug must not wedge raft: answer instead
             log.exception("op %s failed at index %d", cmd.get("op"), index)
             result = fail(500, "internal", f"{type(exc).__name__} while applying {cmd.get('op')}")

@@ -36,6 +36,10 @@ TABLES: tuple[str, ...] = (
     "acl_sessions",  # session id -> {subject, jti, refresh token hash, expires_at}
     "secrets",  # name -> {version, versions: [{key_id, nonce, ciphertext, ...}]}
     "keyring",  # "keyring" -> {primary, keys}: ids of keys derived from the cluster key
+    "events",  # seq -> {seq, index, type, ts, data}: a bounded ring (raft.fsm_events)
+    "event_marks",  # "seq" -> last seq; "job:<name>" -> what was announced for it
+    "webhooks",  # id -> {id, url, events, secret (sealed), ...}
+    "deliveries",  # webhook id -> {cursor, pending, history, redeliver}
 )
 
 # How many request ids the FSM remembers for idempotent retries.
