@@ -9,10 +9,12 @@ from api import (
     routes_allocations,
     routes_auth,
     routes_cluster,
+    routes_events,
     routes_health,
     routes_jobs,
     routes_nodes,
     routes_secrets,
+    routes_webhooks,
 )
 from api.context import REPLICA
 from api.errors import error_middleware, request_id_middleware
@@ -68,6 +70,8 @@ def build_app(
         routes_jobs,
         routes_nodes,
         routes_allocations,
+        routes_events,
+        routes_webhooks,
     ):
         app.add_routes(module.routes)
     return app

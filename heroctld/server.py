@@ -23,6 +23,7 @@ from heroctld.controllers.drainer import drain_loop
 from heroctld.controllers.heartbeats import heartbeat_monitor
 from heroctld.controllers.leadership import Leadership
 from heroctld.controllers.scheduling import scheduling_loop
+from heroctld.controllers.webhooks import webhook_loop
 from raft.bridge import NoLeader, RaftBridge
 from raft.keys import derive_key
 from raft.node import RaftConfig, RaftNode
@@ -188,6 +189,7 @@ async def serve(cfg: ServerConfig) -> None:
             "scheduler": lambda: scheduling_loop(replica),
             "heartbeats": lambda: heartbeat_monitor(replica, heartbeats),
             "drainer": lambda: drain_loop(replica),
+            "webhooks": lambda: webhook_loop(replica, cfg.cluster_key),
         },
     )
     tasks = [

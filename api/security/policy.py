@@ -28,6 +28,7 @@ RESOURCES = (
     "cluster",
     "acl",
     "webhooks",
+    "events",  # the event stream: names, ids and statuses only, never values
     "metrics",
     "logs",
     "ingress",
@@ -191,6 +192,7 @@ ROUTE_RESOURCES: tuple[tuple[str, str], ...] = (
     ("/v1/raft", "cluster"),
     ("/v1/acl", "acl"),
     ("/v1/webhooks", "webhooks"),
+    ("/v1/events", "events"),
     ("/v1/metrics", "metrics"),
     ("/v1/logs", "logs"),
     ("/v1/ingress", "ingress"),

@@ -1,0 +1,164 @@
+"""The event stream: `GET /v1/events` as a JSON page, a long poll, or SSE.
+
+Events come from the replicated ring (raft.fsm_events), so every server
+serves the same stream and any of them resumes it: `?index=N` starts after
+raft index N, an SSE client's `Last-Event-ID` (`<index>-<seq>`) after that
+event. `?topic=job,node.down` filters (a prefix matches every type under it).
+
+- `?stream=true`: `text/event-stream`; each event is `id: <index>-<seq>`,
+  `event: <type>`, `data: <json>`; a `: ping` comment every 15 s keeps
+  proxies from closing an idle stream. Without `index` it starts at the
+  current end (new events only); `index=0` replays everything kept.
+- otherwise a JSON list (oldest first, at most `limit`); with `index` and
+  `wait` it blocks until a matching event exists (a long poll), and
+  `X-HeroCtl-Index` is what to pass as `index` next time.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+from aiohttp import web
+from aiohttp_sse import sse_response
+
+from api.context import parse_wait, read_headers, replica_of, wants_stale
+from api.errors import ApiError
+from api.security.runtime import ms_to_rfc3339
+from raft.fsm_events import (
+    EVENT_TYPES,
+    EVENTS,
+    TOPICS,
+    first_seq,
+    last_seq,
+    parse_topics,
+    scan,
+    seq_at_index,
+    unknown_topics,
+)
+from raft.replica import Replica
+
+routes = web.RouteTableDef()
+
+MAX_LIMIT = 10_000
+DEFAULT_LIMIT = 1000
+PING_INTERVAL = 15.0
+STREAM_BATCH = 500
+IDLE_CHECK = 5.0  # seconds between checks that an idle stream's client is still there
+
+
+def event_view(ev: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": f"{ev['index']}-{ev['seq']}",
+        "seq": ev["seq"],
+        "index": ev["index"],
+        "type": ev["type"],
+        "time": ms_to_rfc3339(ev["ts"]),
+        "ts": ev["ts"],
+        "data": ev["data"],
+    }
+
+
+def _int_param(request: web.Request, name: str, default: int | None) -> int | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, "invalid_parameter", f"{name} must be an integer") from None
+    if value < 0:
+        raise ApiError(400, "invalid_parameter", f"{name} must not be negative")
+    return value
+
+
+def _topics(request: web.Request) -> tuple[str, ...] | None:
+    topics = parse_topics(request.query.get("topic"))
+    bad = unknown_topics(topics or ())
+    if bad:
+        raise ApiError(
+            400,
+            "invalid_parameter",
+            f"unknown topics: {', '.join(bad)} (known: {', '.join(EVENT_TYPES)}; "
+            f"or a prefix: {', '.join(TOPICS)})",
+        )
+    return topics
+
+
+def _start_seq(replica: Replica, index: int | None, last_event_id: str | None) -> int:
+    """The seq to resume after: a Last-Event-ID wins over `index`; neither = the end."""
+    with replica.state.read() as s:
+        if last_event_id:
+            head, _, tail = last_event_id.strip().partition("-")
+            if tail.isdigit():
+                return int(tail)
+            if head.isdigit():
+                return seq_at_index(s, int(head))
+        if index is None:
+            return last_seq(s)
+        return seq_at_index(s, index)
+
+
+def _wants_stream(request: web.Request) -> bool:
+    value = request.query.get("stream")
+    return value is not None and value.lower() not in ("false", "0", "no")
+
+
+@routes.get("/v1/events")
+async def get_events(request: web.Request) -> web.StreamResponse:
+    topics = _topics(request)
+    index = _int_param(request, "index", None)
+    if _wants_stream(request):
+        return await _stream(request, topics, index)
+    limit = min(_int_param(request, "limit", DEFAULT_LIMIT) or DEFAULT_LIMIT, MAX_LIMIT)
+    replica = replica_of(request)
+    if not wants_stale(request):
+        await replica.consistent()
+    start = _start_seq(replica, index if index is not None else 0, None)
+    loop = request.loop
+    deadline = None
+    if index is not None:
+        wait = parse_wait(request.query.get("wait", "5m"))
+        deadline = loop.time() + wait + random.uniform(0, wait / 16)
+    while True:
+        with replica.state.read() as s:
+            found, scanned = scan(s, start, topics, limit)
+            table_index = s.table_index[EVENTS]
+            done = scanned >= last_seq(s)
+            # what to pass as `index` next time: past everything looked at
+            next_index = table_index if done else found[-1]["index"] if found else index or 0
+        remaining = deadline - loop.time() if deadline is not None else 0
+        if found or remaining <= 0:
+            break
+        start = scanned
+        await replica.wait_for_change((EVENTS,), table_index, remaining)
+    headers = read_headers(replica, max(next_index, index or 0))
+    return web.json_response([event_view(e) for e in found], headers=headers)
+
+
+async def _stream(
+    request: web.Request, topics: tuple[str, ...] | None, index: int | None
+) -> web.StreamResponse:
+    replica = replica_of(request)
+    seq = _start_seq(replica, index, request.headers.get("Last-Event-ID"))
+    headers = read_headers(replica, replica.table_index(EVENTS))
+    async with sse_response(request, headers=headers, ping_interval=PING_INTERVAL) as sse:
+        while sse.is_connected():
+            with replica.state.read() as s:
+                first = first_seq(s)
+                found, scanned = scan(s, seq, topics, STREAM_BATCH)
+                table_index = s.table_index[EVENTS]
+                caught_up = scanned >= last_seq(s)
+            if seq + 1 < first:
+                await sse.write(f": events {seq + 1}..{first - 1} are no longer kept\n\n".encode())
+            for ev in found:
+                await sse.send(
+                    json.dumps(event_view(ev), separators=(",", ":")),
+                    id=f"{ev['index']}-{ev['seq']}",
+                    event=ev["type"],
+                )
+            seq = scanned
+            if caught_up:
+                await replica.wait_for_change((EVENTS,), table_index, IDLE_CHECK)
+    return sse
