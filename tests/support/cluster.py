@@ -46,9 +46,12 @@ def wait_until(fn: Callable[[], T], timeout: float = 15.0, interval: float = 0.0
 
 
 class Server:
+    """One heroctld process. With `agent=True` it runs its embedded agent
+    (no `--no-agent`); `env` then carries its `HEROCTL_AGENT_*` settings."""
+
     def __init__(self, name: str, root: Path, cluster_key: str, *, api_port: int | None = None,
                  raft_port: int | None = None, extra_args: list[str] | None = None,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, agent: bool = False) -> None:
         self.name = name
         self.api_port = api_port or free_port()
         self.raft_port = raft_port or free_port()
@@ -58,6 +61,7 @@ class Server:
         self.extra_args = extra_args or []
         self.env = env or {}
         self.token: str | None = None  # sent as `Authorization: Bearer <token>` when set
+        self.agent = agent
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -71,7 +75,9 @@ class Server:
     def start(self, peers: list[str] | None = None, join: str | None = None) -> Server:
         args = [*HEROCTLD, "--node-name", self.name, "--data-dir", str(self.data_dir),
                 "--bind", "127.0.0.1", "--api-port", str(self.api_port),
-                "--raft-port", str(self.raft_port), "--no-agent", *self.extra_args]
+                "--raft-port", str(self.raft_port), *self.extra_args]
+        if not self.agent:
+            args.append("--no-agent")
         if peers:
             args += ["--peers", ",".join(peers)]
         if join:
@@ -115,6 +121,36 @@ class Server:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    @property
+    def node_id(self) -> str | None:
+        """The id its agent registered with (kept in the data dir), once known."""
+        path = self.data_dir / "agent" / "node-id"
+        return path.read_text().strip() if path.exists() else None
+
+    def remove_tasks(self) -> None:
+        """Remove what this server's agent left running (tasks outlive their
+        agent by design): containers labelled with its node id, exec processes."""
+        node_id = self.node_id
+        if node_id is None:
+            return
+        try:
+            import docker  # noqa: PLC0415 - only agent clusters need it
+
+            client = docker.from_env(timeout=30)
+            try:
+                for c in client.containers.list(all=True,
+                                                filters={"label": f"heroctl.node={node_id}"}):
+                    c.remove(force=True, v=True)
+            finally:
+                client.close()
+        except Exception:  # noqa: BLE001 - no engine: no containers
+            pass
+        from agent.drivers.exec import ExecDriver  # noqa: PLC0415
+
+        driver = ExecDriver(node_id, self.data_dir / "agent")
+        for st in driver.list():
+            driver.remove(st.alloc_id, st.task)
+
     # --- HTTP ---------------------------------------------------------
     def _auth(self, kw: dict[str, Any]) -> dict[str, Any]:
         if self.token and "Authorization" not in kw.setdefault("headers", {}):
@@ -155,8 +191,19 @@ class Cluster:
 
     def __init__(self, root: Path, size: int = 3, *, cluster_key: str | None = None,
                  extra_args: list[str] | None = None, env: dict[str, str] | None = None,
-                 bootstrap: bool = True) -> None:
+                 bootstrap: bool = True, agent: bool = False, agent_cpu: int = 2000,
+                 agent_memory: int = 1024, ports_per_node: int = 200) -> None:
+        """`agent=True`: every server runs its agent, offering `agent_cpu` MHz and
+        `agent_memory` MB (so placements do not depend on the machine) and its own
+        slice of `ports_per_node` host ports (a random base per cluster, so two
+        clusters on one machine rarely meet), and `stop()` removes what they ran."""
         self.root = root
+        self.agent = agent
+        self.agent_cpu = agent_cpu
+        self.agent_memory = agent_memory
+        self.ports_per_node = ports_per_node
+        self._port_base = 20000 + secrets.randbelow(50) * 200  # below the ephemeral ports
+        self._slots = 0
         self.cluster_key = cluster_key or generate_cluster_key()
         self.extra_args = extra_args or []
         self.env = dict(env or {})
@@ -166,7 +213,16 @@ class Cluster:
         self.servers = [self._new(f"server-{i + 1}") for i in range(size)]
 
     def _new(self, name: str) -> Server:
-        s = Server(name, self.root, self.cluster_key, extra_args=self.extra_args, env=self.env)
+        env = dict(self.env)
+        if self.agent:
+            lo = self._port_base + self._slots * self.ports_per_node
+            self._slots += 1
+            env.setdefault("HEROCTL_AGENT_PORT_RANGE", f"{lo}-{lo + self.ports_per_node - 1}")
+            env.setdefault("HEROCTL_AGENT_CPU", str(self.agent_cpu))
+            env.setdefault("HEROCTL_AGENT_MEMORY", str(self.agent_memory))
+            env.setdefault("HEROCTL_AGENT_HOST_IP", "127.0.0.1")
+        s = Server(name, self.root, self.cluster_key, extra_args=self.extra_args, env=env,
+                   agent=self.agent)
         s.token = self.token
         return s
 
@@ -225,7 +281,13 @@ class Cluster:
         return s
 
     def stop(self) -> None:
+        # SIGTERM everyone first, then wait: shutdowns overlap instead of adding up.
         for s in self.servers:
             if s.proc is not None and s.proc.poll() is None:
-                s.resume() if s.proc else None
+                s.resume()
+                s.proc.send_signal(signal.SIGTERM)
+        for s in self.servers:
             s.stop()
+        if self.agent:
+            for s in self.servers:
+                s.remove_tasks()
