@@ -6,7 +6,7 @@ import asyncio
 
 from aiohttp import web
 
-from api.context import read_headers, replica_of
+from api.context import blocking_view, read_headers, replica_of
 from api.errors import ApiError, read_json_object
 from api.forward import leader_or_forward
 from api.security.runtime import IDENTITY
@@ -23,7 +23,12 @@ async def cluster_status(request: web.Request) -> web.Response:
 
 @routes.get("/v1/cluster/peers")
 async def cluster_peers(request: web.Request) -> web.Response:
-    replica = replica_of(request)
+    # Peers answer from this server's raft view even without a leader (debugging
+    # a broken cluster); only a long poll (`?index=`) needs a consistent read.
+    if "index" in request.query:
+        replica = await blocking_view(request, "servers")
+    else:
+        replica = replica_of(request)
     index = replica.table_index("servers")
     return web.json_response(await replica.peers(), headers=read_headers(replica, index))
 

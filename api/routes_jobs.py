@@ -6,13 +6,16 @@ from typing import Any
 
 from aiohttp import web
 
-from api.context import read_headers, read_view, replica_of
+from api.context import blocking_view, read_headers, replica_of
 from api.errors import ApiError, read_json_object
 from api.jobspec import check_name, parse_submission, summary
 from raft.fsm_jobs import job_versions
 from raft.state import State
 
 routes = web.RouteTableDef()
+# A job's status comes from its allocations and placement results: a
+# long poll on a job wakes when any of them changes.
+JOB_TABLES = ("jobs", "allocations", "job_status")
 
 
 def job_state(s: State, name: str) -> str:
@@ -42,21 +45,21 @@ def placement_view(s: State, name: str) -> dict[str, Any]:
 
 @routes.get("/v1/jobs")
 async def list_jobs(request: web.Request) -> web.Response:
-    replica = await read_view(request)
+    replica = await blocking_view(request, *JOB_TABLES)
     with replica.state.read() as s:
         jobs = [dict(summary(doc), status=job_state(s, name))
                 for name, doc in sorted(s.table("jobs").items())]
-        index = s.table_index["jobs"]
+        index = max(s.table_index[t] for t in JOB_TABLES)
     return web.json_response(jobs, headers=read_headers(replica, index))
 
 
 @routes.get("/v1/jobs/{name}")
 async def get_job(request: web.Request) -> web.Response:
     name = request.match_info["name"]
-    replica = await read_view(request)
+    replica = await blocking_view(request, *JOB_TABLES)
     with replica.state.read() as s:
         doc = s.table("jobs").get(name)
-        index = s.table_index["jobs"]
+        index = max(s.table_index[t] for t in JOB_TABLES)
         if doc is not None:
             doc = dict(doc, status=job_state(s, name), **placement_view(s, name))
     if doc is None:
@@ -67,10 +70,10 @@ async def get_job(request: web.Request) -> web.Response:
 @routes.get("/v1/jobs/{name}/versions")
 async def get_job_versions(request: web.Request) -> web.Response:
     name = request.match_info["name"]
-    replica = await read_view(request)
+    replica = await blocking_view(request, "jobs", "job_versions")
     with replica.state.read() as s:
         versions = job_versions(s, name)
-        index = s.table_index["jobs"]
+        index = max(s.table_index["jobs"], s.table_index["job_versions"])
     if not versions:
         raise ApiError(404, "job_not_found", f"job '{name}' does not exist")
     return web.json_response(versions, headers=read_headers(replica, index))

@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from api.context import read_headers, read_view, replica_of
+from api.context import blocking_view, read_headers, read_view, replica_of
 from api.errors import ApiError, read_json_object
 from api.security.crypto import DecryptError, new_key_id
 from api.security.runtime import (
@@ -99,7 +99,7 @@ async def seal_and_put(
 @routes.get("/v1/secrets")
 async def list_secrets(request: web.Request) -> web.Response:
     perms = identity_of(request).permissions
-    replica = await read_view(request)
+    replica = await blocking_view(request, "secrets")
     with replica.state.read() as s:
         docs = [doc for _, doc in sorted(s.table("secrets").items())]
         index = s.table_index["secrets"]
@@ -146,7 +146,7 @@ async def get_secret(request: web.Request) -> web.Response:
     name = _check_name(request.match_info["name"])
     version = _version_param(request)
     require_secret(request, name, "read")
-    replica = await read_view(request)
+    replica = await blocking_view(request, "secrets")
     with replica.state.read() as s:
         doc = s.table("secrets").get(name)
         index = s.table_index["secrets"]
@@ -169,7 +169,7 @@ async def get_secret(request: web.Request) -> web.Response:
 async def secret_versions(request: web.Request) -> web.Response:
     name = _check_name(request.match_info["name"])
     require_secret(request, name, "list")
-    replica = await read_view(request)
+    replica = await blocking_view(request, "secrets")
     with replica.state.read() as s:
         doc = s.table("secrets").get(name)
         index = s.table_index["secrets"]
