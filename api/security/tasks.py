@@ -82,8 +82,8 @@ async def reencrypt_once(replica: Replica, keys: KeyMaterial) -> bool:
     """One pass; True when every version is under the primary and unused keys are gone."""
     with replica.state.read() as s:
         ring = keyring(s)
-        if ring is None:
-            return True
+        if ring is None or len(ring["keys"]) == 1:
+            return True  # one key: every stored version uses it (puts under others fail)
         primary = ring["primary"]
         todo = [
             (doc["name"], entry)
@@ -91,7 +91,6 @@ async def reencrypt_once(replica: Replica, keys: KeyMaterial) -> bool:
             for entry in doc["versions"]
             if entry["key_id"] != primary
         ]
-        extra_keys = len(ring["keys"]) > 1
     failures = 0
     for start in range(0, len(todo), REENCRYPT_CHUNK):
         writes = []
@@ -119,7 +118,7 @@ async def reencrypt_once(replica: Replica, keys: KeyMaterial) -> bool:
         await asyncio.gather(*writes)
     if todo:
         log.info("keyring: re-encrypted %d secret versions under %s", len(todo) - failures, primary)
-    if extra_keys:
+    if not failures:
         result = await replica.write("keyring.prune")
         if result["dropped"]:
             log.info("keyring: dropped unused keys %s", ", ".join(result["dropped"]))
