@@ -17,6 +17,7 @@ event. `?topic=job,node.down` filters (a prefix matches every type under it).
 from __future__ import annotations
 
 import json
+import os
 import random
 from typing import Any
 
@@ -43,7 +44,8 @@ routes = web.RouteTableDef()
 
 MAX_LIMIT = 10_000
 DEFAULT_LIMIT = 1000
-PING_INTERVAL = 15.0
+# `: ping` comments on an idle stream, so proxies keep it open (env: for tests).
+PING_INTERVAL = float(os.environ.get("HEROCTL_SSE_PING_INTERVAL", "15"))
 STREAM_BATCH = 500
 IDLE_CHECK = 5.0  # seconds between checks that an idle stream's client is still there
 
