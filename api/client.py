@@ -7,6 +7,7 @@ and callers only ever catch `ApiClientError`.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 from collections.abc import Mapping
@@ -15,9 +16,19 @@ from urllib.parse import quote
 
 import aiohttp
 
-__all__ = ["DEFAULT_ADDRESS", "ApiClient", "ApiClientError", "ApiUnreachable"]
+__all__ = [
+    "DEFAULT_ADDRESS",
+    "INDEX_HEADER",
+    "ApiClient",
+    "ApiClientError",
+    "ApiUnreachable",
+    "format_wait",
+    "response_index",
+]
 
 DEFAULT_ADDRESS = "http://127.0.0.1:7070"
+
+INDEX_HEADER = "X-HeroCtl-Index"
 
 Params = Mapping[str, str | int | float | bool | None]
 
@@ -71,6 +82,20 @@ def _query(params: Params | None) -> dict[str, str]:
     return out
 
 
+def format_wait(seconds: float) -> str:
+    """Seconds -> the `wait=` form blocking queries take (`30s`, `1500ms`)."""
+    ms = max(1, int(round(seconds * 1000)))
+    return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"
+
+
+def response_index(headers: Mapping[str, str]) -> int:
+    """The raft index a read answered at (`X-HeroCtl-Index`); 0 when absent."""
+    try:
+        return int(headers.get(INDEX_HEADER, 0))
+    except (TypeError, ValueError):
+        return 0
+
+
 def _error_from(
     status: int, reason: str, payload: Any, headers: Mapping[str, str]
 ) -> ApiClientError:
@@ -99,6 +124,8 @@ def _connect_reason(e: aiohttp.ClientConnectorError) -> str:
 
 class ApiClient:
     """Async JSON client: `async with ApiClient(address, token) as api: ...`."""
+
+    DEFAULT_WAIT = 300.0  # seconds a blocking query waits when no `wait` is given
 
     def __init__(
         self, address: str = DEFAULT_ADDRESS, token: str | None = None, *, timeout: float = 60.0
@@ -131,21 +158,35 @@ class ApiClient:
         return self._session
 
     async def request(
-        self, method: str, path: str, body: Any = None, params: Params | None = None
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        params: Params | None = None,
+        *,
+        timeout: float | None = None,
     ) -> tuple[Any, Mapping[str, str]]:
-        """(decoded body, response headers); raises `ApiClientError` on any failure."""
+        """(decoded body, response headers); raises `ApiClientError` on any failure.
+
+        `timeout` replaces the client's for this request (a blocking query
+        may legitimately take as long as its `wait`).
+        """
         url = self.address + (path if path.startswith("/") else "/" + path)
         data = None if body is None else json.dumps(body).encode()
         headers = {"Content-Type": "application/json"} if data is not None else None
         session = self._session_for_loop()
+        limit = self.timeout if timeout is None else timeout
+        extra: dict[str, Any] = {}
+        if timeout is not None:
+            extra["timeout"] = aiohttp.ClientTimeout(total=timeout)
         try:
             async with session.request(
-                method, url, data=data, params=_query(params), headers=headers
+                method, url, data=data, params=_query(params), headers=headers, **extra
             ) as r:
                 raw = await r.read()
                 status, reason, resp_headers = r.status, r.reason or "", r.headers
         except TimeoutError:
-            raise ApiUnreachable(self.address, f"no answer within {self.timeout:g}s") from None
+            raise ApiUnreachable(self.address, f"no answer within {limit:g}s") from None
         except aiohttp.ClientConnectorError as e:
             raise ApiUnreachable(self.address, _connect_reason(e)) from None
         except aiohttp.ClientError as e:
@@ -161,9 +202,63 @@ class ApiClient:
         return payload, resp_headers
 
     async def get(
-        self, path: str, body: Any = None, params: Params | None = None
+        self,
+        path: str,
+        body: Any = None,
+        params: Params | None = None,
+        *,
+        index: int | None = None,
+        wait: float | None = None,
     ) -> tuple[Any, Mapping[str, str]]:
-        return await self.request("GET", path, body, params)
+        """A GET; with `index` it is a blocking query (see `blocking_get`)."""
+        if index is None:
+            return await self.request("GET", path, body, params)
+        wait = self.DEFAULT_WAIT if wait is None else wait
+        query = {**(params or {}), "index": index, "wait": format_wait(wait)}
+        # The server adds up to wait/16 of jitter; then it still has to answer.
+        timeout = wait * 17 / 16 + self.timeout
+        return await self.request("GET", path, body, query, timeout=timeout)
+
+    async def blocking_get(
+        self,
+        path: str,
+        params: Params | None = None,
+        *,
+        index: int | None = None,
+        wait: float | None = None,
+    ) -> tuple[Any, int]:
+        """(body, index) of a list/detail read.
+
+        With `index` (the `X-HeroCtl-Index` of an earlier answer) the server
+        answers as soon as its index passes it, or after `wait` seconds with
+        the same index: pass the returned index to the next call.
+        """
+        payload, headers = await self.get(path, params=params, index=index, wait=wait)
+        return payload, response_index(headers)
+
+    async def wait_for_change(
+        self, path: str, params: Params | None = None, *, wait: float
+    ) -> tuple[Any, bool]:
+        """Read `path`, then block until its body is different: (new body, True),
+        or until `wait` seconds have passed: (the same body, False).
+
+        The index moves on any change to the tables behind a read (another
+        job's allocation, a node's status), so blocking queries are repeated
+        with the remaining time until what this read returns really changed.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        body, index = await self.blocking_get(path, params)
+        while (remaining := deadline - loop.time()) > 0:
+            asked = loop.time()
+            new, new_index = await self.blocking_get(path, params, index=index, wait=remaining)
+            if new != body:
+                return new, True
+            if new_index <= index and loop.time() - asked < min(1.0, remaining / 2):
+                # An answer at once with the same index: never spin on it.
+                await asyncio.sleep(min(1.0, max(0.0, deadline - loop.time())))
+            index = max(index, new_index)
+        return body, False
 
     async def post(
         self, path: str, body: Any = None, params: Params | None = None
@@ -214,3 +309,45 @@ class ApiClient:
 
     async def delete_job(self, name: str) -> dict[str, Any]:
         return (await self.delete(f"/v1/jobs/{quote(name, safe='')}"))[0]
+
+    # nodes ------------------------------------------------------------------
+    async def list_nodes(self) -> list[dict[str, Any]]:
+        return (await self.get("/v1/nodes"))[0]
+
+    async def get_node(self, ref: str) -> dict[str, Any]:
+        """A node by id or name."""
+        return (await self.get(f"/v1/nodes/{quote(ref, safe='')}"))[0]
+
+    async def drain_node(
+        self,
+        ref: str,
+        deadline_seconds: int | None = None,
+        *,
+        enable: bool = True,
+        keep_ineligible: bool = False,
+    ) -> dict[str, Any]:
+        """Start a drain (the server's default deadline when None), or cancel it."""
+        body: dict[str, Any]
+        if enable:
+            body = {} if deadline_seconds is None else {"deadline_seconds": deadline_seconds}
+        else:
+            body = {"enable": False, "keep_ineligible": keep_ineligible}
+        return (await self.post(f"/v1/nodes/{quote(ref, safe='')}/drain", body))[0]
+
+    async def node_eligibility(self, ref: str, eligible: bool) -> dict[str, Any]:
+        path = f"/v1/nodes/{quote(ref, safe='')}/eligibility"
+        return (await self.post(path, {"eligible": eligible}))[0]
+
+    # allocations --------------------------------------------------------------
+    async def list_allocations(
+        self, job: str | None = None, node: str | None = None, status: str | None = None
+    ) -> list[dict[str, Any]]:
+        params = {"job": job, "node": node, "status": status}
+        return (await self.get("/v1/allocations", params=params))[0]
+
+    async def get_allocation(self, alloc_id: str) -> dict[str, Any]:
+        """An allocation by id or unique prefix (4 characters or more)."""
+        return (await self.get(f"/v1/allocations/{quote(alloc_id, safe='')}"))[0]
+
+    async def stop_allocation(self, alloc_id: str) -> dict[str, Any]:
+        return (await self.post(f"/v1/allocations/{quote(alloc_id, safe='')}/stop"))[0]

@@ -5,13 +5,15 @@ from __future__ import annotations
 import click
 
 from api.client import DEFAULT_ADDRESS
-from cli import cmd_acl, cmd_auth, cmd_cluster, cmd_job, cmd_secret
+from cli import cmd_acl, cmd_alloc, cmd_auth, cmd_cluster, cmd_job, cmd_node, cmd_secret
 from cli.common import ADDRESS_ENV, TOKEN_ENV, Settings
 
 # A new group (node, alloc, acl, secret, login) is one module and one line here.
 COMMANDS: list[click.Command] = [
     cmd_cluster.cluster,
     cmd_job.job,
+    cmd_node.node,
+    cmd_alloc.alloc,
     cmd_auth.login,
     cmd_auth.logout,
     cmd_acl.acl,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import sys
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -14,6 +15,7 @@ from typing import Any
 
 import click
 from rich.console import Console, RenderableType
+from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
@@ -46,13 +48,29 @@ def echo(message: str) -> None:
     click.echo(message)
 
 
-def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+def make_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:
     t = Table(box=None, pad_edge=False, header_style="bold", show_edge=False)
     for h in headers:
         t.add_column(h, no_wrap=True)
     for row in rows:
         t.add_row(*(Text(cell_text(v)) for v in row))
-    show(t)
+    return t
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    show(make_table(headers, rows))
+
+
+def heading(title: str) -> None:
+    """A blank line, then a section title (between a summary and its tables)."""
+    click.echo("")
+    click.echo(f"{title}:")
+
+
+def live_display() -> Live:
+    """A rich Live region on the terminal (only used when stdout is a TTY)."""
+    console = Console(markup=False, highlight=False, emoji=False)
+    return Live(console=console, auto_refresh=False, transient=False)
 
 
 def key_values(pairs: Iterable[tuple[str, Any]]) -> None:
@@ -110,6 +128,81 @@ def fmt_duration_ms(ms: int | float | None) -> str:
         return f"{seconds:.1f}s"
     minutes, rest = divmod(int(seconds), 60)
     return f"{minutes}m{rest:02d}s"
+
+
+def fmt_seconds(seconds: float | None) -> str:
+    """A whole-second span the way people write it: `45s`, `5m`, `1h30m`."""
+    if seconds is None:
+        return NONE
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds}s"
+    out = ""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        n, seconds = divmod(seconds, size)
+        if n:
+            out += f"{n}{unit}"
+    return out
+
+
+def fmt_until(ms: int | float | None, now_ms: int | float) -> str:
+    """How far in the future an epoch-ms instant is (`in 4m30s`, `now`)."""
+    if not ms:
+        return NONE
+    seconds = (ms - now_ms) / 1000
+    return "now" if seconds <= 0 else f"in {fmt_seconds(seconds)}"
+
+
+def short_id(value: str | None, width: int = 8) -> str:
+    """Ids are shown by their first 8 characters (commands accept a unique prefix)."""
+    return value[:width] if value else NONE
+
+
+def used_of(used: int | float | None, total: int | float | None, unit: str = "") -> str:
+    """`1200/4000 MHz (30%)`; `-` parts when a side is unknown."""
+    if used is None and not total:
+        return NONE
+    u = NONE if used is None else f"{used:g}"
+    t = NONE if total is None else f"{total:g}"
+    pct = f" ({100 * used / total:.0f}%)" if used is not None and total else ""
+    return f"{u}/{t}{' ' + unit if unit else ''}{pct}"
+
+
+# --- parsing --------------------------------------------------------------
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """`90`, `500ms`, `30s`, `5m`, `1h30m` -> seconds; ValueError otherwise."""
+    text = text.strip().lower()
+    if re.fullmatch(r"\d+(?:\.\d+)?", text):
+        return float(text)
+    pos, total = 0, 0.0
+    for m in _DURATION_PART.finditer(text):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+        pos = m.end()
+    if pos != len(text) or not text:
+        raise ValueError(f"{text!r} is not a duration (like 90, 30s, 5m, 1h30m)")
+    return total
+
+
+class Duration(click.ParamType):
+    """A click option value like `5m` or `30s` (plain numbers are seconds)."""
+
+    name = "duration"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, (int, float)):
+            return float(value)
+        try:
+            return parse_duration(str(value))
+        except ValueError as e:
+            self.fail(str(e), param, ctx)
 
 
 def changed_keys(

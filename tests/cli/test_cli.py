@@ -70,7 +70,7 @@ groups:
 def test_job_run_yaml_then_list_and_status(heroctl, server: Server, tmp_path: Path) -> None:
     spec = tmp_path / "web.yaml"
     spec.write_text(WEB_YAML)
-    out = ok(heroctl("job", "run", str(spec)))
+    out = ok(heroctl("job", "run", "--detach", str(spec)))
     assert out.startswith("Job 'web' registered: version 0, job modify index ")
 
     stored = server.get("/v1/jobs/web").body
@@ -95,12 +95,12 @@ def test_job_run_yaml_then_list_and_status(heroctl, server: Server, tmp_path: Pa
 
 def test_job_run_json_from_stdin_update_and_check_index(heroctl, server: Server) -> None:
     job = {"name": "api", "type": "batch", "groups": [{"name": "g", "count": 1, "tasks": [{"name": "t", "image": "x"}]}]}
-    first = json.loads(ok(heroctl("job", "run", "--json", "-", input=json.dumps(job))))
+    first = json.loads(ok(heroctl("job", "run", "--detach", "--json", "-", input=json.dumps(job))))
     assert first["version"] == 0 and first["type"] == "batch"
 
     job["groups"][0]["count"] = 3
     index = str(first["job_modify_index"])
-    out = ok(heroctl("job", "run", "--check-index", index, "-", input=json.dumps(job)))
+    out = ok(heroctl("job", "run", "--detach", "--check-index", index, "-", input=json.dumps(job)))
     assert out.startswith("Job 'api' updated: version 1, ")
 
     # The same index again is stale now: a 409 with the server's explanation.
@@ -118,7 +118,7 @@ def test_job_run_json_from_stdin_update_and_check_index(heroctl, server: Server)
 def test_job_run_from_json_file(heroctl, tmp_path: Path) -> None:
     path = tmp_path / "worker.json"
     path.write_text(json.dumps({"name": "worker"}))
-    assert ok(heroctl("job", "run", str(path))).startswith("Job 'worker' registered")
+    assert ok(heroctl("job", "run", "--detach", str(path))).startswith("Job 'worker' registered")
 
 
 def test_job_run_rejects_bad_files(heroctl, tmp_path: Path) -> None:
@@ -131,7 +131,7 @@ def test_job_run_rejects_bad_files(heroctl, tmp_path: Path) -> None:
 
 
 def test_job_stop_then_status_is_a_clear_error(heroctl) -> None:
-    ok(heroctl("job", "run", "-", input='{"name": "doomed"}'))
+    ok(heroctl("job", "run", "--detach", "-", input='{"name": "doomed"}'))
     assert ok(heroctl("job", "stop", "doomed")).startswith("Job 'doomed' stopped and removed")
     err = failed(heroctl("job", "status", "doomed"))
     assert err.startswith("Error: job 'doomed' does not exist (job_not_found, request req_")
