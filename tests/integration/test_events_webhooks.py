@@ -1,0 +1,326 @@
+"""Webhooks end to end: real servers deliver to a real receiver on 127.0.0.1.
+
+The receiver (an aiohttp server in this process, on its own thread and loop)
+verifies every signature, records every request, and can be taken down or
+made to fail. Delivery is at least once, so a receiver may see a delivery id
+twice; what must hold is: every event arrives, and first arrivals are in
+order of index.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from heroctld.webhook_delivery import verify
+from tests.api.authutil import assert_error
+from tests.support.cluster import Cluster, Server, free_port, wait_until
+
+SECRET = "whk_test_a1b2c3"
+FAST_RETRY = {"HEROCTL_WEBHOOK_BACKOFF_CAP": "2", "HEROCTL_WEBHOOK_TIMEOUT": "3"}
+
+
+@dataclass
+class Received:
+    delivery: str
+    event: str
+    index: int
+    body: dict[str, Any]
+    headers: dict[str, str]
+    signed: bool
+    at: float
+
+
+@dataclass
+class Receiver:
+    """A webhook receiver on 127.0.0.1:port that can go down and come back."""
+
+    port: int = field(default_factory=free_port)
+    status: int = 200  # what it answers while up
+    hang: bool = False  # never answer (to test that nothing waits on it)
+    got: list[Received] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.runner: web.AppRunner | None = None
+        self.never = asyncio.Event()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hooks/heroctl"
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        if self.hang:
+            await self.never.wait()
+        body = json.loads(raw)
+        signed = verify(SECRET.encode(), raw, request.headers.get("X-HeroCtl-Signature"))
+        rec = Received(
+            request.headers.get("X-HeroCtl-Delivery", ""),
+            body["event"],
+            body["index"],
+            body,
+            dict(request.headers),
+            signed,
+            time.monotonic(),
+        )
+        with self.lock:
+            self.got.append(rec)
+        return web.Response(status=self.status)
+
+    async def _start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/hooks/heroctl", self._handle)
+        self.runner = web.AppRunner(app, shutdown_timeout=0.1)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", self.port, reuse_address=True).start()
+
+    async def _stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+            self.runner = None
+
+    def up(self) -> Receiver:
+        asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(10)
+        return self
+
+    def down(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._stop(), self.loop).result(10)
+
+    def close(self) -> None:
+        self.down()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+    def received(self) -> list[Received]:
+        with self.lock:
+            return list(self.got)
+
+    def first_arrivals(self) -> list[Received]:
+        seen: set[str] = set()
+        out = []
+        for r in self.received():
+            if r.delivery not in seen:
+                seen.add(r.delivery)
+                out.append(r)
+        return out
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver().up()
+    try:
+        yield r
+    finally:
+        r.close()
+
+
+def _cluster(root: Path, size: int, env: dict[str, str] | None = None) -> Cluster:
+    return Cluster(root, size, env={**FAST_RETRY, **(env or {})}).start()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    c = _cluster(tmp_path, 3)
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+def add_webhook(server: Server, url: str, events: list[str]) -> dict[str, Any]:
+    r = server.post("/v1/webhooks", {"url": url, "events": events, "secret": SECRET})
+    assert r.status == 201, r.raw
+    return r.body
+
+
+def put_secret(server: Server, name: str) -> int:
+    r = server.post("/v1/secrets", {"name": name, "value": "not-in-any-event"})
+    assert r.status in (200, 201), r.raw
+    return int(r.header("X-HeroCtl-Index") or 0)
+
+
+def expected_events(server: Server, after_index: int, topic: str) -> list[dict[str, Any]]:
+    r = server.get(f"/v1/events?index={after_index}&topic={topic}&limit=10000")
+    assert r.status == 200, r.raw
+    return r.body
+
+
+def assert_delivered_in_order(
+    receiver: Receiver, hook: dict[str, Any], expected: list[dict[str, Any]]
+) -> None:
+    got = receiver.received()
+    assert got and all(r.signed for r in got), [r.headers for r in got if not r.signed]
+    firsts = receiver.first_arrivals()
+    assert [r.delivery for r in firsts] == [f"{hook['id']}-{e['seq']}" for e in expected]
+    assert [r.index for r in firsts] == sorted(r.index for r in firsts)
+    for r, e in zip(firsts, expected, strict=True):
+        assert r.event == e["type"] and r.body["data"] == e["data"]
+        assert set(r.body) == {"id", "event", "timestamp", "index", "data"}
+        assert r.body["id"] == r.delivery == r.headers["X-HeroCtl-Delivery"]
+        assert abs(int(r.headers["X-HeroCtl-Timestamp"]) - time.time()) < 600
+        assert r.headers["X-HeroCtl-Event"] == e["type"]
+        assert "not-in-any-event" not in json.dumps(r.body)
+
+
+def test_webhook_api_validation_and_secrecy(cluster: Cluster) -> None:
+    s = cluster.servers[1]
+    bad = [
+        ({"events": ["job"], "secret": "x"}, "missing_field"),
+        ({"url": "ftp://x/", "events": ["job"], "secret": "x"}, "invalid_url"),
+        ({"url": "http:///nohost", "events": ["job"], "secret": "x"}, "invalid_url"),
+        ({"url": "http://u:p@h/", "events": ["job"], "secret": "x"}, "invalid_url"),
+        ({"url": "http://h/", "events": [], "secret": "x"}, "invalid_field"),
+        ({"url": "http://h/", "events": ["job.exploded"], "secret": "x"}, "invalid_events"),
+        ({"url": "http://h/", "events": ["job"]}, "missing_field"),
+        ({"url": "http://h/", "events": ["job"], "secret": ""}, "invalid_field"),
+        ({"url": "http://h/", "events": ["job"], "secret": "x", "extra": 1}, "invalid_field"),
+    ]
+    for body, code in bad:
+        assert_error(s.post("/v1/webhooks", body), 400, code)
+    hook = add_webhook(s, "https://example.invalid/h", ["job.deployed", "alloc.failed", "node"])
+    assert hook["id"].startswith("wh_") and hook["events"] == [
+        "job.deployed",
+        "alloc.failed",
+        "node",
+    ]
+    for srv in cluster.servers:  # read-your-writes anywhere; the secret is never shown
+        listing = srv.get("/v1/webhooks")
+        detail = srv.get(f"/v1/webhooks/{hook['id']}")
+        assert detail.status == 200 and hook["id"] in [h["id"] for h in listing.body]
+        assert SECRET not in listing.raw.decode() + detail.raw.decode()
+        assert "secret" not in detail.body
+    assert s.get(f"/v1/webhooks/{hook['id']}/deliveries").body["attempts"] == []
+    assert_error(
+        s.post(f"/v1/webhooks/{hook['id']}/deliveries/{hook['id']}-999999/redeliver"),
+        409,
+        "delivery_pending",
+    )
+    assert s.delete(f"/v1/webhooks/{hook['id']}").status == 200
+    assert_error(s.get(f"/v1/webhooks/{hook['id']}"), 404, "webhook_not_found")
+    assert_error(s.delete(f"/v1/webhooks/{hook['id']}"), 404, "webhook_not_found")
+
+
+def test_receiver_down_30s_still_gets_every_event_in_order(
+    cluster: Cluster, receiver: Receiver
+) -> None:
+    follower = cluster.followers()[0]
+    hook = add_webhook(follower, receiver.url, ["secret", "job.submitted"])
+    created = hook["create_index"]
+    for i in range(5):
+        put_secret(follower, f"up-{i}")
+    wait_until(lambda: len(receiver.first_arrivals()) >= 5, 15, message="5 deliveries")
+
+    receiver.down()
+    went_down = time.monotonic()
+    n = 0
+    while time.monotonic() - went_down < 30.0:  # events keep coming while it is down
+        put_secret(cluster.servers[n % 3], f"down-{n}")
+        if n % 4 == 0:
+            r = cluster.servers[n % 3].post("/v1/jobs", {"name": f"j{n}", "image": "busybox"})
+            assert r.status in (200, 201)
+        n += 1
+        time.sleep(1.0)  # pacing the writes over the outage, not synchronization
+
+    def failing() -> dict[str, Any] | None:
+        body = follower.get(f"/v1/webhooks/{hook['id']}/deliveries").body
+        return body if body["pending"] and body["pending"]["attempts"] >= 3 else None
+
+    state = wait_until(failing, 10, message="retries recorded while down")
+    assert "connect" in (state["pending"]["last_error"] or "")
+    assert any(a["status"] == "failed" and a["error"] for a in state["attempts"])
+
+    receiver.up()
+    expected = expected_events(follower, created, "secret,job.submitted")
+    assert len(expected) == 5 + n + (n + 3) // 4
+    wait_until(
+        lambda: len(receiver.first_arrivals()) >= len(expected),
+        60,
+        message=f"{len(expected)} deliveries after the receiver came back",
+    )
+    assert_delivered_in_order(receiver, hook, expected)
+    detail = follower.get(f"/v1/webhooks/{hook['id']}").body["delivery"]
+    assert detail["cursor"] == expected[-1]["seq"] and detail["pending"] is None
+
+
+def test_leader_change_mid_retry_loses_no_delivery(cluster: Cluster, receiver: Receiver) -> None:
+    leader = cluster.leader()
+    follower = next(s for s in cluster.servers if s is not leader)
+    hook = add_webhook(follower, receiver.url, ["secret"])
+    put_secret(follower, "before")
+    wait_until(lambda: len(receiver.first_arrivals()) == 1, 15, message="first delivery")
+
+    receiver.status = 503  # up, but failing: the leader keeps retrying
+    for i in range(6):
+        put_secret(follower, f"mid-{i}")
+
+    def retrying() -> int:
+        body = follower.get(f"/v1/webhooks/{hook['id']}/deliveries").body
+        pending = body["pending"]
+        return pending["attempts"] if pending and pending["attempts"] >= 2 else 0
+
+    attempts_before = wait_until(retrying, 20, message="retries in progress")
+    leader.kill()  # no goodbye: whatever it had in memory is gone
+    new_leader = cluster.leader(timeout=20, among=cluster.live())
+    assert new_leader is not leader
+
+    def continued() -> bool:
+        body = new_leader.get(f"/v1/webhooks/{hook['id']}/deliveries").body
+        return bool(body["pending"]) and body["pending"]["attempts"] > attempts_before
+
+    wait_until(continued, 20, message="the new leader continues the same retry")
+    receiver.status = 200
+    expected = expected_events(new_leader, hook["create_index"], "secret")
+    assert len(expected) == 7
+    wait_until(lambda: len(receiver.first_arrivals()) >= 7, 30, message="all 7 delivered")
+    assert_delivered_in_order(receiver, hook, expected)
+    # Attempt numbers went on from where the old leader was (replicated backoff state).
+    history = new_leader.get(f"/v1/webhooks/{hook['id']}/deliveries").body["attempts"]
+    first_pending = next(a for a in reversed(history) if a["seq"] == expected[1]["seq"])
+    last_try = next(a for a in history if a["seq"] == expected[1]["seq"])
+    assert first_pending["attempt"] == 1 and last_try["status"] == "delivered"
+    assert last_try["attempt"] > attempts_before
+
+
+def test_redeliver_sends_the_same_delivery_again(cluster: Cluster, receiver: Receiver) -> None:
+    s = cluster.servers[0]
+    hook = add_webhook(s, receiver.url, ["secret.changed"])
+    put_secret(s, "again")
+    wait_until(lambda: len(receiver.received()) == 1, 15, message="delivery")
+    first = receiver.received()[0]
+    r = s.post(f"/v1/webhooks/{hook['id']}/deliveries/{first.delivery}/redeliver")
+    assert r.status == 202 and r.body["queued"] is True, r.raw
+    wait_until(lambda: len(receiver.received()) == 2, 15, message="redelivery")
+    second = receiver.received()[1]
+    assert second.delivery == first.delivery and second.body == first.body and second.signed
+    assert second.headers.get("X-HeroCtl-Redelivery") == "true"
+    history = s.get(f"/v1/webhooks/{hook['id']}/deliveries").body
+    assert [a["redelivery"] for a in history["attempts"]][:2] == [True, False]
+    assert history["redeliver"] == []
+
+
+def test_a_hanging_receiver_never_slows_the_api(cluster: Cluster, receiver: Receiver) -> None:
+    receiver.hang = True  # accepts, reads, never answers
+    leader = cluster.leader()
+    for _ in range(3):
+        add_webhook(leader, receiver.url, ["*"])
+    latencies = []
+    for i in range(30):
+        started = time.monotonic()
+        put_secret(leader, f"busy-{i}")
+        assert leader.get("/v1/jobs").status == 200
+        latencies.append(time.monotonic() - started)
+    assert max(latencies) < 1.0, latencies
+    assert sorted(latencies)[len(latencies) // 2] < 0.2, latencies
