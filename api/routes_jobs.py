@@ -38,7 +38,11 @@ def placement_view(s: State, name: str) -> dict[str, Any]:
             counts[a["status"]] = counts.get(a["status"], 0) + 1
     return {
         "placement_failures": st.get("failures", []),
-        "deployment": {"deferred": st.get("deferred", {}), "halted": st.get("halted", {})},
+        "deployment": {
+            "job_version": st.get("job_version"),  # the version these placement results are for
+            "deferred": st.get("deferred", {}),
+            "halted": st.get("halted", {}),
+        },
         "allocations": counts,
     }
 
