@@ -62,8 +62,12 @@ def needs_write(plan: Plan, stored: dict[str, Any] | None) -> bool:
     """A plan that changes nothing and reports what is already stored is not written."""
     if not plan.empty:
         return True
+    status = _status_of(plan)
     known = {k: (stored or EMPTY_STATUS).get(k) for k in EMPTY_STATUS}
-    return _status_of(plan) != known
+    if status != known:
+        return True
+    # Unchanged failures of a new version: say they now belong to that version.
+    return status != EMPTY_STATUS and (stored or {}).get("job_version") != plan.job_version
 
 
 async def _propose(replica: Replica, name: str, plan: Plan, job: dict[str, Any]) -> bool:
