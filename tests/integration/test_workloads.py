@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.cluster import Cluster, Server, wait_until
+from tests.support.cluster import HEROCTLD, Cluster, Server, wait_until
 
 IMAGE = "heroctl-test/busybox:latest"
 ROOT = Path(__file__).resolve().parents[2]
@@ -525,4 +525,77 @@ def test_drain_moves_allocations_and_leaves_the_node_ineligible(
         submit(c, web_job("drain", 5))  # new replicas avoid the ineligible node
         assert all(a["node"] != node for a in wait_healthy(c, "drain", 5))
     finally:
+        c.stop()
+
+
+def test_worker_only_node_runs_exec_tasks(tmp_path: Path) -> None:
+    """`heroctld agent --servers ...`: a node that is not a raft member, with
+    a token, running a task with the exec driver (a plain process)."""
+    c = Cluster(tmp_path, 1).start()  # a server without an agent of its own
+    data_dir = tmp_path / "worker"
+    log = open(tmp_path / "worker.log", "ab")  # noqa: SIM115 - owned by the child
+    env = {
+        **os.environ,
+        "HEROCTL_AGENT_PORT_RANGE": "29800-29899",
+        "HEROCTL_AGENT_CPU": "1000",
+        "HEROCTL_AGENT_MEMORY": "512",
+        "HEROCTL_AGENT_DRIVER": "exec",
+    }
+    args = [
+        *HEROCTLD,
+        "agent",
+        "--servers",
+        f"127.0.0.1:{c.servers[0].api_port}",
+        "--token",
+        str(c.token),
+        "--node-name",
+        "worker-1",
+        "--data-dir",
+        str(data_dir),
+        "--bind-ip",
+        "127.0.0.1",
+    ]
+    worker = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    log.close()
+    try:
+        (node,) = wait_nodes(c, 1)
+        assert node["name"] == "worker-1" and node["drivers"] == ["exec"]
+        job = {
+            "name": "plain",
+            "driver": "exec",
+            "command": [
+                "sh",
+                "-c",
+                "echo plain > index.html; exec busybox httpd -f -p $HEROCTL_ADDR_HTTP",
+            ],
+            "ports": [{"name": "http"}],
+            "resources": {"cpu": 100, "memory": 32},
+            "check": {"type": "http", "port": "http", "interval": "1s", "timeout": "1s"},
+            "update": {"min_healthy_time": "1s", "healthy_deadline": "30s"},
+            "count": 1,
+        }
+        submit(c, job)
+        (a,) = wait_healthy(c, "plain", 1, timeout=30)
+        port = alloc_detail(c, a["id"])["ports"]["http"]
+        assert 29800 <= port <= 29899
+        assert fetch(port).strip() == "plain"
+        assert api(c).delete("/v1/jobs/plain").status == 200
+
+        def gone() -> bool:
+            try:
+                fetch(port)
+            except OSError:
+                return True
+            return False
+
+        wait_until(gone, 20, 0.2, "the exec task stopped")
+    finally:
+        worker.terminate()
+        worker.wait(15)
+        node_id = (data_dir / "agent" / "node-id").read_text().strip()
+        from agent.drivers.exec import ExecDriver
+
+        leftover = ExecDriver(node_id, data_dir / "agent")
+        for st in leftover.list():
+            leftover.remove(st.alloc_id, st.task)
         c.stop()
