@@ -206,8 +206,23 @@ class RaftNode:
             transport = self._sync._SyncObj__transport  # type: ignore[attr-defined]
             original = self._sync._SyncObj__onMessageReceived  # type: ignore[attr-defined]
 
+            sync = self._sync
+
             def on_message(node: Any, message: Any) -> None:
                 self.last_contact[node.id] = time.monotonic()
+                if (
+                    isinstance(message, dict)
+                    and message.get("type") == "append_entries"
+                    and "prevLogIdx" not in message
+                ):
+                    # pysyncobj 0.3.17 lets a snapshot chunk raise the commit index
+                    # over this node's own, unverified log: a deposed leader then
+                    # applies and acknowledges an entry the cluster never committed.
+                    # A snapshot chunk must not commit anything.
+                    message = {
+                        **message,
+                        "commit_index": min(message.get("commit_index", 0), sync.raftCommitIndex),
+                    }
                 original(node, message)
 
             transport.setOnMessageReceivedCallback(on_message)

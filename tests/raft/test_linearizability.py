@@ -510,12 +510,6 @@ def snapshot_indexes(server: Server) -> list[int]:
     return [int(m) for m in re.findall(r"snapshot written at index (\d+)", server.log())]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: a deposed leader acknowledges its uncommitted write while it "
-    "receives a snapshot (pysyncobj moves a follower's commit index on snapshot-transfer "
-    "append_entries without a log check); fix proposed for raft/node.py",
-)
 def test_deposed_leader_does_not_ack_a_write_the_new_leader_compacted_away(
     tmp_path: Path,
 ) -> None:
