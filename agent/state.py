@@ -108,10 +108,13 @@ class AllocRuntime:
         )
         rt.reported = rt._snapshot(status, healthy, {n: dict(known.get(n) or {}) for n in tasks})
         if status in TERMINAL:
-            # Terminal on the server: never run again here.
+            # Terminal on the server: never run again here, and nothing to
+            # tell about it (its tasks are dead as far as anyone cares).
             for t in tasks.values():
                 if t.state != DEAD:
                     t.state = DEAD
+            rt.stopped = not rt.desired_run
+            rt.reported = rt.snapshot()
         return rt
 
     # --- what it is ---------------------------------------------------------------

@@ -458,3 +458,17 @@ async def test_events_survive_a_failed_report(h: Harness) -> None:
     assert kinds(second[0]) == ["started", "exited", "restarting"]
     h.sup.acknowledge(first)  # an older report that did get through late
     assert kinds(h.update()) == ["exited", "restarting"]
+
+
+async def test_terminal_allocations_are_not_reported_again(h: Harness) -> None:
+    """After an agent restart, old stopped allocations cost no status write."""
+    h.sup.set_desired(
+        [
+            alloc("done", desired="stop", status="complete"),  # never started here
+            alloc("bad", status="failed", task_states={"web": {"state": "dead", "failed": True}}),
+        ]
+    )
+    h.poll()
+    assert await h.settle() == []
+    assert h.sup.pending_updates() == []
+    assert h.driver.count("start") == 0
