@@ -34,6 +34,7 @@ class RaftTimeouts:
     no_leader_timeout: float = 5.0  # a write or consistent read waits this long, then 503
     compaction_min_entries: float = 5000  # raft log entries before a snapshot is taken
     compaction_min_time: float = 300.0  # or seconds since the last one
+    flush_journal: float = 1  # 0 turns off the journal flush (benchmarks of its cost only)
 
 
 @dataclass

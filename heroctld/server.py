@@ -158,6 +158,7 @@ async def serve(cfg: ServerConfig) -> None:
         leader_fallback_timeout=cfg.raft.leader_fallback_timeout,
         compaction_min_entries=int(cfg.raft.compaction_min_entries),
         compaction_min_time=cfg.raft.compaction_min_time,
+        flush_journal=bool(cfg.raft.flush_journal),
         extra={"bindAddress": f"{cfg.bind}:{cfg.raft_port}"},
     )
     node = RaftNode(raft_cfg, state, bridge.on_tick)

@@ -23,6 +23,12 @@ class FakeNode:
         self.leader: str | None = "127.0.0.1:1"
         self.entries: list[tuple[bytes, Any]] = []
         self.index = 1
+        self.sole_voter = False
+        self.is_leader = True
+
+    @property
+    def commit_index(self) -> int:
+        return self.index
 
     def propose(self, entry: bytes, token: Any) -> None:
         self.entries.append((entry, token))
@@ -124,3 +130,17 @@ async def test_retry_after_not_leader_reuses_the_request_id() -> None:
     assert node.entries[0][0] == first  # same bytes, same rid: applies once
     node.complete_all()
     assert (await task)["ok"]
+
+
+async def test_a_sole_voter_reads_without_a_log_entry() -> None:
+    b = RaftBridge(asyncio.get_running_loop(), timeout=2)
+    node = FakeNode(b)
+    node.sole_voter = True
+    b.attach(node)  # type: ignore[arg-type]
+    node.complete_all()  # applied index 1 delivered
+    node.index = 3  # committed but not yet applied here
+    read = asyncio.create_task(b.barrier())
+    await settle()
+    assert not read.done() and node.entries == []
+    node.complete_all()  # delivers applied index 3
+    assert await read == 3
