@@ -5,7 +5,17 @@ from __future__ import annotations
 import click
 
 from api.client import DEFAULT_ADDRESS
-from cli import cmd_acl, cmd_alloc, cmd_auth, cmd_cluster, cmd_job, cmd_node, cmd_secret
+from cli import (
+    cmd_acl,
+    cmd_alloc,
+    cmd_auth,
+    cmd_cluster,
+    cmd_events,
+    cmd_job,
+    cmd_node,
+    cmd_secret,
+    cmd_webhook,
+)
 from cli.common import ADDRESS_ENV, TOKEN_ENV, Settings
 
 # A new group (node, alloc, acl, secret, login) is one module and one line here.
@@ -18,6 +28,8 @@ COMMANDS: list[click.Command] = [
     cmd_auth.logout,
     cmd_acl.acl,
     cmd_secret.secret,
+    cmd_events.events,
+    cmd_webhook.webhook,
 ]
 
 

@@ -324,3 +324,72 @@ def test_a_hanging_receiver_never_slows_the_api(cluster: Cluster, receiver: Rece
         latencies.append(time.monotonic() - started)
     assert max(latencies) < 1.0, latencies
     assert sorted(latencies)[len(latencies) // 2] < 0.2, latencies
+
+
+# --- the CLI ----------------------------------------------------------------------------
+def _heroctl(server: Server, tmp_path: Path, *args: str, input: str | None = None) -> Any:
+    from click.testing import CliRunner
+
+    from cli.main import cli
+
+    runner = CliRunner(
+        env={"HEROCTL_ADDR": None, "HEROCTL_TOKEN": None, "XDG_CONFIG_HOME": str(tmp_path)}
+    )
+    token = ["--token", server.token] if server.token else []
+    result = runner.invoke(cli, ["--address", server.url, *token, *args], input=input)
+    assert result.exit_code == 0, (result.output, result.exception)
+    return result
+
+
+def test_cli_webhook_and_events(cluster: Cluster, receiver: Receiver, tmp_path: Path) -> None:
+    s = cluster.servers[2]
+    out = _heroctl(
+        s,
+        tmp_path,
+        "webhook",
+        "add",
+        receiver.url,
+        "--event",
+        "secret,job.deployed",
+        input=SECRET + "\n",  # piped stdin, never argv
+    ).stdout
+    wid = out.split()[1]
+    assert wid.startswith("wh_") and SECRET not in out
+    put_secret(s, "cli-1")
+    wait_until(lambda: receiver.first_arrivals(), 15, message="a delivery")
+    assert all(r.signed for r in receiver.received())  # the piped secret signs
+    listing = _heroctl(s, tmp_path, "webhook", "list").stdout
+    assert wid in listing and receiver.url in listing and SECRET not in listing
+    shown = json.loads(_heroctl(s, tmp_path, "webhook", "show", wid, "--json").stdout)
+    assert shown["id"] == wid and "secret" not in shown
+    deliveries = _heroctl(s, tmp_path, "webhook", "deliveries", wid).stdout
+    assert f"{wid}-" in deliveries and "delivered" in deliveries
+    delivery = receiver.first_arrivals()[0].delivery
+    assert "queued" in _heroctl(s, tmp_path, "webhook", "redeliver", wid, delivery).stdout
+    wait_until(lambda: len(receiver.received()) >= 2, 15, message="the redelivery")
+    # --wait: nothing changes within 1s -> printed unchanged, note on stderr
+    waited = _heroctl(s, tmp_path, "webhook", "list", "--wait", "1s")
+    assert wid in waited.stdout and "No change within" in waited.stderr
+
+    events = _heroctl(s, tmp_path, "events", "--topic", "secret").stdout
+    assert "secret.changed" in events and "name=cli-1" in events and "not-in-any" not in events
+    as_json = json.loads(_heroctl(s, tmp_path, "events", "--json", "--index", "0").stdout)
+    assert {e["type"] for e in as_json} >= {"secret.changed"}
+
+    assert "deleted" in _heroctl(s, tmp_path, "webhook", "rm", wid).stdout
+    assert "No webhooks." in _heroctl(s, tmp_path, "webhook", "list").stdout
+
+
+async def test_cli_follow_long_polls_from_an_index(cluster: Cluster) -> None:
+    from api.client import ApiClient
+    from cli.cmd_events import follow, line
+
+    s = cluster.servers[0]
+    got: list[dict[str, Any]] = []
+    async with ApiClient(s.url, s.token) as api:
+        _, index = await api.blocking_get("/v1/events")
+        task = asyncio.create_task(follow(api, ("secret",), index, got.append, max_polls=1))
+        await asyncio.to_thread(put_secret, s, "followed")
+        await asyncio.wait_for(task, 20)
+    assert [e["data"]["name"] for e in got] == ["followed"]
+    assert "secret.changed" in line(got[0]) and "name=followed" in line(got[0])
