@@ -38,6 +38,8 @@ import aiohttp
 from agent.cluster import ClusterClient
 from agent.config import AgentConfig
 from agent.drivers.base import Driver
+from agent.logs import LogCollector, LogStore
+from agent.metrics import MetricsSampler, MetricsStore
 from agent.node import CpuSampler, NodeIdentity, detect_totals, host_usage, load_node_id
 from agent.supervisor import Supervisor
 from api.client import ApiClientError
@@ -98,6 +100,13 @@ class Agent:
         self.config = config
         self.clock = clock
         self.node_id = load_node_id(config.data_dir)
+        # Logs and metrics stay on this node (the API reads these stores).
+        agent_dir = Path(config.data_dir) / "agent"
+        self.logs = LogStore(
+            agent_dir / "logs", retention=config.log_retention, max_bytes=config.log_max_bytes
+        )
+        self.metrics = MetricsStore(agent_dir / "metrics", interval=config.metrics_interval)
+        self.log_collector: LogCollector | None = None
         self._drivers = dict(drivers) if drivers is not None else None
         self.client = ClusterClient(config.servers, config.token, timeout=config.request_timeout)
         self.executor = ThreadPoolExecutor(
@@ -149,6 +158,11 @@ class Agent:
             wake=self._wake.set,
             http=self._http,
         )
+        self.log_collector = LogCollector(self.logs, self._drivers, executor=self.executor)
+        sampler = MetricsSampler(
+            self.metrics, self._drivers, data_dir=cfg.data_dir, executor=self.executor
+        )
+        supervisor = self.supervisor
         log.info(
             "agent: node %s (%s) drivers %s, cpu %d MHz, memory %d MB, ports %d-%d on %s",
             cfg.node_name,
@@ -166,6 +180,7 @@ class Agent:
             ("poll", self._poll_loop()),
             ("reconcile", self._reconcile_loop()),
             ("report", self._report_loop()),
+            ("metrics", sampler.run(lambda: list(supervisor.observed.values()))),
         ):
             self._tasks.append(asyncio.create_task(coro, name=f"agent-{name}"))
 
@@ -188,6 +203,11 @@ class Agent:
                 await t
         if self.supervisor is not None:
             await self.supervisor.close()
+        loop = asyncio.get_running_loop()
+        if self.log_collector is not None:
+            await loop.run_in_executor(None, self.log_collector.close)
+        await loop.run_in_executor(None, self.logs.close)
+        await loop.run_in_executor(None, self.metrics.close)
         # A last report, so a clean shutdown loses no status.
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._send_updates(), 2)
@@ -336,6 +356,9 @@ class Agent:
                 await sup.reconcile()
             except Exception:  # noqa: BLE001 - the next round tries again
                 log.exception("agent: reconcile failed")
+            if self.log_collector is not None:
+                # Hook: follow the output of every task started or adopted.
+                self.log_collector.sync_supervisor(sup)
             if sup.pending_updates():
                 self._report.set()
 

@@ -69,6 +69,11 @@ class AgentConfig:
     default_ttl: float = 10.0
     request_timeout: float = 15.0
     driver_threads: int = 8
+    # Logs and metrics (agent.logs, agent.metrics): how long a stopped
+    # allocation's logs are kept, their cap per allocation, the sample interval.
+    log_retention: float = 24 * 3600.0
+    log_max_bytes: int = 10 * 2**20
+    metrics_interval: float = 10.0
 
     def __post_init__(self) -> None:
         if not self.servers:

@@ -74,6 +74,7 @@ MAX_LINE = 16 * 1024  # characters; longer lines are cut (docker splits at 16 Ki
 SUBSCRIPTION_BUFFER = 200_000  # lines a slow subscriber may lag before the oldest go
 META_FLUSH = 1.0  # seconds between writes of a busy allocation's meta.json
 STREAMS = ("stdout", "stderr")
+TERMINAL = ("complete", "failed", "lost")
 _CODE = {"stdout": "o", "stderr": "e"}
 _STREAM = {"o": "stdout", "e": "stderr"}
 _ALLOC_ID = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
@@ -889,6 +890,19 @@ class LogCollector:
                     del self._followers[key]
         if active is not None:
             self._maybe_sweep(set(active))
+
+    def sync_supervisor(self, sup: Any) -> None:
+        """:meth:`sync` with what an :class:`agent.supervisor.Supervisor`
+        observes; allocations wanted running (and not terminal) are active."""
+        active: set[str] | None = None
+        if sup.desired is not None:
+            active = set()
+            for alloc_id, doc in sup.desired.items():
+                rt = sup.runtimes.get(alloc_id)
+                terminal = rt.terminal if rt is not None else doc.get("status") in TERMINAL
+                if doc.get("desired_status", "run") == "run" and not terminal:
+                    active.add(alloc_id)
+        self.sync(list(sup.observed.values()), active)
 
     def _maybe_sweep(self, active: set[str]) -> None:
         now = self.clock()

@@ -12,6 +12,8 @@ from api import (
     routes_events,
     routes_health,
     routes_jobs,
+    routes_logs,
+    routes_metrics,
     routes_nodes,
     routes_secrets,
     routes_webhooks,
@@ -60,6 +62,8 @@ def build_app(
     app.on_response_prepare.append(add_rate_headers)
     app.cleanup_ctx.append(http_session_ctx)
     app.cleanup_ctx.append(security_tasks_ctx)
+    routes_logs.setup(app)
+    routes_metrics.setup(app)
     # routes_auth and routes_acl before others: /v1/acl/tokens/self precedes /{accessor}.
     for module in (
         routes_health,
@@ -72,6 +76,8 @@ def build_app(
         routes_allocations,
         routes_events,
         routes_webhooks,
+        routes_logs,
+        routes_metrics,
     ):
         app.add_routes(module.routes)
     return app

@@ -73,6 +73,86 @@ def _int_section(target: Any, section: str, data: dict[str, Any], env: dict[str,
         setattr(target, key, number)
 
 
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "kib": 1024,
+    "m": 10**6,
+    "mb": 10**6,
+    "mib": 2**20,
+    "g": 10**9,
+    "gb": 10**9,
+    "gib": 2**30,
+}
+
+
+def _number_with_unit(value: Any, units: dict[str, int], what: str) -> float:
+    """``90``, ``"90"``, ``"24h"``, ``"10MiB"`` -> a number in the base unit."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        number = float(value)
+    else:
+        text = str(value).strip().lower().replace(" ", "")
+        digits = text.rstrip("abcdefghijklmnopqrstuvwxyz")
+        unit = text[len(digits) :]
+        if unit not in units or not digits:
+            raise ConfigError(
+                f"{what} must be a number with an optional unit ({', '.join(u for u in units if u)})"
+            )
+        try:
+            number = float(digits) * units[unit]
+        except ValueError:
+            raise ConfigError(f"{what} must be a number") from None
+    if number < 0:
+        raise ConfigError(f"{what} must be >= 0")
+    return number
+
+
+@dataclass
+class LogSettings:
+    """[logs] or HEROCTL_LOGS_<KEY>: ``retention``: how long the logs of a
+    stopped or replaced allocation stay readable ("24h", seconds);
+    ``max_bytes_per_alloc``: the cap per allocation, oldest lines dropped ("10MiB")."""
+
+    retention: float = 24 * 3600.0
+    max_bytes_per_alloc: int = 10 * 2**20
+
+
+@dataclass
+class MetricsSettings:
+    """[metrics] or HEROCTL_METRICS_<KEY>: ``interval``: seconds between samples."""
+
+    interval: float = 10.0
+
+
+def load_logs_metrics(
+    data: dict[str, Any], env: dict[str, str]
+) -> tuple[LogSettings, MetricsSettings]:
+    """The [logs] and [metrics] tables of a config file, then the environment."""
+    logs, metrics = LogSettings(), MetricsSettings()
+    for section, target in (("logs", logs), ("metrics", metrics)):
+        table = data.get(section) or {}
+        if not isinstance(table, dict):
+            raise ConfigError(f"[{section}] must be a table")
+        values = {k.replace("-", "_"): v for k, v in table.items()}
+        for key in vars(target):
+            env_value = env.get(f"HEROCTL_{section.upper()}_{key.upper()}")
+            if env_value:
+                values[key] = env_value
+        for key, value in values.items():
+            if not hasattr(target, key):
+                raise ConfigError(f"unknown key {section}.{key}")
+            if key == "max_bytes_per_alloc":
+                setattr(target, key, int(_number_with_unit(value, _SIZE_UNITS, f"{section}.{key}")))
+            else:
+                setattr(target, key, _number_with_unit(value, _DURATION_UNITS, f"{section}.{key}"))
+    if metrics.interval < 0.05:
+        raise ConfigError("metrics.interval must be at least 0.05 seconds")
+    return logs, metrics
+
+
 AGENT_DRIVERS = ("auto", "docker", "exec")
 
 
@@ -151,6 +231,8 @@ class ServerConfig:
     rate_limit: RateLimits = field(default_factory=RateLimits)
     auth: AuthSettings = field(default_factory=AuthSettings)
     agent: AgentSettings = field(default_factory=AgentSettings)
+    logs: LogSettings = field(default_factory=LogSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     bootstrap_token: str = ""  # env only: HEROCTL_BOOTSTRAP_TOKEN
     admin_password: str = ""  # env only: HEROCTL_ADMIN_PASSWORD
 
@@ -193,6 +275,9 @@ def load_config(
     rate_data = data.pop("rate_limit", {}) or {}
     auth_data = data.pop("auth", {}) or {}
     agent_data = data.pop("agent", {}) or {}
+    cfg.logs, cfg.metrics = load_logs_metrics(
+        {"logs": data.pop("logs", {}), "metrics": data.pop("metrics", {})}, env
+    )
     if not isinstance(rate_data, dict) or not isinstance(auth_data, dict):
         raise ConfigError("[rate_limit] and [auth] must be tables")
     known = {f.name for f in fields(ServerConfig)} - {
@@ -200,6 +285,8 @@ def load_config(
         "rate_limit",
         "auth",
         "agent",
+        "logs",
+        "metrics",
         "bootstrap_token",
         "admin_password",
     }

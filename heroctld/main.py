@@ -86,17 +86,20 @@ def agent_command(
     import tomllib
 
     from agent.config import AgentConfig, parse_port_range
-    from heroctld.config import load_agent_settings
+    from heroctld.config import load_agent_settings, load_logs_metrics
 
     data: dict[str, object] = {}
+    doc: dict[str, Any] = {}
     if config_path:
         try:
             with open(config_path, "rb") as f:
-                data = tomllib.load(f).get("agent", {}) or {}
+                doc = tomllib.load(f)
+                data = doc.get("agent", {}) or {}
         except (OSError, tomllib.TOMLDecodeError) as e:
             raise click.UsageError(f"cannot read config {config_path}: {e}") from None
     try:
         settings = load_agent_settings(data, dict(os.environ))
+        logs, metrics = load_logs_metrics(doc, dict(os.environ))
     except ConfigError as e:
         raise click.UsageError(str(e)) from None
     addresses = [a.strip() for a in servers.split(",") if a.strip()]
@@ -114,6 +117,9 @@ def agent_command(
         memory=settings.memory,
         disk=settings.disk,
         driver=settings.driver,
+        log_retention=logs.retention,
+        log_max_bytes=logs.max_bytes_per_alloc,
+        metrics_interval=metrics.interval,
     )
     setup_logging(log_level)
     from agent.standalone import run_agent

@@ -15,6 +15,7 @@ from agent.agent import Agent
 from agent.config import AgentConfig, parse_port_range
 from api.app import build_app
 from api.heartbeats import Heartbeats
+from api.routes_logs import LOCAL_NODE
 from api.security.crypto import KeyMaterial
 from api.security.runtime import SecuritySettings
 from api.security.tokens import generate_password, new_token_secret
@@ -140,6 +141,9 @@ def embedded_agent_config(cfg: ServerConfig) -> AgentConfig:
         memory=cfg.agent.memory,
         disk=cfg.agent.disk,
         driver=cfg.agent.driver,
+        log_retention=cfg.logs.retention,
+        log_max_bytes=cfg.logs.max_bytes_per_alloc,
+        metrics_interval=cfg.metrics.interval,
     )
 
 
@@ -198,6 +202,9 @@ async def serve(cfg: ServerConfig) -> None:
         asyncio.create_task(leadership.run(), name="leadership"),
     ]
     agent = None if cfg.no_agent else Agent(embedded_agent_config(cfg))
+    if agent is not None:  # the API reads this node's logs and metrics from its agent
+        local = app[LOCAL_NODE]
+        local.logs, local.metrics, local.node_id = agent.logs, agent.metrics, agent.node_id
     try:
         if agent is not None:
             await agent.start()
