@@ -87,7 +87,7 @@ async def web_server(unused_tcp_port: int):  # type: ignore[no-untyped-def]
             web.get("/slow", slow),
         ]
     )
-    runner = web.AppRunner(app)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", unused_tcp_port)
     await site.start()
