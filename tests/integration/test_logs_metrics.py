@@ -1,0 +1,421 @@
+"""Logs and metrics end to end (issue 5, parts 3 and 4): three real heroctld
+processes with their agents, busybox containers on a real Docker engine.
+
+- an SSE stream on a follower merges the lines of containers running on
+  two different nodes, none lost, and picks up an allocation placed later;
+- the logs of a stopped allocation stay readable from any server;
+- the metrics history of a running busybox job has real samples (the
+  agents sample every second here: HEROCTL_METRICS_INTERVAL=1), the
+  snapshot and the Prometheus text show the job, and the history survives
+  a restart of the node's daemon (whose agent adopts the container and
+  resumes its log where it stopped: no line lost, none twice).
+
+Every wait polls a condition with a deadline.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.api.authutil import as_, assert_error, make_token, put_policy
+from tests.support.cluster import Cluster, Server, wait_until
+
+IMAGE = "heroctl-test/busybox:latest"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _docker_ok() -> str | None:
+    try:
+        subprocess.run(["docker", "info"], check=True, capture_output=True, timeout=20)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"no Docker engine answers `docker info` ({exc})"
+    probe = subprocess.run(["docker", "image", "inspect", IMAGE], capture_output=True, timeout=20)
+    if probe.returncode != 0:
+        built = subprocess.run(
+            ["bash", str(ROOT / "scripts/build-test-image.sh")], capture_output=True, timeout=120
+        )
+        if built.returncode != 0:
+            return f"cannot build {IMAGE}: {built.stderr.decode()[-300:]}"
+    return None
+
+
+_SKIP = _docker_ok()
+pytestmark = [pytest.mark.docker, pytest.mark.skipif(_SKIP is not None, reason=_SKIP or "")]
+
+PRINTER = "i=0; while true; do echo line $i; echo err $i >&2; i=$((i+1)); sleep 0.05; done"
+
+
+def printer_job(name: str, count: int) -> dict[str, Any]:
+    return {
+        "name": name,
+        "type": "service",
+        "groups": [
+            {
+                "name": "g",
+                "count": count,
+                "constraints": [{"operator": "distinct_hosts"}],
+                "restart": {"attempts": 3, "interval": "5m", "delay": "1s"},
+                "tasks": [
+                    {
+                        "name": "main",
+                        "driver": "docker",
+                        "image": IMAGE,
+                        "command": ["sh", "-c", PRINTER],
+                        "resources": {"cpu": 100, "memory": 32},
+                        "kill_timeout": "1s",
+                    }
+                ],
+            }
+        ],
+    }
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    c = Cluster(
+        tmp_path_factory.mktemp("logs-metrics"),
+        3,
+        agent=True,
+        env={"HEROCTL_METRICS_INTERVAL": "1", "HEROCTL_SSE_PING_INTERVAL": "1"},
+    )
+    c.start()
+    try:
+        wait_until(
+            lambda: (
+                len([n for n in c.servers[0].get("/v1/nodes").body if n["status"] == "ready"]) == 3
+            ),
+            60,
+            message="three ready nodes",
+        )
+        yield c
+    finally:
+        c.stop()
+
+
+def running(server: Server, job: str, count: int) -> list[dict[str, Any]]:
+    def ready() -> list[dict[str, Any]] | None:
+        allocs = [
+            a for a in server.get(f"/v1/allocations?job={job}").body if a["desired_status"] == "run"
+        ]
+        good = [a for a in allocs if a["status"] == "running"]
+        return good if len(good) == count == len(allocs) else None
+
+    return wait_until(ready, 90, 0.2, message=f"{count} running allocations of {job}")
+
+
+def submit(server: Server, job: dict[str, Any]) -> None:
+    r = server.post("/v1/jobs", job)
+    assert r.status in (200, 201), r.body
+
+
+def numbers(lines: list[dict[str, Any]], prefix: str = "line ") -> list[int]:
+    return [int(d["line"][len(prefix) :]) for d in lines if d["line"].startswith(prefix)]
+
+
+def consecutive(values: list[int]) -> bool:
+    return values == list(range(values[0], values[0] + len(values))) if values else True
+
+
+class SseReader:
+    """Reads an SSE stream on a thread; `events` holds (event, data) so far."""
+
+    def __init__(self, url: str, token: str | None) -> None:
+        parts = urlsplit(url)
+        self._conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._conn.request("GET", f"{parts.path}?{parts.query}", headers=headers)
+        self.response = self._conn.getresponse()
+        self.events: list[tuple[str, Any]] = []
+        self.comments = 0
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        fields: dict[str, str] = {}
+        try:
+            while True:
+                raw = self.response.readline()
+                if not raw:
+                    return
+                line = raw.decode().rstrip("\r\n")
+                if line.startswith(":"):
+                    self.comments += 1
+                elif not line:
+                    if "data" in fields:
+                        with self._lock:
+                            self.events.append(
+                                (fields.get("event", ""), json.loads(fields["data"]))
+                            )
+                    fields = {}
+                else:
+                    key, _, value = line.partition(":")
+                    fields[key] = value[1:] if value.startswith(" ") else value
+        except Exception:  # noqa: BLE001 - closed under our feet: the stream is over
+            return
+
+    def logs(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [d for e, d in self.events if e == "log"]
+
+    def close(self) -> None:
+        try:
+            if self._conn.sock is not None:
+                self._conn.sock.shutdown(2)
+        except OSError:
+            pass
+        self._conn.close()
+
+
+def server_of(cluster: Cluster, alloc: dict[str, Any]) -> Server:
+    return cluster.by_name(alloc["node_name"])
+
+
+# --- logs ------------------------------------------------------------------------------------
+
+
+def test_job_stream_on_a_follower_merges_two_nodes(cluster: Cluster) -> None:
+    leader = cluster.leader()
+    submit(leader, printer_job("printer", 2))
+    allocs = running(leader, "printer", 2)
+    nodes = {a["node_name"] for a in allocs}
+    assert len(nodes) == 2, allocs
+    followers = [s for s in cluster.servers if s is not leader]
+    # A follower; the one running neither allocation when there is one (both remote).
+    follower = next((s for s in followers if s.name not in nodes), followers[0])
+    reader = SseReader(follower.url + "/v1/logs?job=printer&stream=true", cluster.token)
+    try:
+        assert reader.response.status == 200
+        assert reader.response.getheader("Content-Type", "").startswith("text/event-stream")
+        ids = {a["id"] for a in allocs}
+
+        def from_both(least: int) -> bool:
+            lines = reader.logs()
+            return all(len(numbers([d for d in lines if d["alloc"] == i])) >= least for i in ids)
+
+        wait_until(lambda: from_both(40), 60, 0.1, message="40 lines of each allocation")
+        lines = reader.logs()
+        for alloc_id in ids:
+            mine = [d for d in lines if d["alloc"] == alloc_id]
+            assert consecutive(numbers(mine)), numbers(mine)[:50]
+            assert consecutive(numbers(mine, "err ")), "stderr too, in order"
+            assert {d["stream"] for d in mine} == {"stdout", "stderr"}
+            assert {d["task"] for d in mine} == {"main"}
+            assert set(mine[0]) == {"alloc", "task", "stream", "ts", "us", "line"}
+        # The initial backlog is the last 10 lines of each allocation (5 of each stream).
+        assert len(numbers(lines)) > 10
+        # Scaled to three: the stream picks up the new allocation from its first line.
+        submit(leader, printer_job("printer", 3))
+        third = next(a for a in running(leader, "printer", 3) if a["id"] not in ids)
+        wait_until(
+            lambda: len(numbers([d for d in reader.logs() if d["alloc"] == third["id"]])) >= 20,
+            60,
+            0.1,
+            message="lines of the third allocation",
+        )
+        new = numbers([d for d in reader.logs() if d["alloc"] == third["id"]])
+        assert new[0] == 0 and consecutive(new)
+        assert not [e for e, _ in reader.events if e == "error"], reader.events[:5]
+    finally:
+        reader.close()
+
+
+def test_alloc_tail_filters_and_prefix(cluster: Cluster) -> None:
+    server = cluster.servers[0]
+    alloc = running(server, "printer", 3)[0]
+    for s in cluster.servers:  # any server answers, the node's own or another
+        r = s.get(f"/v1/logs/{alloc['id']}?lines=7")
+        assert r.status == 200, r.body
+        assert len(r.body) == 7 and {d["alloc"] for d in r.body} == {alloc["id"]}
+    err = server.get(f"/v1/logs/{alloc['id'][:8]}?lines=5&type=stderr").body
+    assert len(err) == 5 and {d["stream"] for d in err} == {"stderr"}
+    assert consecutive(numbers(err, "err "))
+    everything = server.get("/v1/logs?job=printer&lines=30").body
+    assert len(everything) == 30
+    assert [d["us"] for d in everything] == sorted(d["us"] for d in everything)
+    assert_error(server.get(f"/v1/logs/{alloc['id']}?type=both"), 400, "invalid_parameter")
+    assert_error(server.get("/v1/logs/doesnotexist"), 404, "allocation_not_found")
+    assert_error(server.get("/v1/logs?job=nope"), 404, "job_not_found")
+    assert_error(server.get("/v1/logs"), 400, "missing_parameter")
+
+
+def test_logs_of_a_stopped_allocation_stay_readable(cluster: Cluster) -> None:
+    leader = cluster.leader()
+    alloc = running(leader, "printer", 3)[0]
+    before = numbers(leader.get(f"/v1/logs/{alloc['id']}?lines=1&type=stdout").body)[0]
+    r = leader.post(f"/v1/allocations/{alloc['id']}/stop")
+    assert r.status == 200, r.body
+
+    def gone() -> bool:
+        doc = leader.get(f"/v1/allocations/{alloc['id']}").body
+        return doc["status"] == "complete"
+
+    wait_until(gone, 60, 0.2, message="the allocation to stop")
+    import docker
+
+    client = docker.from_env(timeout=30)
+    try:
+        wait_until(
+            lambda: (
+                not client.containers.list(
+                    all=True, filters={"label": f"heroctl.alloc_id={alloc['id']}"}
+                )
+            ),
+            60,
+            message="its container removed",
+        )
+    finally:
+        client.close()
+    # Its container is gone; its logs are not, on any server.
+    for s in cluster.servers:
+        lines = s.get(f"/v1/logs/{alloc['id']}?lines=all&type=stdout").body
+        got = numbers(lines)
+        assert got[0] == 0 and consecutive(got) and got[-1] >= before, got[-5:]
+    # The job's tail still includes it (the replacement is running meanwhile).
+    running(leader, "printer", 3)
+    merged = leader.get("/v1/logs?job=printer&lines=all").body
+    assert alloc["id"] in {d["alloc"] for d in merged}
+
+
+def test_logs_need_the_logs_resource(cluster: Cluster) -> None:
+    server = cluster.servers[0]
+    put_policy(server, "lm-jobs", {"jobs": "read", "allocations": "read"})
+    put_policy(server, "lm-logs", {"logs": "read", "metrics": "read"})
+    jobs_only = make_token(server, ["lm-jobs"])["secret_id"]
+    logs = make_token(server, ["lm-logs"])["secret_id"]
+    wait_until(lambda: as_(server, logs, "GET", "/v1/logs?job=printer").status == 200, 10)
+    assert_error(as_(server, jobs_only, "GET", "/v1/logs?job=printer"), 403)
+    assert_error(as_(server, jobs_only, "GET", "/v1/metrics"), 403)
+    assert as_(server, logs, "GET", "/v1/metrics").status == 200
+    # the agent endpoints are for servers (their hs_ credential) only
+    alloc = server.get("/v1/allocations?job=printer").body[0]
+    assert_error(as_(server, logs, "GET", f"/v1/agent/logs/{alloc['id']}"), 403)
+    assert_error(as_(server, logs, "GET", "/v1/agent/metrics/current"), 403)
+
+
+# --- metrics ------------------------------------------------------------------------------------
+
+
+def test_metrics_history_of_a_running_job_has_real_samples(cluster: Cluster) -> None:
+    follower = cluster.followers()[0]
+    allocs = running(follower, "printer", 3)
+    ids = {a["id"] for a in allocs}
+
+    def history(metric: str) -> dict[str, Any] | None:
+        r = follower.get(f"/v1/metrics/query?metric={metric}&job=printer&from=-10m")
+        assert r.status == 200, r.body
+        series = {s["alloc"]: s for s in r.body["series"] if s["alloc"] in ids}
+        if len(series) == 3 and all(len(s["points"]) >= 3 for s in series.values()):
+            return r.body
+        return None
+
+    memory = wait_until(lambda: history("memory"), 60, 0.5, message="3 samples per allocation")
+    assert memory["unit"] == "MB" and memory["scope"] == "job" and memory["errors"] == []
+    assert {s["node"] for s in memory["series"] if s["alloc"] in ids} == {
+        a["node_name"] for a in allocs
+    }
+    for s in memory["series"]:
+        if s["alloc"] in ids:
+            assert all(0 < v < 32 for _, v in s["points"]), s["points"]  # real, under its limit
+            stamps = [t for t, _ in s["points"]]
+            assert stamps == sorted(stamps) and time.time() - stamps[-1] < 30
+    assert memory["total"]["points"] and memory["total"]["points"][-1][1] > 0
+    cpu = history("cpu")
+    assert cpu is not None
+    assert all(v >= 0 for s in cpu["series"] for _, v in s["points"])
+    assert any(v > 0 for s in cpu["series"] for _, v in s["points"]), "the printers use cpu"
+    # an allocation's and a node's own series
+    one = next(iter(allocs))
+    r = follower.get(f"/v1/metrics/query?metric=memory&alloc={one['id']}&from=-5m&step=2s")
+    assert r.status == 200 and r.body["step"] >= 2 and len(r.body["series"]) == 1
+    r = follower.get(f"/v1/metrics/query?metric=disk&node={one['node_name']}&from=-5m")
+    assert r.status == 200 and r.body["series"][0]["points"][-1][1] > 0
+    everyone = follower.get("/v1/metrics/query?metric=cpu&from=-5m").body
+    assert {s["node"] for s in everyone["series"]} == {s.name for s in cluster.servers}
+    assert_error(follower.get("/v1/metrics/query?metric=heat"), 400, "invalid_parameter")
+    assert_error(
+        follower.get("/v1/metrics/query?metric=disk&job=printer"), 400, "invalid_parameter"
+    )
+    assert_error(follower.get("/v1/metrics/query?metric=cpu&from=soon"), 400)
+
+
+def test_cluster_snapshot_and_prometheus(cluster: Cluster) -> None:
+    leader = cluster.leader()
+    server = cluster.followers()[-1]
+
+    def snap() -> dict[str, Any] | None:
+        body = server.get("/v1/metrics").body
+        job = next((j for j in body["jobs"] if j["name"] == "printer"), None)
+        sampled = all(n["memory"]["used_mb"] for n in body["nodes"])
+        return body if job and job["running"] == 3 and job["memory_mb"] > 0 and sampled else None
+
+    body = wait_until(snap, 60, 0.5, message="a snapshot with the job's usage")
+    assert body["raft"]["leader"] == leader.name and body["raft"]["index"] > 0
+    assert body["allocations"]["running"] >= 3 and body["allocations"]["complete"] >= 1
+    assert {n["name"] for n in body["nodes"]} == {s.name for s in cluster.servers}
+    for n in body["nodes"]:
+        assert n["cpu"]["total_mhz"] == 2000 and n["memory"]["total_mb"] == 1024
+        assert n["cpu"]["used_percent"] is not None and n["disk"]["total_mb"] > 0
+        assert n["allocations"] == 1
+    assert set(body["api"]["servers"]) == {s.name for s in cluster.servers}
+    assert body["api"]["requests_per_second"] > 0  # these tests' requests, the agents'
+    assert body["unreachable_servers"] == []
+    prom = server.get("/v1/metrics?format=prometheus")
+    assert prom.status == 200
+    assert prom.header("Content-Type").startswith("text/plain")
+    text = prom.raw.decode()
+    assert 'heroctl_job_running_allocations{job="printer"} 3.0' in text
+    assert 'heroctl_allocations{status="running"}' in text
+    assert f'heroctl_raft_leader{{server="{leader.name}"}} 1.0' in text
+    assert "heroctl_node_memory_used_bytes{node=" in text
+    assert_error(server.get("/v1/metrics?format=xml"), 400, "invalid_parameter")
+
+
+def test_history_and_logs_survive_a_restart_of_the_node(cluster: Cluster) -> None:
+    """The daemon of a node running a printer restarts: its agent adopts the
+    container, the metrics from before the restart are still there, and the
+    log resumes where it stopped (every line once)."""
+    leader = cluster.leader()
+    allocs = running(leader, "printer", 3)
+    alloc = next(a for a in allocs if a["node_name"] != leader.name)
+    node = server_of(cluster, alloc)
+    path = f"/v1/metrics/query?metric=memory&alloc={alloc['id']}&from=-30m"
+    before = leader.get(path).body["series"][0]["points"]
+    assert len(before) >= 3
+    node.stop()
+    restarted_at = time.time()
+    node.start(peers=cluster.peers)
+    cluster.wait_ready([node], timeout=60)
+
+    def resumed() -> list[list[float]] | None:
+        r = leader.get(path)
+        if r.status != 200 or not r.body["series"]:
+            return None
+        points = r.body["series"][0]["points"]
+        return points if points[-1][0] > restarted_at + 1 else None
+
+    after = wait_until(resumed, 60, 0.5, message="samples after the restart")
+    assert after[: len(before)] == before  # the history from before is kept
+    # the same container, adopted, and its log without a gap nor a duplicate
+    assert running(leader, "printer", 3)[0]["id"] in {a["id"] for a in allocs}
+    last = numbers(leader.get(f"/v1/logs/{alloc['id']}?lines=1&type=stdout").body)[0]
+
+    def moved_on() -> bool:
+        got = numbers(leader.get(f"/v1/logs/{alloc['id']}?lines=1&type=stdout").body)
+        return bool(got) and got[0] >= last + 20
+
+    wait_until(moved_on, 30, 0.2, message="the log to go on")
+    lines = numbers(leader.get(f"/v1/logs/{alloc['id']}?lines=all&type=stdout").body)
+    assert lines[0] == 0 and consecutive(lines), [
+        (a, b) for a, b in zip(lines, lines[1:], strict=False) if b != a + 1
+    ][:5]
