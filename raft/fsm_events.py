@@ -152,6 +152,13 @@ def _alloc_ids(cmd: dict[str, Any]) -> list[str]:
     return []
 
 
+def _place_ids(cmd: dict[str, Any]) -> list[str]:
+    items = cmd.get("places") or []
+    if not isinstance(items, list):
+        return []
+    return [p["id"] for p in items if isinstance(p, dict) and isinstance(p.get("id"), str)]
+
+
 def _node_id(cmd: dict[str, Any]) -> str | None:
     if cmd.get("op") == "node.register":
         node = cmd.get("node")
@@ -174,7 +181,10 @@ def before(state: State, cmd: dict[str, Any] | None) -> dict[str, Any] | None:
             return {"node": state.table("nodes").get(nid) if nid else None}
         if op in ("alloc.update", "plan.apply", "alloc.stop"):
             allocs = state.table("allocations")
-            return {"allocs": {i: allocs.get(i) for i in _alloc_ids(cmd)}}
+            pre: dict[str, Any] = {"allocs": {i: allocs.get(i) for i in _alloc_ids(cmd)}}
+            if op == "plan.apply":  # a placement of an existing id is skipped by the FSM
+                pre["existing"] = {i for i in _place_ids(cmd) if i in allocs}
+            return pre
         if op == "job.delete" and isinstance(cmd.get("name"), str):
             return {"allocs": {a["id"]: a for a in state.allocs_of(job=cmd["name"])}}
         if op == "server.forget":
@@ -372,11 +382,8 @@ def _on_allocs(state: State, cmd: dict[str, Any], result: dict[str, Any], pre: A
     placed: list[str] = []
     names = _jobs_of(pre, state)
     if cmd.get("op") == "plan.apply":
-        placed = [
-            p["id"]
-            for p in cmd.get("places") or []
-            if isinstance(p, dict) and isinstance(p.get("id"), str)
-        ]
+        existing = pre.get("existing") or set()
+        placed = [i for i in _place_ids(cmd) if i not in existing]
         if isinstance(cmd.get("job"), str):
             names.add(cmd["job"])
     return [*_alloc_events(state, pre, placed), *_job_events(state, names)]

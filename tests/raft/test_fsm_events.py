@@ -320,3 +320,12 @@ def test_derivation_is_deterministic_and_total(batches: list[list[dict[str, Any]
     assert seqs == list(range(1, len(seqs) + 1))
     indexes = [e["index"] for e in a.events()]
     assert indexes == sorted(indexes)
+
+
+def test_a_plan_that_places_an_existing_id_says_nothing_about_it() -> None:
+    log = _cluster_with_job()
+    mark = last_seq(log.state)
+    jmi = log.state.table("jobs")["web"]["job_modify_index"]
+    again = [{"id": "a1", "node": "n1", "group": "web", "job_version": 0}]
+    log.apply(cmd("plan.apply", job="web", job_modify_index=jmi, places=again))
+    assert log.types(mark) == []
