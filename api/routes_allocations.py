@@ -9,7 +9,7 @@ from aiohttp import web
 from api.context import blocking_view, read_headers, read_view, replica_of
 from api.errors import ApiError, read_json_object, require_field
 from api.routes_secrets import _open
-from api.security.runtime import identity_of
+from api.security.runtime import identity_of, require_secret
 from heroctld.jobspec import parse_secret_ref
 from raft.fsm_allocs import CLIENT_STATUSES
 from raft.fsm_secrets import version_entry
@@ -103,18 +103,28 @@ async def allocation_secrets(request: web.Request) -> web.Response:
     replica = await read_view(request)
     alloc = _alloc_or_404(request, request.match_info["id"])
     identity = identity_of(request)
-    if identity.kind != "server" or identity.name != alloc.get("node_name"):
-        raise ApiError(403, "forbidden", "only the node running an allocation may read its secrets")
+    own_server = identity.kind == "server" and identity.name == alloc.get("node_name")
+    refs = [
+        (task, var, ref)
+        for task in (alloc.get("group_spec") or {}).get("tasks", [])
+        for var, ref in (task.get("secrets") or {}).items()
+    ]
+    if not own_server:
+        # A worker-only node's token: it must be allowed to run nodes and to
+        # read every secret this allocation uses.
+        if not identity.permissions.allows("nodes", "write"):
+            raise ApiError(403, "forbidden", "only the node running an allocation may read its secrets")
+        for _, _, ref in refs:
+            require_secret(request, parse_secret_ref(ref)[0], "read")
     env: dict[str, str] = {}
     with replica.state.read() as s:
         docs = s.table("secrets")
-        for task in (alloc.get("group_spec") or {}).get("tasks", []):
-            for var, ref in (task.get("secrets") or {}).items():
-                name, version = parse_secret_ref(ref)
-                doc = docs.get(name)
-                entry = version_entry(doc, version or doc["version"]) if doc else None
-                if entry is None:
-                    raise ApiError(404, "secret_not_found",
-                                   f"secret '{ref}' for {task['name']}.{var} does not exist")
-                env[var] = _open(request, name, entry)
+        for task, var, ref in refs:
+            name, version = parse_secret_ref(ref)
+            doc = docs.get(name)
+            entry = version_entry(doc, version or doc["version"]) if doc else None
+            if entry is None:
+                raise ApiError(404, "secret_not_found",
+                               f"secret '{ref}' for {task['name']}.{var} does not exist")
+            env[var] = _open(request, name, entry)
     return web.json_response({"env": env})

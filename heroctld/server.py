@@ -210,7 +210,9 @@ async def serve(cfg: ServerConfig) -> None:
             await agent.start()
         await stop.wait()
         log.info("shutting down")
+        await replica.step_down()
     finally:
+        bridge.close()
         for t in tasks:
             t.cancel()
         if agent is not None:

@@ -70,6 +70,7 @@ class RaftBridge:
         self._index_waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._waiter_ids = itertools.count()
         self.applied_index = 0
+        self.closing = False
 
     def attach(self, node: RaftNode) -> None:
         self.node = node
@@ -207,10 +208,20 @@ class RaftBridge:
                 raise NoLeader(f"no leader confirmed a read within {self.timeout:g}s")
             await self._retry_pause(deadline)
 
+    def close(self) -> None:
+        """Shutting down: wake every waiter now (blocking queries answer at once)."""
+        self.closing = True
+        for _, _, fut in self._index_waiters:
+            if not fut.done():
+                fut.set_result(None)
+        self._index_waiters.clear()
+
     async def wait_applied(self, index: int, timeout: float) -> bool:
-        """Wait until this node applied `index`; False on timeout."""
+        """Wait until this node applied `index`; False on timeout (or when closing)."""
         if self.applied_index >= index:
             return True
+        if self.closing:
+            return False
         fut: asyncio.Future[None] = self.loop.create_future()
         heapq.heappush(self._index_waiters, (index, next(self._waiter_ids), fut))
         try:

@@ -178,3 +178,32 @@ def stop_job_allocs(state: State, job: str, reason: str, ts: int, index: int) ->
     for alloc in live:
         mark_stop(state, alloc, reason, ts, index)
     return len(live)
+
+
+def _without_count(group: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in group.items() if k != "count"}
+
+
+def update_in_place(state: State, old_job: dict[str, Any], new_job: dict[str, Any], ts: int,
+                    index: int) -> int:
+    """A new version whose group changed only in `count` keeps its allocations.
+
+    Like Nomad's in-place update: the running replicas move to the new version
+    (nothing restarts), and the scheduler only adds or removes the difference.
+    """
+    old_groups = {g["name"]: g for g in old_job.get("groups") or ()}
+    moved = 0
+    for group in new_job.get("groups") or ():
+        old = old_groups.get(group["name"])
+        if old is None or _without_count(old) != _without_count(group):
+            continue
+        for alloc in state.allocs_of(job=new_job["name"]):
+            if (alloc["group"] == group["name"] and alloc["desired_status"] == "run"
+                    and alloc["job_version"] == old_job.get("version")):
+                doc = dict(alloc, job_version=new_job["version"], group_spec=group)
+                doc["events"] = _with_events(
+                    alloc, [_event(ts, "updated", f"moved to version {new_job['version']} in place")]
+                )
+                _put(state, doc, index)
+                moved += 1
+    return moved

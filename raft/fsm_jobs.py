@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from raft.fsm_allocs import stop_job_allocs
+from raft.fsm_allocs import stop_job_allocs, update_in_place
 from raft.ops import fail, ok, op
 from raft.state import State
 
@@ -39,6 +39,7 @@ def job_upsert(state: State, cmd: dict[str, Any], index: int) -> dict[str, Any]:
     )
     jobs[name] = doc
     if existing:
+        update_in_place(state, existing, doc, cmd.get("ts", 0), index)
         versions = state.table("job_versions")
         history = [*versions.get(name, ()), existing][-(MAX_VERSIONS - 1) :]
         versions[name] = history

@@ -9,6 +9,7 @@ touches the node's internals.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,8 @@ from raft.bridge import NoLeader, RaftBridge
 from raft.commands import new_command
 from raft.node import OK, RaftNode
 from raft.state import State
+
+log = logging.getLogger("heroctld.replica")
 
 __all__ = ["CommandRejected", "NoLeader", "Replica", "ServerIdentity"]
 
@@ -74,7 +77,7 @@ class Replica:
         while True:
             current = max(self.state.table_index.get(t, 0) for t in tables)
             remaining = deadline - self.bridge.loop.time()
-            if current > index or remaining <= 0:
+            if current > index or remaining <= 0 or self.bridge.closing:
                 return current
             await self.bridge.wait_applied(self.bridge.applied_index + 1, remaining)
 
@@ -161,6 +164,17 @@ class Replica:
             reason = await self.bridge.membership("remove", raft_address)
             if reason != OK:
                 raise CommandRejected(409, "membership_change_failed", f"raft refused: {reason}")
+
+    async def step_down(self, wait: float = 3.0) -> None:
+        """Before a clean shutdown: hand leadership over instead of making the
+        others wait an election timeout (best effort, bounded)."""
+        if not self.node.is_leader:
+            return
+        try:
+            new = await self.transfer_leadership(None, wait)
+            log.info("handed leadership to %s before shutting down", new)
+        except CommandRejected as e:
+            log.info("could not hand leadership over: %s", e.message)
 
     async def transfer_leadership(self, target: str | None, wait: float = 5.0) -> str:
         """Ask the leader (this node) to hand over; returns the new leader's raft address."""
