@@ -88,7 +88,11 @@ def emit(state: State, event_type: str, data: dict[str, Any], ts: int, index: in
     event = {"seq": seq, "index": index, "type": event_type, "ts": ts, "data": data}
     events = state.table(EVENTS)
     events[seq] = event
-    events.pop(seq - MAX_EVENTS, None)
+    excess = len(events) - MAX_EVENTS
+    if excess > 0:  # the ring holds seqs first..seq, contiguous: drop the oldest
+        first = seq - len(events) + 1
+        for old in range(first, first + excess):
+            events.pop(old, None)
     state.touch(EVENTS, index)
     return event
 
@@ -123,7 +127,10 @@ def scan(
     last_index = None
     scanned = max(after, first_seq(state) - 1)
     for s in range(scanned + 1, last_seq(state) + 1):
-        ev = events[s]
+        ev = events.get(s)
+        if ev is None:  # never, unless a snapshot was tampered with
+            scanned = s
+            continue
         if len(out) >= limit and ev["index"] != last_index:
             break
         scanned = s

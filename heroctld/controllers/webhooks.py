@@ -148,8 +148,9 @@ class Deliverer:
             nxt, scanned = None, 0
             for seq in range(max(cursor + 1, first), last + 1):
                 scanned = seq
-                if matches(events[seq]["type"], hook["events"]):
-                    nxt = events[seq]
+                ev = events.get(seq)
+                if ev is not None and matches(ev["type"], hook["events"]):
+                    nxt = ev
                     break
         if redeliver is not None:
             await self._redeliver(hook, redeliver, redeliver_event)

@@ -329,3 +329,14 @@ def test_a_plan_that_places_an_existing_id_says_nothing_about_it() -> None:
     again = [{"id": "a1", "node": "n1", "group": "web", "job_version": 0}]
     log.apply(cmd("plan.apply", job="web", job_modify_index=jmi, places=again))
     assert log.types(mark) == []
+
+
+def test_a_smaller_ring_after_an_upgrade_trims_from_the_oldest(monkeypatch: Any) -> None:
+    log = Log()
+    sealed = {"key_id": "k1", "nonce": b"n" * 12, "ciphertext": b"x"}
+    for v in range(1, 31):
+        log.apply(cmd("secret.put", name="s", version=v, **sealed))
+    monkeypatch.setattr(fsm_events, "MAX_EVENTS", 10)
+    log.apply(cmd("secret.put", name="s", version=31, **sealed))
+    assert sorted(log.state.table("events")) == list(range(22, 32))
+    assert first_seq(log.state) == 22 and len(scan(log.state, 0, None, 100)[0]) == 10
