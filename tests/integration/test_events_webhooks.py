@@ -393,3 +393,72 @@ async def test_cli_follow_long_polls_from_an_index(cluster: Cluster) -> None:
         await asyncio.wait_for(task, 20)
     assert [e["data"]["name"] for e in got] == ["followed"]
     assert "secret.changed" in line(got[0]) and "name=followed" in line(got[0])
+
+
+# --- the deliverer's decisions, against a local state (no cluster) ---------------------
+class _LocalReplica:
+    """Just enough of a Replica for the deliverer: a State that writes apply to at once."""
+
+    def __init__(self) -> None:
+        from raft.state import State
+
+        self.state = State()
+        self.index = 1
+
+    async def write(self, op: str, **fields: Any) -> dict[str, Any]:
+        from raft.fsm import apply_batch
+        from raft.replica import CommandRejected
+
+        self.index += 1
+        result = apply_batch(
+            self.state, [{"op": op, "ts": int(time.time() * 1000), **fields}], self.index
+        )[0]
+        if not result["ok"]:
+            raise CommandRejected(result["status"], result["error"], result["message"])
+        return result
+
+
+async def test_deliverer_gives_up_after_max_age_and_goes_on(receiver: Receiver) -> None:
+    import aiohttp
+
+    from heroctld.controllers.webhooks import Deliverer, DeliverySettings
+    from heroctld.webhook_delivery import WebhookSecrets
+    from raft.keys import generate_cluster_key
+
+    key = generate_cluster_key()
+    replica = _LocalReplica()
+    wid = "wh_00000000000000aa"
+    await replica.write(
+        "webhook.create",
+        id=wid,
+        url=receiver.url,
+        events=["secret"],
+        secret=WebhookSecrets(key).seal(wid, SECRET),
+    )
+    for v in (1, 2):
+        await replica.write(
+            "secret.put", name="s", version=v, key_id="k1", nonce=b"n" * 12, ciphertext=b"c"
+        )
+    settings = DeliverySettings(backoff_base=0.05, backoff_cap=0.05, max_age=0.3, timeout=2)
+    d = Deliverer(replica, key, settings)  # type: ignore[arg-type]
+    d.session = aiohttp.ClientSession()
+    receiver.status = 500
+    try:
+
+        def row() -> dict[str, Any]:
+            return replica.state.table("deliveries")[wid]
+
+        started = time.monotonic()
+        while row()["cursor"] < 1 and time.monotonic() - started < 10:
+            assert await d._step(wid)
+        history = row()["history"]
+        assert history[-1]["status"] == "gave_up" and history[-1]["seq"] == 1
+        assert all(a["status"] == "failed" for a in history[:-1]) and len(history) >= 2
+        receiver.status = 200  # the next event goes through at once
+        while row()["cursor"] < 2 and time.monotonic() - started < 10:
+            assert await d._step(wid)
+        assert row()["history"][-1]["status"] == "delivered" and row()["pending"] is None
+        await replica.write("webhook.delete", id=wid)
+        assert await d._step(wid) is False  # a deleted webhook's task ends
+    finally:
+        await d.session.close()
