@@ -87,11 +87,15 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         for name, raw in res["metrics"].items():
             m = normalize(raw)
             v = m["value"]
+            if isinstance(v, dict | list | tuple):
+                continue  # structured details: kept in the JSON, not tabulated
             if isinstance(v, float):
                 v = f"{v:,.1f}" if abs(v) >= 100 else f"{v:.3g}" if abs(v) < 10 else f"{v:.1f}"
             elif isinstance(v, int) and not isinstance(v, bool):
                 v = f"{v:,}"
             value = f"{v} {m['unit']}".strip()
+            if len(value) > 40:
+                value = value[:37] + "..."
             verdict = {True: "pass", False: "FAIL", None: "-"}[m["pass"]]
             out.append((f"{bench}.{name}", value, m["target"] or "-", verdict))
     return out
