@@ -653,16 +653,12 @@ class _DockerFollower(_Follower):
 
     def _run(self, stream: str) -> None:
         key = f"{self.task}:{stream}"
-        store = self.collector.store
-        try:
-            cursor = int(store.cursor(self.alloc_id, key) or 0)
-        except (TypeError, ValueError):
-            cursor = 0
+        cursor = _docker_cursor(self.collector.store.cursor(self.alloc_id, key))
         failures = 0
         while not self.stopping.is_set():
             try:
                 client = self.collector.docker_client()
-                since = max(0.0, cursor / 1e6 - 1) if cursor else None
+                since = max(0.0, cursor[0] / 1e6 - 1) if cursor[0] else None
                 logs = client.api.logs(
                     self.handle,
                     stdout=stream == "stdout",
@@ -701,18 +697,32 @@ class _DockerFollower(_Follower):
             return False
         return bool((info.get("State") or {}).get("Running"))
 
-    def _copy(self, logs: Iterable[bytes], stream: str, key: str, cursor: int) -> int:
+    def _copy(
+        self, logs: Iterable[bytes], stream: str, key: str, cursor: tuple[int, int]
+    ) -> tuple[int, int]:
+        """Store the stream's lines; returns the new cursor.
+
+        The cursor is (µs of the last stored line, how many stored lines
+        have that very µs): a burst of lines often shares a microsecond, so
+        a resume (which replays from a second before) skips the lines before
+        that µs and the first n at it, and keeps everything else."""
+        last_us, last_n = cursor
+        skip_us, skip_n, skipped = cursor[0], cursor[1], 0
+        skipping = skip_us > 0
         buf = b""
-        for chunk in logs:
-            if self.stopping.is_set():
-                break
-            buf += chunk
-            if b"\n" not in buf:
-                if len(buf) > MAX_LINE * 4:  # a runaway line without newline
-                    buf += b"\n"
-                else:
-                    continue
-            *complete, buf = buf.split(b"\n")
+        chunks = iter(logs)
+        while True:
+            chunk = next(chunks, None)
+            if chunk is None or self.stopping.is_set():
+                complete = [buf] if buf.strip() else []
+                buf = b""
+            else:
+                buf += chunk
+                if b"\n" not in buf:
+                    if len(buf) <= MAX_LINE * 4:
+                        continue
+                    buf += b"\n"  # a runaway line without newline
+                *complete, buf = buf.split(b"\n")
             batch: list[LogLine] = []
             for raw in complete:
                 text = raw.decode("utf-8", errors="replace")
@@ -720,20 +730,33 @@ class _DockerFollower(_Follower):
                 us = parse_docker_ts(stamp)
                 if us is None:  # no timestamp: keep the line, stamped now
                     us, line = int(time.time() * 1e6), text
-                if us <= cursor:
-                    continue  # already stored before a resume
-                cursor = us
+                if skipping:
+                    if us < skip_us:
+                        continue  # stored before the resume
+                    if us == skip_us and skipped < skip_n:
+                        skipped += 1
+                        continue
+                    skipping = False
+                if us == last_us:
+                    last_n += 1
+                else:
+                    last_us, last_n = us, 1
                 batch.append(LogLine(us, stream, self.task, _clean(line)))
             if batch:
-                self.append(batch, {key: cursor})
-        if buf.strip():
-            text = buf.decode("utf-8", errors="replace")
-            stamp, _, line = text.partition(" ")
-            us = parse_docker_ts(stamp) or int(time.time() * 1e6)
-            if us > cursor:
-                cursor = us
-                self.append([LogLine(us, stream, self.task, _clean(line))], {key: cursor})
-        return cursor
+                self.append(batch, {key: [last_us, last_n]})
+            if chunk is None or self.stopping.is_set():
+                return last_us, last_n
+
+
+def _docker_cursor(value: Any) -> tuple[int, int]:
+    try:
+        if isinstance(value, list | tuple) and len(value) == 2:
+            return int(value[0]), int(value[1])
+        if value:
+            return int(value), 1
+    except (TypeError, ValueError):
+        pass
+    return 0, 0
 
 
 class _ExecFollower(_Follower):

@@ -38,6 +38,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -384,6 +385,14 @@ async def get_logs(request: web.Request) -> web.StreamResponse:
 # --- public: streams ------------------------------------------------------------------------------
 
 
+def _us_of(doc: str) -> int:
+    """The ``us`` of a line as the agent endpoint writes it (``us`` comes
+    before the free text ``line``), without decoding the whole JSON."""
+    at = doc.index('"us":') + 5
+    end = doc.index(",", at)
+    return int(doc[at:end])
+
+
 def _frames(event: str, docs: list[str]) -> bytes:
     return "".join(f"event: {event}\ndata: {d}\n\n" for d in docs).encode()
 
@@ -413,18 +422,36 @@ class _Stream:
         await self.out.put(_frames(event, [_dumps(doc)]))
 
     async def _follow(self, alloc: dict[str, Any], since: int | None) -> None:
-        """Follow one allocation until the stream ends; after a failure,
-        resume after the last line delivered."""
+        """Follow one allocation until the stream ends. After a failure it
+        resumes after the last line delivered: from a microsecond before it,
+        skipping the lines of that very microsecond already delivered (a
+        burst of lines often shares one), so no line is lost nor repeated."""
         alloc_id = alloc["id"]
         lines = self.f.lines if since is None else MAX_LINES
+        last_us, last_n = 0, 0  # the last line delivered, how many at that µs
         failures = 0
         reported = ""
         while True:
+            skip_us, skip_n, skipped = last_us, last_n, 0
             try:
                 loc = locate(self.request, alloc.get("node_name"))
                 follow = self._follow_local if loc.local else self._follow_remote
-                async for last in follow(loc, alloc_id, lines, since):
-                    since = last
+                async for batch in follow(loc, alloc_id, lines, since):
+                    docs = []
+                    for us, doc in batch:
+                        if skip_us:
+                            if us < skip_us:
+                                continue
+                            if us == skip_us and skipped < skip_n:
+                                skipped += 1
+                                continue
+                            skip_us = 0
+                        if us == last_us:
+                            last_n += 1
+                        else:
+                            last_us, last_n = us, 1
+                        docs.append(doc)
+                    await self.put_lines(docs)
                     failures = 0
             except NodeUnreachable as exc:
                 failures += 1
@@ -432,13 +459,16 @@ class _Stream:
                     reported = str(exc)
                     await self.put_event("error", {"alloc": alloc_id, "message": str(exc)})
             lines = MAX_LINES  # a resume: everything after `since`
-            if since is None:
+            if last_us:
+                since = last_us - 1
+            elif since is None:
                 since = self.started_us
             await asyncio.sleep(min(RETRY_MAX, RETRY_MIN * 2 ** min(failures, 4)))
 
     async def _follow_local(
         self, loc: Location, alloc_id: str, lines: int | None, since: int | None
-    ):
+    ) -> AsyncIterator[list[tuple[int, str]]]:
+        """Batches of (µs, JSON line) from this server's own store."""
         store = self.request.app[LOCAL_NODE].logs
         assert store is not None
         loop = asyncio.get_running_loop()
@@ -454,8 +484,7 @@ class _Stream:
             dropped = 0
             while True:
                 if batch:
-                    await self.put_lines([_dumps(ln.to_dict(alloc_id)) for ln in batch])
-                    yield batch[-1].us
+                    yield [(ln.us, _dumps(ln.to_dict(alloc_id))) for ln in batch]
                 if sub.dropped != dropped:
                     await self.put_event(
                         "dropped", {"alloc": alloc_id, "lines": sub.dropped - dropped}
@@ -468,7 +497,8 @@ class _Stream:
 
     async def _follow_remote(
         self, loc: Location, alloc_id: str, lines: int | None, since: int | None
-    ):
+    ) -> AsyncIterator[list[tuple[int, str]]]:
+        """Batches of (µs, JSON line) relayed from the node's server."""
         assert loc.url is not None
         session = self.request.app[RELAY_SESSION]
         url = f"{loc.url}/v1/agent/logs/{quote(alloc_id, safe='')}"
@@ -486,17 +516,18 @@ class _Stream:
                 rest = b""
                 async for chunk in r.content.iter_any():
                     *complete, rest = (rest + chunk).split(b"\n")
-                    docs = [c.decode() for c in complete if c.strip()]
-                    if not docs:
-                        continue
-                    lines_ = [d for d in docs if not d.startswith('{"dropped"')]
-                    for d in docs:
-                        if d.startswith('{"dropped"'):
-                            n = json.loads(d).get("dropped", 0)
+                    batch: list[tuple[int, str]] = []
+                    for raw in complete:
+                        if not raw.strip():
+                            continue  # keep-alive
+                        doc = raw.decode()
+                        if doc.startswith('{"dropped"'):
+                            n = json.loads(doc).get("dropped", 0)
                             await self.put_event("dropped", {"alloc": alloc_id, "lines": n})
-                    if lines_:
-                        await self.put_lines(lines_)
-                        yield int(json.loads(lines_[-1])["us"])
+                            continue
+                        batch.append((_us_of(doc), doc))
+                    if batch:
+                        yield batch
             raise NodeUnreachable(f"node '{loc.node_name}' ended the stream")
         except (aiohttp.ClientError, TimeoutError, ValueError, KeyError) as exc:
             raise NodeUnreachable(
