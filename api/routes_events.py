@@ -131,7 +131,7 @@ async def get_events(request: web.Request) -> web.StreamResponse:
             # what to pass as `index` next time: past everything looked at
             next_index = table_index if done else found[-1]["index"] if found else index or 0
         remaining = deadline - loop.time() if deadline is not None else 0
-        if found or remaining <= 0:
+        if found or remaining <= 0 or replica.bridge.closing:  # closing: answer now
             break
         start = scanned
         await replica.wait_for_change((EVENTS,), table_index, remaining)
@@ -146,7 +146,7 @@ async def _stream(
     seq = _start_seq(replica, index, request.headers.get("Last-Event-ID"))
     headers = read_headers(replica, replica.table_index(EVENTS))
     async with sse_response(request, headers=headers, ping_interval=PING_INTERVAL) as sse:
-        while sse.is_connected():
+        while sse.is_connected() and not replica.bridge.closing:
             with replica.state.read() as s:
                 first = first_seq(s)
                 found, scanned = scan(s, seq, topics, STREAM_BATCH)

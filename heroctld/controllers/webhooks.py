@@ -84,6 +84,8 @@ class Deliverer:
         try:
             while True:
                 index = await self.replica.wait_for_change(WATCHED, index, wait)
+                if self.replica.bridge.closing:  # shutting down: waits return at once
+                    return
                 with self.replica.state.read() as s:
                     ids = set(s.table(WEBHOOKS))
                 for wid in list(self.workers):
