@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -351,3 +351,111 @@ class ApiClient:
 
     async def stop_allocation(self, alloc_id: str) -> dict[str, Any]:
         return (await self.post(f"/v1/allocations/{quote(alloc_id, safe='')}/stop"))[0]
+
+    # logs and metrics -----------------------------------------------------------
+    async def sse(self, path: str, params: Params | None = None) -> AsyncIterator[tuple[str, Any]]:
+        """The events of a `text/event-stream` answer: (event, decoded data),
+        until the server ends the stream (or the caller stops iterating)."""
+        url = self.address + (path if path.startswith("/") else "/" + path)
+        session = self._session_for_loop()
+        try:
+            async with session.get(
+                url,
+                params=_query(params),
+                headers={"Accept": "text/event-stream"},
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.timeout),
+            ) as r:
+                if r.status >= 400:
+                    raw = await r.read()
+                    try:
+                        payload: Any = json.loads(raw)
+                    except ValueError:
+                        payload = raw.decode(errors="replace")
+                    raise _error_from(r.status, r.reason or "", payload, r.headers)
+                buf = b""
+                event, data = "", []
+                async for chunk in r.content.iter_any():
+                    buf += chunk
+                    *lines, buf = buf.split(b"\n")
+                    for raw_line in lines:
+                        line = raw_line.rstrip(b"\r").decode("utf-8", errors="replace")
+                        if not line:
+                            if data:
+                                text = "\n".join(data)
+                                try:
+                                    yield event or "message", json.loads(text)
+                                except ValueError:
+                                    yield event or "message", text
+                            event, data = "", []
+                        elif line.startswith(":"):
+                            continue  # a comment (keep-alive ping)
+                        else:
+                            name, _, value = line.partition(":")
+                            value = value[1:] if value.startswith(" ") else value
+                            if name == "event":
+                                event = value
+                            elif name == "data":
+                                data.append(value)
+        except aiohttp.ClientConnectorError as e:
+            raise ApiUnreachable(self.address, _connect_reason(e)) from None
+        except aiohttp.ClientError as e:
+            raise ApiUnreachable(self.address, str(e) or type(e).__name__) from None
+
+    async def logs(
+        self,
+        alloc: str | None = None,
+        *,
+        job: str | None = None,
+        lines: int | str | None = None,
+        stream: str | None = None,
+        task: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """The last lines of an allocation (id or prefix) or of a whole job."""
+        params = {"lines": lines, "type": stream, "task": task}
+        if alloc is not None:
+            return (await self.get(f"/v1/logs/{quote(alloc, safe='')}", params=params))[0]
+        return (await self.get("/v1/logs", params={**params, "job": job}))[0]
+
+    def follow_logs(
+        self,
+        alloc: str | None = None,
+        *,
+        job: str | None = None,
+        lines: int | str | None = None,
+        stream: str | None = None,
+        task: str | None = None,
+    ) -> AsyncIterator[tuple[str, Any]]:
+        """Live lines (`("log", {...})`, and `error`/`dropped` notices) of an
+        allocation or of every allocation of a job, after the last `lines`."""
+        params = {"lines": lines, "type": stream, "task": task, "stream": True}
+        if alloc is not None:
+            return self.sse(f"/v1/logs/{quote(alloc, safe='')}", params)
+        return self.sse("/v1/logs", {**params, "job": job})
+
+    async def metrics(self) -> dict[str, Any]:
+        """The cluster snapshot (nodes, jobs, allocations, raft, API rate)."""
+        return (await self.get("/v1/metrics"))[0]
+
+    async def metrics_query(
+        self,
+        metric: str,
+        *,
+        job: str | None = None,
+        node: str | None = None,
+        alloc: str | None = None,
+        start: str | None = None,
+        end: str | None = None,
+        step: str | None = None,
+    ) -> dict[str, Any]:
+        """Time series of `metric` (cpu, memory, disk, ...) for a job, a node,
+        an allocation or every node; `start`/`end` as `-1h`, `now`, RFC 3339."""
+        params = {
+            "metric": metric,
+            "job": job,
+            "node": node,
+            "alloc": alloc,
+            "from": start,
+            "to": end,
+            "step": step,
+        }
+        return (await self.get("/v1/metrics/query", params=params))[0]

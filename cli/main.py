@@ -12,6 +12,8 @@ from cli import (
     cmd_cluster,
     cmd_events,
     cmd_job,
+    cmd_logs,
+    cmd_metrics,
     cmd_node,
     cmd_secret,
     cmd_webhook,
@@ -30,6 +32,8 @@ COMMANDS: list[click.Command] = [
     cmd_secret.secret,
     cmd_events.events,
     cmd_webhook.webhook,
+    cmd_logs.logs,
+    cmd_metrics.metrics,
 ]
 
 

@@ -17,7 +17,11 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
+import re
+import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -419,3 +423,71 @@ def test_history_and_logs_survive_a_restart_of_the_node(cluster: Cluster) -> Non
     assert lines[0] == 0 and consecutive(lines), [
         (a, b) for a, b in zip(lines, lines[1:], strict=False) if b != a + 1
     ][:5]
+
+
+# --- CLI ------------------------------------------------------------------------------------------
+
+
+def heroctl(server: Server, token: str | None, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "HEROCTL_ADDR": server.url,
+        "HEROCTL_TOKEN": token or "",
+        "XDG_CONFIG_HOME": str(ROOT / ".no-such-config"),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "cli.main", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_cli_logs_and_metrics(cluster: Cluster) -> None:
+    server = cluster.followers()[0]
+    alloc = running(server, "printer", 3)[0]
+    r = heroctl(server, cluster.token, "logs", alloc["id"][:8], "-n", "6")
+    assert r.returncode == 0, r.stderr
+    out, err = r.stdout.splitlines(), r.stderr.splitlines()
+    assert len(out) + len(err) == 6 and out and err
+    assert all(x.startswith("line ") for x in out) and all(x.startswith("err ") for x in err)
+    r = heroctl(
+        server, cluster.token, "logs", "--job", "printer", "-n", "9", "--type", "stdout", "-t"
+    )
+    assert r.returncode == 0, r.stderr
+    rows = r.stdout.splitlines()
+    assert len(rows) == 9 and all(
+        re.match(r"\[[0-9a-f]{8} main\] \d{4}-\d\d-\d\dT", x) for x in rows
+    )
+    r = heroctl(server, cluster.token, "--json", "logs", alloc["id"], "-n", "2")
+    assert [json.loads(x)["alloc"] for x in r.stdout.splitlines()] == [alloc["id"]] * 2
+    # -f: lines keep coming until interrupted
+    env = {**os.environ, "HEROCTL_ADDR": server.url, "HEROCTL_TOKEN": cluster.token or ""}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "logs", "--job", "printer", "-f", "--type", "stdout"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        seen = [proc.stdout.readline() for _ in range(60)]
+        assert len({x.split("]")[0] for x in seen}) == 3, "lines of the three allocations"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(10)
+    r = heroctl(server, cluster.token, "metrics")
+    assert r.returncode == 0, r.stderr
+    assert "Leader" in r.stdout and "printer" in r.stdout and "server-3" in r.stdout
+    r = heroctl(server, cluster.token, "metrics", "--job", "printer", "--from", "-5m")
+    assert r.returncode == 0, r.stderr
+    assert "Job printer: cpu" in r.stdout and "Job printer: memory" in r.stdout
+    assert "┤" in r.stdout and alloc["id"][:8] in r.stdout
+    r = heroctl(server, cluster.token, "metrics", "--node", alloc["node_name"], "--height", "3")
+    assert r.returncode == 0 and "disk (MB)" in r.stdout
+    r = heroctl(server, cluster.token, "logs", "nosuchalloc")
+    assert r.returncode == 1 and "allocation_not_found" in r.stderr
