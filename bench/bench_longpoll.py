@@ -193,6 +193,52 @@ def _one_round(server: Server, polls: int, procs: int, template: str = LIST_POLL
     }
 
 
+def _reads_with_parked_polls(polls: int, reads: int) -> dict[str, Any]:
+    """Consistent reads on the leader of 3 servers, without and with `polls` parked.
+
+    Each consistent read commits a (coalesced) barrier entry; what a parked
+    long poll costs the server per applied entry shows here.
+    """
+    with running_cluster(3, "longpoll-reads") as cluster:
+        leader = cluster.leader()
+        assert leader.proc is not None
+        pid = leader.proc.pid
+
+        def timed() -> tuple[float, float]:
+            c0, t0 = cpu_seconds(pid), time.monotonic()
+            for _ in range(reads):
+                assert leader.get("/v1/jobs").status == 200
+            return (time.monotonic() - t0) * 1000 / reads, (cpu_seconds(pid) - c0) * 1000 / reads
+
+        timed()
+        _wait_idle(pid)
+        idle_ms, idle_cpu = timed()
+        index = int(leader.get("/v1/secrets").header("X-HeroCtl-Index") or 0)
+        ctx = mp.get_context("spawn")
+        out = ctx.Queue()
+        path = LIST_POLL.format(index=index)
+        child = ctx.Process(
+            target=_child, args=(leader.api_port, path, auth_headers(leader), polls, out)
+        )
+        child.start()
+        try:
+            out.get(timeout=120)
+            _wait_idle(pid)
+            parked_ms, parked_cpu = timed()
+            leader.post("/v1/secrets", {"name": "lp-bench", "value": "release"})
+            out.get(timeout=180)
+        finally:
+            child.join(10)
+            if child.is_alive():
+                child.kill()
+    return {
+        "read_ms": idle_ms,
+        "read_cpu_ms": idle_cpu,
+        "read_ms_parked": parked_ms,
+        "read_cpu_ms_parked": parked_cpu,
+    }
+
+
 def run(quick: bool = False) -> dict[str, Any]:
     polls = 200 if quick else POLLS
     rounds = 1 if quick else 3
@@ -211,6 +257,11 @@ def run(quick: bool = False) -> dict[str, Any]:
             res = _one_round(server, polls, CLIENT_PROCS, EVENTS_POLL)
             log(f"events long poll round {i + 1}: max {res['max_ms']:.0f} ms after the ack")
             events.append(res)
+    reads = _reads_with_parked_polls(polls, 30 if quick else 200)
+    log(
+        f"consistent reads on a 3-server leader: {reads['read_ms']:.1f} ms each, "
+        f"{reads['read_ms_parked']:.1f} ms with {polls} long polls parked"
+    )
     worst = max(results, key=lambda r: r["max_ms"])
     return {
         "polls": polls,
@@ -225,6 +276,13 @@ def run(quick: bool = False) -> dict[str, Any]:
         "events_max_after_write_ms": metric(max(r["max_ms"] for r in events), "ms"),
         # the first round is the one that grows the heap; later ones reuse it
         "extra_rss_mb": metric(max(r["extra_mb"] for r in results), "MB", f"<= {TARGET_MB}"),
+        # every applied raft entry (a consistent read's barrier too) wakes every
+        # parked long poll to re-check its tables: the cost of parked polls to reads
+        "read_ms_with_parked_polls": metric(reads["read_ms_parked"], "ms"),
+        "read_slowdown_with_parked_polls": metric(
+            reads["read_ms_parked"] / max(reads["read_ms"], 1e-6), "x", "<= 2"
+        ),
+        "_reads": reads,
         "_rounds": results,
         "_events_rounds": events,
         "_load_average": load_average(),
