@@ -21,6 +21,7 @@ import heapq
 import itertools
 import logging
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from raft.commands import MAX_BATCH_BYTES, encode_batch, encode_command
@@ -71,6 +72,8 @@ class RaftBridge:
         self._waiter_ids = itertools.count()
         self.applied_index = 0
         self.closing = False
+        # Called on the loop after applies are delivered (e.g. table waiters).
+        self.apply_listeners: list[Callable[[], None]] = []
 
     def attach(self, node: RaftNode) -> None:
         self.node = node
@@ -96,6 +99,8 @@ class RaftBridge:
                 _, _, fut = heapq.heappop(waiters)
                 if not fut.done():  # a waiter that timed out stays until its index passes
                     fut.set_result(None)
+            for listener in self.apply_listeners:
+                listener()
         if leader is not None:
             self._leader_event.set()
         else:
@@ -211,6 +216,8 @@ class RaftBridge:
     def close(self) -> None:
         """Shutting down: wake every waiter now (blocking queries answer at once)."""
         self.closing = True
+        for listener in self.apply_listeners:
+            listener()
         for _, _, fut in self._index_waiters:
             if not fut.done():
                 fut.set_result(None)

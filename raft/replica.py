@@ -48,6 +48,9 @@ class Replica:
         self.node = node
         self.bridge = bridge
         self._membership_lock = asyncio.Lock()
+        self._table_waiters: dict[str, set[asyncio.Future[None]]] = {}
+        self._table_seen: dict[str, int] = {}
+        bridge.apply_listeners.append(self._on_applied)
 
     # --- writes -------------------------------------------------------
     async def write(self, op: str, **fields: Any) -> dict[str, Any]:
@@ -71,15 +74,49 @@ class Replica:
     async def wait_for_change(self, tables: tuple[str, ...], index: int, timeout: float) -> int:
         """Block until one of `tables` changes past `index` (or the timeout).
 
-        Waiters are woken by applies (no polling); returns the tables' index.
+        A waiter parks on its tables only: an apply wakes the waiters of the
+        tables it changed, not every blocking query (see `_on_applied`).
+        Returns the tables' index. While the server shuts down it returns
+        after a short pause, so loops calling it neither hang nor spin.
         """
-        deadline = self.bridge.loop.time() + timeout
+        loop = self.bridge.loop
+        deadline = loop.time() + timeout
         while True:
             current = max(self.state.table_index.get(t, 0) for t in tables)
-            remaining = deadline - self.bridge.loop.time()
-            if current > index or remaining <= 0 or self.bridge.closing:
+            remaining = deadline - loop.time()
+            if current > index or remaining <= 0:
                 return current
-            await self.bridge.wait_applied(self.bridge.applied_index + 1, remaining)
+            if self.bridge.closing:
+                await asyncio.sleep(min(0.05, remaining))
+                return current
+            fut: asyncio.Future[None] = loop.create_future()
+            for t in tables:
+                self._table_waiters.setdefault(t, set()).add(fut)
+            try:
+                await asyncio.wait_for(fut, remaining)
+            except TimeoutError:
+                pass
+            finally:
+                for t in tables:
+                    waiters = self._table_waiters.get(t)
+                    if waiters is not None:
+                        waiters.discard(fut)
+
+    def _on_applied(self) -> None:
+        """After applies reach this loop: wake the waiters of tables that moved."""
+        seen = self._table_seen
+        for table, waiters in self._table_waiters.items():
+            now = self.state.table_index.get(table, 0)
+            if seen.get(table) != now:
+                seen[table] = now
+                for fut in waiters:
+                    if not fut.done():
+                        fut.set_result(None)
+        if self.bridge.closing:
+            for waiters in self._table_waiters.values():
+                for fut in waiters:
+                    if not fut.done():
+                        fut.set_result(None)
 
     def known_leader(self) -> bool:
         return self.node.leader is not None
