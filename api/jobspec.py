@@ -10,8 +10,11 @@ from heroctld.jobspec import DNS_LABEL_RE, JobSpecError, normalize_job
 
 def check_name(name: Any, field: str = "name") -> str:
     if not isinstance(name, str) or not DNS_LABEL_RE.match(name):
-        raise ApiError(400, "invalid_field",
-                       f"{field}: must be a DNS label (lowercase letters, digits, '-'; at most 63)")
+        raise ApiError(
+            400,
+            "invalid_field",
+            f"{field}: must be a DNS label (lowercase letters, digits, '-'; at most 63)",
+        )
     return name
 
 
@@ -34,8 +37,16 @@ def parse_submission(body: dict[str, Any]) -> tuple[dict[str, Any], int | None]:
 
 
 def summary(doc: dict[str, Any]) -> dict[str, Any]:
-    keys = ("name", "type", "status", "version", "create_index", "modify_index",
-            "job_modify_index", "submit_time")
+    keys = (
+        "name",
+        "type",
+        "status",
+        "version",
+        "create_index",
+        "modify_index",
+        "job_modify_index",
+        "submit_time",
+    )
     out = {k: doc.get(k) for k in keys}
     out["groups"] = {g["name"]: g.get("count", 1) for g in doc.get("groups", [])}
     return out

@@ -15,9 +15,23 @@ from raft.fsm_allocs import CLIENT_STATUSES
 from raft.fsm_secrets import version_entry
 
 routes = web.RouteTableDef()
-SUMMARY = ("id", "name", "job", "group", "index", "node", "node_name", "status",
-           "desired_status", "desired_reason", "job_version", "healthy", "create_time",
-           "create_index", "modify_index")
+SUMMARY = (
+    "id",
+    "name",
+    "job",
+    "group",
+    "index",
+    "node",
+    "node_name",
+    "status",
+    "desired_status",
+    "desired_reason",
+    "job_version",
+    "healthy",
+    "create_time",
+    "create_index",
+    "modify_index",
+)
 MAX_UPDATES = 1000
 
 
@@ -36,20 +50,26 @@ def detail(alloc: dict[str, Any]) -> dict[str, Any]:
 async def list_allocations(request: web.Request) -> web.Response:
     job, node, status = (request.query.get(k) for k in ("job", "node", "status"))
     if status is not None and status not in CLIENT_STATUSES:
-        raise ApiError(400, "invalid_parameter", f"status must be one of {', '.join(CLIENT_STATUSES)}")
+        raise ApiError(
+            400, "invalid_parameter", f"status must be one of {', '.join(CLIENT_STATUSES)}"
+        )
     replica = await blocking_view(request, "allocations")
     with replica.state.read() as s:
         if node is not None:
             node_doc = s.table("nodes").get(node) or next(
-                (n for n in s.table("nodes").values() if n.get("name") == node), None)
+                (n for n in s.table("nodes").values() if n.get("name") == node), None
+            )
             allocs = s.allocs_of(node=node_doc["id"]) if node_doc else []
         elif job is not None:
             allocs = s.allocs_of(job=job)
         else:
             allocs = sorted(s.table("allocations").values(), key=lambda a: a["id"])
         index = s.table_index["allocations"]
-    out = [summary(a) for a in allocs
-           if (job is None or a["job"] == job) and (status is None or a["status"] == status)]
+    out = [
+        summary(a)
+        for a in allocs
+        if (job is None or a["job"] == job) and (status is None or a["status"] == status)
+    ]
     return web.json_response(out, headers=read_headers(replica, index))
 
 
@@ -68,15 +88,18 @@ def _alloc_or_404(request: web.Request, alloc_id: str) -> dict[str, Any]:
 async def get_allocation(request: web.Request) -> web.Response:
     replica = await blocking_view(request, "allocations")
     alloc = _alloc_or_404(request, request.match_info["id"])
-    return web.json_response(detail(alloc),
-                             headers=read_headers(replica, replica.table_index("allocations")))
+    return web.json_response(
+        detail(alloc), headers=read_headers(replica, replica.table_index("allocations"))
+    )
 
 
 @routes.post("/v1/allocations/{id}/stop")
 async def stop_allocation(request: web.Request) -> web.Response:
     await read_view(request)
     alloc = _alloc_or_404(request, request.match_info["id"])
-    result = await replica_of(request).write("alloc.stop", id=alloc["id"], reason="stopped by a user")
+    result = await replica_of(request).write(
+        "alloc.stop", id=alloc["id"], reason="stopped by a user"
+    )
     return web.json_response(detail(result["allocation"]))
 
 
@@ -88,13 +111,18 @@ async def report_status(request: web.Request) -> web.Response:
     body = await read_json_object(request)
     node = require_field(body, "node")
     updates = require_field(body, "updates", list)
-    if len(updates) > MAX_UPDATES or not all(isinstance(u, dict) and isinstance(u.get("id"), str)
-                                             for u in updates):
-        raise ApiError(400, "invalid_field",
-                       f"field 'updates' must be at most {MAX_UPDATES} objects with an id")
+    if len(updates) > MAX_UPDATES or not all(
+        isinstance(u, dict) and isinstance(u.get("id"), str) for u in updates
+    ):
+        raise ApiError(
+            400,
+            "invalid_field",
+            f"field 'updates' must be at most {MAX_UPDATES} objects with an id",
+        )
     result = await replica_of(request).write("alloc.update", node=node, updates=updates)
-    return web.json_response({"applied": result["applied"], "refused": result["refused"],
-                              "index": result["index"]})
+    return web.json_response(
+        {"applied": result["applied"], "refused": result["refused"], "index": result["index"]}
+    )
 
 
 @routes.get("/v1/allocations/{id}/secrets")
@@ -113,7 +141,9 @@ async def allocation_secrets(request: web.Request) -> web.Response:
         # A worker-only node's token: it must be allowed to run nodes and to
         # read every secret this allocation uses.
         if not identity.permissions.allows("nodes", "write"):
-            raise ApiError(403, "forbidden", "only the node running an allocation may read its secrets")
+            raise ApiError(
+                403, "forbidden", "only the node running an allocation may read its secrets"
+            )
         for _, _, ref in refs:
             require_secret(request, parse_secret_ref(ref)[0], "read")
     env: dict[str, str] = {}
@@ -124,7 +154,10 @@ async def allocation_secrets(request: web.Request) -> web.Response:
             doc = docs.get(name)
             entry = version_entry(doc, version or doc["version"]) if doc else None
             if entry is None:
-                raise ApiError(404, "secret_not_found",
-                               f"secret '{ref}' for {task['name']}.{var} does not exist")
+                raise ApiError(
+                    404,
+                    "secret_not_found",
+                    f"secret '{ref}' for {task['name']}.{var} does not exist",
+                )
             env[var] = _open(request, name, entry)
     return web.json_response({"env": env})

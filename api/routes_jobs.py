@@ -23,8 +23,14 @@ def job_state(s: State, name: str) -> str:
     allocs = s.allocs_of(job=name)
     if any(a["status"] == "running" and a["desired_status"] == "run" for a in allocs):
         return "running"
-    if allocs and all(a["desired_status"] == "stop" or a["status"] in ("complete", "failed", "lost")
-                      for a in allocs) and not s.table("job_status").get(name, {}).get("failures"):
+    if (
+        allocs
+        and all(
+            a["desired_status"] == "stop" or a["status"] in ("complete", "failed", "lost")
+            for a in allocs
+        )
+        and not s.table("job_status").get(name, {}).get("failures")
+    ):
         return "dead"
     return "pending"
 
@@ -51,8 +57,10 @@ def placement_view(s: State, name: str) -> dict[str, Any]:
 async def list_jobs(request: web.Request) -> web.Response:
     replica = await blocking_view(request, *JOB_TABLES)
     with replica.state.read() as s:
-        jobs = [dict(summary(doc), status=job_state(s, name))
-                for name, doc in sorted(s.table("jobs").items())]
+        jobs = [
+            dict(summary(doc), status=job_state(s, name))
+            for name, doc in sorted(s.table("jobs").items())
+        ]
         index = max(s.table_index[t] for t in JOB_TABLES)
     return web.json_response(jobs, headers=read_headers(replica, index))
 

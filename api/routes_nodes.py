@@ -46,7 +46,9 @@ def node_summary(node: dict[str, Any], allocs: list[dict[str, Any]]) -> dict[str
         "id": node["id"],
         "name": node.get("name"),
         "address": node.get("address"),
-        "status": "draining" if node.get("drain") and node.get("status") == "ready" else node.get("status"),
+        "status": "draining"
+        if node.get("drain") and node.get("status") == "ready"
+        else node.get("status"),
         "eligibility": node.get("eligibility"),
         "drain": node.get("drain"),
         "drivers": node.get("drivers", []),
@@ -61,8 +63,10 @@ def node_summary(node: dict[str, Any], allocs: list[dict[str, Any]]) -> dict[str
 async def list_nodes(request: web.Request) -> web.Response:
     replica = await blocking_view(request, "nodes", "allocations")
     with replica.state.read() as s:
-        out = [node_summary(n, s.allocs_of(node=n["id"]))
-               for n in sorted(s.table("nodes").values(), key=lambda n: n.get("name", ""))]
+        out = [
+            node_summary(n, s.allocs_of(node=n["id"]))
+            for n in sorted(s.table("nodes").values(), key=lambda n: n.get("name", ""))
+        ]
         index = max(s.table_index["nodes"], s.table_index["allocations"])
     return web.json_response(out, headers=read_headers(replica, index))
 
@@ -82,12 +86,20 @@ async def get_node(request: web.Request) -> web.Response:
         labels=node.get("labels", {}),
         attributes=node.get("attributes", {}),
         resources={
-            kind: {"total": res.get(kind, 0), "allocated": allocated.get(kind),
-                   "used": (used or {}).get(kind)}
+            kind: {
+                "total": res.get(kind, 0),
+                "allocated": allocated.get(kind),
+                "used": (used or {}).get(kind),
+            }
             for kind in ("cpu", "memory", "disk")
         },
-        allocations=[{k: a.get(k) for k in ("id", "name", "job", "group", "status",
-                                            "desired_status", "healthy")} for a in allocs],
+        allocations=[
+            {
+                k: a.get(k)
+                for k in ("id", "name", "job", "group", "status", "desired_status", "healthy")
+            }
+            for a in allocs
+        ],
         registered_at=node.get("registered_at"),
         status_updated_at=node.get("status_updated_at"),
         last_drain=node.get("last_drain"),
@@ -108,13 +120,32 @@ async def register_node(request: web.Request) -> web.Response:
         isinstance(resources.get(k, 0), int) and resources.get(k, 0) >= 0
         for k in ("cpu", "memory", "disk")
     ):
-        raise ApiError(400, "invalid_field", "field 'resources' must hold non-negative cpu, memory, disk")
-    for field, kind in (("drivers", list), ("labels", dict), ("attributes", dict),
-                        ("port_range", list), ("address", str)):
+        raise ApiError(
+            400, "invalid_field", "field 'resources' must hold non-negative cpu, memory, disk"
+        )
+    for field, kind in (
+        ("drivers", list),
+        ("labels", dict),
+        ("attributes", dict),
+        ("port_range", list),
+        ("address", str),
+    ):
         if field in body and not isinstance(body[field], kind):
             raise ApiError(400, "invalid_field", f"field '{field}' must be a {kind.__name__}")
-    node = {k: body[k] for k in ("id", "name", "address", "resources", "drivers", "labels",
-                                 "attributes", "port_range") if k in body}
+    node = {
+        k: body[k]
+        for k in (
+            "id",
+            "name",
+            "address",
+            "resources",
+            "drivers",
+            "labels",
+            "attributes",
+            "port_range",
+        )
+        if k in body
+    }
     result = await replica_of(request).write("node.register", node=node)
     request.app[HEARTBEATS].beat(node["id"], None)
     return web.json_response(result["node"])
@@ -170,7 +201,9 @@ async def drain_node(request: web.Request) -> web.Response:
     if enable:
         deadline = body.get("deadline_seconds", 3600)
         if not isinstance(deadline, int) or isinstance(deadline, bool) or deadline < 0:
-            raise ApiError(400, "invalid_field", "field 'deadline_seconds' must be a non-negative integer")
+            raise ApiError(
+                400, "invalid_field", "field 'deadline_seconds' must be a non-negative integer"
+            )
         fields["deadline_seconds"] = deadline
     else:
         keep = body.get("keep_ineligible", False)
@@ -190,7 +223,10 @@ async def node_eligibility(request: web.Request) -> web.Response:
     if eligible is None and isinstance(body.get("eligibility"), str):
         eligible = {"eligible": True, "ineligible": False}.get(body["eligibility"])
     if not isinstance(eligible, bool):
-        raise ApiError(400, "invalid_field",
-                       "field 'eligible' must be true or false (or 'eligibility': eligible|ineligible)")
+        raise ApiError(
+            400,
+            "invalid_field",
+            "field 'eligible' must be true or false (or 'eligibility': eligible|ineligible)",
+        )
     result = await replica_of(request).write("node.eligibility", id=node_id, eligible=eligible)
     return web.json_response(result["node"])

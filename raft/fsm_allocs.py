@@ -184,8 +184,9 @@ def _without_count(group: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in group.items() if k != "count"}
 
 
-def update_in_place(state: State, old_job: dict[str, Any], new_job: dict[str, Any], ts: int,
-                    index: int) -> int:
+def update_in_place(
+    state: State, old_job: dict[str, Any], new_job: dict[str, Any], ts: int, index: int
+) -> int:
     """A new version whose group changed only in `count` keeps its allocations.
 
     Like Nomad's in-place update: the running replicas move to the new version
@@ -198,11 +199,15 @@ def update_in_place(state: State, old_job: dict[str, Any], new_job: dict[str, An
         if old is None or _without_count(old) != _without_count(group):
             continue
         for alloc in state.allocs_of(job=new_job["name"]):
-            if (alloc["group"] == group["name"] and alloc["desired_status"] == "run"
-                    and alloc["job_version"] == old_job.get("version")):
+            if (
+                alloc["group"] == group["name"]
+                and alloc["desired_status"] == "run"
+                and alloc["job_version"] == old_job.get("version")
+            ):
                 doc = dict(alloc, job_version=new_job["version"], group_spec=group)
                 doc["events"] = _with_events(
-                    alloc, [_event(ts, "updated", f"moved to version {new_job['version']} in place")]
+                    alloc,
+                    [_event(ts, "updated", f"moved to version {new_job['version']} in place")],
                 )
                 _put(state, doc, index)
                 moved += 1

@@ -14,8 +14,9 @@ from raft.replica import CommandRejected, Replica
 log = logging.getLogger("heroctld.drainer")
 
 
-def drain_actions(nodes: dict[str, Any], live_by_node: dict[str, list[str]], now_ms: int
-                  ) -> tuple[list[str], list[str]]:
+def drain_actions(
+    nodes: dict[str, Any], live_by_node: dict[str, list[str]], now_ms: int
+) -> tuple[list[str], list[str]]:
     """(allocations to force-stop, nodes whose drain is complete). Pure."""
     force, done = [], []
     for node_id, node in nodes.items():
@@ -35,8 +36,11 @@ async def drain_loop(replica: Replica, every: float = 0.5) -> None:
         with replica.state.read() as s:
             nodes = {k: v for k, v in s.table("nodes").items() if v.get("drain")}
             live = {
-                node_id: [a["id"] for a in s.allocs_of(node=node_id)
-                          if a["desired_status"] == "run" and a["status"] in ("pending", "running")]
+                node_id: [
+                    a["id"]
+                    for a in s.allocs_of(node=node_id)
+                    if a["desired_status"] == "run" and a["status"] in ("pending", "running")
+                ]
                 for node_id in nodes
             }
         force, done = drain_actions(nodes, live, int(time.time() * 1000))

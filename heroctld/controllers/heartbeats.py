@@ -20,8 +20,11 @@ async def heartbeat_monitor(replica: Replica, beats: Heartbeats, every: float = 
         for node_id in beats.expired(nodes):
             try:
                 await replica.write("node.status", id=node_id, status="down")
-                log.warning("node %s missed its heartbeats for %ss: down",
-                            nodes[node_id].get("name"), beats.ttl)
+                log.warning(
+                    "node %s missed its heartbeats for %ss: down",
+                    nodes[node_id].get("name"),
+                    beats.ttl,
+                )
             except (NoLeader, CommandRejected) as e:
                 log.info("could not mark node %s down: %s", node_id, e)
         await asyncio.sleep(every)

@@ -20,14 +20,17 @@ WATCHED = ("jobs", "nodes", "allocations")
 MAX_PLACES_PER_COMMAND = 2000
 
 
-def _fingerprints(jobs: dict[str, Any], allocs: dict[str, Any], nodes_index: int) -> dict[str, tuple]:
+def _fingerprints(
+    jobs: dict[str, Any], allocs: dict[str, Any], nodes_index: int
+) -> dict[str, tuple]:
     """Per job: what the scheduler's answer depends on."""
     latest: dict[str, int] = {}
     for a in allocs.values():
         if a["modify_index"] > latest.get(a["job"], -1):
             latest[a["job"]] = a["modify_index"]
-    return {name: (job["modify_index"], latest.get(name, 0), nodes_index)
-            for name, job in jobs.items()}
+    return {
+        name: (job["modify_index"], latest.get(name, 0), nodes_index) for name, job in jobs.items()
+    }
 
 
 def plan_commands(plan: Plan, job: dict[str, Any]) -> list[dict[str, Any]]:
@@ -42,9 +45,13 @@ def plan_commands(plan: Plan, job: dict[str, Any]) -> list[dict[str, Any]]:
     }
     places = [p.to_dict() for p in plan.places]
     stops = [s.to_dict() for s in plan.stops]
-    chunks = [places[i : i + MAX_PLACES_PER_COMMAND]
-              for i in range(0, len(places), MAX_PLACES_PER_COMMAND)] or [[]]
-    return [dict(base, places=chunk, stops=stops if i == 0 else []) for i, chunk in enumerate(chunks)]
+    chunks = [
+        places[i : i + MAX_PLACES_PER_COMMAND]
+        for i in range(0, len(places), MAX_PLACES_PER_COMMAND)
+    ] or [[]]
+    return [
+        dict(base, places=chunk, stops=stops if i == 0 else []) for i, chunk in enumerate(chunks)
+    ]
 
 
 def _status_of(plan: Plan) -> dict[str, Any]:
@@ -78,9 +85,14 @@ async def _propose(replica: Replica, name: str, plan: Plan, job: dict[str, Any])
         log.info("plan for %s refused (%s); will recompute", name, e.code)
         return False
     if plan.places or plan.stops:
-        log.info("job %s v%s: %d placed, %d stopped%s", name, plan.job_version,
-                 len(plan.places), len(plan.stops),
-                 f", {len(plan.failures)} groups unplaceable" if plan.failures else "")
+        log.info(
+            "job %s v%s: %d placed, %d stopped%s",
+            name,
+            plan.job_version,
+            len(plan.places),
+            len(plan.stops),
+            f", {len(plan.failures)} groups unplaceable" if plan.failures else "",
+        )
     return True
 
 

@@ -99,7 +99,11 @@ def test_job_run_yaml_then_list_and_status(heroctl, server: Server, tmp_path: Pa
 
 
 def test_job_run_json_from_stdin_update_and_check_index(heroctl, server: Server) -> None:
-    job = {"name": "api", "type": "batch", "groups": [{"name": "g", "count": 1, "tasks": [{"name": "t", "image": "x"}]}]}
+    job = {
+        "name": "api",
+        "type": "batch",
+        "groups": [{"name": "g", "count": 1, "tasks": [{"name": "t", "image": "x"}]}],
+    }
     first = json.loads(ok(heroctl("job", "run", "--detach", "--json", "-", input=json.dumps(job))))
     assert first["version"] == 0 and first["type"] == "batch"
 

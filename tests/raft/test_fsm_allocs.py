@@ -25,35 +25,63 @@ class Log:
 
 def placed(log: Log, count: int) -> list[dict[str, Any]]:
     doc = log.state.table("jobs")["web"]
-    places = [{"id": f"a{log.index}-{i}", "name": f"web.web[{i}]", "group": "web", "index": i,
-               "node": "n1", "job_version": doc["version"], "resources": {"cpu": 100, "memory": 128},
-               "ports": {}} for i in range(count)]
-    result = log.do("plan.apply", job="web", job_version=doc["version"],
-                    job_modify_index=doc["job_modify_index"], places=places)
+    places = [
+        {
+            "id": f"a{log.index}-{i}",
+            "name": f"web.web[{i}]",
+            "group": "web",
+            "index": i,
+            "node": "n1",
+            "job_version": doc["version"],
+            "resources": {"cpu": 100, "memory": 128},
+            "ports": {},
+        }
+        for i in range(count)
+    ]
+    result = log.do(
+        "plan.apply",
+        job="web",
+        job_version=doc["version"],
+        job_modify_index=doc["job_modify_index"],
+        places=places,
+    )
     assert result["ok"] and result["placed"] == count
     return places
 
 
 def test_count_only_change_moves_allocations_in_place() -> None:
     log = Log()
-    log.do("node.register", node={"id": "n1", "name": "node-1", "resources": {"cpu": 4000, "memory": 4096}})
+    log.do(
+        "node.register",
+        node={"id": "n1", "name": "node-1", "resources": {"cpu": 4000, "memory": 4096}},
+    )
     log.do("job.upsert", job=job(2))
     placed(log, 2)
     log.do("job.upsert", job=job(3))
     allocs = log.state.allocs_of(job="web")
     assert [a["job_version"] for a in allocs] == [1, 1]
-    assert all(a["desired_status"] == "run" and a["events"][-1]["type"] == "updated" for a in allocs)
+    assert all(
+        a["desired_status"] == "run" and a["events"][-1]["type"] == "updated" for a in allocs
+    )
     log.do("job.upsert", job=job(3, image="img:2"))  # a real change: the scheduler rolls them
     assert [a["job_version"] for a in log.state.allocs_of(job="web")] == [1, 1]
 
 
 def test_stale_plan_is_refused_and_delete_stops_allocations() -> None:
     log = Log()
-    log.do("node.register", node={"id": "n1", "name": "node-1", "resources": {"cpu": 4000, "memory": 4096}})
+    log.do(
+        "node.register",
+        node={"id": "n1", "name": "node-1", "resources": {"cpu": 4000, "memory": 4096}},
+    )
     log.do("job.upsert", job=job(1))
     old = log.state.table("jobs")["web"]["job_modify_index"]
     log.do("job.upsert", job=job(1, image="img:2"))
-    stale = log.do("plan.apply", job="web", job_modify_index=old, places=[{"id": "x", "group": "web", "node": "n1"}])
+    stale = log.do(
+        "plan.apply",
+        job="web",
+        job_modify_index=old,
+        places=[{"id": "x", "group": "web", "node": "n1"}],
+    )
     assert stale["status"] == 409 and stale["error"] == "stale_plan"
     placed(log, 1)
     log.do("job.delete", name="web")
@@ -62,12 +90,17 @@ def test_stale_plan_is_refused_and_delete_stops_allocations() -> None:
 
 def test_agent_reports_only_for_its_own_node() -> None:
     log = Log()
-    log.do("node.register", node={"id": "n1", "name": "node-1", "resources": {"cpu": 4000, "memory": 4096}})
+    log.do(
+        "node.register",
+        node={"id": "n1", "name": "node-1", "resources": {"cpu": 4000, "memory": 4096}},
+    )
     log.do("job.upsert", job=job(1))
     (p,) = placed(log, 1)
     r = log.do("alloc.update", node="n2", updates=[{"id": p["id"], "status": "running"}])
     assert r["applied"] == 0 and r["refused"] == [p["id"]]
-    r = log.do("alloc.update", node="n1", updates=[{"id": p["id"], "status": "running", "healthy": True}])
+    r = log.do(
+        "alloc.update", node="n1", updates=[{"id": p["id"], "status": "running", "healthy": True}]
+    )
     alloc = log.state.table("allocations")[p["id"]]
     assert r["applied"] == 1 and alloc["status"] == "running" and alloc["healthy"] is True
     log.do("node.status", id="n1", status="down")

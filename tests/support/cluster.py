@@ -29,8 +29,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_until(fn: Callable[[], T], timeout: float = 15.0, interval: float = 0.05,
-               message: str = "condition") -> T:
+def wait_until(
+    fn: Callable[[], T], timeout: float = 15.0, interval: float = 0.05, message: str = "condition"
+) -> T:
     deadline = time.monotonic() + timeout
     last_exc: Exception | None = None
     while time.monotonic() < deadline:
@@ -41,17 +42,28 @@ def wait_until(fn: Callable[[], T], timeout: float = 15.0, interval: float = 0.0
         except Exception as e:  # noqa: BLE001 - a poll tolerates transient errors
             last_exc = e
         time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout}s waiting for {message}" +
-                       (f" (last error: {last_exc!r})" if last_exc else ""))
+    raise TimeoutError(
+        f"timed out after {timeout}s waiting for {message}"
+        + (f" (last error: {last_exc!r})" if last_exc else "")
+    )
 
 
 class Server:
     """One heroctld process. With `agent=True` it runs its embedded agent
     (no `--no-agent`); `env` then carries its `HEROCTL_AGENT_*` settings."""
 
-    def __init__(self, name: str, root: Path, cluster_key: str, *, api_port: int | None = None,
-                 raft_port: int | None = None, extra_args: list[str] | None = None,
-                 env: dict[str, str] | None = None, agent: bool = False) -> None:
+    def __init__(
+        self,
+        name: str,
+        root: Path,
+        cluster_key: str,
+        *,
+        api_port: int | None = None,
+        raft_port: int | None = None,
+        extra_args: list[str] | None = None,
+        env: dict[str, str] | None = None,
+        agent: bool = False,
+    ) -> None:
         self.name = name
         self.api_port = api_port or free_port()
         self.raft_port = raft_port or free_port()
@@ -73,9 +85,20 @@ class Server:
         return f"127.0.0.1:{self.raft_port}"
 
     def start(self, peers: list[str] | None = None, join: str | None = None) -> Server:
-        args = [*HEROCTLD, "--node-name", self.name, "--data-dir", str(self.data_dir),
-                "--bind", "127.0.0.1", "--api-port", str(self.api_port),
-                "--raft-port", str(self.raft_port), *self.extra_args]
+        args = [
+            *HEROCTLD,
+            "--node-name",
+            self.name,
+            "--data-dir",
+            str(self.data_dir),
+            "--bind",
+            "127.0.0.1",
+            "--api-port",
+            str(self.api_port),
+            "--raft-port",
+            str(self.raft_port),
+            *self.extra_args,
+        ]
         if not self.agent:
             args.append("--no-agent")
         if peers:
@@ -84,8 +107,13 @@ class Server:
             args += ["--join", join]
         env = {**os.environ, "HEROCTL_CLUSTER_KEY": self.cluster_key, **self.env}
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
-        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                     cwd=Path(__file__).resolve().parents[2])
+        self.proc = subprocess.Popen(
+            args,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=Path(__file__).resolve().parents[2],
+        )
         log.close()
         return self
 
@@ -138,8 +166,9 @@ class Server:
 
             client = docker.from_env(timeout=30)
             try:
-                for c in client.containers.list(all=True,
-                                                filters={"label": f"heroctl.node={node_id}"}):
+                for c in client.containers.list(
+                    all=True, filters={"label": f"heroctl.node={node_id}"}
+                ):
                     c.remove(force=True, v=True)
             finally:
                 client.close()
@@ -189,10 +218,20 @@ class Cluster:
     HEROCTL_BOOTSTRAP_TOKEN and every `Server` sends that management token; pass
     `bootstrap=False` for a cluster with no identity at all (bootstrap tests)."""
 
-    def __init__(self, root: Path, size: int = 3, *, cluster_key: str | None = None,
-                 extra_args: list[str] | None = None, env: dict[str, str] | None = None,
-                 bootstrap: bool = True, agent: bool = False, agent_cpu: int = 2000,
-                 agent_memory: int = 1024, ports_per_node: int = 200) -> None:
+    def __init__(
+        self,
+        root: Path,
+        size: int = 3,
+        *,
+        cluster_key: str | None = None,
+        extra_args: list[str] | None = None,
+        env: dict[str, str] | None = None,
+        bootstrap: bool = True,
+        agent: bool = False,
+        agent_cpu: int = 2000,
+        agent_memory: int = 1024,
+        ports_per_node: int = 200,
+    ) -> None:
         """`agent=True`: every server runs its agent, offering `agent_cpu` MHz and
         `agent_memory` MB (so placements do not depend on the machine) and its own
         slice of `ports_per_node` host ports (a random base per cluster, so two
@@ -221,8 +260,9 @@ class Cluster:
             env.setdefault("HEROCTL_AGENT_CPU", str(self.agent_cpu))
             env.setdefault("HEROCTL_AGENT_MEMORY", str(self.agent_memory))
             env.setdefault("HEROCTL_AGENT_HOST_IP", "127.0.0.1")
-        s = Server(name, self.root, self.cluster_key, extra_args=self.extra_args, env=env,
-                   agent=self.agent)
+        s = Server(
+            name, self.root, self.cluster_key, extra_args=self.extra_args, env=env, agent=self.agent
+        )
         s.token = self.token
         return s
 
@@ -251,6 +291,7 @@ class Cluster:
             return  # no identity to ask for peers with
         # The token works everywhere (the ACL bootstrap is applied on every server).
         wait_until(lambda: all(s.status() for s in targets), timeout, message="ACL bootstrap")
+
         # Every server registered its name, so names resolve everywhere.
         def named() -> bool:
             st = targets[0].get("/v1/cluster/peers?stale=true", timeout=2).body

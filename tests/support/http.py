@@ -26,8 +26,15 @@ class Reply:
         return None
 
 
-def request(method: str, url: str, body: Any = None, *, raw: bytes | None = None,
-            headers: dict[str, str] | None = None, timeout: float = 10.0) -> Reply:
+def request(
+    method: str,
+    url: str,
+    body: Any = None,
+    *,
+    raw: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 10.0,
+) -> Reply:
     data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
     req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
     if data is not None and "Content-Type" not in (headers or {}):
