@@ -37,6 +37,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -52,7 +53,7 @@ from agent.metrics import MetricsStore
 from api.context import read_view, replica_of
 from api.errors import ApiError
 from api.routes_allocations import _alloc_or_404
-from api.security.runtime import SECURITY
+from api.security.runtime import SECURITY, identity_of
 
 routes = web.RouteTableDef()
 log = logging.getLogger("heroctld.logs")
@@ -241,7 +242,14 @@ def _dumps(doc: Any) -> str:
 # --- internal: this node's store ---------------------------------------------------------------
 
 
+def require_server(request: web.Request) -> None:
+    """The agent endpoints answer other servers (their ``hs_`` credential) only."""
+    if identity_of(request).kind != "server":
+        raise ApiError(403, "forbidden", "the agent endpoints are for the cluster's servers")
+
+
 def _local_store(request: web.Request) -> LogStore:
+    require_server(request)
     store = request.app[LOCAL_NODE].logs
     if store is None:
         raise ApiError(404, "agent_not_running", "this server runs no agent (--no-agent)")
@@ -257,6 +265,8 @@ async def agent_logs(request: web.Request) -> web.StreamResponse:
     loop = asyncio.get_running_loop()
     try:
         if not _flag(request, "follow"):
+            if _flag(request, "exists") and not store.has(alloc_id):
+                raise ApiError(404, "logs_not_found", f"no logs of allocation {alloc_id} here")
             found = await loop.run_in_executor(
                 None,
                 lambda: store.tail(alloc_id, f.lines, stream=f.stream, task=f.task, since=since),
@@ -314,6 +324,41 @@ async def tail_of(request: web.Request, alloc: dict[str, Any], f: Filters) -> li
     return body
 
 
+_FULL_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+async def find_alloc(request: web.Request, ref: str) -> dict[str, Any]:
+    """The allocation by id or prefix; one the cluster has forgotten (garbage
+    collected) is still found, by its full id, on the node keeping its logs."""
+    try:
+        return _alloc_or_404(request, ref)
+    except ApiError as exc:
+        if exc.status != 404 or not _FULL_ID.match(ref):
+            raise
+        missing = exc
+    replica = replica_of(request)
+    local = request.app[LOCAL_NODE]
+    if local.logs is not None and local.logs.has(ref):
+        return {"id": ref, "node_name": replica.identity.name}
+    with replica.state.read() as s:
+        others = [n for n in s.table("servers") if n != replica.identity.name]
+
+    async def probe(name: str) -> str | None:
+        try:
+            loc = locate(request, name)
+            await agent_get(
+                request, loc, f"/v1/agent/logs/{ref}", {"lines": "0", "exists": "true"}, timeout=3.0
+            )
+            return name
+        except NodeUnreachable:
+            return None
+
+    for name in await asyncio.gather(*(probe(n) for n in others)):
+        if name is not None:
+            return {"id": ref, "node_name": name}
+    raise missing
+
+
 def _unreachable(alloc_id: str, exc: Exception) -> ApiError:
     return ApiError(503, "node_unreachable", f"logs of allocation {alloc_id}: {exc}")
 
@@ -321,7 +366,7 @@ def _unreachable(alloc_id: str, exc: Exception) -> ApiError:
 @routes.get("/v1/logs/{alloc}")
 async def get_alloc_logs(request: web.Request) -> web.StreamResponse:
     await read_view(request)
-    alloc = _alloc_or_404(request, request.match_info["alloc"])
+    alloc = await find_alloc(request, request.match_info["alloc"])
     if _flag(request, "stream"):
         return await _stream(request, [alloc], None, _filters(request, DEFAULT_STREAM_LINES))
     try:
@@ -348,7 +393,7 @@ async def get_logs(request: web.Request) -> web.StreamResponse:
     job = request.query.get("job")
     alloc_ref = request.query.get("alloc")
     if alloc_ref:
-        allocs = [_alloc_or_404(request, alloc_ref)]
+        allocs = [await find_alloc(request, alloc_ref)]
         job = None
     elif job:
         allocs = _job_allocs(request, job)

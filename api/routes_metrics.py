@@ -40,7 +40,14 @@ from agent.metrics import ALLOC_FIELDS, NODE_FIELDS, bucketize, choose_step
 from api.context import replica_of
 from api.errors import ApiError, Handler
 from api.routes_allocations import _alloc_or_404
-from api.routes_logs import LOCAL_NODE, Location, NodeUnreachable, agent_get, locate
+from api.routes_logs import (
+    LOCAL_NODE,
+    Location,
+    NodeUnreachable,
+    agent_get,
+    locate,
+    require_server,
+)
 from api.routes_nodes import find_node
 from api.security.runtime import rfc3339
 from raft.fsm_allocs import CLIENT_STATUSES
@@ -153,6 +160,7 @@ def _window(request: web.Request) -> tuple[float, float, float | None]:
 
 @routes.get("/v1/agent/metrics/current")
 async def agent_current(request: web.Request) -> web.Response:
+    require_server(request)
     local = request.app[LOCAL_NODE]
     current = local.metrics.current() if local.metrics is not None else {}
     counter = request.app[REQUESTS]
@@ -169,6 +177,7 @@ async def agent_current(request: web.Request) -> web.Response:
 
 @routes.get("/v1/agent/metrics/query")
 async def agent_query(request: web.Request) -> web.Response:
+    require_server(request)
     store = request.app[LOCAL_NODE].metrics
     if store is None:
         raise ApiError(404, "agent_not_running", "this server runs no agent (--no-agent)")

@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from api.security.crypto import KeyMaterial
 from tests.api.authutil import as_, assert_error, make_token, put_policy
 from tests.support.cluster import Cluster, Server, wait_until
 
@@ -305,6 +306,11 @@ def test_logs_need_the_logs_resource(cluster: Cluster) -> None:
     alloc = server.get("/v1/allocations?job=printer").body[0]
     assert_error(as_(server, logs, "GET", f"/v1/agent/logs/{alloc['id']}"), 403)
     assert_error(as_(server, logs, "GET", "/v1/agent/metrics/current"), 403)
+    assert_error(server.get(f"/v1/agent/logs/{alloc['id']}"), 403)  # management: no either
+    hs = KeyMaterial(cluster.cluster_key).server_token("server-2")
+    r = as_(server, hs, "GET", f"/v1/agent/logs/{alloc['id']}?lines=1&exists=true")
+    assert r.status in (200, 404), r.raw  # 404 logs_not_found: not on this node
+    assert as_(server, hs, "GET", "/v1/agent/metrics/current").status == 200
 
 
 # --- metrics ------------------------------------------------------------------------------------
