@@ -11,10 +11,8 @@ from api.client import ApiClient, ApiClientError
 from cli.common import Settings, api_options, call, pass_settings
 from cli.output import (
     NONE,
-    Duration,
     echo,
     fmt_age,
-    fmt_seconds,
     fmt_time,
     heading,
     key_values,
@@ -22,9 +20,9 @@ from cli.output import (
     short_id,
     table,
 )
+from cli.waiting import fetch_list, wait_option
 
 STATUSES = ("pending", "running", "complete", "failed", "lost")
-DEFAULT_WAIT = "5m"
 
 
 @click.group()
@@ -64,18 +62,7 @@ ALLOC_HEADERS = ["ID", "NAME", "NODE", "STATUS", "DESIRED", "HEALTHY", "VERSION"
 @click.option("--job", metavar="JOB", help="Only this job's allocations.")
 @click.option("--node", metavar="NODE", help="Only allocations on this node (name or id).")
 @click.option("--status", type=click.Choice(STATUSES), help="Only allocations in this status.")
-@click.option(
-    "--wait",
-    type=Duration(),
-    is_flag=False,
-    flag_value=DEFAULT_WAIT,
-    default=None,
-    metavar="[DURATION]",
-    help=(
-        "Wait (blocking queries, up to DURATION, default 5m) until the list differs, then "
-        "print it; printed unchanged, with a note on stderr, when nothing changed in time."
-    ),
-)
+@wait_option()
 @api_options
 @pass_settings
 def list_(
@@ -87,15 +74,7 @@ def list_(
 ) -> None:
     """List allocations, optionally of one job, on one node, or in one status."""
     params = {"job": job, "node": node, "status": status}
-    changed = True
-    if wait is None:
-        allocs = call(settings, lambda api: api.list_allocations(job, node, status))
-    else:
-        allocs, changed = call(
-            settings, lambda api: api.wait_for_change("/v1/allocations", params, wait=wait)
-        )
-    if not changed:
-        click.echo(f"No change within {fmt_seconds(wait)}.", err=True)
+    allocs = fetch_list(settings, "/v1/allocations", params, wait)
     if settings.json_output:
         print_json(allocs)
         return

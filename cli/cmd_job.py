@@ -33,6 +33,7 @@ from cli.output import (
     short_id,
     table,
 )
+from cli.waiting import fetch_list, wait_option
 
 # Fields the server sets on a job; everything else is the submitted spec.
 SERVER_FIELDS = (
@@ -394,11 +395,12 @@ def run(
 
 
 @job.command("list")
+@wait_option()
 @api_options
 @pass_settings
-def list_(settings: Settings) -> None:
+def list_(settings: Settings, wait: float | None) -> None:
     """List jobs with their status and current version."""
-    jobs = call(settings, lambda api: api.list_jobs())
+    jobs = fetch_list(settings, "/v1/jobs", wait=wait)
     if settings.json_output:
         print_json(jobs)
         return

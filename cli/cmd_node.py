@@ -24,14 +24,9 @@ from cli.output import (
     table,
     used_of,
 )
+from cli.waiting import fetch_list, wait_option
 
 T = TypeVar("T")
-
-DEFAULT_WAIT = "5m"
-WAIT_HELP = (
-    "Wait (blocking queries, up to DURATION, default 5m) until the list differs, then "
-    "print it; printed unchanged, with a note on stderr, when nothing changed in time."
-)
 
 
 @click.group()
@@ -81,15 +76,7 @@ NODE_HEADERS = ["NAME", "ID", "STATUS", "ELIGIBILITY", "ALLOCS", "CPU", "MEMORY"
 
 
 @node.command("list")
-@click.option(
-    "--wait",
-    type=Duration(),
-    is_flag=False,
-    flag_value=DEFAULT_WAIT,
-    default=None,
-    metavar="[DURATION]",
-    help=WAIT_HELP,
-)
+@wait_option()
 @api_options
 @pass_settings
 def list_(settings: Settings, wait: float | None) -> None:
@@ -97,13 +84,7 @@ def list_(settings: Settings, wait: float | None) -> None:
 
     CPU and MEMORY are reserved by live allocations / the node's total.
     """
-    changed = True
-    if wait is None:
-        nodes = call(settings, lambda api: api.list_nodes())
-    else:
-        nodes, changed = call(settings, lambda api: api.wait_for_change("/v1/nodes", wait=wait))
-    if not changed:
-        click.echo(f"No change within {fmt_seconds(wait)}.", err=True)
+    nodes = fetch_list(settings, "/v1/nodes", wait=wait)
     if settings.json_output:
         print_json(nodes)
         return

@@ -16,6 +16,7 @@ import click
 from api.client import ApiClient
 from cli.common import Settings, api_options, call, pass_settings
 from cli.output import echo, print_json, table
+from cli.waiting import fetch_list, wait_option
 
 
 @click.group()
@@ -81,15 +82,12 @@ def get(settings: Settings, name: str, version: int | None) -> None:
 
 
 @secret.command("list")
+@wait_option()
 @api_options
 @pass_settings
-def list_(settings: Settings) -> None:
+def list_(settings: Settings, wait: float | None) -> None:
     """List secret names and versions (never values)."""
-
-    async def fetch(api: ApiClient) -> Any:
-        return (await api.get("/v1/secrets"))[0]
-
-    rows = call(settings, fetch)
+    rows = fetch_list(settings, "/v1/secrets", wait=wait)
     if settings.json_output:
         print_json(rows)
         return

@@ -15,13 +15,8 @@ import click
 
 from api.client import ApiClient
 from cli.common import Settings, api_options, call, pass_settings
-from cli.output import Duration, echo, fmt_seconds, key_values, print_json, table
-
-DEFAULT_WAIT = "5m"
-WAIT_HELP = (
-    "Wait (blocking queries, up to DURATION, default 5m) until the answer differs, then "
-    "print it; printed unchanged, with a note on stderr, when nothing changed in time."
-)
+from cli.output import echo, key_values, print_json, table
+from cli.waiting import fetch_list, wait_option
 
 
 @click.group()
@@ -31,18 +26,6 @@ def webhook() -> None:
 
 def _path(wid: str, tail: str = "") -> str:
     return f"/v1/webhooks/{quote(wid, safe='')}{tail}"
-
-
-def wait_option(fn: Any) -> Any:
-    return click.option(
-        "--wait",
-        type=Duration(),
-        is_flag=False,
-        flag_value=DEFAULT_WAIT,
-        default=None,
-        metavar="[DURATION]",
-        help=WAIT_HELP,
-    )(fn)
 
 
 def read_secret(secret_file: IO[str] | None, stdin: IO[str] | None = None) -> str:
@@ -55,15 +38,6 @@ def read_secret(secret_file: IO[str] | None, stdin: IO[str] | None = None) -> st
             return click.prompt("Signing secret", hide_input=True, confirmation_prompt=True)
         value = stdin.read()
     return value.rstrip("\r\n")
-
-
-def _fetch(settings: Settings, path: str, wait: float | None) -> Any:
-    if wait is None:
-        return call(settings, lambda api: api.get(path))[0]
-    body, changed = call(settings, lambda api: api.wait_for_change(path, wait=wait))
-    if not changed:
-        click.echo(f"No change within {fmt_seconds(wait)}.", err=True)
-    return body
 
 
 @webhook.command("add")
@@ -111,12 +85,12 @@ def _status(doc: dict[str, Any]) -> str:
 
 
 @webhook.command("list")
-@wait_option
+@wait_option("answer")
 @api_options
 @pass_settings
 def list_(settings: Settings, wait: float | None) -> None:
     """List webhooks and how their deliveries go."""
-    rows = _fetch(settings, "/v1/webhooks", wait)
+    rows = fetch_list(settings, "/v1/webhooks", wait=wait)
     if settings.json_output:
         print_json(rows)
         return
@@ -146,7 +120,7 @@ def list_(settings: Settings, wait: float | None) -> None:
 @pass_settings
 def show(settings: Settings, webhook_id: str) -> None:
     """Details of one webhook (never its secret)."""
-    doc = _fetch(settings, _path(webhook_id), None)
+    doc = call(settings, lambda api: api.get(_path(webhook_id)))[0]
     if settings.json_output:
         print_json(doc)
         return
@@ -185,12 +159,12 @@ def rm(settings: Settings, webhook_id: str) -> None:
 
 @webhook.command("deliveries")
 @click.argument("webhook_id")
-@wait_option
+@wait_option("answer")
 @api_options
 @pass_settings
 def deliveries(settings: Settings, webhook_id: str, wait: float | None) -> None:
     """Every kept delivery attempt, newest first."""
-    out = _fetch(settings, _path(webhook_id, "/deliveries"), wait)
+    out = fetch_list(settings, _path(webhook_id, "/deliveries"), wait=wait)
     if settings.json_output:
         print_json(out)
         return
