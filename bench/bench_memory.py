@@ -137,6 +137,9 @@ def run(quick: bool = False) -> dict[str, Any]:
             "ready_s": round(ready_s, 3),
             "state_applied_s": round(state_s, 3),
             "jobs": restarted_count,
+            # A restarted follower can win an election (pysyncobj has no PreVote).
+            "leader_before": leader.name,
+            "leader_after": cluster.leader().name,
         }
         if restarted_count != jobs:
             raise RuntimeError(f"{victim.name} lists {restarted_count} jobs after restart")
