@@ -25,11 +25,20 @@ from collections.abc import Callable
 from typing import Any
 
 from raft.commands import MAX_BATCH_BYTES, encode_batch, encode_command
-from raft.node import DISCARDED, NO_LEADER, NOT_LEADER, OK, QUEUE_FULL, Completion, RaftNode
+from raft.node import (
+    DISCARDED,
+    NO_LEADER,
+    NOT_LEADER,
+    OK,
+    QUEUE_FULL,
+    UNKNOWN,
+    Completion,
+    RaftNode,
+)
 
 log = logging.getLogger("heroctld.bridge")
 
-RETRYABLE = {NOT_LEADER, NO_LEADER, DISCARDED, QUEUE_FULL}
+RETRYABLE = {NOT_LEADER, NO_LEADER, DISCARDED, QUEUE_FULL, UNKNOWN}
 TIMEOUT = "timeout"
 
 

@@ -44,6 +44,7 @@ NO_LEADER = "no_leader"
 DISCARDED = "discarded"
 DENIED = "denied"
 QUEUE_FULL = "queue_full"
+UNKNOWN = "unknown_outcome"  # retried with the same request id, so it applies once
 _REASONS = {
     FAIL_REASON.SUCCESS: OK,
     FAIL_REASON.QUEUE_FULL: QUEUE_FULL,
@@ -53,8 +54,11 @@ _REASONS = {
     FAIL_REASON.LEADER_CHANGED: DISCARDED,
     FAIL_REASON.REQUEST_DENIED: DENIED,
 }
+if hasattr(FAIL_REASON, "UNKNOWN_OUTCOME"):
+    _REASONS[FAIL_REASON.UNKNOWN_OUTCOME] = UNKNOWN
 
-Completion = tuple[Any, Any, str]  # (token, result, reason)
+Completion = tuple[Any, Any, str]
+BUSY_TICK = 0.2  # seconds: a tick longer than this was spent busy, not listening  # (token, result, reason)
 
 
 class _KeyCheckingFernet:
@@ -151,6 +155,11 @@ class RaftNode:
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._started = threading.Event()
+        self._wait = config.tick_wait
+        self._last_tick = time.monotonic()
+        self._flushed_at: tuple[int, int] = (-1, -1)
+        self._journal: Any = None
+        self._journal_fd = -1
         self._start_error: BaseException | None = None
         self.last_contact: dict[str, float] = {}
         os.makedirs(config.data_dir, exist_ok=True)
@@ -232,40 +241,69 @@ class RaftNode:
             self._started.set()
             return
         self._started.set()
-        journal = self._sync._SyncObj__raftLog  # type: ignore[attr-defined]
-        flushed_at: tuple[int, int] = (-1, -1)
         sync = self._sync
+        self._journal = sync._SyncObj__raftLog  # type: ignore[attr-defined]
+        self._journal_fd = os.open(self.journal_path, os.O_RDWR)
+        # Our per-tick work runs inside pysyncobj's tick, after it applied and
+        # right before it polls: completions reach asyncio without waiting out
+        # the poll (on a quiet follower nothing else would end it).
+        sync.addOnTickCallback(self._after_tick)
         lonely_since = time.monotonic()
         next_check = lonely_since + 5.0
-        wait = self.config.tick_wait
         while not self._stopping.is_set():
             try:
-                # Tick again at once while the log moves: on a single server (or
-                # after an append) nothing else would wake the poll before
-                # tick_wait, and every write or barrier would wait for it.
-                sync.doTick(wait)
-                self._drain_tasks()
+                sync.doTick(self._wait)
                 now = time.monotonic()
                 if now >= next_check:
                     next_check = now + 5.0
                     lonely_since = self._warn_if_lonely(lonely_since, now)
-                mark = (len(journal), sync.raftCommitIndex)
-                moved = mark != flushed_at or sync.raftLastApplied < sync.raftCommitIndex
-                wait = 0.0 if moved else self.config.tick_wait
-                if mark != flushed_at:
-                    if self.config.flush_journal:
-                        journal.flush()
-                    flushed_at = mark
-                done, self._completed = self._completed, []
-                self._on_tick(done, sync.raftLastApplied)
             except Exception:
                 log.exception("raft tick failed")
                 time.sleep(self.config.tick_wait)
         try:
-            journal.flush()
+            self._flush_journal()
+            os.close(self._journal_fd)
             sync._doDestroy()  # type: ignore[attr-defined]
         except Exception:
             log.exception("raft shutdown")
+
+    def _after_tick(self) -> None:
+        """Tick thread, once per tick: tasks, journal flush, then completions."""
+        sync = self._sync
+        assert sync is not None
+        now = time.monotonic()
+        if now - self._last_tick > BUSY_TICK and not sync._isLeader():
+            # A long tick (replaying the journal after a restart, loading a
+            # snapshot) is time we did not listen: it must not count toward
+            # the election timeout, or a caught-up follower would depose a
+            # healthy leader the moment it finishes (pysyncobj has no PreVote).
+            deadline = now + self.config.election_timeout_min
+            if sync._SyncObj__raftElectionDeadline < deadline:  # type: ignore[attr-defined]
+                sync._SyncObj__raftElectionDeadline = deadline  # type: ignore[attr-defined]
+        self._last_tick = now
+        self._drain_tasks()
+        mark = (len(self._journal), sync.raftCommitIndex)
+        # Tick again at once while the log moves (nothing may wake the poll).
+        moved = mark != self._flushed_at or sync.raftLastApplied < sync.raftCommitIndex
+        self._wait = 0.0 if moved else self.config.tick_wait
+        if mark != self._flushed_at:
+            if self.config.flush_journal:
+                self._flush_journal()
+            self._flushed_at = mark
+        done, self._completed = self._completed, []
+        self._on_tick(done, sync.raftLastApplied)
+
+    def _flush_journal(self) -> None:
+        """Make the journal durable before anything of this tick is acknowledged.
+
+        fdatasync on the file writes back the pages dirtied through pysyncobj's
+        mmap, like msync, but releases the GIL while the disk works (CPython's
+        mmap.flush holds it, freezing the API for the duration).
+        """
+        try:
+            os.fdatasync(self._journal_fd)
+        except OSError:
+            self._journal.flush()
 
     def _warn_if_lonely(self, lonely_since: float, now: float) -> float:
         """Log when no peer has answered for a while: the operator's first clue."""
