@@ -45,7 +45,8 @@ def placement_view(s: State, name: str) -> dict[str, Any]:
     return {
         "placement_failures": st.get("failures", []),
         "deployment": {
-            "job_version": st.get("job_version"),  # the version these placement results are for
+            "job_version": st.get("job_version"),  # the version last evaluated with changes
+            "evaluated_index": st.get("index"),
             "deferred": st.get("deferred", {}),
             "halted": st.get("halted", {}),
         },

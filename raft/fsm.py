@@ -32,7 +32,7 @@ def apply_command(state: State, cmd: dict[str, Any] | None, index: int) -> dict[
         return fail(400, "invalid_command", "command did not decode")
     rid = cmd.get("rid")
     if isinstance(rid, str) and rid in state.requests:
-        return state.requests[rid]
+        return state.remembered(rid)
     handler = HANDLERS.get(cmd.get("op"))  # type: ignore[arg-type]
     if handler is None:
         result = fail(400, "unknown_op", f"unknown op {cmd.get('op')!r}")

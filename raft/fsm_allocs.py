@@ -23,6 +23,7 @@ def _event(ts: int, kind: str, message: str) -> dict[str, Any]:
 
 def _put(state: State, doc: dict[str, Any], index: int) -> None:
     doc["modify_index"] = index
+    state.changed_jobs.add(doc["job"])
     table = state.table("allocations")
     if doc["id"] not in table:
         state.index_alloc(doc)

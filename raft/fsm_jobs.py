@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgpack
+
 from raft.fsm_allocs import stop_job_allocs, update_in_place
 from raft.ops import fail, ok, op
 from raft.state import State
@@ -38,10 +40,14 @@ def job_upsert(state: State, cmd: dict[str, Any], index: int) -> dict[str, Any]:
         status="pending",
     )
     jobs[name] = doc
+    state.changed_jobs.add(name)
     if existing:
         update_in_place(state, existing, doc, cmd.get("ts", 0), index)
         versions = state.table("job_versions")
-        history = [*versions.get(name, ()), existing][-(MAX_VERSIONS - 1) :]
+        # Old versions are kept packed: a few hundred bytes each instead of
+        # kilobytes of dicts (10,000 jobs x 10 versions must fit in memory).
+        packed = msgpack.packb(existing, use_bin_type=True)
+        history = [*versions.get(name, ()), packed][-(MAX_VERSIONS - 1) :]
         versions[name] = history
         state.touch("job_versions", index)
     state.touch("jobs", index)
@@ -55,6 +61,7 @@ def job_delete(state: State, cmd: dict[str, Any], index: int) -> dict[str, Any]:
     if name not in jobs:
         return fail(404, "job_not_found", f"job '{name}' does not exist")
     del jobs[name]
+    state.changed_jobs.add(name)
     state.table("job_versions").pop(name, None)
     if state.table("job_status").pop(name, None) is not None:
         state.touch("job_status", index)
@@ -69,4 +76,5 @@ def job_versions(state: State, name: str) -> list[dict[str, Any]]:
     current = state.table("jobs").get(name)
     if current is None:
         return []
-    return [current, *reversed(state.table("job_versions").get(name, []))]
+    history = state.table("job_versions").get(name, [])
+    return [current, *(msgpack.unpackb(v, raw=False) for v in reversed(history))]

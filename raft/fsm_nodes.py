@@ -29,6 +29,7 @@ def _node(state: State, node_id: Any) -> dict[str, Any] | None:
 
 def _put(state: State, doc: dict[str, Any], index: int) -> dict[str, Any]:
     doc["modify_index"] = index
+    state.nodes_changed = True
     state.table("nodes")[doc["id"]] = doc
     state.touch("nodes", index)
     return doc

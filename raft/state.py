@@ -21,7 +21,7 @@ import msgpack
 # without it loads as empty.
 TABLES: tuple[str, ...] = (
     "jobs",  # name -> current job document
-    "job_versions",  # name -> list of previous documents, oldest first
+    "job_versions",  # name -> list of previous documents (msgpack bytes), oldest first
     "servers",  # server name -> {name, raft_address, api_address}
     "meta",  # singleton values (cluster id, ...)
     "nodes",  # node id -> node document (registered by its agent)
@@ -55,6 +55,10 @@ class State:
         self.tables: dict[str, dict[str, Any]] = {t: {} for t in TABLES}
         # request id -> result, oldest first, bounded (deterministic eviction).
         self.requests: OrderedDict[str, Any] = OrderedDict()
+        # What changed for the leader's scheduler (not replicated, never read
+        # by the FSM): job names, and whether any node changed.
+        self.changed_jobs: set[str] = set()
+        self.nodes_changed = True
         # Derived lookups (not replicated: rebuilt from the tables on load).
         self.allocs_by_node: dict[str, set[str]] = {}
         self.allocs_by_job: dict[str, set[str]] = {}
@@ -67,11 +71,16 @@ class State:
     def table(self, name: str) -> dict[str, Any]:
         return self.tables[name]
 
+    def remembered(self, rid: str) -> Any:
+        packed = self.requests.get(rid)
+        return None if packed is None else msgpack.unpackb(packed, raw=False, strict_map_key=False)
+
     def touch(self, table: str, index: int) -> None:
         self.table_index[table] = index
 
     def remember_request(self, rid: str, result: Any) -> None:
-        self.requests[rid] = result
+        # Packed: results carry whole documents, which would otherwise stay alive.
+        self.requests[rid] = msgpack.packb(result, use_bin_type=True)
         while len(self.requests) > REQUEST_MEMORY:
             self.requests.popitem(last=False)
 
@@ -100,8 +109,16 @@ class State:
                 self.tables[name] = dict(rows)
             self.requests = OrderedDict((k, v) for k, v in snapshot.get("requests", []))
             self.allocs_by_node, self.allocs_by_job = {}, {}
+            self.nodes_changed = True
             for alloc in self.tables["allocations"].values():
                 self.index_alloc(alloc)
+
+    def take_changes(self) -> tuple[set[str], bool]:
+        """(jobs changed since the last call, whether nodes changed): for the scheduler."""
+        with self.lock:
+            jobs, nodes = self.changed_jobs, self.nodes_changed
+            self.changed_jobs, self.nodes_changed = set(), False
+            return jobs, nodes
 
     def index_alloc(self, alloc: dict[str, Any]) -> None:
         self.allocs_by_node.setdefault(alloc["node"], set()).add(alloc["id"])

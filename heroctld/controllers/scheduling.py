@@ -20,19 +20,6 @@ WATCHED = ("jobs", "nodes", "allocations")
 MAX_PLACES_PER_COMMAND = 2000
 
 
-def _fingerprints(
-    jobs: dict[str, Any], allocs: dict[str, Any], nodes_index: int
-) -> dict[str, tuple]:
-    """Per job: what the scheduler's answer depends on."""
-    latest: dict[str, int] = {}
-    for a in allocs.values():
-        if a["modify_index"] > latest.get(a["job"], -1):
-            latest[a["job"]] = a["modify_index"]
-    return {
-        name: (job["modify_index"], latest.get(name, 0), nodes_index) for name, job in jobs.items()
-    }
-
-
 def plan_commands(plan: Plan, job: dict[str, Any]) -> list[dict[str, Any]]:
     """The plan as plan.apply commands (large plans in several chunks)."""
     base = {
@@ -69,12 +56,8 @@ def needs_write(plan: Plan, stored: dict[str, Any] | None) -> bool:
     """A plan that changes nothing and reports what is already stored is not written."""
     if not plan.empty:
         return True
-    status = _status_of(plan)
     known = {k: (stored or EMPTY_STATUS).get(k) for k in EMPTY_STATUS}
-    if status != known:
-        return True
-    # Unchanged failures of a new version: say they now belong to that version.
-    return status != EMPTY_STATUS and (stored or {}).get("job_version") != plan.job_version
+    return _status_of(plan) != known
 
 
 async def _propose(replica: Replica, name: str, plan: Plan, job: dict[str, Any]) -> bool:
@@ -97,31 +80,36 @@ async def _propose(replica: Replica, name: str, plan: Plan, job: dict[str, Any])
 
 
 async def scheduling_loop(replica: Replica, wait: float = 30.0) -> None:
-    seen: dict[str, tuple] = {}
+    """Schedule the jobs whose inputs changed (the FSM notes them), all of them
+    when nodes changed or this server just became leader."""
+    state = replica.state
+    state.take_changes()  # what happened before we led: covered by the full first pass
+    everything, retry = True, set()
     index = 0
     while True:
-        index = await replica.wait_for_change(WATCHED, index, wait)
-        with replica.state.read() as s:
-            jobs = dict(s.table("jobs"))
-            nodes = list(s.table("nodes").values())
-            allocs = dict(s.table("allocations"))
-            statuses = dict(s.table("job_status"))
-            nodes_index = s.table_index["nodes"]
-        prints = _fingerprints(jobs, allocs, nodes_index)
-        dirty = [name for name, fp in prints.items() if seen.get(name) != fp]
-        seen = {name: fp for name, fp in prints.items() if name in seen and name not in dirty}
-        if not dirty:
-            continue
-        cluster = ClusterState(nodes, allocs.values())
-        pending: list[tuple[str, Plan]] = []
-        for name in sorted(dirty):
-            plan = schedule_on(jobs[name], cluster, commit=True)
-            if needs_write(plan, statuses.get(name)):
-                pending.append((name, plan))
+        if not everything and not retry:
+            index = await replica.wait_for_change(WATCHED, index, wait)
+        changed, nodes_changed = state.take_changes()
+        with state.read() as s:
+            table = s.table("jobs")
+            if everything or nodes_changed:
+                names = sorted(table)
             else:
-                seen[name] = prints[name]
+                names = sorted(n for n in changed | retry if n in table)
+            jobs = {n: table[n] for n in names}
+            statuses = {n: s.table("job_status").get(n) for n in names}
+            nodes = list(s.table("nodes").values()) if names else []
+            allocs = list(s.table("allocations").values()) if names else []
+            index = max(index, *(s.table_index[t] for t in WATCHED))
+        everything, retry = False, set()
+        if not names:
+            continue
+        cluster = ClusterState(nodes, allocs)
+        pending: list[tuple[str, Plan]] = []
+        for name in names:
+            plan = schedule_on(jobs[name], cluster, commit=True)
+            if needs_write(plan, statuses[name]):
+                pending.append((name, plan))
         # All plans of one pass leave together: one raft entry, one round trip.
         done = await asyncio.gather(*(_propose(replica, n, p, jobs[n]) for n, p in pending))
-        for (name, _), accepted in zip(pending, done, strict=True):
-            if accepted:
-                seen[name] = prints[name]
+        retry = {name for (name, _), accepted in zip(pending, done, strict=True) if not accepted}
