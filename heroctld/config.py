@@ -12,6 +12,7 @@ import os
 import socket
 import tempfile
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -54,8 +55,11 @@ class AuthSettings:
     refresh_ttl: int = 30 * 86_400
 
 
-def _int_section(target: Any, section: str, data: dict[str, Any], env: dict[str, str]) -> None:
-    """Fill a dataclass of non-negative ints from a TOML table, then HEROCTL_<SECTION>_<KEY>."""
+def _section_items(
+    target: Any, section: str, data: dict[str, Any], env: dict[str, str]
+) -> Iterator[tuple[str, Any]]:
+    """The keys and values of a TOML table, HEROCTL_<SECTION>_<KEY> over them; each key
+    must be a field of the dataclass ``target`` (checked as it comes)."""
     values = dict(data)
     for key in vars(target):
         env_value = env.get(f"HEROCTL_{section.upper()}_{key.upper()}")
@@ -64,13 +68,24 @@ def _int_section(target: Any, section: str, data: dict[str, Any], env: dict[str,
     for key, value in values.items():
         if not hasattr(target, key):
             raise ConfigError(f"unknown key {section}.{key}")
-        try:
-            number = int(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{section}.{key} must be a whole number") from None
-        if number < 0:
-            raise ConfigError(f"{section}.{key} must be >= 0")
-        setattr(target, key, number)
+        yield key, value
+
+
+def _whole_number(value: Any, what: str) -> int:
+    """A non-negative int, or ConfigError naming ``what``."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{what} must be a whole number") from None
+    if number < 0:
+        raise ConfigError(f"{what} must be >= 0")
+    return number
+
+
+def _int_section(target: Any, section: str, data: dict[str, Any], env: dict[str, str]) -> None:
+    """Fill a dataclass of non-negative ints from a TOML table, then HEROCTL_<SECTION>_<KEY>."""
+    for key, value in _section_items(target, section, data, env):
+        setattr(target, key, _whole_number(value, f"{section}.{key}"))
 
 
 _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -137,13 +152,7 @@ def load_logs_metrics(
         if not isinstance(table, dict):
             raise ConfigError(f"[{section}] must be a table")
         values = {k.replace("-", "_"): v for k, v in table.items()}
-        for key in vars(target):
-            env_value = env.get(f"HEROCTL_{section.upper()}_{key.upper()}")
-            if env_value:
-                values[key] = env_value
-        for key, value in values.items():
-            if not hasattr(target, key):
-                raise ConfigError(f"unknown key {section}.{key}")
+        for key, value in _section_items(target, section, values, env):
             if key == "max_bytes_per_alloc":
                 setattr(target, key, int(_number_with_unit(value, _SIZE_UNITS, f"{section}.{key}")))
             else:
@@ -182,21 +191,9 @@ def load_agent_settings(data: Any, env: dict[str, str]) -> AgentSettings:
         raise ConfigError("[agent] must be a table")
     agent = AgentSettings()
     values = {k.replace("-", "_"): v for k, v in data.items()}
-    for key in vars(agent):
-        env_value = env.get(f"HEROCTL_AGENT_{key.upper()}")
-        if env_value:
-            values[key] = env_value
-    for key, value in values.items():
-        if not hasattr(agent, key):
-            raise ConfigError(f"unknown key agent.{key}")
+    for key, value in _section_items(agent, "agent", values, env):
         if key in ("cpu", "memory", "disk"):
-            try:
-                number = int(value)
-            except (TypeError, ValueError):
-                raise ConfigError(f"agent.{key} must be a whole number") from None
-            if number < 0:
-                raise ConfigError(f"agent.{key} must be >= 0")
-            setattr(agent, key, number)
+            setattr(agent, key, _whole_number(value, f"agent.{key}"))
         elif key == "port_range":
             try:
                 lo, hi = parse_port_range(value)
