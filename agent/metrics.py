@@ -40,7 +40,7 @@ from typing import Any
 import msgpack
 
 from agent.drivers.base import Driver, DriverError, TaskState
-from agent.node import CpuSampler
+from agent.node import CpuSampler, disk_mb, memory_mb
 
 __all__ = [
     "ALLOC_FIELDS",
@@ -450,39 +450,11 @@ class MetricsStore:
 # --- sampling ----------------------------------------------------------------------------------
 
 
-def _meminfo_mb() -> tuple[int, int]:
-    """(used, total) MB from /proc/meminfo."""
-    info: dict[str, int] = {}
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                key, _, rest = line.partition(":")
-                parts = rest.split()
-                if parts and parts[0].isdigit():
-                    info[key] = int(parts[0])
-    except OSError:
-        return 0, 0
-    total = info.get("MemTotal", 0)
-    used = total - info.get("MemAvailable", info.get("MemFree", 0))
-    return max(0, used) // 1024, total // 1024
-
-
-def _disk_mb(path: str) -> tuple[int, int]:
-    """(used, total) MB of the filesystem holding ``path``."""
-    try:
-        st = os.statvfs(path)
-    except OSError:
-        return 0, 0
-    total = st.f_blocks * st.f_frsize
-    free = st.f_bavail * st.f_frsize
-    return max(0, total - free) // 2**20, total // 2**20
-
-
 def node_stats(data_dir: str, cpu: CpuSampler) -> dict[str, float]:
     """This machine now: cpu busy % (since the previous call), memory and
     disk (of the data dir's filesystem) used and total in MB."""
-    mem_used, mem_total = _meminfo_mb()
-    disk_used, disk_total = _disk_mb(data_dir)
+    mem_total, mem_used = memory_mb()
+    disk_total, disk_used = disk_mb(data_dir)
     return {
         "cpu": round(cpu.busy_fraction() * 100.0, 2),
         "memory": float(mem_used),

@@ -61,7 +61,15 @@ def _meminfo() -> dict[str, int]:
     return out
 
 
-def _disk_mb(path: str) -> tuple[int, int]:
+def memory_mb() -> tuple[int, int]:
+    """(total, used) MB of this machine's memory (used: all but MemAvailable)."""
+    info = _meminfo()
+    total = info.get("MemTotal", 0)
+    used_kb = total - info.get("MemAvailable", info.get("MemFree", 0))
+    return total // 1024, max(0, used_kb) // 1024
+
+
+def disk_mb(path: str) -> tuple[int, int]:
     """(total, used) MB of the filesystem holding ``path``."""
     try:
         st = os.statvfs(path)
@@ -76,8 +84,8 @@ def detect_totals(data_dir: str) -> dict[str, int]:
     """cpu (cores x MHz), memory (MB) and disk (MB of the data dir's
     filesystem) of this machine."""
     cores, mhz = host_cpu()
-    memory = _meminfo().get("MemTotal", 0) // 1024
-    disk, _ = _disk_mb(data_dir)
+    memory, _ = memory_mb()
+    disk, _ = disk_mb(data_dir)
     return {"cpu": cores * mhz, "memory": memory, "disk": disk}
 
 
@@ -112,12 +120,11 @@ class CpuSampler:
 
 def host_usage(data_dir: str, cpu_total: int, sampler: CpuSampler) -> dict[str, int]:
     """What this machine uses now: cpu MHz, memory MB, disk MB."""
-    info = _meminfo()
-    used_kb = info.get("MemTotal", 0) - info.get("MemAvailable", info.get("MemFree", 0))
-    _, disk_used = _disk_mb(data_dir)
+    _, memory_used = memory_mb()
+    _, disk_used = disk_mb(data_dir)
     return {
         "cpu": int(round(sampler.busy_fraction() * cpu_total)),
-        "memory": max(0, used_kb) // 1024,
+        "memory": memory_used,
         "disk": disk_used,
     }
 
