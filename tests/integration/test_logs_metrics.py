@@ -25,7 +25,6 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -34,27 +33,9 @@ import pytest
 from api.security.crypto import KeyMaterial
 from tests.api.authutil import as_, assert_error, make_token, put_policy
 from tests.support.cluster import Cluster, Server, wait_until
+from tests.support.workloads import IMAGE, ROOT, docker_unavailable
 
-IMAGE = "heroctl-test/busybox:latest"
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _docker_ok() -> str | None:
-    try:
-        subprocess.run(["docker", "info"], check=True, capture_output=True, timeout=20)
-    except (OSError, subprocess.SubprocessError) as exc:
-        return f"no Docker engine answers `docker info` ({exc})"
-    probe = subprocess.run(["docker", "image", "inspect", IMAGE], capture_output=True, timeout=20)
-    if probe.returncode != 0:
-        built = subprocess.run(
-            ["bash", str(ROOT / "scripts/build-test-image.sh")], capture_output=True, timeout=120
-        )
-        if built.returncode != 0:
-            return f"cannot build {IMAGE}: {built.stderr.decode()[-300:]}"
-    return None
-
-
-_SKIP = _docker_ok()
+_SKIP = docker_unavailable()
 pytestmark = [pytest.mark.docker, pytest.mark.skipif(_SKIP is not None, reason=_SKIP or "")]
 
 PRINTER = "i=0; while true; do echo line $i; echo err $i >&2; i=$((i+1)); sleep 0.05; done"

@@ -19,27 +19,9 @@ from typing import Any
 import pytest
 
 from tests.support.cluster import HEROCTLD, Cluster, Server, wait_until
+from tests.support.workloads import IMAGE, ROOT, docker_unavailable
 
-IMAGE = "heroctl-test/busybox:latest"
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _docker_ok() -> str | None:
-    try:
-        subprocess.run(["docker", "info"], check=True, capture_output=True, timeout=20)
-    except (OSError, subprocess.SubprocessError) as exc:
-        return f"no Docker engine answers `docker info` ({exc})"
-    probe = subprocess.run(["docker", "image", "inspect", IMAGE], capture_output=True, timeout=20)
-    if probe.returncode != 0:
-        built = subprocess.run(
-            ["bash", str(ROOT / "scripts/build-test-image.sh")], capture_output=True, timeout=120
-        )
-        if built.returncode != 0:
-            return f"cannot build {IMAGE}: {built.stderr.decode()[-300:]}"
-    return None
-
-
-_SKIP = _docker_ok()
+_SKIP = docker_unavailable()
 pytestmark = [
     pytest.mark.docker,
     pytest.mark.skipif(_SKIP is not None, reason=_SKIP or ""),
