@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from raft.ops import fail, ok, op
+from raft.ops import delete_named, fail, ok, op, upsert_refused
 from raft.state import State
 
 TOKEN_TYPES = ("management", "client", "service")
@@ -130,10 +130,8 @@ def policy_upsert(state: State, cmd: dict[str, Any], index: int) -> dict[str, An
         return fail(400, "invalid_policy", "policy rules must be an object")
     table = state.table("acl_policies")
     existing = table.get(pol["name"])
-    if existing is not None and cmd.get("create_only"):
-        return fail(409, "policy_exists", f"policy '{pol['name']}' already exists")
-    if existing is None and cmd.get("update_only"):
-        return fail(404, "policy_not_found", f"policy '{pol['name']}' does not exist")
+    if (refused := upsert_refused(existing, cmd, "policy", pol["name"])) is not None:
+        return refused
     doc = {
         "name": pol["name"],
         "description": pol.get("description") or "",
@@ -148,12 +146,9 @@ def policy_upsert(state: State, cmd: dict[str, Any], index: int) -> dict[str, An
 
 @op("acl.policy.delete")
 def policy_delete(state: State, cmd: dict[str, Any], index: int) -> dict[str, Any]:
-    table = state.table("acl_policies")
     name = cmd.get("name")
-    if not isinstance(name, str) or name not in table:
-        return fail(404, "policy_not_found", f"policy '{name}' does not exist")
-    del table[name]
-    state.touch("acl_policies", index)
+    if (refused := delete_named(state, "acl_policies", name, "policy", index)) is not None:
+        return refused
     return ok(name=name)
 
 
@@ -169,10 +164,8 @@ def role_upsert(state: State, cmd: dict[str, Any], index: int) -> dict[str, Any]
         return missing
     table = state.table("acl_roles")
     existing = table.get(role["name"])
-    if existing is not None and cmd.get("create_only"):
-        return fail(409, "role_exists", f"role '{role['name']}' already exists")
-    if existing is None and cmd.get("update_only"):
-        return fail(404, "role_not_found", f"role '{role['name']}' does not exist")
+    if (refused := upsert_refused(existing, cmd, "role", role["name"])) is not None:
+        return refused
     doc = {
         "name": role["name"],
         "description": role.get("description") or "",
@@ -187,12 +180,9 @@ def role_upsert(state: State, cmd: dict[str, Any], index: int) -> dict[str, Any]
 
 @op("acl.role.delete")
 def role_delete(state: State, cmd: dict[str, Any], index: int) -> dict[str, Any]:
-    table = state.table("acl_roles")
     name = cmd.get("name")
-    if not isinstance(name, str) or name not in table:
-        return fail(404, "role_not_found", f"role '{name}' does not exist")
-    del table[name]
-    state.touch("acl_roles", index)
+    if (refused := delete_named(state, "acl_roles", name, "role", index)) is not None:
+        return refused
     return ok(name=name)
 
 
@@ -291,10 +281,8 @@ def user_upsert(state: State, cmd: dict[str, Any], index: int) -> dict[str, Any]
     table = state.table("acl_users")
     name = user["username"]
     existing = table.get(name)
-    if existing is not None and cmd.get("create_only"):
-        return fail(409, "user_exists", f"user '{name}' already exists")
-    if existing is None and cmd.get("update_only"):
-        return fail(404, "user_not_found", f"user '{name}' does not exist")
+    if (refused := upsert_refused(existing, cmd, "user", name)) is not None:
+        return refused
     doc = (
         dict(existing)
         if existing
@@ -336,12 +324,9 @@ def user_upsert(state: State, cmd: dict[str, Any], index: int) -> dict[str, Any]
 
 @op("acl.user.delete")
 def user_delete(state: State, cmd: dict[str, Any], index: int) -> dict[str, Any]:
-    table = state.table("acl_users")
     name = cmd.get("username")
-    if not isinstance(name, str) or name not in table:
-        return fail(404, "user_not_found", f"user '{name}' does not exist")
-    del table[name]
-    state.touch("acl_users", index)
+    if (refused := delete_named(state, "acl_users", name, "user", index)) is not None:
+        return refused
     sessions = _drop_sessions(state, f"user:{name}", index)
     return ok(username=name, sessions_revoked=sessions)
 

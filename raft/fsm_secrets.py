@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from raft.ops import fail, ok, op
+from raft.ops import delete_named, fail, ok, op
 from raft.state import State
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
@@ -93,12 +93,9 @@ def secret_put(state: State, cmd: dict[str, Any], index: int) -> dict[str, Any]:
 
 @op("secret.delete")
 def secret_delete(state: State, cmd: dict[str, Any], index: int) -> dict[str, Any]:
-    table = state.table("secrets")
     name = cmd.get("name")
-    if not isinstance(name, str) or name not in table:
-        return fail(404, "secret_not_found", f"secret '{name}' does not exist")
-    del table[name]
-    state.touch("secrets", index)
+    if (refused := delete_named(state, "secrets", name, "secret", index)) is not None:
+        return refused
     return ok(name=name)
 
 
