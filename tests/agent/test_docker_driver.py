@@ -14,14 +14,15 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
 
 from agent.drivers.base import Driver, DriverError, PortMapping, TaskNotFound, TaskSpec
-
-ROOT = Path(__file__).resolve().parents[2]
-IMAGE = "heroctl-test/busybox:latest"
+from tests.support.cluster import free_port
+from tests.support.drivers import get_text, poll, task_spec
+from tests.support.workloads import IMAGE, ROOT
 
 
 def _docker_info() -> str | None:
@@ -76,18 +77,8 @@ def driver(node: str, image: str) -> Iterator[Driver]:
         d.close()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def spec(node: str, command: list[str] | None, **kw: object) -> TaskSpec:
-    base: dict[str, object] = {
-        "alloc_id": uuid.uuid4().hex,
-        "job": "web",
-        "group": "app",
-        "task": "server",
+    fields: dict[str, object] = {
         "node": node,
         "image": IMAGE,
         "command": command,
@@ -95,29 +86,12 @@ def spec(node: str, command: list[str] | None, **kw: object) -> TaskSpec:
         "memory": 64,
         "kill_timeout": 3.0,
     }
-    base.update(kw)
-    return TaskSpec(**base)  # type: ignore[arg-type]
+    fields.update(kw)
+    return task_spec(**fields)
 
 
-def http_get(port: int, path: str = "/", timeout: float = 10.0) -> str:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as r:
-                return r.read().decode()
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-
-
-def wait_for(predicate, timeout: float = 10.0, step: float = 0.1):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(step)
+http_get = partial(get_text, timeout=10.0, attempt=2, pause=0.1)
+wait_for = partial(poll, timeout=10.0, step=0.1)
 
 
 HTTPD = [

@@ -4,61 +4,30 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
 import time
-import urllib.request
-import uuid
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
 
 from agent.drivers.base import Driver, DriverError, PortMapping, TaskNotFound, TaskSpec
 from agent.drivers.exec import ExecDriver
+from tests.support.cluster import free_port
+from tests.support.drivers import get_text, poll, task_spec
 
 NODE = "exec-node-1"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def spec(command: list[str], **kw: object) -> TaskSpec:
-    base: dict[str, object] = {
-        "alloc_id": uuid.uuid4().hex,
-        "job": "web",
-        "group": "app",
-        "task": "server",
-        "node": NODE,
-        "command": command,
-        "kill_timeout": 2.0,
-    }
-    base.update(kw)
-    return TaskSpec(**base)  # type: ignore[arg-type]
+    fields: dict[str, object] = {"node": NODE, "command": command, "kill_timeout": 2.0}
+    fields.update(kw)
+    return task_spec(**fields)
 
 
-def wait_for(predicate, timeout: float = 5.0, step: float = 0.02):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(step)
-
-
-def http_get(port: int, path: str = "/", timeout: float = 5.0) -> str:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=1) as r:
-                return r.read().decode()
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
+wait_for = partial(poll, timeout=5.0, step=0.02)
+http_get = partial(get_text, timeout=5.0, attempt=1, pause=0.05)
 
 
 @pytest.fixture
