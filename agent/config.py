@@ -63,7 +63,9 @@ class AgentConfig:
     # Timing (seconds); tests shorten them.
     watch_wait: float = 30.0
     poll_interval: float = 2.0
-    report_debounce: float = 0.15
+    # 0: the first change goes out at once; what changes while a report is in
+    # flight leaves together in the next one.
+    report_debounce: float = 0.0
     retry_min: float = 0.5
     retry_max: float = 5.0
     default_ttl: float = 10.0

@@ -112,7 +112,7 @@ class RaftConfig:
     election_timeout_min: float = 0.4
     election_timeout_max: float = 1.4
     leader_fallback_timeout: float = 2.0
-    tick_wait: float = 0.01
+    tick_wait: float = 0.05  # idle poll; work wakes it (sockets, new commands)
     compaction_min_entries: int = 5000
     compaction_min_time: float = 300.0
     flush_journal: bool = True  # False only to measure what durability costs
@@ -335,6 +335,9 @@ class RaftNode:
     def run_on_tick(self, fn: Callable[[], Any]) -> concurrent.futures.Future[Any]:
         fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
         self._tasks.put((fn, fut))
+        notifier = getattr(self._sync, "_SyncObj__pipeNotifier", None)
+        if notifier is not None:
+            notifier.notify()  # end the tick's idle poll now
         return fut
 
     def _completion(self, token: Any) -> Callable[[Any, int], None]:
