@@ -114,7 +114,18 @@ def _error_from(
     return ApiClientError(status, f"http_{status}", message, rid, headers)
 
 
-def _connect_reason(e: aiohttp.ClientConnectorError) -> str:
+def _decode(raw: bytes) -> Any:
+    """A response body: its JSON, or its text when it is not JSON."""
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw.decode(errors="replace")
+
+
+def _failure_reason(e: aiohttp.ClientError) -> str:
+    """Why a request got no HTTP answer, in words."""
+    if not isinstance(e, aiohttp.ClientConnectorError):
+        return str(e) or type(e).__name__
     if isinstance(e.os_error, ConnectionRefusedError):
         return "connection refused"
     if isinstance(e.os_error, socket.gaierror):
@@ -157,6 +168,9 @@ class ApiClient:
             )
         return self._session
 
+    def _url(self, path: str) -> str:
+        return self.address + (path if path.startswith("/") else "/" + path)
+
     async def request(
         self,
         method: str,
@@ -171,7 +185,7 @@ class ApiClient:
         `timeout` replaces the client's for this request (a blocking query
         may legitimately take as long as its `wait`).
         """
-        url = self.address + (path if path.startswith("/") else "/" + path)
+        url = self._url(path)
         data = None if body is None else json.dumps(body).encode()
         headers = {"Content-Type": "application/json"} if data is not None else None
         session = self._session_for_loop()
@@ -187,16 +201,9 @@ class ApiClient:
                 status, reason, resp_headers = r.status, r.reason or "", r.headers
         except TimeoutError:
             raise ApiUnreachable(self.address, f"no answer within {limit:g}s") from None
-        except aiohttp.ClientConnectorError as e:
-            raise ApiUnreachable(self.address, _connect_reason(e)) from None
         except aiohttp.ClientError as e:
-            raise ApiUnreachable(self.address, str(e) or type(e).__name__) from None
-        payload: Any = None
-        if raw:
-            try:
-                payload = json.loads(raw)
-            except ValueError:
-                payload = raw.decode(errors="replace")
+            raise ApiUnreachable(self.address, _failure_reason(e)) from None
+        payload = _decode(raw) if raw else None
         if status >= 400:
             raise _error_from(status, reason, payload, resp_headers)
         return payload, resp_headers
@@ -356,7 +363,7 @@ class ApiClient:
     async def sse(self, path: str, params: Params | None = None) -> AsyncIterator[tuple[str, Any]]:
         """The events of a `text/event-stream` answer: (event, decoded data),
         until the server ends the stream (or the caller stops iterating)."""
-        url = self.address + (path if path.startswith("/") else "/" + path)
+        url = self._url(path)
         session = self._session_for_loop()
         try:
             async with session.get(
@@ -366,11 +373,7 @@ class ApiClient:
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.timeout),
             ) as r:
                 if r.status >= 400:
-                    raw = await r.read()
-                    try:
-                        payload: Any = json.loads(raw)
-                    except ValueError:
-                        payload = raw.decode(errors="replace")
+                    payload = _decode(await r.read())
                     raise _error_from(r.status, r.reason or "", payload, r.headers)
                 buf = b""
                 event, data = "", []
@@ -396,10 +399,8 @@ class ApiClient:
                                 event = value
                             elif name == "data":
                                 data.append(value)
-        except aiohttp.ClientConnectorError as e:
-            raise ApiUnreachable(self.address, _connect_reason(e)) from None
         except aiohttp.ClientError as e:
-            raise ApiUnreachable(self.address, str(e) or type(e).__name__) from None
+            raise ApiUnreachable(self.address, _failure_reason(e)) from None
 
     async def logs(
         self,
