@@ -58,7 +58,9 @@ if hasattr(FAIL_REASON, "UNKNOWN_OUTCOME"):
     _REASONS[FAIL_REASON.UNKNOWN_OUTCOME] = UNKNOWN
 
 Completion = tuple[Any, Any, str]
-BUSY_TICK = 0.2  # seconds: a tick longer than this was spent busy, not listening  # (token, result, reason)
+BUSY_TICK = (
+    0.2  # seconds: a tick longer than this was spent busy, not listening  # (token, result, reason)
+)
 
 
 class _KeyCheckingFernet:
