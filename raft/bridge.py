@@ -64,7 +64,7 @@ class _Batch:
 
 class RaftBridge:
     def __init__(
-        self, loop: asyncio.AbstractEventLoop, timeout: float = 5.0, max_inflight: int = 2
+        self, loop: asyncio.AbstractEventLoop, timeout: float = 5.0, max_inflight: int = 8
     ):
         self.loop = loop
         self.timeout = timeout
