@@ -15,6 +15,7 @@ from api import (
     routes_logs,
     routes_metrics,
     routes_nodes,
+    routes_operator,
     routes_secrets,
     routes_webhooks,
 )
@@ -74,6 +75,7 @@ def build_app(
         routes_jobs,
         routes_nodes,
         routes_allocations,
+        routes_operator,
         routes_events,
         routes_webhooks,
         routes_logs,

@@ -15,6 +15,7 @@ from cli import (
     cmd_logs,
     cmd_metrics,
     cmd_node,
+    cmd_operator,
     cmd_secret,
     cmd_webhook,
 )
@@ -34,6 +35,7 @@ COMMANDS: list[click.Command] = [
     cmd_webhook.webhook,
     cmd_logs.logs,
     cmd_metrics.metrics,
+    cmd_operator.operator,
 ]
 
 

@@ -4,6 +4,7 @@ rotation, and a data dir that is useless under another cluster key."""
 
 from __future__ import annotations
 
+import base64
 import secrets
 import shutil
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from raft.state import State
 from tests.api.authutil import assert_error
 from tests.support.cluster import Cluster, Server, wait_until
 
@@ -137,9 +139,11 @@ def test_no_plaintext_at_rest_or_in_logs(cluster: Cluster, tmp_path: Path) -> No
         assert r.status == 200 and r.body["written"], r.raw
         assert (s.data_dir / "raft.snapshot").exists()
     backup = a.get("/v1/operator/backup")
-    if backup.status == 200:  # served by the backup/restore work when present
-        assert plain.encode() not in backup.raw
-        (tmp_path / "backup.bin").write_bytes(backup.raw)
+    assert backup.status == 200, backup.raw
+    snapshot = base64.b64decode(backup.body["snapshot"])
+    assert plain.encode() not in backup.raw and plain.encode() not in snapshot
+    assert State.from_bytes(snapshot).table("secrets")  # a real, loadable state
+    (tmp_path / "backup.bin").write_bytes(snapshot)
     # the snapshot file is what a backup of the state is made from
     shutil.copy(a.data_dir / "raft.snapshot", tmp_path / "snapshot-copy")
     for needle in (plain.encode(), plain.encode("utf-16-le")):
