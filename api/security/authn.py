@@ -118,41 +118,26 @@ def _permissions(state: State, policies: list[str], roles: list[str], management
 
 
 def identity_for_subject(state: State, subject: str, now_ms: int) -> Identity | None:
+    """The live identity behind `token:<accessor>` or `user:<name>` (None: gone or expired)."""
     kind, _, name = subject.partition(":")
-    if kind == "token":
-        row = state.table("acl_tokens").get(name)
-        if row is None or (row["expires_at"] is not None and row["expires_at"] <= now_ms):
-            return None
-        return Identity(
-            subject=subject,
-            kind="token",
-            name=name,
-            type=row["type"],
-            policies=tuple(row["policies"]),
-            roles=tuple(row["roles"]),
-            permissions=_permissions(
-                state, row["policies"], row["roles"], row["type"] == "management"
-            ),
-            via="acl_token",
-            expires_at=None if row["expires_at"] is None else row["expires_at"] / 1000,
-        )
-    if kind == "user":
-        row = state.table("acl_users").get(name)
-        if row is None:
-            return None
-        return Identity(
-            subject=subject,
-            kind="user",
-            name=name,
-            type=row["type"],
-            policies=tuple(row["policies"]),
-            roles=tuple(row["roles"]),
-            permissions=_permissions(
-                state, row["policies"], row["roles"], row["type"] == "management"
-            ),
-            via="jwt",
-        )
-    return None
+    table = {"token": "acl_tokens", "user": "acl_users"}.get(kind)
+    row = state.table(table).get(name) if table else None
+    if row is None:
+        return None
+    expires = row["expires_at"] if kind == "token" else None
+    if expires is not None and expires <= now_ms:
+        return None
+    return Identity(
+        subject=subject,
+        kind=kind,
+        name=name,
+        type=row["type"],
+        policies=tuple(row["policies"]),
+        roles=tuple(row["roles"]),
+        permissions=_permissions(state, row["policies"], row["roles"], row["type"] == "management"),
+        via="acl_token" if kind == "token" else "jwt",
+        expires_at=None if expires is None else expires / 1000,
+    )
 
 
 class Authenticator:
