@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import sys
+import threading
 from typing import Any
 
 import click
@@ -61,6 +63,25 @@ def main(ctx: click.Context, config_path: str | None, **flags: object) -> None:
 
     with contextlib.suppress(KeyboardInterrupt):
         run_loop(serve(cfg))
+    exit_soon()
+
+
+def exit_soon(grace: float = 5.0) -> None:
+    """The server is stopped and its journal flushed: leave, even if a stray
+    non-daemon thread (a library's, a blocked executor worker) would keep the
+    interpreter waiting at exit."""
+
+    def force() -> None:
+        alive = [t.name for t in threading.enumerate() if t is not threading.current_thread()]
+        logging.getLogger("heroctld").warning(
+            "exit still blocked after %ss (threads: %s): forcing it", grace, ", ".join(alive)
+        )
+        logging.shutdown()
+        os._exit(0)
+
+    timer = threading.Timer(grace, force)
+    timer.daemon = True
+    timer.start()
 
 
 @main.command("agent")
