@@ -159,7 +159,7 @@ class RaftNode:
         self._started = threading.Event()
         self._wait = config.tick_wait
         self._last_tick = time.monotonic()
-        self._flushed_at: tuple[int, int] = (-1, -1)
+        self._flushed_at = -1
         self._journal: Any = None
         self._journal_fd = -1
         self._start_error: BaseException | None = None
@@ -284,7 +284,9 @@ class RaftNode:
                 sync._SyncObj__raftElectionDeadline = deadline  # type: ignore[attr-defined]
         self._last_tick = now
         self._drain_tasks()
-        mark = (len(self._journal), sync.raftCommitIndex)
+        # Only a grown (or compacted) log needs flushing: the commit index
+        # pysyncobj keeps in the journal header can be recomputed after a crash.
+        mark = len(self._journal)
         # Tick again at once while the log moves (nothing may wake the poll).
         moved = mark != self._flushed_at or sync.raftLastApplied < sync.raftCommitIndex
         self._wait = 0.0 if moved else self.config.tick_wait
