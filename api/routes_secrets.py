@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 from typing import Any
 
 from aiohttp import web
@@ -30,7 +31,7 @@ from raft.replica import CommandRejected, Replica
 routes = web.RouteTableDef()
 
 MAX_VALUE_BYTES = 64 * 1024
-PUT_ATTEMPTS = 8
+PUT_ATTEMPTS = 30  # with a jittered pause, so writers racing on one name all get through
 
 
 def _check_name(name: Any, field: str = "name") -> str:
@@ -93,6 +94,7 @@ async def seal_and_put(
         except CommandRejected as e:
             if e.code not in ("version_conflict", "unknown_key"):
                 raise
+        await asyncio.sleep(random.uniform(0, 0.02))
     raise ApiError(409, "conflict", f"secret '{name}' is being changed concurrently; retry")
 
 

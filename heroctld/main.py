@@ -16,16 +16,6 @@ from heroctld.config import ConfigError, load_config
 from raft.keys import generate_cluster_key
 
 
-def run_loop(coro: Any) -> None:
-    """uvloop when installed (a faster event loop for the API); asyncio otherwise."""
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(coro)
-    else:
-        uvloop.run(coro)
-
-
 def setup_logging(level: str) -> None:
     logging.basicConfig(
         stream=sys.stderr,
@@ -62,7 +52,7 @@ def main(ctx: click.Context, config_path: str | None, **flags: object) -> None:
     from heroctld.server import serve
 
     with contextlib.suppress(KeyboardInterrupt):
-        run_loop(serve(cfg))
+        asyncio.run(serve(cfg))
     exit_soon()
 
 
