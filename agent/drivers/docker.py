@@ -257,22 +257,15 @@ class DockerDriver:
         else:
             state = UNKNOWN
         return TaskState(
-            alloc_id=labels.get("heroctl.alloc_id", ""),
-            task=labels.get("heroctl.task", ""),
+            **_label_fields(labels),
             driver=self.name,
             handle=attrs.get("Id", ""),
             state=state,
-            job=labels.get("heroctl.job", ""),
-            group=labels.get("heroctl.group", ""),
-            node=labels.get("heroctl.node", ""),
-            job_version=int(labels.get("heroctl.job_version", "0") or 0),
             exit_code=st.get("ExitCode") if state == EXITED else None,
             started_at=_parse_time(st.get("StartedAt")),
             finished_at=_parse_time(st.get("FinishedAt")) if state == EXITED else None,
             oom_killed=bool(st.get("OOMKilled")),
             error=st.get("Error") or "",
-            ports=_ports_from_label(labels.get("heroctl.ports")),
-            labels=dict(labels),
         )
 
     # --- the Driver contract ------------------------------------------------
@@ -458,19 +451,12 @@ class DockerDriver:
                 code = int(match.group(1)) if match else None
             out.append(
                 TaskState(
-                    alloc_id=labels.get("heroctl.alloc_id", ""),
-                    task=labels.get("heroctl.task", ""),
+                    **_label_fields(labels),
                     driver=self.name,
                     handle=row.get("Id", ""),
                     state=state,
-                    job=labels.get("heroctl.job", ""),
-                    group=labels.get("heroctl.group", ""),
-                    node=labels.get("heroctl.node", ""),
-                    job_version=int(labels.get("heroctl.job_version", "0") or 0),
                     exit_code=code,
                     started_at=float(row["Created"]) if row.get("Created") else None,
-                    ports=_ports_from_label(labels.get("heroctl.ports")),
-                    labels=dict(labels),
                 )
             )
         return out
@@ -534,3 +520,17 @@ class DockerDriver:
 def _explain(exc: Exception) -> str:
     explanation = getattr(exc, "explanation", None)
     return str(explanation or exc)
+
+
+def _label_fields(labels: dict[str, str]) -> dict[str, Any]:
+    """What a container's heroctl labels say about its task (inspect and list agree)."""
+    return {
+        "alloc_id": labels.get("heroctl.alloc_id", ""),
+        "task": labels.get("heroctl.task", ""),
+        "job": labels.get("heroctl.job", ""),
+        "group": labels.get("heroctl.group", ""),
+        "node": labels.get("heroctl.node", ""),
+        "job_version": int(labels.get("heroctl.job_version", "0") or 0),
+        "ports": _ports_from_label(labels.get("heroctl.ports")),
+        "labels": dict(labels),
+    }
