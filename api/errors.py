@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import json
 import logging
-import secrets
+import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
+from api.responses import json_response
 from raft.bridge import NoLeader, RaftRefused
 from raft.commands import CommandError
 from raft.replica import CommandRejected
 
 log = logging.getLogger("heroctld.api")
+_ids = random.Random(random.SystemRandom().getrandbits(256))
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -47,14 +49,15 @@ class ApiError(Exception):
 
 
 def new_request_id() -> str:
-    return "req_" + secrets.token_hex(6)
+    """`req_` and 12 hex digits (an id for logs and support, not a secret)."""
+    return f"req_{_ids.getrandbits(48):012x}"
 
 
 def error_response(
     status: int, code: str, message: str, request_id: str, headers: dict[str, str] | None = None
 ) -> web.Response:
     body = {"error": code, "message": message, "request_id": request_id}
-    return web.json_response(body, status=status, headers=headers)
+    return json_response(body, status=status, headers=headers)
 
 
 @web.middleware

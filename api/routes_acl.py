@@ -15,6 +15,7 @@ from aiohttp import web
 
 from api.context import read_headers, read_view, replica_of
 from api.errors import ApiError, read_json_object
+from api.responses import json_response
 from api.security.passwords import check_password_policy, hash_password
 from api.security.policy import PolicyError, validate_rules
 from api.security.runtime import identity_of, ms_to_rfc3339, security_of
@@ -88,7 +89,7 @@ async def _list(request: web.Request, table: str, render) -> web.Response:  # ty
     with replica.state.read() as s:
         rows = [render(row) for _, row in sorted(s.table(table).items())]
         index = s.table_index[table]
-    return web.json_response(rows, headers=read_headers(replica, index))
+    return json_response(rows, headers=read_headers(replica, index))
 
 
 async def _get(request: web.Request, table: str, key: str, code: str, render) -> web.Response:  # type: ignore[no-untyped-def]
@@ -98,12 +99,12 @@ async def _get(request: web.Request, table: str, key: str, code: str, render) ->
         index = s.table_index[table]
     if row is None:
         raise ApiError(404, code, f"'{key}' does not exist")
-    return web.json_response(render(row), headers=read_headers(replica, index))
+    return json_response(render(row), headers=read_headers(replica, index))
 
 
 def _written(result: dict[str, Any], doc: Any, created: bool | None = None) -> web.Response:
     status = 201 if created else 200
-    return web.json_response(doc, status=status, headers={"X-HeroCtl-Index": str(result["index"])})
+    return json_response(doc, status=status, headers={"X-HeroCtl-Index": str(result["index"])})
 
 
 def _policy_view(row: dict[str, Any]) -> dict[str, Any]:
@@ -145,7 +146,7 @@ async def acl_bootstrap(request: web.Request) -> web.Response:
     }
     if generated:
         out["password"] = password  # shown once, never stored in clear
-    return web.json_response(out, status=201, headers={"X-HeroCtl-Index": str(result["index"])})
+    return json_response(out, status=201, headers={"X-HeroCtl-Index": str(result["index"])})
 
 
 # --- policies ------------------------------------------------------------------------------
@@ -285,7 +286,7 @@ async def token_self(request: web.Request) -> web.Response:
             row = s.table("acl_tokens").get(ident.name)
         if row is not None:
             out.update(_token_view(row))
-    return web.json_response(out, headers={"X-HeroCtl-Index": str(replica.index)})
+    return json_response(out, headers={"X-HeroCtl-Index": str(replica.index)})
 
 
 @routes.get("/v1/acl/tokens/{accessor}")

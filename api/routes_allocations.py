@@ -8,6 +8,7 @@ from aiohttp import web
 
 from api.context import blocking_view, read_headers, read_view, replica_of
 from api.errors import ApiError, read_json_object, require_field
+from api.responses import json_response
 from api.routes_secrets import _open
 from api.security.runtime import identity_of, require_secret
 from heroctld.jobspec import parse_secret_ref
@@ -70,7 +71,7 @@ async def list_allocations(request: web.Request) -> web.Response:
         for a in allocs
         if (job is None or a["job"] == job) and (status is None or a["status"] == status)
     ]
-    return web.json_response(out, headers=read_headers(replica, index))
+    return json_response(out, headers=read_headers(replica, index))
 
 
 def _alloc_or_404(request: web.Request, alloc_id: str) -> dict[str, Any]:
@@ -88,7 +89,7 @@ def _alloc_or_404(request: web.Request, alloc_id: str) -> dict[str, Any]:
 async def get_allocation(request: web.Request) -> web.Response:
     replica = await blocking_view(request, "allocations")
     alloc = _alloc_or_404(request, request.match_info["id"])
-    return web.json_response(
+    return json_response(
         detail(alloc), headers=read_headers(replica, replica.table_index("allocations"))
     )
 
@@ -100,7 +101,7 @@ async def stop_allocation(request: web.Request) -> web.Response:
     result = await replica_of(request).write(
         "alloc.stop", id=alloc["id"], reason="stopped by a user"
     )
-    return web.json_response(detail(result["allocation"]))
+    return json_response(detail(result["allocation"]))
 
 
 # --- agents ---------------------------------------------------------------------------
@@ -120,7 +121,7 @@ async def report_status(request: web.Request) -> web.Response:
             f"field 'updates' must be at most {MAX_UPDATES} objects with an id",
         )
     result = await replica_of(request).write("alloc.update", node=node, updates=updates)
-    return web.json_response(
+    return json_response(
         {"applied": result["applied"], "refused": result["refused"], "index": result["index"]}
     )
 
@@ -160,4 +161,4 @@ async def allocation_secrets(request: web.Request) -> web.Response:
                     f"secret '{ref}' for {task['name']}.{var} does not exist",
                 )
             env[var] = _open(request, name, entry)
-    return web.json_response({"env": env})
+    return json_response({"env": env})

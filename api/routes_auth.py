@@ -16,6 +16,7 @@ from aiohttp import web
 
 from api.context import replica_of
 from api.errors import ApiError, read_json_object
+from api.responses import json_response
 from api.security import jwt_tokens
 from api.security.authn import AuthError, Identity, KeyUnavailable
 from api.security.passwords import DUMMY_HASH, verify_password
@@ -93,7 +94,7 @@ async def _issue(
         )
         subject = result["subject"]
     token = jwt_tokens.issue(key, subject, sid, jti, now, ttl)
-    return web.json_response(
+    return json_response(
         {"token": token, "expires_at": rfc3339(now + ttl), "refresh_token": refresh}
     )
 
@@ -197,4 +198,4 @@ async def logout(request: web.Request) -> web.Response:
             "logout ends a login session; revoke an ACL token with DELETE /v1/acl/tokens/:accessor",
         )
     result = await replica_of(request).write("auth.session.delete", id=ident.session_id)
-    return web.json_response({"revoked": result["revoked"]})
+    return json_response({"revoked": result["revoked"]})

@@ -9,6 +9,7 @@ from aiohttp import web
 from api.context import blocking_view, read_headers, replica_of
 from api.errors import ApiError, read_json_object
 from api.forward import leader_or_forward
+from api.responses import json_response
 from api.security.runtime import IDENTITY
 from raft.replica import Replica
 
@@ -18,7 +19,7 @@ routes = web.RouteTableDef()
 @routes.get("/v1/cluster/status")
 async def cluster_status(request: web.Request) -> web.Response:
     replica = replica_of(request)
-    return web.json_response(await replica.status(), headers=read_headers(replica, replica.index))
+    return json_response(await replica.status(), headers=read_headers(replica, replica.index))
 
 
 @routes.get("/v1/cluster/peers")
@@ -30,7 +31,7 @@ async def cluster_peers(request: web.Request) -> web.Response:
     else:
         replica = replica_of(request)
     index = replica.table_index("servers")
-    return web.json_response(await replica.peers(), headers=read_headers(replica, index))
+    return json_response(await replica.peers(), headers=read_headers(replica, index))
 
 
 def _resolve_peer(replica: Replica, ref: str) -> tuple[str, str | None]:
@@ -84,7 +85,7 @@ async def add_peer(request: web.Request) -> web.Response:
             "server.register", name=name, raft_address=raft_address, api_address=api_address
         )
     members = await replica.on_tick(replica.node.members)
-    return web.json_response({"raft_address": raft_address, "members": members}, status=201)
+    return json_response({"raft_address": raft_address, "members": members}, status=201)
 
 
 @routes.delete("/v1/cluster/peers/{name}")
@@ -102,7 +103,7 @@ async def remove_peer(request: web.Request) -> web.Response:
     await replica.remove_server(raft_address)
     if name:
         await replica.write("server.forget", name=name)
-    return web.json_response({"removed": raft_address, "name": name})
+    return json_response({"removed": raft_address, "name": name})
 
 
 @routes.post("/v1/raft/transfer-leadership")
@@ -124,4 +125,4 @@ async def transfer_leadership(request: web.Request) -> web.Response:
         raise ApiError(409, "transfer_failed", "that server is already the leader")
     new_leader = await replica.transfer_leadership(target)
     row = replica.leader_server() or {}
-    return web.json_response({"leader": row.get("name"), "leader_raft_address": new_leader})
+    return json_response({"leader": row.get("name"), "leader_raft_address": new_leader})

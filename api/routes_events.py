@@ -26,6 +26,7 @@ from aiohttp_sse import sse_response
 
 from api.context import parse_wait, read_headers, replica_of, wants_stale
 from api.errors import ApiError
+from api.responses import json_response
 from api.security.runtime import ms_to_rfc3339
 from raft.fsm_events import (
     EVENT_TYPES,
@@ -136,7 +137,7 @@ async def get_events(request: web.Request) -> web.StreamResponse:
         start = scanned
         await replica.wait_for_change((EVENTS,), table_index, remaining)
     headers = read_headers(replica, max(next_index, index or 0))
-    return web.json_response([event_view(e) for e in found], headers=headers)
+    return json_response([event_view(e) for e in found], headers=headers)
 
 
 async def _stream(

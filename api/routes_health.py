@@ -6,20 +6,21 @@ from aiohttp import web
 
 from api.context import replica_of
 from api.errors import ApiError
+from api.responses import json_response
 
 routes = web.RouteTableDef()
 
 
 @routes.get("/v1/health/live")
 async def live(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+    return json_response({"status": "ok"})
 
 
 @routes.get("/v1/health/ready")
 async def ready(request: web.Request) -> web.Response:
     replica = replica_of(request)
     if replica.is_ready():
-        return web.json_response({"status": "ok"})
+        return json_response({"status": "ok"})
     if not replica.known_leader():
         raise ApiError(503, "not_ready", "this server does not know a leader")
     raise ApiError(503, "not_ready", "this server has not applied everything committed yet")

@@ -9,6 +9,7 @@ from aiohttp import web
 from api.context import blocking_view, read_headers, replica_of
 from api.errors import ApiError, read_json_object
 from api.jobspec import check_name, parse_submission, summary
+from api.responses import json_response
 from raft.fsm_jobs import job_versions
 from raft.state import State
 
@@ -63,7 +64,7 @@ async def list_jobs(request: web.Request) -> web.Response:
             for name, doc in sorted(s.table("jobs").items())
         ]
         index = max(s.table_index[t] for t in JOB_TABLES)
-    return web.json_response(jobs, headers=read_headers(replica, index))
+    return json_response(jobs, headers=read_headers(replica, index))
 
 
 @routes.get("/v1/jobs/{name}")
@@ -77,7 +78,7 @@ async def get_job(request: web.Request) -> web.Response:
             doc = dict(doc, status=job_state(s, name), **placement_view(s, name))
     if doc is None:
         raise ApiError(404, "job_not_found", f"job '{name}' does not exist")
-    return web.json_response(doc, headers=read_headers(replica, index))
+    return json_response(doc, headers=read_headers(replica, index))
 
 
 @routes.get("/v1/jobs/{name}/versions")
@@ -89,7 +90,7 @@ async def get_job_versions(request: web.Request) -> web.Response:
         index = max(s.table_index["jobs"], s.table_index["job_versions"])
     if not versions:
         raise ApiError(404, "job_not_found", f"job '{name}' does not exist")
-    return web.json_response(versions, headers=read_headers(replica, index))
+    return json_response(versions, headers=read_headers(replica, index))
 
 
 @routes.post("/v1/jobs")
@@ -97,7 +98,7 @@ async def submit_job(request: web.Request) -> web.Response:
     spec, cas = parse_submission(await read_json_object(request))
     result = await replica_of(request).write("job.upsert", job=spec, cas=cas)
     status = 201 if result["created"] else 200
-    return web.json_response(
+    return json_response(
         result["job"], status=status, headers={"X-HeroCtl-Index": str(result["index"])}
     )
 
@@ -106,7 +107,7 @@ async def submit_job(request: web.Request) -> web.Response:
 async def delete_job(request: web.Request) -> web.Response:
     name = check_name(request.match_info["name"])
     result = await replica_of(request).write("job.delete", name=name)
-    return web.json_response(
+    return json_response(
         {"name": name, "deleted": True, "index": result["index"]},
         headers={"X-HeroCtl-Index": str(result["index"])},
     )

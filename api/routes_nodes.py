@@ -10,6 +10,7 @@ from api.context import blocking_view, read_headers, read_view, replica_of
 from api.errors import ApiError, read_json_object, require_field
 from api.forward import leader_or_forward
 from api.heartbeats import HEARTBEATS
+from api.responses import json_response
 from raft.state import State
 
 routes = web.RouteTableDef()
@@ -68,7 +69,7 @@ async def list_nodes(request: web.Request) -> web.Response:
             for n in sorted(s.table("nodes").values(), key=lambda n: n.get("name", ""))
         ]
         index = max(s.table_index["nodes"], s.table_index["allocations"])
-    return web.json_response(out, headers=read_headers(replica, index))
+    return json_response(out, headers=read_headers(replica, index))
 
 
 @routes.get("/v1/nodes/{id}")
@@ -104,7 +105,7 @@ async def get_node(request: web.Request) -> web.Response:
         status_updated_at=node.get("status_updated_at"),
         last_drain=node.get("last_drain"),
     )
-    return web.json_response(out, headers=read_headers(replica, index))
+    return json_response(out, headers=read_headers(replica, index))
 
 
 # --- agents ---------------------------------------------------------------------------
@@ -148,7 +149,7 @@ async def register_node(request: web.Request) -> web.Response:
     }
     result = await replica_of(request).write("node.register", node=node)
     request.app[HEARTBEATS].beat(node["id"], None)
-    return web.json_response(result["node"])
+    return json_response(result["node"])
 
 
 @routes.post("/v1/nodes/{id}/heartbeat")
@@ -167,7 +168,7 @@ async def heartbeat(request: web.Request) -> web.Response:
     beats.beat(node_id, usage if isinstance(usage, dict) else None)
     if node.get("status") != "ready":
         await replica.write("node.status", id=node_id, status="ready")
-    return web.json_response({"ttl_seconds": beats.ttl, "status": "ready"})
+    return json_response({"ttl_seconds": beats.ttl, "status": "ready"})
 
 
 @routes.get("/v1/nodes/{id}/allocations")
@@ -177,7 +178,7 @@ async def node_allocations(request: web.Request) -> web.Response:
         node = _node_or_404(s, request.match_info["id"])
         allocs = s.allocs_of(node=node["id"])
         index = s.table_index["allocations"]
-    return web.json_response(allocs, headers=read_headers(replica, index))
+    return json_response(allocs, headers=read_headers(replica, index))
 
 
 # --- operators ------------------------------------------------------------------------
@@ -211,7 +212,7 @@ async def drain_node(request: web.Request) -> web.Response:
             raise ApiError(400, "invalid_field", "field 'keep_ineligible' must be true or false")
         fields["keep_ineligible"] = keep
     result = await replica_of(request).write("node.drain", **fields)
-    return web.json_response(result["node"])
+    return json_response(result["node"])
 
 
 @routes.post("/v1/nodes/{id}/eligibility")
@@ -229,4 +230,4 @@ async def node_eligibility(request: web.Request) -> web.Response:
             "field 'eligible' must be true or false (or 'eligibility': eligible|ineligible)",
         )
     result = await replica_of(request).write("node.eligibility", id=node_id, eligible=eligible)
-    return web.json_response(result["node"])
+    return json_response(result["node"])

@@ -12,6 +12,7 @@ import base64
 from aiohttp import web
 
 from api.context import read_headers, read_view
+from api.responses import json_response
 
 routes = web.RouteTableDef()
 BACKUP_FORMAT = "heroctl-snapshot-msgpack-v1"
@@ -23,7 +24,7 @@ async def backup(request: web.Request) -> web.Response:
     with replica.state.read() as s:
         index = s.index
         data = s.to_bytes()
-    return web.json_response(
+    return json_response(
         {
             "format": BACKUP_FORMAT,
             "index": index,

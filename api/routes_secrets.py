@@ -18,6 +18,7 @@ from aiohttp import web
 
 from api.context import blocking_view, read_headers, read_view, replica_of
 from api.errors import ApiError, read_json_object
+from api.responses import json_response
 from api.security.crypto import DecryptError, new_key_id
 from api.security.runtime import (
     identity_of,
@@ -106,7 +107,7 @@ async def list_secrets(request: web.Request) -> web.Response:
         docs = [doc for _, doc in sorted(s.table("secrets").items())]
         index = s.table_index["secrets"]
     visible = [_meta(d) for d in docs if perms.may_secret(d["name"], "list")]
-    return web.json_response(visible, headers=read_headers(replica, index))
+    return json_response(visible, headers=read_headers(replica, index))
 
 
 @routes.post("/v1/secrets")
@@ -123,7 +124,7 @@ async def put_secret(request: web.Request) -> web.Response:
         raise ApiError(413, "value_too_large", f"a secret value is at most {MAX_VALUE_BYTES} bytes")
     require_secret(request, name, "write")
     result = await seal_and_put(request, name, plain)
-    return web.json_response(
+    return json_response(
         _meta(result["secret"]),
         status=201 if result["created"] else 200,
         headers={"X-HeroCtl-Index": str(result["index"])},
@@ -164,7 +165,7 @@ async def get_secret(request: web.Request) -> web.Response:
         value=_open(request, name, entry),
         version_create_time=ms_to_rfc3339(entry["create_time"]),
     )
-    return web.json_response(out, headers=read_headers(replica, index))
+    return json_response(out, headers=read_headers(replica, index))
 
 
 @routes.get("/v1/secrets/{name}/versions")
@@ -188,7 +189,7 @@ async def secret_versions(request: web.Request) -> web.Response:
         }
         for e in reversed(doc["versions"])
     ]
-    return web.json_response(versions, headers=read_headers(replica, index))
+    return json_response(versions, headers=read_headers(replica, index))
 
 
 @routes.post("/v1/secrets/{name}/rollback")
@@ -213,7 +214,7 @@ async def rollback_secret(request: web.Request) -> web.Response:
     result = await seal_and_put(request, name, plain, rollback_of=version)
     out = _meta(result["secret"])
     out["rollback_of"] = version
-    return web.json_response(out, headers={"X-HeroCtl-Index": str(result["index"])})
+    return json_response(out, headers={"X-HeroCtl-Index": str(result["index"])})
 
 
 @routes.delete("/v1/secrets/{name}")
@@ -221,7 +222,7 @@ async def delete_secret(request: web.Request) -> web.Response:
     name = _check_name(request.match_info["name"])
     require_secret(request, name, "write")
     result = await replica_of(request).write("secret.delete", name=name)
-    return web.json_response(
+    return json_response(
         {"name": name, "deleted": True}, headers={"X-HeroCtl-Index": str(result["index"])}
     )
 
@@ -249,7 +250,7 @@ def _keyring_view(replica: Replica) -> dict[str, Any]:
 @routes.get("/v1/operator/keyring")
 async def get_keyring(request: web.Request) -> web.Response:
     replica = await read_view(request)
-    return web.json_response(
+    return json_response(
         _keyring_view(replica), headers=read_headers(replica, replica.table_index("keyring"))
     )
 
@@ -260,7 +261,7 @@ async def rotate_keyring(request: web.Request) -> web.Response:
     result = await replica.write("keyring.rotate", key_id=new_key_id())
     out = _keyring_view(replica)
     out["reencrypting"] = sum(k["secret_versions"] for k in out["keys"] if not k["primary"])
-    return web.json_response(out, headers={"X-HeroCtl-Index": str(result["index"])})
+    return json_response(out, headers={"X-HeroCtl-Index": str(result["index"])})
 
 
 def _mtime(path: str) -> int:
@@ -291,7 +292,7 @@ async def force_snapshot(request: web.Request) -> web.Response:
     while _mtime(path) == before and asyncio.get_running_loop().time() < deadline:
         await asyncio.sleep(0.05)
     written = _mtime(path) != before
-    return web.json_response(
+    return json_response(
         {"server": replica.identity.name, "applied_index": replica.index, "written": written},
         status=200 if written else 202,
     )

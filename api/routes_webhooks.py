@@ -17,6 +17,7 @@ from aiohttp import web
 
 from api.context import blocking_view, read_headers, replica_of
 from api.errors import ApiError, read_json_object
+from api.responses import json_response
 from api.security.runtime import ms_to_rfc3339, security_of
 from heroctld.webhook_delivery import WebhookSecrets
 from raft.fsm_events import EVENT_TYPES, TOPICS, unknown_topics
@@ -145,7 +146,7 @@ async def create_webhook(request: web.Request) -> web.Response:
         "webhook.create", id=wid, url=url, events=events, secret=sealed
     )
     doc = dict(result["webhook"], create_time=ms_to_rfc3339(result["webhook"]["create_time"]))
-    return web.json_response(doc, status=201, headers={"X-HeroCtl-Index": str(result["index"])})
+    return json_response(doc, status=201, headers={"X-HeroCtl-Index": str(result["index"])})
 
 
 @routes.get("/v1/webhooks")
@@ -156,21 +157,21 @@ async def list_webhooks(request: web.Request) -> web.Response:
         rows = s.table(DELIVERIES)
         out = [view(d, rows.get(d["id"])) for d in docs]
         index = max(s.table_index[WEBHOOKS], s.table_index[DELIVERIES])
-    return web.json_response(out, headers=read_headers(replica, index))
+    return json_response(out, headers=read_headers(replica, index))
 
 
 @routes.get("/v1/webhooks/{id}")
 async def get_webhook(request: web.Request) -> web.Response:
     replica = await blocking_view(request, WEBHOOKS, DELIVERIES)
     doc, row, index = _get(request, request.match_info["id"])
-    return web.json_response(view(doc, row), headers=read_headers(replica, index))
+    return json_response(view(doc, row), headers=read_headers(replica, index))
 
 
 @routes.delete("/v1/webhooks/{id}")
 async def delete_webhook(request: web.Request) -> web.Response:
     wid = request.match_info["id"]
     result = await replica_of(request).write("webhook.delete", id=wid)
-    return web.json_response(
+    return json_response(
         {"id": wid, "deleted": True, "index": result["index"]},
         headers={"X-HeroCtl-Index": str(result["index"])},
     )
@@ -205,14 +206,14 @@ async def list_deliveries(request: web.Request) -> web.Response:
         "redeliver": [r["delivery"] for r in row.get("redeliver") or ()],
         "attempts": [_attempt_view(a) for a in reversed(row.get("history") or [])],
     }
-    return web.json_response(out, headers=read_headers(replica, index))
+    return json_response(out, headers=read_headers(replica, index))
 
 
 @routes.post("/v1/webhooks/{id}/deliveries/{delivery}/redeliver")
 async def redeliver(request: web.Request) -> web.Response:
     wid, delivery = request.match_info["id"], request.match_info["delivery"]
     result = await replica_of(request).write("webhook.redeliver", id=wid, delivery=delivery)
-    return web.json_response(
+    return json_response(
         {
             "webhook": wid,
             "delivery": delivery,

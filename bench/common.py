@@ -7,8 +7,9 @@ a target) or a dict made by `metric()`: `{"value", "unit", "target", "pass"}`.
 missing. Keys starting with "_" hold details (not tabulated, kept in the JSON).
 
 The load generator runs in separate processes (multiprocessing, spawn), each an
-asyncio loop with one aiohttp session (one shared keep-alive connector, one
-connection per client), so the client side does not share a GIL with the
+asyncio loop with one kept-alive connection per client (`bench.lean_http`:
+prebuilt requests, so the generators take little of the CPU they share with
+the servers), so the client side does not share a GIL with the
 servers or with the benchmark driver. It reports its own CPU time, and
 `CpuWatch` reports the servers' and the whole machine's, so a missed target
 says where the CPU went.
@@ -39,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.lean_http import LeanConnection, build_request, split_url
 from tests.support.cluster import Cluster, Server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -197,7 +199,8 @@ def summarize_profile(path: Path, top: int = 12) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def profiled(name: str, pid: int | None) -> Iterator[dict[str, Any]]:
-    """With BENCH_PROFILE=1 and py-spy installed, sample `pid` during the block.
+    """With BENCH_PROFILE=1 and py-spy installed, sample `pid` during the block
+    (BENCH_PROFILE=gil: only samples holding the GIL, i.e. Python CPU time).
 
     The raw (collapsed-stack) profile goes to bench/results/profiles/ and a
     summary into the yielded dict (which ends up in the result's details).
@@ -223,6 +226,7 @@ def profiled(name: str, pid: int | None) -> Iterator[dict[str, Any]]:
         "100",
         "--threads",
         "--nonblocking",
+        *(["--gil"] if os.environ.get("BENCH_PROFILE") == "gil" else []),
         "--format",
         "raw",
         "-o",
@@ -422,88 +426,89 @@ def _split(total: int, parts: int, index: int) -> int:
 async def _generate_one(
     spec: LoadSpec, index: int, ready_q: Any, start_ev: Any, start_at: Any
 ) -> dict[str, Any]:
-    import aiohttp  # imported in the child only
-
     items = spec.items(index)
     conc = max(1, _split(spec.concurrency, spec.procs, index))
-    connector = aiohttp.TCPConnector(limit=conc, limit_per_host=conc, keepalive_timeout=120)
-    timeout = aiohttp.ClientTimeout(total=spec.timeout)
     headers = dict(spec.headers)
     if spec.method in ("POST", "PUT"):
         headers.setdefault("Content-Type", "application/json")
     loop = asyncio.get_running_loop()
-    async with aiohttp.ClientSession(
-        connector=connector, timeout=timeout, headers=headers, skip_auto_headers=("User-Agent",)
-    ) as session:
-        urls = spec.urls
+    urls = spec.urls
+    targets = [split_url(u) for u in urls]
+    # Every (server, item) request prebuilt: the generator only writes bytes.
+    raw = [
+        [build_request(spec.method, f"{h}:{p}", path, body, headers) for path, body in items]
+        for h, p in targets
+    ]
+    conns = [LeanConnection(*targets[(index + t) % len(targets)]) for t in range(conc)]
+    live = build_request("GET", "x", "/v1/health/live", None, {})
 
-        async def warm(t: int) -> None:  # opens one kept-alive connection per client
-            with contextlib.suppress(Exception):
-                async with session.get(urls[(index + t) % len(urls)] + "/v1/health/live") as r:
-                    await r.read()
+    async def warm(t: int) -> None:  # opens one kept-alive connection per client
+        with contextlib.suppress(Exception):
+            await conns[t].request(live, spec.timeout)
 
-        await asyncio.gather(*(warm(t) for t in range(conc)))
-        ready_q.put((index, None))
-        if not await loop.run_in_executor(None, start_ev.wait, 120):
-            return {"fatal": "start signal never came"}
-        start = start_at.value
-        end = start + spec.duration
-        await asyncio.sleep(max(0.0, start - time.monotonic()))
-        cpu0 = time.process_time()
-        counter = itertools.count()
-        lat = array("d")
-        statuses: Counter[str] = Counter()
-        errors: Counter[str] = Counter()
-        state = {"ok": 0, "failed": 0, "last": start}
-        method, n_items, count_mode = spec.method, len(items), spec.count_mode
+    await asyncio.gather(*(warm(t) for t in range(conc)))
+    ready_q.put((index, None))
+    if not await loop.run_in_executor(None, start_ev.wait, 120):
+        return {"fatal": "start signal never came"}
+    start = start_at.value
+    end = start + spec.duration
+    await asyncio.sleep(max(0.0, start - time.monotonic()))
+    cpu0 = time.process_time()
+    counter = itertools.count()
+    lat = array("d")
+    statuses: Counter[str] = Counter()
+    errors: Counter[str] = Counter()
+    state = {"ok": 0, "failed": 0, "last": start}
+    n_items, count_mode = len(items), spec.count_mode
 
-        async def client(t: int) -> None:
-            base = urls[(index + t) % len(urls)]
-            request = session.request
-            while True:
-                i = next(counter)
-                if count_mode and i >= n_items:
+    async def client(t: int) -> None:
+        mine = raw[(index + t) % len(targets)]
+        request = conns[t].request
+        timeout = spec.timeout
+        while True:
+            i = next(counter)
+            if count_mode and i >= n_items:
+                return
+            data = mine[i % n_items]
+            for _attempt in range(spec.retries + 1):
+                t0 = time.monotonic()
+                if t0 >= end:
                     return
-                path, body = items[i % n_items]
-                for _attempt in range(spec.retries + 1):
-                    t0 = time.monotonic()
-                    if t0 >= end:
-                        return
-                    try:
-                        async with request(method, base + path, data=body) as r:
-                            await r.read()
-                            status = r.status
-                    except Exception as e:  # noqa: BLE001 - counted, never fatal
-                        errors[type(e).__name__] += 1
-                        await asyncio.sleep(0.02)
-                        continue
-                    t1 = time.monotonic()
-                    if t1 > end:
-                        return
-                    statuses[str(status)] += 1
-                    if 200 <= status < 300:
-                        state["ok"] += 1
-                        state["last"] = max(state["last"], t1)
-                        lat.append((t1 - t0) * 1000.0)
-                        break
-                    if status >= 500 or status == 429:
-                        await asyncio.sleep(0.02)
-                else:
-                    state["failed"] += 1
+                try:
+                    status = await request(data, timeout)
+                except Exception as e:  # noqa: BLE001 - counted, never fatal
+                    errors[type(e).__name__] += 1
+                    await asyncio.sleep(0.02)
+                    continue
+                t1 = time.monotonic()
+                if t1 > end:
+                    return
+                statuses[str(status)] += 1
+                if 200 <= status < 300:
+                    state["ok"] += 1
+                    state["last"] = max(state["last"], t1)
+                    lat.append((t1 - t0) * 1000.0)
+                    break
+                if status >= 500 or status == 429:
+                    await asyncio.sleep(0.02)
+            else:
+                state["failed"] += 1
 
-        await asyncio.gather(*(client(t) for t in range(conc)))
-        cpu = time.process_time() - cpu0
-        finished = state["last"] if count_mode else end
-        wall = max(min(time.monotonic(), end) - start, 1e-9)
-        return {
-            "ok": state["ok"],
-            "failed": state["failed"],
-            "finished": finished,
-            "lat": lat,
-            "statuses": dict(statuses),
-            "errors": dict(errors),
-            "cpu_pct": round(100.0 * cpu / wall, 1),
-        }
+    await asyncio.gather(*(client(t) for t in range(conc)))
+    cpu = time.process_time() - cpu0
+    for conn in conns:
+        conn.close()
+    finished = state["last"] if count_mode else end
+    wall = max(min(time.monotonic(), end) - start, 1e-9)
+    return {
+        "ok": state["ok"],
+        "failed": state["failed"],
+        "finished": finished,
+        "lat": lat,
+        "statuses": dict(statuses),
+        "errors": dict(errors),
+        "cpu_pct": round(100.0 * cpu / wall, 1),
+    }
 
 
 def _generator_child(

@@ -7,8 +7,8 @@ concurrent writes share one round trip. Entries are msgpack, never pickle.
 
 from __future__ import annotations
 
+import random
 import time
-import uuid
 from typing import Any
 
 import msgpack
@@ -26,8 +26,18 @@ class CommandError(ValueError):
     """A command that must not be proposed (caught before it reaches the log)."""
 
 
+# Request ids only need to be unique (the FSM's retry dedupe key), not secret:
+# 128 bits from a generator seeded once from the OS, not a syscall per write.
+_ids = random.Random(random.SystemRandom().getrandbits(256))
+
+
+def new_request_id() -> str:
+    """32 hex digits, unique across servers and restarts (like a uuid4)."""
+    return f"{_ids.getrandbits(128):032x}"
+
+
 def new_command(op: str, **fields: Any) -> dict[str, Any]:
-    cmd: dict[str, Any] = {"op": op, "rid": uuid.uuid4().hex, "ts": int(time.time() * 1000)}
+    cmd: dict[str, Any] = {"op": op, "rid": new_request_id(), "ts": int(time.time() * 1000)}
     cmd.update(fields)
     return cmd
 

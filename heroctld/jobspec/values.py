@@ -87,7 +87,7 @@ def join_path(path: str, key: str | int) -> str:
 
 
 def as_mapping(value: Any, path: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
+    if type(value) is not dict and not isinstance(value, Mapping):  # dict: the fast common case
         raise JobSpecError(path, f"must be an object, got {_kind(value)}")
     for key in value:
         if not isinstance(key, str):

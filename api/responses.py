@@ -1,0 +1,26 @@
+"""JSON responses, encoded with orjson (several times faster than the json
+module; the encoding was ≈8 % of the API's CPU on a job read)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+__all__ = ["dumps", "json_response"]
+
+_OPTIONS = orjson.OPT_NON_STR_KEYS
+
+
+def dumps(data: Any) -> bytes:
+    return orjson.dumps(data, option=_OPTIONS)
+
+
+def json_response(
+    data: Any, *, status: int = 200, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        body=dumps(data), status=status, headers=headers, content_type="application/json"
+    )
