@@ -9,7 +9,9 @@ pysyncobj call that is not thread-safe happens on that thread). It exposes:
 After every tick it flushes the journal if it grew (pysyncobj never does,
 notes/pysyncobj.md #5) and only then hands the tick's completions to the
 `on_tick` callback in one call, so acknowledged writes are on disk and the
-asyncio side is woken once per tick, not once per request.
+asyncio side is woken once per tick, not once per request. A leader hands
+them over as soon as it applied them (same rule: flushed first), before it
+sends the new commit index to its followers.
 """
 
 from __future__ import annotations
@@ -180,6 +182,7 @@ class RaftNode:
         self._wait = config.tick_wait
         self._last_tick = time.monotonic()
         self._flushed_at = -1
+        self._tick_mark = -1
         self._journal: Any = None
         self._journal_fd = -1
         self._start_error: BaseException | None = None
@@ -270,6 +273,17 @@ class RaftNode:
         # right before it polls: completions reach asyncio without waiting out
         # the poll (on a quiet follower nothing else would end it).
         sync.addOnTickCallback(self._after_tick)
+        # A leader applies, then sends the new commit index to its followers:
+        # hand the completions over first, so a reply does not wait for those
+        # sends (≈0.2 ms of every sequential write).
+        send_entries = sync._SyncObj__sendAppendEntries  # type: ignore[attr-defined]
+
+        def deliver_then_send_entries() -> None:
+            if self._completed:
+                self._deliver()
+            send_entries()
+
+        sync._SyncObj__sendAppendEntries = deliver_then_send_entries  # type: ignore[attr-defined]
         lonely_since = time.monotonic()
         next_check = lonely_since + 5.0
         while not self._stopping.is_set():
@@ -304,12 +318,20 @@ class RaftNode:
                 sync._SyncObj__raftElectionDeadline = deadline  # type: ignore[attr-defined]
         self._last_tick = now
         self._drain_tasks()
+        mark = len(self._journal)
+        # Tick again at once while the log moves (nothing may wake the poll).
+        moved = mark != self._tick_mark or sync.raftLastApplied < sync.raftCommitIndex
+        self._tick_mark = mark
+        self._wait = 0.0 if moved else self.config.tick_wait
+        self._deliver()
+
+    def _deliver(self) -> None:
+        """Completions to the bridge, never before the journal is on disk."""
+        sync = self._sync
+        assert sync is not None
         # Only a grown (or compacted) log needs flushing: the commit index
         # pysyncobj keeps in the journal header can be recomputed after a crash.
         mark = len(self._journal)
-        # Tick again at once while the log moves (nothing may wake the poll).
-        moved = mark != self._flushed_at or sync.raftLastApplied < sync.raftCommitIndex
-        self._wait = 0.0 if moved else self.config.tick_wait
         if mark != self._flushed_at:
             if self.config.flush_journal:
                 self._flush_journal()
