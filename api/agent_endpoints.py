@@ -2,9 +2,9 @@
 
 Served by every server with an embedded agent (in its API, to the other
 servers' ``hs_`` credential) and by a worker-only node's agent on its own
-listener (:mod:`api.worker_app`, to the servers' ``hs_``-free ``hn_``
-credential); the same handlers in both, fed by the app's :class:`LocalNode`.
-No policy grants ``/v1/agent``: only servers get in.
+listener (:mod:`api.worker_app`, to the ``hn_`` credential the servers make
+from that node's secret): the same handlers in both, fed by the app's
+:class:`LocalNode`. No policy grants ``/v1/agent``: only servers get in.
 
 - ``GET /v1/agent/logs/:alloc?lines=&type=&task=&since=&follow=true&exists=true``:
   the last lines (a JSON list); with ``follow`` an NDJSON stream of every new

@@ -16,7 +16,9 @@ Public (policy: ``logs``):
 - ``GET /v1/logs?job=NAME``: the same, merged over every allocation of the job.
 - ``?stream=true`` on either: ``text/event-stream``, ``event: log`` with
   the same ``data`` object, starting with the last ``lines`` (10 by
-  default) of each allocation, then every new line. A job stream merges
+  default) of each allocation, then every new line; with ``?since=US``
+  (unix microseconds) every line after it instead of the last ``lines``
+  (a client resuming after a dropped connection). A job stream merges
   every allocation of the job on every node and picks up allocations
   placed after it started (from their first line). ``event: error``
   (``{"alloc","message"}``) says a node cannot be reached now (the stream
@@ -53,6 +55,7 @@ from api.params import (
     dumps,
     filters,
     flag,
+    since_param,
 )
 from api.relay import (
     RELAY_SESSION,
@@ -228,10 +231,13 @@ def _frames(event: str, docs: list[str]) -> bytes:
 class _Stream:
     """One SSE response fed by a follower per allocation."""
 
-    def __init__(self, request: web.Request, f: Filters, started_us: int) -> None:
+    def __init__(
+        self, request: web.Request, f: Filters, started_us: int, resume: int | None = None
+    ) -> None:
         self.request = request
         self.f = f
         self.started_us = started_us
+        self.resume = resume  # ?since=: a client resuming after the last line it got
         self.out: asyncio.Queue[bytes] = asyncio.Queue(QUEUE_FRAMES)
         self.tasks: dict[str, asyncio.Task[None]] = {}
 
@@ -239,7 +245,7 @@ class _Stream:
         alloc_id = alloc["id"]
         if alloc_id in self.tasks:
             return
-        follower = self._follow(alloc, self.started_us if from_start else None)
+        follower = self._follow(alloc, self.started_us if from_start else self.resume)
         self.tasks[alloc_id] = asyncio.create_task(follower, name=f"logs-{alloc_id[:8]}")
 
     async def put_lines(self, docs: list[str]) -> None:
@@ -387,7 +393,7 @@ async def _watch_job(stream: _Stream, job: str) -> None:
 async def _stream(
     request: web.Request, allocs: list[dict[str, Any]], job: str | None, f: Filters
 ) -> web.StreamResponse:
-    stream = _Stream(request, f, int(time.time() * 1e6))
+    stream = _Stream(request, f, int(time.time() * 1e6), since_param(request))
     watcher: asyncio.Task[None] | None = None
     headers = {"X-HeroCtl-Index": str(replica_of(request).index)}
     async with sse_response(request, headers=headers, ping_interval=PING_INTERVAL) as sse:

@@ -13,8 +13,10 @@ from __future__ import annotations
 import base64
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -265,3 +267,41 @@ def test_the_node_secret_stays_out_of_answers_state_and_logs(setup: Setup) -> No
         if file.is_file():
             assert secret.encode() not in file.read_bytes(), file
     assert secret not in server.log() and secret not in worker.log()
+
+
+def test_cli_follow_resumes_after_the_server_restarts(setup: Setup) -> None:
+    """`heroctl logs -f` through the only server; the server restarts (the
+    worker and its container keep going): the follower connects again and
+    goes on after the last line it printed, none twice, none lost."""
+    server, cluster = setup.server, setup.cluster
+    env = {**os.environ, "HEROCTL_ADDR": server.url, "HEROCTL_TOKEN": cluster.token or ""}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "logs", setup.alloc["id"], "-f", "--type", "stdout"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    out: list[str] = []
+    reader = threading.Thread(target=lambda: out.extend(iter(proc.stdout.readline, "")))  # type: ignore[union-attr]
+    reader.start()
+    try:
+        wait_until(lambda: len(out) >= 20, 30, 0.1, "20 lines before the restart")
+        server.stop()
+        at_restart = numbers([{"line": x.strip()} for x in out])[-1]
+        server.start(peers=cluster.peers)
+        cluster.wait_ready([server], timeout=60)
+        wait_until(
+            lambda: numbers([{"line": x.strip()} for x in list(out)])[-1] > at_restart + 40,
+            60,
+            0.2,
+            "lines after the restart",
+        )
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(15)
+        reader.join(10)
+    got = numbers([{"line": x.strip()} for x in out])
+    assert consecutive(got), [(a, b) for a, b in zip(got, got[1:], strict=False) if b != a + 1]
+    assert proc.stderr is not None and "connecting again" in proc.stderr.read()
