@@ -40,7 +40,14 @@ from agent.config import AgentConfig
 from agent.drivers.base import Driver
 from agent.logs import LogCollector, LogStore
 from agent.metrics import MetricsSampler, MetricsStore
-from agent.node import CpuSampler, NodeIdentity, detect_totals, host_usage, load_node_id
+from agent.node import (
+    CpuSampler,
+    NodeIdentity,
+    detect_totals,
+    host_usage,
+    load_node_id,
+    load_node_secret,
+)
 from agent.supervisor import Supervisor
 from api.client import ApiClientError
 
@@ -100,6 +107,9 @@ class Agent:
         self.config = config
         self.clock = clock
         self.node_id = load_node_id(config.data_dir)
+        # A worker-only node serving its agent API: the key of the servers'
+        # credentials (api.worker_app), sent with the registration.
+        self.node_secret = load_node_secret(config.data_dir) if config.api_port else None
         # Logs and metrics stay on this node (the API reads these stores).
         agent_dir = Path(config.data_dir) / "agent"
         self.logs = LogStore(
@@ -146,6 +156,8 @@ class Agent:
             port_range=cfg.port_range,
             labels=dict(cfg.labels),
             attributes={"driver.docker": str("docker" in self._drivers).lower(), **cfg.attributes},
+            agent_api=cfg.api_url,
+            agent_secret=self.node_secret,
         )
         self._http = aiohttp.ClientSession()
         self.supervisor = Supervisor(

@@ -45,7 +45,9 @@ class AgentConfig:
     (the embedded agent mints short-lived ``hs_`` server credentials).
     ``cpu``/``memory``/``disk``: totals offered to the scheduler (MHz, MB,
     MB); 0 means detect from this machine. ``host_ip``: where task ports are
-    published and health checks connect."""
+    published and health checks connect. ``api_port``: a worker-only node's
+    agent API (0: none; the embedded agent of a server is reached through
+    its server's API), on ``api_bind`` (default: ``host_ip``)."""
 
     servers: list[str]
     token: str | Callable[[], str] | None
@@ -76,6 +78,8 @@ class AgentConfig:
     log_retention: float = 24 * 3600.0
     log_max_bytes: int = 10 * 2**20
     metrics_interval: float = 10.0
+    api_port: int = 0
+    api_bind: str = ""
 
     def __post_init__(self) -> None:
         if not self.servers:
@@ -85,3 +89,19 @@ class AgentConfig:
         self.port_range = parse_port_range(self.port_range)
         if not self.address:
             self.address = self.host_ip
+        if not 0 <= int(self.api_port) < 65536:
+            raise ValueError("the agent's api port must be a TCP port (or 0: none)")
+        self.api_port = int(self.api_port)
+        if not self.api_bind:
+            self.api_bind = self.host_ip
+
+    @property
+    def api_url(self) -> str | None:
+        """What the node advertises for its agent API (the bind address, or
+        the node's address when it binds every interface)."""
+        if not self.api_port:
+            return None
+        host = self.address if self.api_bind in ("0.0.0.0", "::", "") else self.api_bind
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"http://{host}:{self.api_port}"

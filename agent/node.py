@@ -2,7 +2,10 @@
 
 The id is generated once and kept in ``<data_dir>/agent/node-id``, so a
 restarted agent (or a ``kill -9`` of its daemon) comes back as the same
-node and finds its allocations again. Totals and usage come from ``/proc``
+node and finds its allocations again. A worker-only node that serves its
+agent API also keeps its node secret there (``node-secret``, mode 0600: the
+key the servers' credentials are checked with, see
+:mod:`api.security.node_credentials`). Totals and usage come from ``/proc``
 and ``statvfs``: cheap enough to read on every heartbeat.
 """
 
@@ -12,15 +15,25 @@ import contextlib
 import os
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent.drivers.base import host_cpu
+from api.security.node_credentials import new_node_secret
 
-__all__ = ["NodeIdentity", "load_node_id", "detect_totals", "CpuSampler", "host_usage"]
+__all__ = [
+    "NodeIdentity",
+    "load_node_id",
+    "load_node_secret",
+    "detect_totals",
+    "CpuSampler",
+    "host_usage",
+]
 
 NODE_ID_FILE = "node-id"
+NODE_SECRET_FILE = "node-secret"
 _ID_RE = re.compile(r"^[0-9a-f]{32}$")
+_SECRET_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
 def load_node_id(data_dir: str | os.PathLike[str]) -> str:
@@ -44,6 +57,30 @@ def load_node_id(data_dir: str | os.PathLike[str]) -> str:
         os.fsync(f.fileno())
     os.replace(tmp, path)
     return node_id
+
+
+def load_node_secret(data_dir: str | os.PathLike[str]) -> str:
+    """The node secret stored under ``data_dir`` (mode 0600), created on the
+    first call; written like the id (temporary file, fsync, rename), and
+    created 0600 from the start so it is never readable by others."""
+    directory = Path(data_dir) / "agent"
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = directory / NODE_SECRET_FILE
+    with contextlib.suppress(FileNotFoundError):
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o600)  # copied around with a looser mode: tighten it
+        text = path.read_text().strip()
+        if _SECRET_RE.match(text):
+            return text
+    secret = new_node_secret()
+    tmp = directory / f".{NODE_SECRET_FILE}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secret + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return secret
 
 
 def _meminfo() -> dict[str, int]:
@@ -143,9 +180,13 @@ class NodeIdentity:
     port_range: tuple[int, int]
     labels: dict[str, str]
     attributes: dict[str, str]
+    # A worker-only node's agent API, and the secret the servers' credentials
+    # for it are made with (sent once per registration, never logged).
+    agent_api: str | None = None
+    agent_secret: str | None = field(default=None, repr=False)
 
     def register_body(self) -> dict[str, object]:
-        return {
+        body: dict[str, object] = {
             "id": self.id,
             "name": self.name,
             "address": self.address,
@@ -155,3 +196,7 @@ class NodeIdentity:
             "attributes": dict(self.attributes),
             "port_range": [self.port_range[0], self.port_range[1]],
         }
+        if self.agent_api and self.agent_secret:
+            body["agent_api"] = self.agent_api
+            body["agent_secret"] = self.agent_secret
+        return body

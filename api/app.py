@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from api import (
+    agent_endpoints,
     routes_acl,
     routes_allocations,
     routes_auth,
@@ -80,6 +81,7 @@ def build_app(
         routes_webhooks,
         routes_logs,
         routes_metrics,
+        agent_endpoints,
     ):
         app.add_routes(module.routes)
     return app

@@ -425,10 +425,12 @@ class ApiClient:
         lines: int | str | None = None,
         stream: str | None = None,
         task: str | None = None,
+        since: int | None = None,
     ) -> AsyncIterator[tuple[str, Any]]:
         """Live lines (`("log", {...})`, and `error`/`dropped` notices) of an
-        allocation or of every allocation of a job, after the last `lines`."""
-        params = {"lines": lines, "type": stream, "task": task, "stream": True}
+        allocation or of every allocation of a job, after the last `lines`
+        (or, with `since` in unix microseconds, every line after it)."""
+        params = {"lines": lines, "type": stream, "task": task, "stream": True, "since": since}
         if alloc is not None:
             return self.sse(f"/v1/logs/{quote(alloc, safe='')}", params)
         return self.sse("/v1/logs", {**params, "job": job})

@@ -2,10 +2,10 @@
 
 Logs stay on the node that ran the allocation (:mod:`agent.logs`). Any
 server answers: it finds the allocation's node in its state, and reads the
-node's store itself when the node is this server's own agent, or asks the
-server of that node (the servers table gives its API address) through the
-internal agent endpoints below, authenticated with this server's ``hs_``
-credential.
+node's store itself when the node is this server's own agent, or asks that
+node through its internal agent endpoints (:mod:`api.agent_endpoints`):
+the node's server for a server's agent, the node's own agent API for a
+worker-only node (:mod:`api.relay`).
 
 Public (policy: ``logs``):
 
@@ -16,18 +16,14 @@ Public (policy: ``logs``):
 - ``GET /v1/logs?job=NAME``: the same, merged over every allocation of the job.
 - ``?stream=true`` on either: ``text/event-stream``, ``event: log`` with
   the same ``data`` object, starting with the last ``lines`` (10 by
-  default) of each allocation, then every new line. A job stream merges
+  default) of each allocation, then every new line; with ``?since=US``
+  (unix microseconds) every line after it instead of the last ``lines``
+  (a client resuming after a dropped connection). A job stream merges
   every allocation of the job on every node and picks up allocations
   placed after it started (from their first line). ``event: error``
   (``{"alloc","message"}``) says a node cannot be reached now (the stream
   retries and resumes after the last line it got); ``event: dropped``
   (``{"alloc","lines"}``) that a client too slow to keep up lost lines.
-
-Internal (servers only: no policy grants ``/v1/agent``):
-
-- ``GET /v1/agent/logs/:alloc?lines=&type=&task=&since=&follow=true``:
-  this node's store; with ``follow`` an NDJSON stream (a blank line every
-  few seconds keeps it alive).
 """
 
 from __future__ import annotations
@@ -40,7 +36,6 @@ import os
 import re
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -48,259 +43,47 @@ import aiohttp
 from aiohttp import web
 from aiohttp_sse import sse_response
 
-from agent.logs import LogLine, LogStore, Subscription
-from agent.metrics import MetricsStore
-from api.context import read_view, replica_of
+from agent.logs import Subscription
+from api.agent_endpoints import KEEPALIVE, LOCAL_NODE, LocalNode
+from api.context import REPLICA, read_view, replica_of
 from api.errors import ApiError
+from api.params import (
+    DEFAULT_LINES,
+    DEFAULT_STREAM_LINES,
+    MAX_LINES,
+    Filters,
+    dumps,
+    filters,
+    flag,
+    since_param,
+)
+from api.relay import (
+    RELAY_SESSION,
+    Location,
+    NodeUnreachable,
+    agent_get,
+    agent_headers,
+    locate,
+    relay_session_ctx,
+    worker_nodes,
+)
 from api.routes_allocations import _alloc_or_404
-from api.security.runtime import SECURITY, identity_of
 
 routes = web.RouteTableDef()
 log = logging.getLogger("heroctld.logs")
 
-DEFAULT_LINES = 100
-DEFAULT_STREAM_LINES = 10
-MAX_LINES = 100_000
 MAX_JOB_ALLOCS = 200  # allocations a job's (non-stream) tail reads, newest first
-KEEPALIVE = 5.0  # seconds between keep-alive lines of an idle internal follow
 PING_INTERVAL = float(os.environ.get("HEROCTL_SSE_PING_INTERVAL", "15"))
 RETRY_MIN, RETRY_MAX = 0.5, 5.0  # seconds between tries to reach a node again
 QUEUE_FRAMES = 1024  # rendered batches waiting for a slow SSE client
 LIVE_STATUSES = ("pending", "running")
-STREAMS = ("stdout", "stderr")
-
-
-@dataclass
-class LocalNode:
-    """This server's own agent (none with ``--no-agent``): its stores, set
-    by the daemon once the agent exists."""
-
-    logs: LogStore | None = None
-    metrics: MetricsStore | None = None
-    node_id: str | None = None
-
-
-LOCAL_NODE = web.AppKey("local_node", LocalNode)
-RELAY_SESSION = web.AppKey("relay_session", aiohttp.ClientSession)
-
-
-async def relay_session_ctx(app: web.Application):  # cleanup_ctx
-    """A session for talking to other servers' agent endpoints: no total
-    timeout (streams last), big line buffer (NDJSON lines of long logs)."""
-    session = aiohttp.ClientSession(
-        timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
-        read_bufsize=2**20,
-        connector=aiohttp.TCPConnector(limit=0),
-    )
-    app[RELAY_SESSION] = session
-    yield
-    await session.close()
 
 
 def setup(app: web.Application) -> None:
     """App state for logs (the routes are added with the other modules)."""
     if LOCAL_NODE not in app:
-        app[LOCAL_NODE] = LocalNode()
+        app[LOCAL_NODE] = LocalNode(name=app[REPLICA].identity.name)
     app.cleanup_ctx.append(relay_session_ctx)
-
-
-# --- where an allocation's node is ------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Location:
-    node_name: str
-    local: bool
-    url: str | None = None  # the API of the node's server
-
-
-class NodeUnreachable(Exception):
-    pass
-
-
-def locate(request: web.Request, node_name: str | None) -> Location:
-    """Where the agent of ``node_name`` answers: here, or that node's server."""
-    replica = replica_of(request)
-    if not node_name:
-        raise NodeUnreachable("the allocation is not placed on a node")
-    local = request.app[LOCAL_NODE]
-    if node_name == replica.identity.name:
-        if local.logs is None:
-            raise NodeUnreachable(f"node '{node_name}' runs no agent")
-        return Location(node_name, True)
-    with replica.state.read() as s:
-        row = s.table("servers").get(node_name)
-    if not row or not row.get("api_address"):
-        raise NodeUnreachable(
-            f"node '{node_name}' is not a server of this cluster (a worker-only node): "
-            "its logs and metrics stay on it"
-        )
-    return Location(node_name, False, str(row["api_address"]).rstrip("/"))
-
-
-def server_headers(request: web.Request) -> dict[str, str]:
-    """This server's credential, for the other servers' agent endpoints."""
-    token = request.app[SECURITY].keys.server_token(replica_of(request).identity.name)
-    return {"Authorization": f"Bearer {token}", "Accept": "application/json"}
-
-
-async def agent_get(
-    request: web.Request, loc: Location, path: str, params: dict[str, str], timeout: float = 10.0
-) -> Any:
-    """GET an internal agent endpoint of another server; NodeUnreachable on any failure."""
-    assert loc.url is not None
-    session = request.app[RELAY_SESSION]
-    try:
-        async with session.get(
-            loc.url + path,
-            params=params,
-            headers=server_headers(request),
-            timeout=aiohttp.ClientTimeout(total=timeout),
-        ) as r:
-            body = await r.read()
-            if r.status != 200:
-                message = body.decode(errors="replace")[:300]
-                with contextlib.suppress(ValueError, AttributeError):
-                    message = json.loads(body).get("message", message)
-                raise NodeUnreachable(f"node '{loc.node_name}' answered {r.status}: {message}")
-            return json.loads(body)
-    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-        raise NodeUnreachable(
-            f"node '{loc.node_name}' at {loc.url} did not answer: {exc or type(exc).__name__}"
-        ) from None
-
-
-# --- parameters -------------------------------------------------------------------------------
-
-
-def _flag(request: web.Request, name: str) -> bool:
-    value = request.query.get(name)
-    return value is not None and value.lower() not in ("false", "0", "no")
-
-
-def _lines(request: web.Request, default: int | None) -> int | None:
-    raw = request.query.get("lines", request.query.get("n"))
-    if raw is None or raw == "":
-        return default
-    if raw.lower() == "all":
-        return None
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError(400, "invalid_parameter", "lines must be a number or 'all'") from None
-    if value < 0:
-        raise ApiError(400, "invalid_parameter", "lines must not be negative")
-    return min(value, MAX_LINES)
-
-
-def _stream_type(request: web.Request) -> str | None:
-    value = request.query.get("type") or None
-    if value is not None and value not in STREAMS:
-        raise ApiError(400, "invalid_parameter", "type must be stdout or stderr")
-    return value
-
-
-def _since(request: web.Request) -> int | None:
-    raw = request.query.get("since")
-    if not raw:
-        return None
-    try:
-        return int(raw)
-    except ValueError:
-        raise ApiError(400, "invalid_parameter", "since must be unix microseconds") from None
-
-
-@dataclass(frozen=True)
-class Filters:
-    lines: int | None
-    stream: str | None
-    task: str | None
-
-    def params(self, since: int | None = None, follow: bool = False) -> dict[str, str]:
-        out = {"lines": "all" if self.lines is None else str(self.lines)}
-        if self.stream:
-            out["type"] = self.stream
-        if self.task:
-            out["task"] = self.task
-        if since is not None:
-            out["since"] = str(since)
-        if follow:
-            out["follow"] = "true"
-        return out
-
-
-def _filters(request: web.Request, default_lines: int | None) -> Filters:
-    return Filters(
-        _lines(request, default_lines), _stream_type(request), request.query.get("task") or None
-    )
-
-
-def _dumps(doc: Any) -> str:
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
-
-
-# --- internal: this node's store ---------------------------------------------------------------
-
-
-def require_server(request: web.Request) -> None:
-    """The agent endpoints answer other servers (their ``hs_`` credential) only."""
-    if identity_of(request).kind != "server":
-        raise ApiError(403, "forbidden", "the agent endpoints are for the cluster's servers")
-
-
-def _local_store(request: web.Request) -> LogStore:
-    require_server(request)
-    store = request.app[LOCAL_NODE].logs
-    if store is None:
-        raise ApiError(404, "agent_not_running", "this server runs no agent (--no-agent)")
-    return store
-
-
-@routes.get("/v1/agent/logs/{alloc}")
-async def agent_logs(request: web.Request) -> web.StreamResponse:
-    store = _local_store(request)
-    alloc_id = request.match_info["alloc"]
-    f = _filters(request, DEFAULT_LINES)
-    since = _since(request)
-    loop = asyncio.get_running_loop()
-    try:
-        if not _flag(request, "follow"):
-            if _flag(request, "exists") and not store.has(alloc_id):
-                raise ApiError(404, "logs_not_found", f"no logs of allocation {alloc_id} here")
-            found = await loop.run_in_executor(
-                None,
-                lambda: store.tail(alloc_id, f.lines, stream=f.stream, task=f.task, since=since),
-            )
-            return web.json_response([ln.to_dict(alloc_id) for ln in found], dumps=_dumps)
-        backlog, sub = await loop.run_in_executor(
-            None,
-            lambda: store.subscribe(
-                alloc_id, loop, lines=f.lines, stream=f.stream, task=f.task, since=since
-            ),
-        )
-    except ValueError as exc:
-        raise ApiError(400, "invalid_parameter", str(exc)) from None
-    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
-    try:
-        await response.prepare(request)
-        if backlog:
-            await response.write(_ndjson(alloc_id, backlog))
-        dropped = 0
-        while True:
-            batch = await sub.get(timeout=KEEPALIVE)
-            if sub.dropped != dropped:
-                await response.write((_dumps({"dropped": sub.dropped - dropped}) + "\n").encode())
-                dropped = sub.dropped
-            await response.write(_ndjson(alloc_id, batch) if batch else b"\n")
-    except (ConnectionResetError, asyncio.CancelledError, RuntimeError):
-        pass  # the other server went away
-    finally:
-        sub.close()
-    return response
-
-
-def _ndjson(alloc_id: str, lines: list[LogLine]) -> bytes:
-    return "".join(_dumps(ln.to_dict(alloc_id)) + "\n" for ln in lines).encode()
 
 
 # --- public: tails -------------------------------------------------------------------------------
@@ -308,7 +91,7 @@ def _ndjson(alloc_id: str, lines: list[LogLine]) -> bytes:
 
 async def tail_of(request: web.Request, alloc: dict[str, Any], f: Filters) -> list[dict[str, Any]]:
     """The last lines of one allocation, wherever its node is."""
-    loc = locate(request, alloc.get("node_name"))
+    loc = locate(request, alloc.get("node_name"), alloc.get("node"))
     alloc_id = alloc["id"]
     if loc.local:
         store = request.app[LOCAL_NODE].logs
@@ -341,21 +124,24 @@ async def find_alloc(request: web.Request, ref: str) -> dict[str, Any]:
     if local.logs is not None and local.logs.has(ref):
         return {"id": ref, "node_name": replica.identity.name}
     with replica.state.read() as s:
-        others = [n for n in s.table("servers") if n != replica.identity.name]
+        others: list[tuple[str, str | None]] = [
+            (n, None) for n in s.table("servers") if n != replica.identity.name
+        ]
+        others += [(n["name"], n["id"]) for n in worker_nodes(s) if n.get("status") == "ready"]
 
-    async def probe(name: str) -> str | None:
+    async def probe(name: str, node_id: str | None) -> dict[str, Any] | None:
         try:
-            loc = locate(request, name)
+            loc = locate(request, name, node_id)
             await agent_get(
                 request, loc, f"/v1/agent/logs/{ref}", {"lines": "0", "exists": "true"}, timeout=3.0
             )
-            return name
+            return {"id": ref, "node_name": name, "node": node_id}
         except NodeUnreachable:
             return None
 
-    for name in await asyncio.gather(*(probe(n) for n in others)):
-        if name is not None:
-            return {"id": ref, "node_name": name}
+    for found in await asyncio.gather(*(probe(*other) for other in others)):
+        if found is not None:
+            return found
     raise missing
 
 
@@ -367,13 +153,13 @@ def _unreachable(alloc_id: str, exc: Exception) -> ApiError:
 async def get_alloc_logs(request: web.Request) -> web.StreamResponse:
     await read_view(request)
     alloc = await find_alloc(request, request.match_info["alloc"])
-    if _flag(request, "stream"):
-        return await _stream(request, [alloc], None, _filters(request, DEFAULT_STREAM_LINES))
+    if flag(request, "stream"):
+        return await _stream(request, [alloc], None, filters(request, DEFAULT_STREAM_LINES))
     try:
-        lines = await tail_of(request, alloc, _filters(request, DEFAULT_LINES))
+        lines = await tail_of(request, alloc, filters(request, DEFAULT_LINES))
     except NodeUnreachable as exc:
         raise _unreachable(alloc["id"], exc) from None
-    return web.json_response(lines, dumps=_dumps)
+    return web.json_response(lines, dumps=dumps)
 
 
 def _job_allocs(request: web.Request, job: str) -> list[dict[str, Any]]:
@@ -399,10 +185,10 @@ async def get_logs(request: web.Request) -> web.StreamResponse:
         allocs = _job_allocs(request, job)
     else:
         raise ApiError(400, "missing_parameter", "say whose logs: ?job=NAME or ?alloc=ID")
-    if _flag(request, "stream"):
+    if flag(request, "stream"):
         initial = [a for a in allocs if _live(a)] if job else allocs
-        return await _stream(request, initial, job, _filters(request, DEFAULT_STREAM_LINES))
-    f = _filters(request, DEFAULT_LINES)
+        return await _stream(request, initial, job, filters(request, DEFAULT_STREAM_LINES))
+    f = filters(request, DEFAULT_LINES)
     newest = sorted(allocs, key=lambda a: a.get("create_index") or 0)[-MAX_JOB_ALLOCS:]
     results = await asyncio.gather(
         *(tail_of(request, a, f) for a in newest), return_exceptions=True
@@ -424,7 +210,7 @@ async def get_logs(request: web.Request) -> web.StreamResponse:
     if f.lines is not None:
         merged = merged[-f.lines :] if f.lines else []
     headers = {"X-HeroCtl-Logs-Unavailable": ",".join(missing)} if missing else None
-    return web.json_response(merged, dumps=_dumps, headers=headers)
+    return web.json_response(merged, dumps=dumps, headers=headers)
 
 
 # --- public: streams ------------------------------------------------------------------------------
@@ -445,10 +231,13 @@ def _frames(event: str, docs: list[str]) -> bytes:
 class _Stream:
     """One SSE response fed by a follower per allocation."""
 
-    def __init__(self, request: web.Request, f: Filters, started_us: int) -> None:
+    def __init__(
+        self, request: web.Request, f: Filters, started_us: int, resume: int | None = None
+    ) -> None:
         self.request = request
         self.f = f
         self.started_us = started_us
+        self.resume = resume  # ?since=: a client resuming after the last line it got
         self.out: asyncio.Queue[bytes] = asyncio.Queue(QUEUE_FRAMES)
         self.tasks: dict[str, asyncio.Task[None]] = {}
 
@@ -456,7 +245,7 @@ class _Stream:
         alloc_id = alloc["id"]
         if alloc_id in self.tasks:
             return
-        follower = self._follow(alloc, self.started_us if from_start else None)
+        follower = self._follow(alloc, self.started_us if from_start else self.resume)
         self.tasks[alloc_id] = asyncio.create_task(follower, name=f"logs-{alloc_id[:8]}")
 
     async def put_lines(self, docs: list[str]) -> None:
@@ -464,7 +253,7 @@ class _Stream:
             await self.out.put(_frames("log", docs))
 
     async def put_event(self, event: str, doc: dict[str, Any]) -> None:
-        await self.out.put(_frames(event, [_dumps(doc)]))
+        await self.out.put(_frames(event, [dumps(doc)]))
 
     async def _follow(self, alloc: dict[str, Any], since: int | None) -> None:
         """Follow one allocation until the stream ends. After a failure it
@@ -479,7 +268,7 @@ class _Stream:
         while True:
             skip_us, skip_n, skipped = last_us, last_n, 0
             try:
-                loc = locate(self.request, alloc.get("node_name"))
+                loc = locate(self.request, alloc.get("node_name"), alloc.get("node"))
                 follow = self._follow_local if loc.local else self._follow_remote
                 async for batch in follow(loc, alloc_id, lines, since):
                     docs = []
@@ -529,7 +318,7 @@ class _Stream:
             dropped = 0
             while True:
                 if batch:
-                    yield [(ln.us, _dumps(ln.to_dict(alloc_id))) for ln in batch]
+                    yield [(ln.us, dumps(ln.to_dict(alloc_id))) for ln in batch]
                 if sub.dropped != dropped:
                     await self.put_event(
                         "dropped", {"alloc": alloc_id, "lines": sub.dropped - dropped}
@@ -552,7 +341,7 @@ class _Stream:
             async with session.get(
                 url,
                 params=params,
-                headers=server_headers(self.request),
+                headers=agent_headers(self.request, loc),
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=KEEPALIVE * 6),
             ) as r:
                 if r.status != 200:
@@ -604,7 +393,7 @@ async def _watch_job(stream: _Stream, job: str) -> None:
 async def _stream(
     request: web.Request, allocs: list[dict[str, Any]], job: str | None, f: Filters
 ) -> web.StreamResponse:
-    stream = _Stream(request, f, int(time.time() * 1e6))
+    stream = _Stream(request, f, int(time.time() * 1e6), since_param(request))
     watcher: asyncio.Task[None] | None = None
     headers = {"X-HeroCtl-Index": str(replica_of(request).index)}
     async with sse_response(request, headers=headers, ping_interval=PING_INTERVAL) as sse:

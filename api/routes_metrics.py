@@ -18,43 +18,34 @@ Public (policy: ``metrics``):
   job. ``from``/``to``: ``now``, ``-1h``/``-30m``/``-90s``/``-2d``, unix
   seconds or RFC 3339. Without job/node/alloc: every node's series.
 
-Internal (servers only): ``GET /v1/agent/metrics/current`` (this node's
-last sample and this server's API rate) and ``GET /v1/agent/metrics/query``.
+The internal endpoints the agents serve are in :mod:`api.agent_endpoints`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-import re
 import time
-from collections import Counter, deque
-from datetime import datetime
+from collections import Counter
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily
 
-from agent.metrics import ALLOC_FIELDS, NODE_FIELDS, bucketize, choose_step
+from agent.metrics import ALLOC_FIELDS, bucketize, choose_step
+from api import request_rate
+from api.agent_endpoints import LOCAL_NODE, current_doc
 from api.context import replica_of
-from api.errors import ApiError, Handler
+from api.errors import ApiError
+from api.metrics_prometheus import prometheus_text
+from api.params import metric_param, window
+from api.relay import Location, NodeUnreachable, agent_get, locate, worker_nodes
 from api.routes_allocations import _alloc_or_404
-from api.routes_logs import (
-    LOCAL_NODE,
-    Location,
-    NodeUnreachable,
-    agent_get,
-    locate,
-    require_server,
-)
 from api.routes_nodes import find_node
 from api.security.runtime import rfc3339
 from raft.fsm_allocs import CLIENT_STATUSES
 
 routes = web.RouteTableDef()
 
-METRICS = sorted(set(NODE_FIELDS) | set(ALLOC_FIELDS))
 UNITS = {
     "cpu": "percent",
     "memory": "MB",
@@ -62,181 +53,47 @@ UNITS = {
     "disk": "MB",
     "disk_total": "MB",
 }
-GATHER_TIMEOUT = 3.0  # seconds a snapshot waits for another server
-MAX_RANGE = 31 * 86400.0
-
-
-class RequestCounter:
-    """API requests per second of this server, over the last minute."""
-
-    def __init__(self, clock: Any = time.monotonic) -> None:
-        self.clock = clock
-        self.total = 0
-        self._seconds: deque[list[int]] = deque()  # [second, count]
-
-    def hit(self) -> None:
-        self.total += 1
-        sec = int(self.clock())
-        if self._seconds and self._seconds[-1][0] == sec:
-            self._seconds[-1][1] += 1
-            return
-        self._seconds.append([sec, 1])
-        while self._seconds and self._seconds[0][0] <= sec - 60:
-            self._seconds.popleft()
-
-    def rate(self, window: int = 10) -> float:
-        """Requests/s over the last ``window`` whole seconds."""
-        now = int(self.clock())
-        count = sum(c for s, c in self._seconds if now - window <= s < now)
-        return round(count / window, 2)
-
-
-REQUESTS = web.AppKey("request_counter", RequestCounter)
-
-
-@web.middleware
-async def count_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if not request.path.startswith("/v1/agent/"):  # servers talking among themselves
-        request.app[REQUESTS].hit()
-    return await handler(request)
+GATHER_TIMEOUT = 3.0  # seconds a snapshot waits for another node
 
 
 def setup(app: web.Application) -> None:
-    app[REQUESTS] = RequestCounter()
-    app.middlewares.insert(0, count_requests)
-
-
-# --- parameters -------------------------------------------------------------------------------
-
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d|w)?$")
-_UNIT = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, None: 1}
-
-
-def parse_duration(value: str, name: str) -> float:
-    m = _DURATION.match(value.strip())
-    if not m:
-        raise ApiError(400, "invalid_parameter", f"{name} must look like 30s, 5m, 1h or 2d")
-    return float(m.group(1)) * _UNIT[m.group(2)]
-
-
-def parse_time(value: str | None, now: float, name: str, default: float) -> float:
-    """``now``, ``-1h`` (before now), unix seconds or RFC 3339 -> unix seconds."""
-    if value is None or value == "":
-        return default
-    value = value.strip()
-    if value == "now":
-        return now
-    if value.startswith("-"):
-        return now - parse_duration(value[1:], name)
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        raise ApiError(
-            400, "invalid_parameter", f"{name} must be now, -1h, unix seconds or RFC 3339"
-        ) from None
-
-
-def _window(request: web.Request) -> tuple[float, float, float | None]:
-    now = time.time()
-    end = parse_time(request.query.get("to"), now, "to", now)
-    start = parse_time(request.query.get("from"), now, "from", end - 3600)
-    if start >= end:
-        raise ApiError(400, "invalid_parameter", "from must be before to")
-    if end - start > MAX_RANGE:
-        start = end - MAX_RANGE
-    raw_step = request.query.get("step")
-    step = parse_duration(raw_step, "step") if raw_step else None
-    if step is not None and step <= 0:
-        raise ApiError(400, "invalid_parameter", "step must be positive")
-    return start, end, step
-
-
-# --- internal ----------------------------------------------------------------------------------
-
-
-@routes.get("/v1/agent/metrics/current")
-async def agent_current(request: web.Request) -> web.Response:
-    require_server(request)
-    local = request.app[LOCAL_NODE]
-    current = local.metrics.current() if local.metrics is not None else {}
-    counter = request.app[REQUESTS]
-    return web.json_response(
-        {
-            "server": replica_of(request).identity.name,
-            "node_id": local.node_id,
-            "sample": current,
-            "interval": local.metrics.interval if local.metrics is not None else None,
-            "api": {"requests_per_second": counter.rate(), "requests_total": counter.total},
-        }
-    )
-
-
-@routes.get("/v1/agent/metrics/query")
-async def agent_query(request: web.Request) -> web.Response:
-    require_server(request)
-    store = request.app[LOCAL_NODE].metrics
-    if store is None:
-        raise ApiError(404, "agent_not_running", "this server runs no agent (--no-agent)")
-    metric = _metric(request)
-    start, end, step = _window(request)
-    loop = asyncio.get_running_loop()
-    answer = await loop.run_in_executor(
-        None,
-        lambda: store.query(
-            metric,
-            alloc=request.query.get("alloc") or None,
-            job=request.query.get("job") or None,
-            start=start,
-            end=end,
-            step=step,
-        ),
-    )
-    return web.json_response(answer)
-
-
-def _metric(request: web.Request) -> str:
-    metric = request.query.get("metric", "")
-    if metric not in METRICS:
-        raise ApiError(400, "invalid_parameter", f"metric must be one of {', '.join(METRICS)}")
-    return metric
+    request_rate.setup(app)
 
 
 # --- gathering ---------------------------------------------------------------------------------
 
 
-async def _current_of(request: web.Request, server: str) -> dict[str, Any]:
-    """The internal current-metrics answer of one server (this one locally)."""
-    if server == replica_of(request).identity.name:
-        return await _local_current(request)
-    loc = locate(request, server)
+async def _current_of(
+    request: web.Request, name: str, node_id: str | None = None
+) -> dict[str, Any]:
+    """The internal current-metrics answer of one node (this server's locally)."""
+    if name == replica_of(request).identity.name:
+        return current_doc(request.app, name)
+    loc = locate(request, name, node_id)
     return await agent_get(request, loc, "/v1/agent/metrics/current", {}, GATHER_TIMEOUT)
 
 
-async def _local_current(request: web.Request) -> dict[str, Any]:
-    local = request.app[LOCAL_NODE]
-    counter = request.app[REQUESTS]
-    return {
-        "server": replica_of(request).identity.name,
-        "node_id": local.node_id,
-        "sample": local.metrics.current() if local.metrics is not None else {},
-        "api": {"requests_per_second": counter.rate(), "requests_total": counter.total},
-    }
-
-
-async def gather_current(request: web.Request) -> dict[str, dict[str, Any] | None]:
-    """server name -> its current metrics (None when it did not answer)."""
+async def gather_current(
+    request: web.Request,
+) -> tuple[dict[str, dict[str, Any] | None], dict[str, dict[str, Any] | None]]:
+    """(server name -> its current metrics, worker-only node name -> its
+    current metrics); None when it did not answer. Workers known to be down
+    are not asked (their last sample is stale anyway)."""
     with replica_of(request).state.read() as s:
         servers = sorted(s.table("servers"))
+        workers: dict[str, str] = {}
+        for n in worker_nodes(s):
+            if n.get("status") == "ready":
+                workers.setdefault(n["name"], n["id"])
+    targets = [(name, None) for name in servers] + sorted(workers.items())
     results = await asyncio.gather(
-        *(_current_of(request, name) for name in servers), return_exceptions=True
+        *(_current_of(request, name, nid) for name, nid in targets), return_exceptions=True
     )
-    return {
-        name: (r if isinstance(r, dict) else None) for name, r in zip(servers, results, strict=True)
+    answers = {
+        name: (r if isinstance(r, dict) else None)
+        for (name, _), r in zip(targets, results, strict=True)
     }
+    return {n: answers[n] for n in servers}, {n: answers[n] for n in workers}
 
 
 def _pct_of(total: float, percent: float | None) -> float | None:
@@ -245,7 +102,7 @@ def _pct_of(total: float, percent: float | None) -> float | None:
 
 async def snapshot(request: web.Request) -> dict[str, Any]:
     replica = replica_of(request)
-    currents = await gather_current(request)
+    currents, worker_currents = await gather_current(request)
     with replica.state.read() as s:
         nodes = sorted(s.table("nodes").values(), key=lambda n: n.get("name", ""))
         allocs = list(s.table("allocations").values())
@@ -253,7 +110,7 @@ async def snapshot(request: web.Request) -> dict[str, Any]:
     leader = replica.leader_server()
     samples: dict[str, dict[str, Any]] = {}  # node name -> sample
     alloc_usage: dict[str, dict[str, Any]] = {}
-    for name, cur in currents.items():
+    for name, cur in [*currents.items(), *worker_currents.items()]:
         sample = (cur or {}).get("sample") or {}
         if sample:
             samples[name] = sample
@@ -339,6 +196,7 @@ async def snapshot(request: web.Request) -> dict[str, Any]:
         "allocations": {status: by_status.get(status, 0) for status in CLIENT_STATUSES},
         "jobs": sorted(jobs.values(), key=lambda j: j["name"]),
         "unreachable_servers": sorted(k for k, v in currents.items() if v is None),
+        "unreachable_nodes": sorted(k for k, v in worker_currents.items() if v is None),
     }
 
 
@@ -355,97 +213,6 @@ async def get_metrics(request: web.Request) -> web.Response:
         body, content_type = prometheus_text(snap)
         return web.Response(body=body, headers={"Content-Type": content_type})
     return web.json_response(snap)
-
-
-class _SnapshotCollector:
-    """prometheus-client collector over one snapshot (built per scrape)."""
-
-    def __init__(self, snap: dict[str, Any]) -> None:
-        self.snap = snap
-
-    def collect(self):  # type: ignore[no-untyped-def]
-        snap = self.snap
-        g = GaugeMetricFamily
-        node_cpu = g(
-            "heroctl_node_cpu_used_percent", "Busy CPU of the node, % of all cores", labels=["node"]
-        )
-        node_cpu_total = g(
-            "heroctl_node_cpu_total_mhz", "CPU the node offers (MHz)", labels=["node"]
-        )
-        mem_used = g("heroctl_node_memory_used_bytes", "Memory used on the node", labels=["node"])
-        mem_total = g("heroctl_node_memory_total_bytes", "Memory the node offers", labels=["node"])
-        disk_used = g(
-            "heroctl_node_disk_used_bytes", "Disk used (data dir filesystem)", labels=["node"]
-        )
-        disk_total = g(
-            "heroctl_node_disk_total_bytes", "Disk size (data dir filesystem)", labels=["node"]
-        )
-        node_allocs = g(
-            "heroctl_node_allocations", "Pending and running allocations", labels=["node"]
-        )
-        node_up = g("heroctl_node_ready", "1 when the node is ready", labels=["node"])
-        for n in snap["nodes"]:
-            name = n["name"] or n["id"]
-            node_up.add_metric([name], 1.0 if n["status"] == "ready" else 0.0)
-            node_allocs.add_metric([name], n["allocations"])
-            node_cpu_total.add_metric([name], n["cpu"]["total_mhz"] or 0)
-            mem_total.add_metric([name], (n["memory"]["total_mb"] or 0) * 2**20)
-            if n["cpu"]["used_percent"] is not None:
-                node_cpu.add_metric([name], n["cpu"]["used_percent"])
-            if n["memory"]["used_mb"] is not None:
-                mem_used.add_metric([name], n["memory"]["used_mb"] * 2**20)
-            if n["disk"]["used_mb"] is not None:
-                disk_used.add_metric([name], n["disk"]["used_mb"] * 2**20)
-            if n["disk"]["total_mb"]:
-                disk_total.add_metric([name], n["disk"]["total_mb"] * 2**20)
-        yield from (
-            node_up,
-            node_cpu,
-            node_cpu_total,
-            mem_used,
-            mem_total,
-            disk_used,
-            disk_total,
-            node_allocs,
-        )
-        allocs = g("heroctl_allocations", "Allocations by status", labels=["status"])
-        for status, count in snap["allocations"].items():
-            allocs.add_metric([status], count)
-        yield allocs
-        job_cpu = g(
-            "heroctl_job_cpu_percent",
-            "CPU of a job's running allocations, % of a core",
-            labels=["job"],
-        )
-        job_mem = g(
-            "heroctl_job_memory_bytes", "Memory of a job's running allocations", labels=["job"]
-        )
-        job_running = g(
-            "heroctl_job_running_allocations", "Running allocations of a job", labels=["job"]
-        )
-        for j in snap["jobs"]:
-            job_cpu.add_metric([j["name"]], j["cpu_percent"])
-            job_mem.add_metric([j["name"]], j["memory_mb"] * 2**20)
-            job_running.add_metric([j["name"]], j["running"])
-        yield from (job_cpu, job_mem, job_running)
-        raft = snap["raft"]
-        yield g("heroctl_raft_index", "Raft index of the answering server", value=raft["index"])
-        yield g("heroctl_raft_term", "Raft term", value=raft["term"] or 0)
-        leader = g("heroctl_raft_leader", "1 for the current leader", labels=["server"])
-        if raft["leader"]:
-            leader.add_metric([raft["leader"]], 1)
-        yield leader
-        rps = g("heroctl_api_requests_per_second", "API requests/s (last 10 s)", labels=["server"])
-        for server, value in snap["api"]["servers"].items():
-            if value is not None:
-                rps.add_metric([server], value)
-        yield rps
-
-
-def prometheus_text(snap: dict[str, Any]) -> tuple[bytes, str]:
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_SnapshotCollector(snap))
-    return generate_latest(registry), CONTENT_TYPE_LATEST
 
 
 async def _node_query(
@@ -485,8 +252,8 @@ def _sum_series(series: list[dict[str, Any]], step: float) -> list[list[float]]:
 @routes.get("/v1/metrics/query")
 async def query_metrics(request: web.Request) -> web.Response:
     replica = replica_of(request)
-    metric = _metric(request)
-    start, end, step = _window(request)
+    metric = metric_param(request)
+    start, end, step = window(request)
     job = request.query.get("job") or None
     node_ref = request.query.get("node") or None
     alloc_ref = request.query.get("alloc") or None
@@ -495,11 +262,11 @@ async def query_metrics(request: web.Request) -> web.Response:
     params = {"metric": metric, "from": repr(start), "to": repr(end)}
     if step is not None:
         params["step"] = repr(step)
-    targets: list[str] = []  # node names to ask
+    targets: list[tuple[str, str | None]] = []  # (name, id) of the nodes to ask
     if alloc_ref is not None:
         alloc = _alloc_or_404(request, alloc_ref)
         params["alloc"] = alloc["id"]
-        targets = [alloc.get("node_name") or ""]
+        targets = [(alloc.get("node_name") or "", alloc.get("node"))]
         if metric not in ALLOC_FIELDS:
             raise ApiError(
                 400, "invalid_parameter", f"an allocation has {', '.join(ALLOC_FIELDS)} only"
@@ -507,10 +274,10 @@ async def query_metrics(request: web.Request) -> web.Response:
     elif job is not None:
         params["job"] = job
         with replica.state.read() as s:
-            names = {a.get("node_name") for a in s.allocs_of(job=job)}
-            if job not in s.table("jobs") and not names:
+            placed = {(a.get("node_name"), a.get("node")) for a in s.allocs_of(job=job)}
+            if job not in s.table("jobs") and not placed:
                 raise ApiError(404, "job_not_found", f"job '{job}' does not exist")
-        targets = sorted(n for n in names if n)
+        targets = sorted(((n, i) for n, i in placed if n), key=lambda t: (t[0], t[1] or ""))
         if metric not in ALLOC_FIELDS:
             raise ApiError(400, "invalid_parameter", f"a job has {', '.join(ALLOC_FIELDS)} only")
     else:
@@ -519,18 +286,18 @@ async def query_metrics(request: web.Request) -> web.Response:
                 node = find_node(s, node_ref)
                 if node is None:
                     raise ApiError(404, "node_not_found", f"node '{node_ref}' does not exist")
-                targets = [node.get("name", "")]
+                targets = [(node.get("name", ""), node["id"])]
             else:
-                targets = sorted(n.get("name", "") for n in s.table("nodes").values())
+                targets = sorted((n.get("name", ""), n["id"]) for n in s.table("nodes").values())
 
-    async def ask(name: str) -> dict[str, Any]:
-        return await _node_query(request, locate(request, name), params)
+    async def ask(name: str, node_id: str | None) -> dict[str, Any]:
+        return await _node_query(request, locate(request, name, node_id), params)
 
-    results = await asyncio.gather(*(ask(n) for n in targets), return_exceptions=True)
+    results = await asyncio.gather(*(ask(*t) for t in targets), return_exceptions=True)
     series: list[dict[str, Any]] = []
     errors: list[dict[str, str]] = []
     steps: list[float] = []
-    for name, result in zip(targets, results, strict=True):
+    for (name, _), result in zip(targets, results, strict=True):
         if isinstance(result, NodeUnreachable):
             errors.append({"node": name, "message": str(result)})
             continue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -10,7 +11,10 @@ from api.context import blocking_view, read_headers, read_view, replica_of
 from api.errors import ApiError, read_json_object, require_field
 from api.forward import leader_or_forward
 from api.heartbeats import HEARTBEATS
+from api.relay import node_secrets
 from api.responses import json_response
+from api.security.node_credentials import check_node_secret
+from raft.fsm_nodes import public_node
 from raft.state import State
 
 routes = web.RouteTableDef()
@@ -101,6 +105,7 @@ async def get_node(request: web.Request) -> web.Response:
             }
             for a in allocs
         ],
+        agent_api=node.get("agent_api"),
         registered_at=node.get("registered_at"),
         status_updated_at=node.get("status_updated_at"),
         last_drain=node.get("last_drain"),
@@ -147,9 +152,30 @@ async def register_node(request: web.Request) -> web.Response:
         )
         if k in body
     }
+    node.update(_agent_api(request, body))
     result = await replica_of(request).write("node.register", node=node)
     request.app[HEARTBEATS].beat(node["id"], None)
-    return json_response(result["node"])
+    return json_response(public_node(result["node"]))
+
+
+def _agent_api(request: web.Request, body: dict[str, Any]) -> dict[str, Any]:
+    """The agent API a worker-only node serves, and its node secret sealed
+    here, before it is proposed (both None: the node serves none, or is a
+    server whose agent the servers reach through its API)."""
+    url, secret = body.get("agent_api"), body.get("agent_secret")
+    if url is None and secret is None:
+        return {"agent_api": None, "agent_secret": None}
+    parts = urlsplit(url) if isinstance(url, str) and len(url) <= 512 else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ApiError(400, "invalid_field", "field 'agent_api' must be an http(s) URL")
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise ApiError(400, "invalid_field", "field 'agent_api' must be a plain http(s) URL")
+    if check_node_secret(secret) is None:
+        raise ApiError(
+            400, "invalid_field", "field 'agent_secret' must be 32 to 256 printable characters"
+        )
+    sealed = node_secrets(request).seal(str(body["id"]), secret)
+    return {"agent_api": url.rstrip("/"), "agent_secret": sealed}
 
 
 @routes.post("/v1/nodes/{id}/heartbeat")
@@ -212,7 +238,7 @@ async def drain_node(request: web.Request) -> web.Response:
             raise ApiError(400, "invalid_field", "field 'keep_ineligible' must be true or false")
         fields["keep_ineligible"] = keep
     result = await replica_of(request).write("node.drain", **fields)
-    return json_response(result["node"])
+    return json_response(public_node(result["node"]))
 
 
 @routes.post("/v1/nodes/{id}/eligibility")
@@ -230,4 +256,4 @@ async def node_eligibility(request: web.Request) -> web.Response:
             "field 'eligible' must be true or false (or 'eligibility': eligible|ineligible)",
         )
     result = await replica_of(request).write("node.eligibility", id=node_id, eligible=eligible)
-    return json_response(result["node"])
+    return json_response(public_node(result["node"]))

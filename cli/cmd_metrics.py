@@ -172,6 +172,8 @@ def print_snapshot(snap: dict[str, Any]) -> None:
         )
     for name in snap.get("unreachable_servers") or []:
         click.echo(f"warning: server {name} did not answer", err=True)
+    for name in snap.get("unreachable_nodes") or []:
+        click.echo(f"warning: node {name} (its agent API) did not answer", err=True)
 
 
 def _alloc_table(answers: dict[str, dict[str, Any]]) -> list[tuple[Any, ...]]:

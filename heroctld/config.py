@@ -174,7 +174,9 @@ class AgentSettings:
     offered (0: detected from /proc); ``host_ip``: where task ports are
     published (default: the advertised address; 127.0.0.1 with --dev);
     ``driver``: docker, exec, or auto (docker when an engine answers, with
-    exec beside it)."""
+    exec beside it). A worker-only node (``heroctld agent``) only:
+    ``api_port``, the port of its agent API, through which the servers read
+    its logs and metrics (0: none), on ``api_bind`` (default: ``host_ip``)."""
 
     port_range: str = "20000-32000"
     cpu: int = 0
@@ -182,6 +184,8 @@ class AgentSettings:
     disk: int = 0
     host_ip: str = ""
     driver: str = "auto"
+    api_port: int = 7072
+    api_bind: str = ""
 
 
 def load_agent_settings(data: Any, env: dict[str, str]) -> AgentSettings:
@@ -194,6 +198,10 @@ def load_agent_settings(data: Any, env: dict[str, str]) -> AgentSettings:
     for key, value in _section_items(agent, "agent", values, env):
         if key in ("cpu", "memory", "disk"):
             setattr(agent, key, _whole_number(value, f"agent.{key}"))
+        elif key == "api_port":
+            agent.api_port = _whole_number(value, "agent.api_port")
+            if agent.api_port > 65535:
+                raise ConfigError("agent.api_port must be a TCP port (or 0: no agent API)")
         elif key == "port_range":
             try:
                 lo, hi = parse_port_range(value)
@@ -205,7 +213,7 @@ def load_agent_settings(data: Any, env: dict[str, str]) -> AgentSettings:
                 raise ConfigError(f"agent.driver must be one of {', '.join(AGENT_DRIVERS)}")
             agent.driver = value
         else:
-            agent.host_ip = str(value).strip()
+            setattr(agent, key, str(value).strip())  # host_ip, api_bind
     return agent
 
 

@@ -80,6 +80,10 @@ def exit_soon(grace: float = 5.0) -> None:
 @click.option("--node-name", help="this node's name (default: hostname)")
 @click.option("--data-dir", required=True, help="where the node id and exec task state live")
 @click.option("--bind-ip", help="address task ports are published on (default 127.0.0.1)")
+@click.option(
+    "--api-port", type=int, help="agent API port, for the servers (default 7072; 0: none)"
+)
+@click.option("--api-bind", help="address the agent API listens on (default: --bind-ip)")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML with [agent]")
 @click.option("--log-level", default="info", help="debug, info, warning, error")
 def agent_command(
@@ -88,6 +92,8 @@ def agent_command(
     node_name: str | None,
     data_dir: str,
     bind_ip: str | None,
+    api_port: int | None,
+    api_bind: str | None,
     config_path: str | None,
     log_level: str,
 ) -> None:
@@ -117,21 +123,26 @@ def agent_command(
     if not addresses:
         raise click.UsageError("--servers needs at least one HOST:APIPORT")
     host_ip = bind_ip or settings.host_ip or "127.0.0.1"
-    config = AgentConfig(
-        servers=addresses,
-        token=token,
-        node_name=node_name or socket.gethostname().split(".")[0],
-        data_dir=data_dir,
-        host_ip=host_ip,
-        port_range=parse_port_range(settings.port_range),
-        cpu=settings.cpu,
-        memory=settings.memory,
-        disk=settings.disk,
-        driver=settings.driver,
-        log_retention=logs.retention,
-        log_max_bytes=logs.max_bytes_per_alloc,
-        metrics_interval=metrics.interval,
-    )
+    try:
+        config = AgentConfig(
+            servers=addresses,
+            token=token,
+            node_name=node_name or socket.gethostname().split(".")[0],
+            data_dir=data_dir,
+            host_ip=host_ip,
+            port_range=parse_port_range(settings.port_range),
+            cpu=settings.cpu,
+            memory=settings.memory,
+            disk=settings.disk,
+            driver=settings.driver,
+            log_retention=logs.retention,
+            log_max_bytes=logs.max_bytes_per_alloc,
+            metrics_interval=metrics.interval,
+            api_port=settings.api_port if api_port is None else api_port,
+            api_bind=api_bind or settings.api_bind or host_ip,
+        )
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
     setup_logging(log_level)
     from agent.standalone import run_agent
 

@@ -13,9 +13,9 @@ from aiohttp import web
 
 from agent.agent import Agent
 from agent.config import AgentConfig, parse_port_range
+from api.agent_endpoints import LOCAL_NODE
 from api.app import build_app
 from api.heartbeats import Heartbeats
-from api.routes_logs import LOCAL_NODE
 from api.security.crypto import KeyMaterial
 from api.security.runtime import SecuritySettings
 from api.security.tokens import generate_password, new_token_secret

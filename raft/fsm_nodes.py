@@ -2,6 +2,11 @@
 
 Heartbeats are not replicated (the leader keeps them in memory); only the
 transitions they cause (ready <-> down) are.
+
+A worker-only node registers the URL of its agent API (``agent_api``) and
+its node secret, which arrives here already sealed by the server that took
+the registration (``agent_secret``: ``{"nonce", "ciphertext"}``): the raft
+log and snapshots never hold it in the clear, and no API answer shows it.
 """
 
 from __future__ import annotations
@@ -20,7 +25,23 @@ REGISTER_FIELDS = (
     "labels",
     "attributes",
     "port_range",
+    "agent_api",
+    "agent_secret",
 )
+SECRET_FIELDS = ("agent_secret",)  # kept out of every API answer
+
+
+def public_node(doc: dict[str, Any]) -> dict[str, Any]:
+    """A node document fit for an API answer (without its sealed secret)."""
+    return {k: v for k, v in doc.items() if k not in SECRET_FIELDS}
+
+
+def _sealed(value: Any) -> bool:
+    return (
+        isinstance(value, dict)
+        and isinstance(value.get("nonce"), bytes)
+        and isinstance(value.get("ciphertext"), bytes)
+    )
 
 
 def _node(state: State, node_id: Any) -> dict[str, Any] | None:
@@ -40,6 +61,8 @@ def node_register(state: State, cmd: dict[str, Any], index: int) -> dict[str, An
     node = cmd.get("node")
     if not isinstance(node, dict) or not isinstance(node.get("id"), str) or not node.get("name"):
         return fail(400, "invalid_node", "node must have an id and a name")
+    if node.get("agent_secret") is not None and not _sealed(node["agent_secret"]):
+        return fail(400, "invalid_node", "a node secret must arrive sealed (nonce, ciphertext)")
     existing = _node(state, node["id"])
     doc = (
         dict(existing)

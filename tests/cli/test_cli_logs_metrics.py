@@ -7,7 +7,7 @@ import re
 
 from click.testing import CliRunner
 
-from cli.cmd_logs import format_line
+from cli.cmd_logs import Resume, format_line
 from cli.cmd_metrics import BLOCKS, chart, fmt_value
 from cli.main import cli
 
@@ -65,3 +65,27 @@ def test_option_checks() -> None:
     assert r.exit_code == 2 and "number of lines" in r.output
     r = runner.invoke(cli, ["metrics", "--job", "a", "--node", "b"])
     assert r.exit_code == 2 and "at most one" in r.output
+
+
+def test_resume_prints_no_line_twice_and_asks_from_the_earliest() -> None:
+    def doc(alloc: str, us: int, line: str) -> dict[str, object]:
+        return {"alloc": alloc, "us": us, "line": line}
+
+    r = Resume()
+    assert r.since() is None  # nothing printed: the usual backlog
+    first = [doc("a", 10, "a1"), doc("a", 20, "a2"), doc("a", 20, "a3"), doc("b", 15, "b1")]
+    assert [r.fresh(d) for d in first] == [True] * 4
+    assert r.since() == 14  # the earliest last line (b's), minus one
+    # the server sends everything after 14 again, then what is new
+    again = [
+        doc("b", 15, "b1"),
+        doc("a", 20, "a2"),
+        doc("a", 20, "a3"),
+        doc("a", 20, "a4"),  # new, at the same microsecond
+        doc("b", 16, "b2"),
+        doc("c", 17, "c1"),  # an allocation never seen
+        doc("a", 21, "a5"),
+    ]
+    assert [d["line"] for d in again if r.fresh(d)] == ["a4", "b2", "c1", "a5"]
+    assert r.since() == 15  # c's 17, b's 16, a's 21: from b
+    assert not r.fresh(doc("b", 16, "b2")) and r.fresh(doc("b", 16, "b3"))

@@ -15,24 +15,22 @@ Every wait polls a condition with a deadline.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 
 from api.security.crypto import KeyMaterial
 from tests.api.authutil import as_, assert_error, make_token, put_policy
 from tests.support.cluster import Cluster, Server, wait_until
+from tests.support.sse import SseReader
 from tests.support.workloads import IMAGE, ROOT, docker_unavailable
 
 _SKIP = docker_unavailable()
@@ -110,57 +108,6 @@ def numbers(lines: list[dict[str, Any]], prefix: str = "line ") -> list[int]:
 
 def consecutive(values: list[int]) -> bool:
     return values == list(range(values[0], values[0] + len(values))) if values else True
-
-
-class SseReader:
-    """Reads an SSE stream on a thread; `events` holds (event, data) so far."""
-
-    def __init__(self, url: str, token: str | None) -> None:
-        parts = urlsplit(url)
-        self._conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._conn.request("GET", f"{parts.path}?{parts.query}", headers=headers)
-        self.response = self._conn.getresponse()
-        self.events: list[tuple[str, Any]] = []
-        self.comments = 0
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        fields: dict[str, str] = {}
-        try:
-            while True:
-                raw = self.response.readline()
-                if not raw:
-                    return
-                line = raw.decode().rstrip("\r\n")
-                if line.startswith(":"):
-                    self.comments += 1
-                elif not line:
-                    if "data" in fields:
-                        with self._lock:
-                            self.events.append(
-                                (fields.get("event", ""), json.loads(fields["data"]))
-                            )
-                    fields = {}
-                else:
-                    key, _, value = line.partition(":")
-                    fields[key] = value[1:] if value.startswith(" ") else value
-        except Exception:  # noqa: BLE001 - closed under our feet: the stream is over
-            return
-
-    def logs(self) -> list[dict[str, Any]]:
-        with self._lock:
-            return [d for e, d in self.events if e == "log"]
-
-    def close(self) -> None:
-        try:
-            if self._conn.sock is not None:
-                self._conn.sock.shutdown(2)
-        except OSError:
-            pass
-        self._conn.close()
 
 
 def server_of(cluster: Cluster, alloc: dict[str, Any]) -> Server:

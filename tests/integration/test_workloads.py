@@ -9,7 +9,6 @@ own; the others share one per module and use distinct job names.
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -18,8 +17,9 @@ from typing import Any
 
 import pytest
 
-from tests.support.cluster import HEROCTLD, Cluster, Server, wait_until
-from tests.support.workloads import IMAGE, ROOT, docker_unavailable
+from tests.support.cluster import Cluster, Server, wait_until
+from tests.support.worker import Worker
+from tests.support.workloads import IMAGE, docker_unavailable
 
 _SKIP = docker_unavailable()
 pytestmark = [
@@ -514,31 +514,13 @@ def test_worker_only_node_runs_exec_tasks(tmp_path: Path) -> None:
     """`heroctld agent --servers ...`: a node that is not a raft member, with
     a token, running a task with the exec driver (a plain process)."""
     c = Cluster(tmp_path, 1).start()  # a server without an agent of its own
-    data_dir = tmp_path / "worker"
-    log = open(tmp_path / "worker.log", "ab")  # noqa: SIM115 - owned by the child
     env = {
-        **os.environ,
         "HEROCTL_AGENT_PORT_RANGE": "29800-29899",
         "HEROCTL_AGENT_CPU": "1000",
         "HEROCTL_AGENT_MEMORY": "512",
         "HEROCTL_AGENT_DRIVER": "exec",
     }
-    args = [
-        *HEROCTLD,
-        "agent",
-        "--servers",
-        f"127.0.0.1:{c.servers[0].api_port}",
-        "--token",
-        str(c.token),
-        "--node-name",
-        "worker-1",
-        "--data-dir",
-        str(data_dir),
-        "--bind-ip",
-        "127.0.0.1",
-    ]
-    worker = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-    log.close()
+    worker = Worker(c, "worker-1", tmp_path, env=env).start()
     try:
         (node,) = wait_nodes(c, 1)
         assert node["name"] == "worker-1" and node["drivers"] == ["exec"]
@@ -572,12 +554,6 @@ def test_worker_only_node_runs_exec_tasks(tmp_path: Path) -> None:
 
         wait_until(gone, 20, 0.2, "the exec task stopped")
     finally:
-        worker.terminate()
-        worker.wait(15)
-        node_id = (data_dir / "agent" / "node-id").read_text().strip()
-        from agent.drivers.exec import ExecDriver
-
-        leftover = ExecDriver(node_id, data_dir / "agent")
-        for st in leftover.list():
-            leftover.remove(st.alloc_id, st.task)
+        worker.stop()
+        worker.remove_tasks()
         c.stop()

@@ -48,6 +48,29 @@ def wait_until(
     )
 
 
+def remove_node_tasks(node_id: str | None, data_dir: Path) -> None:
+    """Remove what the agent of node ``node_id`` (data dir ``data_dir``) left
+    running: containers labelled with its id, exec processes."""
+    if node_id is None:
+        return
+    try:
+        import docker  # noqa: PLC0415 - only agent clusters need it
+
+        client = docker.from_env(timeout=30)
+        try:
+            for c in client.containers.list(all=True, filters={"label": f"heroctl.node={node_id}"}):
+                c.remove(force=True, v=True)
+        finally:
+            client.close()
+    except Exception:  # noqa: BLE001 - no engine: no containers
+        pass
+    from agent.drivers.exec import ExecDriver  # noqa: PLC0415
+
+    driver = ExecDriver(node_id, data_dir / "agent")
+    for st in driver.list():
+        driver.remove(st.alloc_id, st.task)
+
+
 class Server:
     """One heroctld process. With `agent=True` it runs its embedded agent
     (no `--no-agent`); `env` then carries its `HEROCTL_AGENT_*` settings."""
@@ -158,27 +181,7 @@ class Server:
     def remove_tasks(self) -> None:
         """Remove what this server's agent left running (tasks outlive their
         agent by design): containers labelled with its node id, exec processes."""
-        node_id = self.node_id
-        if node_id is None:
-            return
-        try:
-            import docker  # noqa: PLC0415 - only agent clusters need it
-
-            client = docker.from_env(timeout=30)
-            try:
-                for c in client.containers.list(
-                    all=True, filters={"label": f"heroctl.node={node_id}"}
-                ):
-                    c.remove(force=True, v=True)
-            finally:
-                client.close()
-        except Exception:  # noqa: BLE001 - no engine: no containers
-            pass
-        from agent.drivers.exec import ExecDriver  # noqa: PLC0415
-
-        driver = ExecDriver(node_id, self.data_dir / "agent")
-        for st in driver.list():
-            driver.remove(st.alloc_id, st.task)
+        remove_node_tasks(self.node_id, self.data_dir)
 
     # --- HTTP ---------------------------------------------------------
     def _auth(self, kw: dict[str, Any]) -> dict[str, Any]:

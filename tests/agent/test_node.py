@@ -1,0 +1,80 @@
+"""This node's identity files and registration: the node secret (created
+once, mode 0600, never shown) and the agent API it advertises."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from agent.config import AgentConfig
+from agent.node import NodeIdentity, load_node_id, load_node_secret
+from heroctld.config import ConfigError, load_agent_settings
+
+
+def identity(**extra: object) -> NodeIdentity:
+    return NodeIdentity(
+        id="n" * 32,
+        name="worker-1",
+        address="10.0.0.21",
+        cpu=1000,
+        memory=512,
+        disk=100,
+        drivers=("exec",),
+        port_range=(20000, 20100),
+        labels={},
+        attributes={},
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def test_node_secret_is_created_once_with_mode_0600(tmp_path: Path) -> None:
+    secret = load_node_secret(tmp_path)
+    path = tmp_path / "agent" / "node-secret"
+    assert len(secret) == 64 and path.read_text().strip() == secret
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert load_node_secret(tmp_path) == secret  # the same after a restart
+    assert load_node_id(tmp_path) != secret
+    path.chmod(0o644)  # copied with a loose mode: tightened, kept
+    assert load_node_secret(tmp_path) == secret
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    path.write_text("torn")  # unusable: replaced by a new one
+    fresh = load_node_secret(tmp_path)
+    assert fresh != secret and len(fresh) == 64
+    assert not [p for p in path.parent.iterdir() if p.name.startswith(".node-secret")]
+
+
+def test_register_body_carries_the_agent_api_only_when_served() -> None:
+    assert "agent_api" not in identity().register_body()
+    body = identity(agent_api="http://10.0.0.21:7072", agent_secret="s" * 64).register_body()
+    assert body["agent_api"] == "http://10.0.0.21:7072" and body["agent_secret"] == "s" * 64
+    assert "s" * 64 not in repr(identity(agent_api="http://x:1", agent_secret="s" * 64))
+
+
+def test_advertised_agent_api() -> None:
+    def config(**kw: object) -> AgentConfig:
+        return AgentConfig(["127.0.0.1:7070"], None, "w", "/tmp/x", **kw)  # type: ignore[arg-type]
+
+    assert config().api_url is None  # the embedded agent: none
+    assert config(host_ip="10.0.0.21", api_port=7072).api_url == "http://10.0.0.21:7072"
+    assert config(host_ip="10.0.0.21", api_port=7072, api_bind="10.0.0.99").api_url == (
+        "http://10.0.0.99:7072"
+    )
+    wildcard = config(host_ip="0.0.0.0", address="10.0.0.21", api_port=7072, api_bind="0.0.0.0")
+    assert wildcard.api_url == "http://10.0.0.21:7072"
+    assert config(host_ip="fd00::21", api_port=7072).api_url == "http://[fd00::21]:7072"
+    with pytest.raises(ValueError):
+        config(api_port=70000)
+
+
+def test_agent_api_settings_from_table_and_environment() -> None:
+    assert load_agent_settings({}, {}).api_port == 7072
+    settings = load_agent_settings({"api-port": 7100, "api_bind": "10.0.0.21"}, {})
+    assert (settings.api_port, settings.api_bind) == (7100, "10.0.0.21")
+    env = {"HEROCTL_AGENT_API_PORT": "0", "HEROCTL_AGENT_API_BIND": "127.0.0.1"}
+    settings = load_agent_settings({"api_port": 7100}, env)
+    assert (settings.api_port, settings.api_bind) == (0, "127.0.0.1")
+    for bad in ({"api_port": 70000}, {"api_port": "many"}, {"api_port": -1}):
+        with pytest.raises(ConfigError):
+            load_agent_settings(bad, {})
