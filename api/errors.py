@@ -69,35 +69,40 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
     return response
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    rid = request["request_id"]
-    try:
-        return await handler(request)
-    except ApiError as e:
-        return error_response(e.status, e.code, e.message, rid, e.headers)
-    except CommandRejected as e:
-        return error_response(e.status, e.code, e.message, rid)
-    except NoLeader as e:
-        return error_response(503, "no_leader", str(e), rid, {"Retry-After": "1"})
-    except RaftRefused as e:
-        return error_response(503, "no_leader", f"raft refused the request: {e.reason}", rid)
-    except CommandError as e:
-        return error_response(413, "payload_too_large", str(e), rid)
-    except web.HTTPException as e:
-        if e.status < 400:
-            raise
-        code = _HTTP_CODES.get(e.status, "error")
+def error_for(exc: Exception, request: web.Request, rid: str) -> web.Response:
+    """The contract's error response for an exception raised by a handler
+    (re-raises an HTTP exception below 400: a redirect is not an error)."""
+    if isinstance(exc, ApiError):
+        return error_response(exc.status, exc.code, exc.message, rid, exc.headers)
+    if isinstance(exc, CommandRejected):
+        return error_response(exc.status, exc.code, exc.message, rid)
+    if isinstance(exc, NoLeader):
+        return error_response(503, "no_leader", str(exc), rid, {"Retry-After": "1"})
+    if isinstance(exc, RaftRefused):
+        return error_response(503, "no_leader", f"raft refused the request: {exc.reason}", rid)
+    if isinstance(exc, CommandError):
+        return error_response(413, "payload_too_large", str(exc), rid)
+    if isinstance(exc, web.HTTPException):
+        if exc.status < 400:
+            raise exc
+        code = _HTTP_CODES.get(exc.status, "error")
         message = {
             404: f"no route for {request.method} {request.path}",
             405: f"method {request.method} is not allowed on {request.path}",
             413: "request body is larger than 1 MiB",
-        }.get(e.status, e.reason)
-        headers = {k: v for k, v in e.headers.items() if k.lower() == "allow"}
-        return error_response(e.status, code, message, rid, headers)
-    except Exception:
-        log.exception("unhandled error in %s %s (%s)", request.method, request.path, rid)
-        return error_response(500, "internal", "internal error; see the server log", rid)
+        }.get(exc.status, exc.reason)
+        headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
+        return error_response(exc.status, code, message, rid, headers)
+    log.exception("unhandled error in %s %s (%s)", request.method, request.path, rid)
+    return error_response(500, "internal", "internal error; see the server log", rid)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except Exception as exc:
+        return error_for(exc, request, request["request_id"])
 
 
 async def read_json_object(request: web.Request) -> dict[str, Any]:

@@ -1,7 +1,8 @@
-"""The auth and rate-limit middlewares: the one place requests are admitted.
+"""Auth and rate limits: the one place requests are admitted.
 
-Order (api/app.py): request id -> error envelope -> auth -> rate limit, so a
-refusal here is an `ApiError` that the envelope middleware renders.
+`admit` then `throttle` run inside the API middleware (api/app.py: request
+id -> error envelope -> auth -> rate limit), so a refusal here is an
+`ApiError` that the envelope renders.
 
 Auth: the matched route's template (never the raw path) is looked up in
 `policy.requirement`; public routes pass, everything else needs a valid
@@ -17,7 +18,7 @@ import logging
 from aiohttp import web
 
 from api.context import replica_of
-from api.errors import ApiError, Handler
+from api.errors import ApiError
 from api.security.authn import AuthError, Identity
 from api.security.policy import AUTHENTICATED, MANAGEMENT, PUBLIC, Requirement, requirement
 from api.security.runtime import (
@@ -73,13 +74,13 @@ def _limit_address(request: web.Request, sec: Security) -> None:
         )
 
 
-@web.middleware
-async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def admit(request: web.Request) -> None:
+    """Who is asking (401) and may they (403); the identity lands in the request."""
     if request.match_info.http_exception is not None:  # 404/405
-        return await handler(request)
+        return
     req = requirement(request.method, route_path(request))
     if req.kind == PUBLIC:
-        return await handler(request)
+        return
     sec = security_of(request)
     try:
         credential = bearer(request)
@@ -97,16 +98,15 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if not permitted(identity, req):
         what = "management" if req.kind == MANAGEMENT else f"{req.resource}: {req.access}"
         raise ApiError(403, "forbidden", f"this identity lacks the permission '{what}'")
-    return await handler(request)
 
 
-@web.middleware
-async def rate_limit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+def throttle(request: web.Request) -> None:
+    """Count the request against its identity's (or address's) limit (429)."""
     identity: Identity | None = request.get(IDENTITY)
     sec = security_of(request)
     if identity is None:
         if request.path.startswith(_HEALTH_PREFIX):  # monitoring is never throttled
-            return await handler(request)
+            return
         key, limit = "addr:" + client_address(request), sec.settings.rate_default
     else:
         key, limit = identity.rate_key, sec.limit_for(identity.rate_class)
@@ -122,7 +122,6 @@ async def rate_limit_middleware(request: web.Request, handler: Handler) -> web.S
             f"retry in {decision.retry_after}s",
             {**headers, "Retry-After": str(decision.retry_after)},
         )
-    return await handler(request)
 
 
 async def add_rate_headers(request: web.Request, response: web.StreamResponse) -> None:
