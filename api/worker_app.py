@@ -24,7 +24,6 @@ from api.agent_endpoints import LOCAL_NODE, LocalNode
 from api.errors import ApiError, Handler, error_middleware, request_id_middleware
 from api.security.authn import Identity
 from api.security.node_credentials import verify_node_token
-from api.security.policy import Permissions
 from api.security.ratelimit import RateLimiter
 from api.security.runtime import IDENTITY, bearer, client_address
 
@@ -41,16 +40,7 @@ FAILED = web.AppKey("failed_auth", RateLimiter)
 
 def server_identity(server: str) -> Identity:
     """What a verified ``hn_`` credential stands for: that server."""
-    return Identity(
-        subject=f"server:{server}",
-        kind="server",
-        name=server,
-        type="management",
-        policies=(),
-        roles=(),
-        permissions=Permissions(management=True),
-        via="node",
-    )
+    return Identity.server(server, via="node")
 
 
 @web.middleware

@@ -59,6 +59,21 @@ class Identity:
     jti: str | None = None
     expires_at: float | None = None  # unix seconds, for JWTs and expiring tokens
 
+    @classmethod
+    def server(cls, name: str, via: str, expires_at: float | None = None) -> Identity:
+        """A server of this cluster (it proved it holds key material)."""
+        return cls(
+            subject=f"server:{name}",
+            kind="server",
+            name=name,
+            type="management",
+            policies=(),
+            roles=(),
+            permissions=Permissions(management=True),
+            via=via,
+            expires_at=expires_at,
+        )
+
     @property
     def management(self) -> bool:
         return self.permissions.management
@@ -202,17 +217,8 @@ class Authenticator:
             name = self.keys.verify_server_token(credential, now)
             if name is None:
                 raise AuthError("invalid_token", "invalid or stale server credential")
-            return Identity(
-                subject=f"server:{name}",
-                kind="server",
-                name=name,
-                type="management",
-                policies=(),
-                roles=(),
-                permissions=Permissions(management=True),
-                via="server",
-                expires_at=now + 60,  # re-verified (fresh timestamp) at least every minute
-            )
+            # re-verified (fresh timestamp) at least every minute
+            return Identity.server(name, via="server", expires_at=now + 60)
         if jwt_tokens.looks_like_jwt(credential):
             return self._resolve_jwt(s, credential, now, now_ms)
         raise AuthError("invalid_token", "the bearer value is not a token this API knows")
