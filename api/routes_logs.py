@@ -404,7 +404,8 @@ async def _stream(
                 watcher = asyncio.create_task(_watch_job(stream, job), name="logs-watch")
             while sse.is_connected():
                 try:
-                    first = await asyncio.wait_for(stream.out.get(), KEEPALIVE)
+                    async with asyncio.timeout(KEEPALIVE):  # not wait_for: it may eat a cancel
+                        first = await stream.out.get()
                 except TimeoutError:
                     continue
                 parts = [first]

@@ -162,6 +162,35 @@ def load_logs_metrics(
     return logs, metrics
 
 
+@dataclass
+class GCSettings:
+    """[gc] or HEROCTL_GC_<KEY> (heroctld.controllers.gc): ``alloc_threshold``:
+    how long a finished allocation stays in the state ("1h", seconds);
+    ``keep_per_group``: the newest finished allocations of each group of a
+    job that still exists, kept whatever their age; ``interval``: seconds
+    between passes; ``batch_size``: allocations per `alloc.gc` command."""
+
+    alloc_threshold: float = 3600.0
+    keep_per_group: int = 3
+    interval: float = 60.0
+    batch_size: int = 256
+
+
+def load_gc(data: Any, env: dict[str, str]) -> GCSettings:
+    if not isinstance(data, dict):
+        raise ConfigError("[gc] must be a table")
+    gc = GCSettings()
+    values = {k.replace("-", "_"): v for k, v in data.items()}
+    for key, value in _section_items(gc, "gc", values, env):
+        if key in ("keep_per_group", "batch_size"):
+            setattr(gc, key, _whole_number(value, f"gc.{key}"))
+        else:
+            setattr(gc, key, _number_with_unit(value, _DURATION_UNITS, f"gc.{key}"))
+    if gc.interval < 0.1 or gc.batch_size < 1:
+        raise ConfigError("gc.interval must be at least 0.1 seconds and gc.batch_size at least 1")
+    return gc
+
+
 AGENT_DRIVERS = ("auto", "docker", "exec")
 
 
@@ -238,6 +267,7 @@ class ServerConfig:
     agent: AgentSettings = field(default_factory=AgentSettings)
     logs: LogSettings = field(default_factory=LogSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    gc: GCSettings = field(default_factory=GCSettings)
     bootstrap_token: str = ""  # env only: HEROCTL_BOOTSTRAP_TOKEN
     admin_password: str = ""  # env only: HEROCTL_ADMIN_PASSWORD
 
@@ -292,6 +322,7 @@ def load_config(
         "agent",
         "logs",
         "metrics",
+        "gc",
         "bootstrap_token",
         "admin_password",
     }
@@ -313,6 +344,7 @@ def load_config(
     _int_section(cfg.rate_limit, "rate_limit", rate_data, env)
     _int_section(cfg.auth, "auth", auth_data, env)
     cfg.agent = load_agent_settings(agent_data, env)
+    cfg.gc = load_gc(data.pop("gc", {}) or {}, env)
     cfg.bootstrap_token = env.get(ENV_BOOTSTRAP_TOKEN, "").strip()
     cfg.admin_password = env.get(ENV_ADMIN_PASSWORD, "")
     if not cfg.cluster_key and env.get(ENV_CLUSTER_KEY):

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
 import logging
 import os
+import signal
 import sys
 import threading
 from typing import Any
@@ -23,6 +25,9 @@ def setup_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # `kill -USR1 <pid>` prints every thread's stack to stderr, even when the
+    # event loop is stuck (written from the C signal handler): for diagnosing a hang.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
 
 
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
@@ -51,20 +56,32 @@ def main(ctx: click.Context, config_path: str | None, **flags: object) -> None:
     setup_logging(cfg.log_level)
     from heroctld.server import serve
 
+    async def run() -> None:
+        await serve(cfg)
+        # asyncio.run still cancels what is left and joins the executor: bounded.
+        exit_soon(asyncio.get_running_loop())
+
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(cfg))
-    exit_soon()
+        asyncio.run(run())
 
 
-def exit_soon(grace: float = 5.0) -> None:
-    """The server is stopped and its journal flushed: leave, even if a stray
-    non-daemon thread (a library's, a blocked executor worker) would keep the
-    interpreter waiting at exit."""
+def exit_soon(loop: asyncio.AbstractEventLoop | None = None, grace: float = 5.0) -> None:
+    """The server is stopped and its journal flushed: leave, even if a task
+    that ignores its cancellation would keep `asyncio.run` waiting, or a stray
+    non-daemon thread (a library's, a blocked executor worker) the interpreter.
+    Says which, so the bug behind it can be found."""
 
     def force() -> None:
         alive = [t.name for t in threading.enumerate() if t is not threading.current_thread()]
+        try:  # read from another thread: a best-effort diagnostic
+            tasks = [repr(t) for t in asyncio.all_tasks(loop)] if loop is not None else []
+        except RuntimeError:
+            tasks = []
         logging.getLogger("heroctld").warning(
-            "exit still blocked after %ss (threads: %s): forcing it", grace, ", ".join(alive)
+            "exit still blocked after %ss (threads: %s; tasks: %s): forcing it",
+            grace,
+            ", ".join(alive),
+            "; ".join(tasks) or "none",
         )
         logging.shutdown()
         os._exit(0)

@@ -21,8 +21,9 @@ from api.security.runtime import SecuritySettings
 from api.security.tokens import generate_password, new_token_secret
 from heroctld.config import ServerConfig
 from heroctld.controllers.drainer import drain_loop
+from heroctld.controllers.gc import gc_loop
 from heroctld.controllers.heartbeats import heartbeat_monitor
-from heroctld.controllers.leadership import Leadership
+from heroctld.controllers.leadership import Leadership, cancel_and_wait
 from heroctld.controllers.scheduling import scheduling_loop
 from heroctld.controllers.webhooks import webhook_loop
 from raft.bridge import NoLeader, RaftBridge
@@ -186,8 +187,14 @@ async def serve(cfg: ServerConfig) -> None:
         ",".join(members),
     )
     stop = asyncio.Event()
+    received: list[str] = []
+
+    def on_signal(sig: signal.Signals) -> None:
+        received.append(sig.name)
+        stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal, sig)
     leadership = Leadership(
         replica,
         {
@@ -195,6 +202,7 @@ async def serve(cfg: ServerConfig) -> None:
             "heartbeats": lambda: heartbeat_monitor(replica, heartbeats),
             "drainer": lambda: drain_loop(replica),
             "webhooks": lambda: webhook_loop(replica, cfg.cluster_key),
+            "gc": lambda: gc_loop(replica, cfg.gc),
         },
     )
     tasks = [
@@ -209,12 +217,11 @@ async def serve(cfg: ServerConfig) -> None:
         if agent is not None:
             await agent.start()
         await stop.wait()
-        log.info("shutting down")
+        log.info("shutting down (%s)", ", ".join(received))
         await replica.step_down()
     finally:
         bridge.close()
-        for t in tasks:
-            t.cancel()
+        await cancel_and_wait(tasks, timeout=5.0)  # Leadership stops the controllers
         if agent is not None:
             await agent.stop()  # its tasks keep running; the next start adopts them
         await runner.cleanup()

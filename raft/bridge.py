@@ -170,7 +170,8 @@ class RaftBridge:
             if remaining <= 0:
                 raise NoLeader("no leader is known")
             try:
-                await asyncio.wait_for(self._leader_event.wait(), remaining)
+                async with asyncio.timeout(remaining):  # not wait_for: see Replica.wait_for_change
+                    await self._leader_event.wait()
             except TimeoutError:
                 raise NoLeader("no leader is known") from None
             if self.node.leader is None:
@@ -241,7 +242,8 @@ class RaftBridge:
         fut: asyncio.Future[None] = self.loop.create_future()
         heapq.heappush(self._index_waiters, (index, next(self._waiter_ids), fut))
         try:
-            await asyncio.wait_for(fut, timeout)
+            async with asyncio.timeout(timeout):  # not wait_for: see Replica.wait_for_change
+                await fut
             return True
         except TimeoutError:
             return False

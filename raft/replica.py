@@ -93,7 +93,11 @@ class Replica:
             for t in tables:
                 self._table_waiters.setdefault(t, set()).add(fut)
             try:
-                await asyncio.wait_for(fut, remaining)
+                # Not asyncio.wait_for: on Python 3.11 it swallows a cancellation
+                # that arrives while `fut` completes (shutdown does both at once),
+                # and a controller loop would then never end.
+                async with asyncio.timeout(remaining):
+                    await fut
             except TimeoutError:
                 pass
             finally:

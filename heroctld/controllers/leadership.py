@@ -3,15 +3,39 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 
 from raft.replica import Replica
 
 log = logging.getLogger("heroctld.controllers")
 
 Controller = Callable[[], Awaitable[None]]
+
+
+async def cancel_and_wait(
+    tasks: Collection[asyncio.Task[None]], timeout: float | None = None
+) -> set[asyncio.Task[None]]:
+    """Cancel ``tasks`` and wait until every one has ended (or ``timeout``);
+    returns those still running, each named in the log.
+
+    The caller's own cancellation still propagates. ``with
+    suppress(CancelledError): await task`` cannot tell the task's
+    cancellation from the caller's, and swallows both: a caller that is a
+    loop ending only when cancelled (Leadership.run) then runs on after the
+    daemon said "stopped", and `asyncio.run` waits for it forever.
+    """
+    for t in tasks:
+        t.cancel()
+    if not tasks:
+        return set()
+    done, pending = await asyncio.wait(tasks, timeout=timeout)
+    for t in done:
+        if not t.cancelled() and t.exception() is not None:
+            log.error("%s ended with %r while stopping", t.get_name(), t.exception())
+    for t in pending:
+        log.warning("%s still running %ss after it was cancelled", t.get_name(), timeout)
+    return pending
 
 
 class Leadership:
@@ -38,12 +62,8 @@ class Leadership:
             await self._stop()
 
     async def _stop(self) -> None:
-        tasks, self._tasks = self._tasks, []
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+        await cancel_and_wait(self._tasks)  # kept listed until they have ended
+        self._tasks = []
 
     async def _guard(self, name: str, fn: Controller) -> None:
         """A controller that fails is logged and restarted, never silently gone."""

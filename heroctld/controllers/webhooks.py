@@ -29,6 +29,7 @@ from typing import Any
 import aiohttp
 
 from heroctld import webhook_delivery as wd
+from heroctld.controllers.leadership import cancel_and_wait
 from raft.bridge import NoLeader, RaftRefused
 from raft.fsm_events import EVENTS, first_seq, last_seq, matches
 from raft.fsm_webhooks import DELIVERIES, WEBHOOKS, delivery_id
@@ -100,11 +101,7 @@ class Deliverer:
                 for wake in self.wakes.values():
                     wake.set()
         finally:
-            for task in self.workers.values():
-                task.cancel()
-            for task in self.workers.values():
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            await cancel_and_wait(list(self.workers.values()))
             self.workers.clear()
             await self.session.close()
 
@@ -130,7 +127,8 @@ class Deliverer:
             await asyncio.sleep(seconds)
             return
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), max(0.0, seconds))
+            async with asyncio.timeout(max(0.0, seconds)):  # not wait_for: it may eat a cancel
+                await wake.wait()
 
     async def _step(self, wid: str) -> bool:
         """One decision for one webhook; False once it is deleted."""

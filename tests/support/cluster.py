@@ -5,6 +5,7 @@ Used by the tests and by bench/. Every wait polls a condition with a deadline.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
@@ -157,6 +158,10 @@ class Server:
             try:
                 return self.proc.wait(15)
             except subprocess.TimeoutExpired:
+                # Leave a trace of where it hung (faulthandler dumps every thread).
+                self.proc.send_signal(signal.SIGUSR1)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.proc.wait(1)
                 self.proc.kill()
                 self.proc.wait(5)
         return self.proc.returncode if self.proc else None
