@@ -476,10 +476,13 @@ def test_node_stopped_for_good_moves_its_allocations(tmp_path: Path, docker_clie
 def test_drain_moves_allocations_and_leaves_the_node_ineligible(
     tmp_path: Path, docker_client: Any
 ) -> None:
+    # Deadlines: each migration waits for its replacement's health (a check
+    # every second, then min_healthy_time), one at a time (max_parallel 1);
+    # on a loaded 2-core machine Docker alone may take many seconds per start.
     c = agent_cluster(tmp_path)
     try:
         submit(c, web_job("drain", 3))
-        allocs = wait_healthy(c, "drain", 3)
+        allocs = wait_healthy(c, "drain", 3, timeout=120)
         node = allocs[0]["node"]
         r = api(c).post(f"/v1/nodes/{node}/drain", {"deadline_seconds": 60})
         assert r.status == 200, r.body
@@ -495,17 +498,29 @@ def test_drain_moves_allocations_and_leaves_the_node_ineligible(
                 )
             )
 
-        wait_until(drained, 60, 0.2, "the node drained")
-        wait_healthy(c, "drain", 3)
+        wait_until(drained, 120, 0.2, "the node drained")
+        wait_healthy(c, "drain", 3, timeout=120)  # the replacements are healthy
         detail = wait_until(
             lambda: (d := api(c).get(f"/v1/nodes/{node}").body)["drain"] is None and d,
-            30,
+            60,
             0.2,
             "drain complete",
         )
         assert detail["eligibility"] == "ineligible"
-        submit(c, web_job("drain", 5))  # new replicas avoid the ineligible node
-        assert all(a["node"] != node for a in wait_healthy(c, "drain", 5))
+        # New replicas avoid the ineligible node. Placement is what this is
+        # about: wait until they run, not for their health (a check interval
+        # plus min_healthy_time more, or a restart if a start failed under
+        # load), and look at every allocation wanted running, whatever its state.
+        submit(c, web_job("drain", 5))
+
+        def placed() -> list[dict[str, Any]] | None:
+            allocs = live(c, "drain")
+            running = [a for a in allocs if a["status"] == "running"]
+            misplaced = any(a["node"] == node for a in allocs)  # stop waiting: it failed
+            return allocs if misplaced or len(running) == 5 else None
+
+        allocs = wait_until(placed, 120, 0.2, "5 replicas running")
+        assert all(a["node"] != node for a in allocs), allocs
     finally:
         c.stop()
 
