@@ -17,8 +17,9 @@ cluster runs. Like Nomad's allocation GC (`job_gc_threshold`):
   so the choice does not depend on when this server happened to apply them;
 * the newest ``keep_per_group`` terminal allocations of each group of a job
   that still exists are kept whatever their age, so `heroctl job status`
-  still shows why the last replicas died after a quiet night. A deleted
-  job's allocations all go once past the threshold;
+  still shows why the last replicas died after a quiet night (and a job
+  scaled to 0 still reads `dead`: a job's status comes from its
+  allocations). A deleted job's allocations all go once past the threshold;
 * a replacement that failed its health during a rolling update of the job's
   current version is kept: it is what halts the update until a new version
   is submitted;
