@@ -28,7 +28,7 @@ cluster runs. Like Nomad's allocation GC (`job_gc_threshold`):
 
 Logs outlive this: they stay on the node that ran the allocation for the
 node's log retention, and ``GET /v1/logs/<full id>`` still finds them there
-(api.routes_logs.find_alloc asks the servers' agents). What goes is the
+(api.routes_logs.find_alloc asks every node's agent). What goes is the
 allocation's row: `GET /v1/allocations/<id>` answers 404 afterwards.
 """
 
