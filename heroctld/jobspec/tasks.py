@@ -27,6 +27,7 @@ from heroctld.jobspec.values import (
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 PORT_LABEL_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,62}$")
 LABEL_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_./-]{0,127}$")
+WHITESPACE_RE = re.compile(r"\s")
 
 DRIVERS = ("docker", "exec")
 CHECK_TYPES = ("http", "tcp", "command")
@@ -175,7 +176,7 @@ def normalize_task(value: Any, path: str) -> dict[str, Any]:
     image = doc.get("image")
     if image is not None:
         image = as_str(image, join_path(path, "image")).strip()
-        if not image or any(c.isspace() for c in image):
+        if not image or WHITESPACE_RE.search(image):
             raise JobSpecError(join_path(path, "image"), f"invalid image reference {image!r}")
     command = command_argv(doc.get("command"), join_path(path, "command"))
     args = doc.get("args")

@@ -24,12 +24,27 @@ _DURATION_PART_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
+_DURATIONS: dict[str, int | float] = {}  # text -> seconds: a job repeats a few
+_DURATIONS_MAX = 512
+
+
 def parse_duration(value: Any, path: str = "") -> int | float:
     """Seconds from ``10s``, ``5m``, ``1h30m``, ``500ms`` or a bare number.
 
     Whole seconds come back as int so stored jobs stay tidy; sub-second
     values (``1500ms``) as float.
     """
+    if type(value) is not str:
+        return _parse_duration(value, path)
+    seconds = _DURATIONS.get(value)
+    if seconds is None:
+        seconds = _parse_duration(value, path)
+        if len(_DURATIONS) < _DURATIONS_MAX:
+            _DURATIONS[value] = seconds
+    return seconds
+
+
+def _parse_duration(value: Any, path: str) -> int | float:
     if isinstance(value, bool):
         raise JobSpecError(path, "must be a duration such as '10s' or '5m'")
     if isinstance(value, int | float):
