@@ -193,18 +193,17 @@ def update_in_place(
     Like Nomad's in-place update: the running replicas move to the new version
     (nothing restarts), and the scheduler only adds or removes the difference.
     """
+    live = [a for a in state.allocs_of(job=new_job["name"]) if a["desired_status"] == "run"]
+    if not live:  # nothing runs: nothing to move (and no specs to compare)
+        return 0
     old_groups = {g["name"]: g for g in old_job.get("groups") or ()}
     moved = 0
     for group in new_job.get("groups") or ():
         old = old_groups.get(group["name"])
         if old is None or _without_count(old) != _without_count(group):
             continue
-        for alloc in state.allocs_of(job=new_job["name"]):
-            if (
-                alloc["group"] == group["name"]
-                and alloc["desired_status"] == "run"
-                and alloc["job_version"] == old_job.get("version")
-            ):
+        for alloc in live:
+            if alloc["group"] == group["name"] and alloc["job_version"] == old_job.get("version"):
                 doc = dict(alloc, job_version=new_job["version"], group_spec=group)
                 doc["events"] = _with_events(
                     alloc,
