@@ -14,7 +14,7 @@ from api.heartbeats import HEARTBEATS
 from api.relay import node_secrets
 from api.responses import json_response
 from api.security.node_credentials import check_node_secret
-from raft.fsm_nodes import public_node
+from raft.fsm_nodes import NODE_FIELDS, public_node
 from raft.state import State
 
 routes = web.RouteTableDef()
@@ -138,20 +138,7 @@ async def register_node(request: web.Request) -> web.Response:
     ):
         if field in body and not isinstance(body[field], kind):
             raise ApiError(400, "invalid_field", f"field '{field}' must be a {kind.__name__}")
-    node = {
-        k: body[k]
-        for k in (
-            "id",
-            "name",
-            "address",
-            "resources",
-            "drivers",
-            "labels",
-            "attributes",
-            "port_range",
-        )
-        if k in body
-    }
+    node = {k: body[k] for k in ("id", *NODE_FIELDS) if k in body}
     node.update(_agent_api(request, body))
     result = await replica_of(request).write("node.register", node=node)
     request.app[HEARTBEATS].beat(node["id"], None)

@@ -170,10 +170,7 @@ def run(quick: bool = False) -> dict[str, Any]:
 
 if __name__ == "__main__":
     result = run(quick="--quick" in sys.argv)
-    for key, value in result.items():
-        if key.startswith("_"):
-            continue
-        status = {True: "ok", False: "MISS", None: ""}[value["pass"]]
-        target = value["target"] or ""
-        print(f"{key:28} {value['value']:>12} {value['unit']:14} {target:10} {status}")
+    from bench.run import metric_table
+
+    print(metric_table("scheduler", result))
     print(f"details: {result['_details']}")

@@ -511,12 +511,9 @@ def run(quick: bool = False) -> dict[str, Any]:
 
 if __name__ == "__main__":
     result = run(quick="--quick" in sys.argv)
-    for key, value in result.items():
-        if key.startswith("_"):
-            continue
-        status = {True: "ok", False: "MISS", None: ""}[value["pass"]]
-        target = value["target"] or ""
-        print(f"{key:24} {value['value']:>10} {value['unit']:8} {target:8} {status}")
+    from bench.run import metric_table
+
+    print(metric_table("workloads", result))
     lat, fifty = result["_latency"], result["_fifty"]
     summary = {
         "stages_ms_median": {k: lat[k]["stages_ms_median"] for k in ("one", "ten")},

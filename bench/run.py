@@ -112,6 +112,13 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def metric_table(name: str, result: dict[str, Any]) -> str:
+    """One module's `run()` result as the table `bench.run` prints (for a
+    module run on its own: `python -m bench.bench_x`)."""
+    metrics = {k: v for k, v in result.items() if not k.startswith("_")}
+    return table({name: {"metrics": metrics}})
+
+
 def git_commit() -> str | None:
     try:
         return (

@@ -17,17 +17,10 @@ from raft.ops import fail, ok, op
 from raft.state import State
 
 NODE_STATUSES = ("initializing", "ready", "down")
-REGISTER_FIELDS = (
-    "name",
-    "address",
-    "resources",
-    "drivers",
-    "labels",
-    "attributes",
-    "port_range",
-    "agent_api",
-    "agent_secret",
-)
+# What an agent reports about its node; the server adds the agent API fields
+# (the URL it checked and the secret it sealed).
+NODE_FIELDS = ("name", "address", "resources", "drivers", "labels", "attributes", "port_range")
+REGISTER_FIELDS = (*NODE_FIELDS, "agent_api", "agent_secret")
 SECRET_FIELDS = ("agent_secret",)  # kept out of every API answer
 
 
