@@ -27,8 +27,9 @@ from aiohttp import web
 from agent.logs import LogLine, LogStore
 from agent.metrics import MetricsStore
 from api.errors import ApiError
-from api.params import DEFAULT_LINES, dumps, filters, flag, metric_param, since_param, window
+from api.params import DEFAULT_LINES, filters, flag, metric_param, since_param, window
 from api.request_rate import REQUESTS
+from api.responses import json_response, json_text
 from api.security.runtime import identity_of
 
 routes = web.RouteTableDef()
@@ -69,7 +70,7 @@ def _local_store(request: web.Request) -> LogStore:
 
 
 def _ndjson(alloc_id: str, lines: list[LogLine]) -> bytes:
-    return "".join(dumps(ln.to_dict(alloc_id)) + "\n" for ln in lines).encode()
+    return "".join(json_text(ln.to_dict(alloc_id)) + "\n" for ln in lines).encode()
 
 
 @routes.get("/v1/agent/logs/{alloc}")
@@ -87,7 +88,7 @@ async def agent_logs(request: web.Request) -> web.StreamResponse:
                 None,
                 lambda: store.tail(alloc_id, f.lines, stream=f.stream, task=f.task, since=since),
             )
-            return web.json_response([ln.to_dict(alloc_id) for ln in found], dumps=dumps)
+            return json_response([ln.to_dict(alloc_id) for ln in found])
         backlog, sub = await loop.run_in_executor(
             None,
             lambda: store.subscribe(
@@ -105,7 +106,9 @@ async def agent_logs(request: web.Request) -> web.StreamResponse:
         while True:
             batch = await sub.get(timeout=KEEPALIVE)
             if sub.dropped != dropped:
-                await response.write((dumps({"dropped": sub.dropped - dropped}) + "\n").encode())
+                await response.write(
+                    (json_text({"dropped": sub.dropped - dropped}) + "\n").encode()
+                )
                 dropped = sub.dropped
             await response.write(_ndjson(alloc_id, batch) if batch else b"\n")
     except (ConnectionResetError, asyncio.CancelledError, RuntimeError):
@@ -135,7 +138,7 @@ def current_doc(app: web.Application, name: str) -> dict[str, Any]:
 async def agent_current(request: web.Request) -> web.Response:
     require_server(request)
     local = request.app[LOCAL_NODE]
-    return web.json_response(current_doc(request.app, local.name or ""))
+    return json_response(current_doc(request.app, local.name or ""))
 
 
 @routes.get("/v1/agent/metrics/query")
@@ -158,4 +161,4 @@ async def agent_query(request: web.Request) -> web.Response:
             step=step,
         ),
     )
-    return web.json_response(answer)
+    return json_response(answer)

@@ -4,12 +4,10 @@ so a relayed request means the same on every side."""
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from aiohttp import web
 
@@ -22,10 +20,6 @@ MAX_LINES = 100_000
 STREAMS = ("stdout", "stderr")
 METRICS = sorted(set(NODE_FIELDS) | set(ALLOC_FIELDS))
 MAX_RANGE = 31 * 86400.0
-
-
-def dumps(doc: Any) -> str:
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
 
 
 def flag(request: web.Request, name: str) -> bool:

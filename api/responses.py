@@ -9,13 +9,18 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-__all__ = ["dumps", "json_response"]
+__all__ = ["dumps", "json_response", "json_text"]
 
 _OPTIONS = orjson.OPT_NON_STR_KEYS
 
 
 def dumps(data: Any) -> bytes:
     return orjson.dumps(data, option=_OPTIONS)
+
+
+def json_text(data: Any) -> str:
+    """Compact JSON as text (an SSE data line, an NDJSON line)."""
+    return dumps(data).decode()
 
 
 def json_response(

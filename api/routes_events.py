@@ -16,7 +16,6 @@ event. `?topic=job,node.down` filters (a prefix matches every type under it).
 
 from __future__ import annotations
 
-import json
 import os
 import random
 from typing import Any
@@ -26,7 +25,7 @@ from aiohttp_sse import sse_response
 
 from api.context import parse_wait, read_headers, replica_of, wants_stale
 from api.errors import ApiError
-from api.responses import json_response
+from api.responses import json_response, json_text
 from api.security.runtime import ms_to_rfc3339
 from raft.fsm_events import (
     EVENT_TYPES,
@@ -157,7 +156,7 @@ async def _stream(
                 await sse.write(f": events {seq + 1}..{first - 1} are no longer kept\n\n".encode())
             for ev in found:
                 await sse.send(
-                    json.dumps(event_view(ev), separators=(",", ":")),
+                    json_text(event_view(ev)),
                     id=f"{ev['index']}-{ev['seq']}",
                     event=ev["type"],
                 )

@@ -52,7 +52,6 @@ from api.params import (
     DEFAULT_STREAM_LINES,
     MAX_LINES,
     Filters,
-    dumps,
     filters,
     flag,
     since_param,
@@ -67,6 +66,7 @@ from api.relay import (
     relay_session_ctx,
     worker_nodes,
 )
+from api.responses import json_response, json_text
 from api.routes_allocations import _alloc_or_404
 
 routes = web.RouteTableDef()
@@ -159,7 +159,7 @@ async def get_alloc_logs(request: web.Request) -> web.StreamResponse:
         lines = await tail_of(request, alloc, filters(request, DEFAULT_LINES))
     except NodeUnreachable as exc:
         raise _unreachable(alloc["id"], exc) from None
-    return web.json_response(lines, dumps=dumps)
+    return json_response(lines)
 
 
 def _job_allocs(request: web.Request, job: str) -> list[dict[str, Any]]:
@@ -210,7 +210,7 @@ async def get_logs(request: web.Request) -> web.StreamResponse:
     if f.lines is not None:
         merged = merged[-f.lines :] if f.lines else []
     headers = {"X-HeroCtl-Logs-Unavailable": ",".join(missing)} if missing else None
-    return web.json_response(merged, dumps=dumps, headers=headers)
+    return json_response(merged, headers=headers)
 
 
 # --- public: streams ------------------------------------------------------------------------------
@@ -253,7 +253,7 @@ class _Stream:
             await self.out.put(_frames("log", docs))
 
     async def put_event(self, event: str, doc: dict[str, Any]) -> None:
-        await self.out.put(_frames(event, [dumps(doc)]))
+        await self.out.put(_frames(event, [json_text(doc)]))
 
     async def _follow(self, alloc: dict[str, Any], since: int | None) -> None:
         """Follow one allocation until the stream ends. After a failure it
@@ -318,7 +318,7 @@ class _Stream:
             dropped = 0
             while True:
                 if batch:
-                    yield [(ln.us, dumps(ln.to_dict(alloc_id))) for ln in batch]
+                    yield [(ln.us, json_text(ln.to_dict(alloc_id))) for ln in batch]
                 if sub.dropped != dropped:
                     await self.put_event(
                         "dropped", {"alloc": alloc_id, "lines": sub.dropped - dropped}

@@ -39,6 +39,7 @@ from api.errors import ApiError
 from api.metrics_prometheus import prometheus_text
 from api.params import metric_param, window
 from api.relay import Location, NodeUnreachable, agent_get, locate, worker_nodes
+from api.responses import json_response
 from api.routes_allocations import _alloc_or_404
 from api.routes_nodes import find_node
 from api.security.runtime import rfc3339
@@ -212,7 +213,7 @@ async def get_metrics(request: web.Request) -> web.Response:
     if fmt == "prometheus":
         body, content_type = prometheus_text(snap)
         return web.Response(body=body, headers={"Content-Type": content_type})
-    return web.json_response(snap)
+    return json_response(snap)
 
 
 async def _node_query(
@@ -328,4 +329,4 @@ async def query_metrics(request: web.Request) -> web.Response:
     }
     if job is not None or (node_ref is None and alloc_ref is None):
         out["total"] = {"points": _sum_series(series, answer_step)}
-    return web.json_response(out)
+    return json_response(out)
