@@ -412,10 +412,8 @@ class ApiClient:
         task: str | None = None,
     ) -> list[dict[str, Any]]:
         """The last lines of an allocation (id or prefix) or of a whole job."""
-        params = {"lines": lines, "type": stream, "task": task}
-        if alloc is not None:
-            return (await self.get(f"/v1/logs/{quote(alloc, safe='')}", params=params))[0]
-        return (await self.get("/v1/logs", params={**params, "job": job}))[0]
+        path, params = _logs_target(alloc, job, {"lines": lines, "type": stream, "task": task})
+        return (await self.get(path, params=params))[0]
 
     def follow_logs(
         self,
@@ -430,10 +428,12 @@ class ApiClient:
         """Live lines (`("log", {...})`, and `error`/`dropped` notices) of an
         allocation or of every allocation of a job, after the last `lines`
         (or, with `since` in unix microseconds, every line after it)."""
-        params = {"lines": lines, "type": stream, "task": task, "stream": True, "since": since}
-        if alloc is not None:
-            return self.sse(f"/v1/logs/{quote(alloc, safe='')}", params)
-        return self.sse("/v1/logs", {**params, "job": job})
+        path, params = _logs_target(
+            alloc,
+            job,
+            {"lines": lines, "type": stream, "task": task, "stream": True, "since": since},
+        )
+        return self.sse(path, params)
 
     async def metrics(self) -> dict[str, Any]:
         """The cluster snapshot (nodes, jobs, allocations, raft, API rate)."""
@@ -462,3 +462,10 @@ class ApiClient:
             "step": step,
         }
         return (await self.get("/v1/metrics/query", params=params))[0]
+
+
+def _logs_target(alloc: str | None, job: str | None, params: Params) -> tuple[str, Params]:
+    """An allocation's logs (id or prefix), else every allocation of `job`."""
+    if alloc is not None:
+        return f"/v1/logs/{quote(alloc, safe='')}", params
+    return "/v1/logs", {**params, "job": job}
