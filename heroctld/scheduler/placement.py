@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from heroctld.scheduler.cluster_state import ClusterState
@@ -49,13 +49,13 @@ class GroupPlacer:
         state: ClusterState,
         job: Mapping[str, Any],
         group: Mapping[str, Any],
-        rng: random.Random,
+        rng: Callable[[], random.Random],
         limit: int,
     ) -> None:
         self.state = state
         self.job_name: str = job["name"]
         self.group_name: str = group["name"]
-        self.rng = rng
+        self.rng = rng  # seeded on first use: most failing passes never need it
         self.limit = max(1, limit)
         tasks = group["tasks"]
         self.cpu = sum(int(t["resources"]["cpu"]) for t in tasks)
@@ -162,7 +162,7 @@ class GroupPlacer:
         lo, hi = node.port_range
         span = hi - lo + 1
         taken = set(ports.values())
-        rand = self.rng.random
+        rand = self.rng().random
         for name in self.dynamic_ports:
             chosen = None
             for _ in range(32):
@@ -183,7 +183,9 @@ class GroupPlacer:
     def place(self) -> tuple[int, dict[str, int]] | None:
         """The node position and host ports for one more replica, or None
         when no feasible node has room (every candidate is then checked)."""
-        rand = self.rng.random
+        if not self.tier_order:
+            return None
+        rand = self.rng().random
         while self.tier_order:
             tier_no = self.tier_order[0]
             tier = self.tiers[tier_no]

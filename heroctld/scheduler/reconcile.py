@@ -22,6 +22,22 @@ def _default_seed(job_name: str, version: int, allocs: int) -> int:
     return zlib.crc32(f"{job_name}/{version}/{allocs}".encode())
 
 
+class _LazyRandom:
+    """The plan's random source, seeded only when a placement needs it (most
+    passes place nothing, and seeding costs more than the rest of such a pass)."""
+
+    __slots__ = ("_seed", "_rng")
+
+    def __init__(self, seed: int) -> None:
+        self._seed = seed
+        self._rng: random.Random | None = None
+
+    def get(self) -> random.Random:
+        if self._rng is None:
+            self._rng = random.Random(self._seed)
+        return self._rng
+
+
 def _new_id() -> str:
     return os.urandom(16).hex()
 
@@ -57,7 +73,7 @@ def schedule_on(
     name: str = job["name"]
     version = int(job.get("version", 0) or 0)
     mine = list(state.by_job.get(name, {}).values())
-    rng = random.Random(seed if seed is not None else _default_seed(name, version, len(mine)))
+    rng = _LazyRandom(seed if seed is not None else _default_seed(name, version, len(mine)))
     make_id = new_id or _new_id
     plan = Plan(job=name, job_version=version)
     undo: list[tuple[str, Any]] = []
@@ -102,12 +118,58 @@ def _reconcile_group(
     allocs: Sequence[Allocation],
     state: ClusterState,
     plan: Plan,
-    rng: random.Random,
+    rng: _LazyRandom,
     make_id: Callable[[], str],
     limit: int,
     do_stop: Callable[..., None],
     undo: list[tuple[str, Any]],
 ) -> None:
+    gname: str = group["name"]
+    if allocs:
+        requests = _requests(job, version, group, allocs, state, plan, do_stop)
+    else:  # a new group (or one whose allocations were all collected)
+        requests = [(index, None, "new") for index in range(int(group.get("count", 1)))]
+    if not requests:
+        return
+    placer = GroupPlacer(state, job, group, rng.get, limit)
+    for n, (index, previous, reason) in enumerate(requests):
+        spot = placer.place()
+        if spot is None:
+            why, metrics = placer.failure_reason()
+            plan.failures.append(Failure(gname, len(requests) - n, why, metrics))
+            return
+        pos, ports = spot
+        node = state.nodes[pos]
+        placement = Placement(
+            alloc_id=make_id(),
+            job=job["name"],
+            group=gname,
+            index=index,
+            node_id=node.id,
+            node_name=node.name,
+            job_version=version,
+            cpu=placer.cpu,
+            memory=placer.memory,
+            ports=ports,
+            previous=previous,
+            reason=reason,
+        )
+        plan.places.append(placement)
+        state.add(placement.to_allocation())
+        undo.append(("place", placement.alloc_id))
+
+
+def _requests(
+    job: Mapping[str, Any],
+    version: int,
+    group: Mapping[str, Any],
+    allocs: Sequence[Allocation],
+    state: ClusterState,
+    plan: Plan,
+    do_stop: Callable[..., None],
+) -> list[tuple[int, str | None, str]]:
+    """Steps 1-4 for a group with allocations: what to stop now, and the
+    replicas to place as (index, previous allocation, reason)."""
     gname: str = group["name"]
     count = int(group.get("count", 1))
     is_service = job.get("type", "service") != "batch"
@@ -246,34 +308,7 @@ def _reconcile_group(
         if waiting > 0:
             plan.deferred[gname] = waiting
 
-    if not requests:
-        return
-    placer = GroupPlacer(state, job, group, rng, limit)
-    for n, (index, previous, reason) in enumerate(requests):
-        spot = placer.place()
-        if spot is None:
-            why, metrics = placer.failure_reason()
-            plan.failures.append(Failure(gname, len(requests) - n, why, metrics))
-            return
-        pos, ports = spot
-        node = state.nodes[pos]
-        placement = Placement(
-            alloc_id=make_id(),
-            job=job["name"],
-            group=gname,
-            index=index,
-            node_id=node.id,
-            node_name=node.name,
-            job_version=version,
-            cpu=placer.cpu,
-            memory=placer.memory,
-            ports=ports,
-            previous=previous,
-            reason=reason,
-        )
-        plan.places.append(placement)
-        state.add(placement.to_allocation())
-        undo.append(("place", placement.alloc_id))
+    return requests
 
 
 def stop_job(job_name: str, state: ClusterState | Iterable[Allocation | Mapping[str, Any]]) -> Plan:
