@@ -6,7 +6,6 @@ the status from the contract's table; 404s and 405s from routing too.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -14,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from api.responses import json_response
+from api.responses import json_response, loads
 from raft.bridge import NoLeader, RaftRefused
 from raft.commands import CommandError
 from raft.replica import CommandRejected
@@ -111,7 +110,7 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
     if not raw.strip():
         raise ApiError(400, "invalid_json", "request body is empty; a JSON object is expected")
     try:
-        body = json.loads(raw)
+        body = loads(raw)
     except (ValueError, UnicodeDecodeError) as e:
         raise ApiError(400, "invalid_json", f"request body is not valid JSON: {e}") from None
     if not isinstance(body, dict):
