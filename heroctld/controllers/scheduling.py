@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 from heroctld.scheduler import ClusterState, Plan, schedule_on
+from heroctld.scheduler.blocked import BlockedJobs, ClusterMark
 from raft.replica import CommandRejected, Replica
 
 log = logging.getLogger("heroctld.scheduler")
@@ -81,10 +82,13 @@ async def _propose(replica: Replica, name: str, plan: Plan, job: dict[str, Any])
 
 async def scheduling_loop(replica: Replica, wait: float = 30.0) -> None:
     """Schedule the jobs whose inputs changed (the FSM notes them), all of them
-    when nodes changed or this server just became leader."""
+    when nodes changed or this server just became leader. A job that runs
+    nowhere and could not be placed is skipped until its placement inputs,
+    the nodes or the allocations change (heroctld.scheduler.blocked)."""
     state = replica.state
     state.take_changes()  # what happened before we led: covered by the full first pass
     everything, retry = True, set()
+    blocked = BlockedJobs()
     index = 0
     while True:
         if not everything and not retry:
@@ -92,22 +96,34 @@ async def scheduling_loop(replica: Replica, wait: float = 30.0) -> None:
         changed, nodes_changed = state.take_changes()
         with state.read() as s:
             table = s.table("jobs")
+            mark = (s.table_index["nodes"], s.table_index["allocations"])
             if everything or nodes_changed:
                 names = sorted(table)
             else:
-                names = sorted(n for n in changed | retry if n in table)
+                names = sorted(
+                    n
+                    for n in changed | retry
+                    if n in table and (n in retry or not blocked.still_blocked(table[n], mark))
+                )
             jobs = {n: table[n] for n in names}
             statuses = {n: s.table("job_status").get(n) for n in names}
             nodes = list(s.table("nodes").values()) if names else []
             allocs = list(s.table("allocations").values()) if names else []
             index = max(index, *(s.table_index[t] for t in WATCHED))
+            for name in changed - table.keys():
+                blocked.forget(name)
         everything, retry = False, set()
         if not names:
             continue
         cluster = ClusterState(nodes, allocs)
         pending: list[tuple[str, Plan]] = []
+        seen: ClusterMark | None = mark  # None once the cluster holds this pass's plans
         for name in names:
+            had_allocs = bool(cluster.by_job.get(name))
             plan = schedule_on(jobs[name], cluster, commit=True)
+            blocked.record(jobs[name], plan, had_allocs, seen)
+            if plan.places or plan.stops:
+                seen = None
             if needs_write(plan, statuses[name]):
                 pending.append((name, plan))
         # All plans of one pass leave together: one raft entry, one round trip.
