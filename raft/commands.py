@@ -2,7 +2,9 @@
 
 A command is a small map `{"op": "job.upsert", "rid": "...", "ts": ms, ...}`.
 Many commands travel together as one raft entry (a batch), which is how
-concurrent writes share one round trip. Entries are msgpack, never pickle.
+concurrent writes share one round trip. An entry is a msgpack list of packed
+commands (raft.packing: JSON, or msgpack when a command carries bytes), never
+pickle.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import time
 from typing import Any
 
 import msgpack
+
+from raft.packing import pack, unpack
 
 # pysyncobj's chunked path for entries >= appendEntriesBatchSizeBytes is
 # buggy (notes/pysyncobj.md #8): the node raises that to 4 MiB and we keep
@@ -45,7 +49,7 @@ def new_command(op: str, **fields: Any) -> dict[str, Any]:
 def encode_command(cmd: dict[str, Any]) -> bytes:
     if not isinstance(cmd.get("op"), str):
         raise CommandError("command without op")
-    data = msgpack.packb(cmd, use_bin_type=True)
+    data = pack(cmd)
     if len(data) > MAX_COMMAND_BYTES:
         raise CommandError(f"command of {len(data)} bytes is over {MAX_COMMAND_BYTES}")
     return data
@@ -67,7 +71,7 @@ def decode_batch(entry: bytes) -> list[dict[str, Any] | None]:
     out: list[dict[str, Any] | None] = []
     for item in items:
         try:
-            cmd = msgpack.unpackb(item, raw=False, strict_map_key=False)
+            cmd = unpack(item)
             out.append(cmd if isinstance(cmd, dict) else None)
         except Exception:
             out.append(None)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgpack
-
 from raft.fsm_allocs import stop_job_allocs, update_in_place
 from raft.ops import fail, ok, op
+from raft.packing import pack, unpack
 from raft.state import State
 
 MAX_VERSIONS = 10  # current + 9 previous
@@ -46,7 +45,7 @@ def job_upsert(state: State, cmd: dict[str, Any], index: int) -> dict[str, Any]:
         versions = state.table("job_versions")
         # Old versions are kept packed: a few hundred bytes each instead of
         # kilobytes of dicts (10,000 jobs x 10 versions must fit in memory).
-        packed = msgpack.packb(existing, use_bin_type=True)
+        packed = pack(existing)
         history = [*versions.get(name, ()), packed][-(MAX_VERSIONS - 1) :]
         versions[name] = history
         state.touch("job_versions", index)
@@ -77,4 +76,4 @@ def job_versions(state: State, name: str) -> list[dict[str, Any]]:
     if current is None:
         return []
     history = state.table("job_versions").get(name, [])
-    return [current, *(msgpack.unpackb(v, raw=False) for v in reversed(history))]
+    return [current, *(unpack(v) for v in reversed(history))]

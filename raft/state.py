@@ -17,11 +17,13 @@ from typing import Any
 
 import msgpack
 
+from raft.packing import pack, unpack
+
 # Every table the FSM knows. Adding one is backwards compatible: a snapshot
 # without it loads as empty.
 TABLES: tuple[str, ...] = (
     "jobs",  # name -> current job document
-    "job_versions",  # name -> list of previous documents (msgpack bytes), oldest first
+    "job_versions",  # name -> list of previous documents (raft.packing bytes), oldest first
     "servers",  # server name -> {name, raft_address, api_address}
     "meta",  # singleton values (cluster id, ...)
     "nodes",  # node id -> node document (registered by its agent)
@@ -73,14 +75,14 @@ class State:
 
     def remembered(self, rid: str) -> Any:
         packed = self.requests.get(rid)
-        return None if packed is None else msgpack.unpackb(packed, raw=False, strict_map_key=False)
+        return None if packed is None else unpack(packed)
 
     def touch(self, table: str, index: int) -> None:
         self.table_index[table] = index
 
     def remember_request(self, rid: str, result: Any) -> None:
         # Packed: results carry whole documents, which would otherwise stay alive.
-        self.requests[rid] = msgpack.packb(result, use_bin_type=True)
+        self.requests[rid] = pack(result)
         while len(self.requests) > REQUEST_MEMORY:
             self.requests.popitem(last=False)
 
