@@ -28,6 +28,8 @@ GROUP_KEYS = {"name", "count", "constraints", "update", "restart", "meta", "task
 
 
 def _restart(value: Any, path: str) -> dict[str, Any]:
+    if value is None:  # the defaults are valid: no need to check them per submit
+        return dict(DEFAULT_RESTART)
     doc = as_object(value, path, set(DEFAULT_RESTART), optional=True)
     mode = one_of(doc.get("mode", DEFAULT_RESTART["mode"]), RESTART_MODES, join_path(path, "mode"))
     interval_path = join_path(path, "interval")
@@ -51,6 +53,8 @@ def _restart(value: Any, path: str) -> dict[str, Any]:
 
 
 def _update(value: Any, path: str) -> dict[str, Any]:
+    if value is None:
+        return dict(DEFAULT_UPDATE)
     doc = as_object(value, path, set(DEFAULT_UPDATE), optional=True)
     update = {
         "max_parallel": as_int(
@@ -91,23 +95,22 @@ def normalize_group(value: Any, path: str) -> dict[str, Any]:
     seen_ports: set[str] = set()
     seen_static: set[int] = set()
     for i, task in enumerate(tasks):
-        tpath = join_path(join_path(path, "tasks"), i)
         if task["name"] in seen_tasks:
-            raise JobSpecError(join_path(tpath, "name"), f"duplicate task name {task['name']!r}")
+            raise JobSpecError(f"{path}.tasks[{i}].name", f"duplicate task name {task['name']!r}")
         seen_tasks.add(task["name"])
         # Ports are allocated per group (one address per allocation), so
         # their names and static host ports must be unique across tasks.
         for j, port in enumerate(task["ports"]):
-            ppath = join_path(join_path(tpath, "ports"), j)
             if port["name"] in seen_ports:
                 raise JobSpecError(
-                    join_path(ppath, "name"), f"duplicate port name {port['name']!r}"
+                    f"{path}.tasks[{i}].ports[{j}].name", f"duplicate port name {port['name']!r}"
                 )
             seen_ports.add(port["name"])
             if port["static"] is not None:
                 if port["static"] in seen_static:
                     raise JobSpecError(
-                        join_path(ppath, "static"), f"static port {port['static']} is used twice"
+                        f"{path}.tasks[{i}].ports[{j}].static",
+                        f"static port {port['static']} is used twice",
                     )
                 seen_static.add(port["static"])
     return {

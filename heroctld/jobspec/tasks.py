@@ -57,7 +57,7 @@ TASK_KEYS = {
 
 
 def _resources(value: Any, path: str) -> dict[str, int]:
-    doc = as_object(value, path, {"cpu", "memory"}, optional=True)
+    doc = as_object(value, path, {"cpu", "memory"})
     cpu = as_int(doc.get("cpu", DEFAULT_CPU), join_path(path, "cpu"), minimum=1, maximum=1_000_000)
     memory = as_int(
         doc.get("memory", DEFAULT_MEMORY),
@@ -169,6 +169,17 @@ def _secrets(value: Any, path: str) -> dict[str, str]:
     return out
 
 
+def _present(
+    doc: Mapping[str, Any], key: str, path: str, check: Any, default: Any, *args: Any
+) -> Any:
+    """``check(value, path of key, *args)`` for a field that is set (not null);
+    ``default`` for one that is not, without building its path."""
+    value = doc.get(key)
+    if value is None:
+        return default
+    return check(value, join_path(path, key), *args)
+
+
 def normalize_task(value: Any, path: str) -> dict[str, Any]:
     doc = as_object(value, path, TASK_KEYS)
     name = dns_label(doc.get("name"), join_path(path, "name"))
@@ -178,7 +189,7 @@ def normalize_task(value: Any, path: str) -> dict[str, Any]:
         image = as_str(image, join_path(path, "image")).strip()
         if not image or WHITESPACE_RE.search(image):
             raise JobSpecError(join_path(path, "image"), f"invalid image reference {image!r}")
-    command = command_argv(doc.get("command"), join_path(path, "command"))
+    command = _present(doc, "command", path, command_argv, None)
     args = doc.get("args")
     if args is not None:
         extra = [
@@ -196,15 +207,15 @@ def normalize_task(value: Any, path: str) -> dict[str, Any]:
             raise JobSpecError(join_path(path, "image"), "is not used by the exec driver")
         if command is None:
             raise JobSpecError(join_path(path, "command"), "is required for the exec driver")
-    env = string_map(doc.get("env"), join_path(path, "env"), _env_key)
-    secrets = _secrets(doc.get("secrets"), join_path(path, "secrets"))
+    env = _present(doc, "env", path, string_map, {}, _env_key)
+    secrets = _present(doc, "secrets", path, _secrets, {})
     for key in secrets:
         if key in env:
             raise JobSpecError(
                 join_path(join_path(path, "secrets"), key),
                 "is also set in env: set it in one place",
             )
-    ports = _ports(doc.get("ports"), join_path(path, "ports"))
+    ports = _present(doc, "ports", path, _ports, [])
     return {
         "name": name,
         "driver": driver,
@@ -212,12 +223,11 @@ def normalize_task(value: Any, path: str) -> dict[str, Any]:
         "command": command,
         "env": env,
         "secrets": secrets,
-        "resources": _resources(doc.get("resources"), join_path(path, "resources")),
+        "resources": _present(doc, "resources", path, _resources, None)
+        or {"cpu": DEFAULT_CPU, "memory": DEFAULT_MEMORY},
         "ports": ports,
-        "check": _check(doc.get("check"), join_path(path, "check"), {p["name"] for p in ports}),
-        "labels": string_map(doc.get("labels"), join_path(path, "labels"), _label_key),
-        "constraints": constraint_list(doc.get("constraints"), join_path(path, "constraints")),
-        "kill_timeout": parse_duration(
-            doc.get("kill_timeout", DEFAULT_KILL_TIMEOUT), join_path(path, "kill_timeout")
-        ),
+        "check": _present(doc, "check", path, _check, None, {p["name"] for p in ports}),
+        "labels": _present(doc, "labels", path, string_map, {}, _label_key),
+        "constraints": _present(doc, "constraints", path, constraint_list, []),
+        "kill_timeout": _present(doc, "kill_timeout", path, parse_duration, DEFAULT_KILL_TIMEOUT),
     }

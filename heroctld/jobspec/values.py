@@ -24,6 +24,7 @@ _DURATION_PART_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
+MAX_DURATION = 10 * 365 * 86400  # seconds
 _DURATIONS: dict[str, int | float] = {}  # text -> seconds: a job repeats a few
 _DURATIONS_MAX = 512
 
@@ -35,6 +36,8 @@ def parse_duration(value: Any, path: str = "") -> int | float:
     values (``1500ms``) as float.
     """
     if type(value) is not str:
+        if type(value) is int and 0 <= value <= MAX_DURATION:  # the defaults, mostly
+            return value
         return _parse_duration(value, path)
     seconds = _DURATIONS.get(value)
     if seconds is None:
@@ -71,7 +74,7 @@ def _parse_duration(value: Any, path: str) -> int | float:
         raise JobSpecError(path, "must be a duration such as '10s' or '5m'")
     if not math.isfinite(seconds) or seconds < 0:
         raise JobSpecError(path, "must be a non-negative duration")
-    if seconds > 10 * 365 * 86400:
+    if seconds > MAX_DURATION:
         raise JobSpecError(path, "duration is too long (over 10 years)")
     rounded = round(seconds, 3)
     return int(rounded) if rounded == int(rounded) else rounded
