@@ -24,7 +24,7 @@ from raft.keys import generate_cluster_key
 # the same live objects hundreds of times a second: ~45 µs of CPU per write
 # on the leader, and the full collections walked the whole state. Most of
 # our garbage dies by reference counting; the cycles left (aiohttp's
-# exceptions, futures) wait a little longer. notes/pysyncobj.md #19.
+# exceptions, futures) wait a little longer. docs/performance.md #2.
 GC_THRESHOLD = (50_000, 20, 20)
 
 
