@@ -25,6 +25,7 @@ from api.errors import Handler, error_for, new_request_id
 from api.forward import http_session_ctx
 from api.heartbeats import HEARTBEATS, Heartbeats
 from api.request_rate import count_request
+from api.responses import RenderedViews
 from api.security.middleware import add_rate_headers, admit, throttle
 from api.security.runtime import SECURITY, Security, SecuritySettings
 from api.security.tasks import security_tasks_ctx
@@ -66,6 +67,7 @@ def build_app(
     )
     app[REPLICA] = replica
     app[HEARTBEATS] = heartbeats or Heartbeats()
+    app[routes_jobs.JOB_VIEWS] = RenderedViews()
     app[SECURITY] = Security(security or SecuritySettings(generate_cluster_key()), replica.state)
     app.on_response_prepare.append(add_rate_headers)
     app.cleanup_ctx.append(http_session_ctx)

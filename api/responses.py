@@ -11,7 +11,14 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-__all__ = ["dumps", "json_response", "json_text", "loads"]
+__all__ = [
+    "RenderedViews",
+    "dumps",
+    "json_body_response",
+    "json_response",
+    "json_text",
+    "loads",
+]
 
 _OPTIONS = orjson.OPT_NON_STR_KEYS
 
@@ -33,6 +40,35 @@ def json_text(data: Any) -> str:
 def json_response(
     data: Any, *, status: int = 200, headers: Mapping[str, str] | None = None
 ) -> web.Response:
-    return web.Response(
-        body=dumps(data), status=status, headers=headers, content_type="application/json"
-    )
+    return json_body_response(dumps(data), status=status, headers=headers)
+
+
+def json_body_response(
+    body: bytes, *, status: int = 200, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    """A response for JSON that is already encoded."""
+    return web.Response(body=body, status=status, headers=headers, content_type="application/json")
+
+
+class RenderedViews:
+    """Encoded read views by key, valid while the index they were read at is.
+
+    The readers of an unchanged document (a dashboard polling it, a herd of
+    long polls woken by one write) share one rendering instead of each
+    merging and encoding it again. The caller computes the index under the
+    same state lock as the view, from every table the view reads.
+    """
+
+    def __init__(self, limit: int = 1024) -> None:
+        self._limit = limit
+        self._bodies: dict[str, tuple[int, bytes]] = {}
+
+    def get(self, key: str, index: int) -> bytes | None:
+        hit = self._bodies.get(key)
+        return hit[1] if hit is not None and hit[0] == index else None
+
+    def put(self, key: str, index: int, body: bytes) -> bytes:
+        if len(self._bodies) >= self._limit and key not in self._bodies:
+            self._bodies.clear()  # a crude bound: entries are cheap to rebuild
+        self._bodies[key] = (index, body)
+        return body

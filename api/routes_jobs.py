@@ -9,11 +9,12 @@ from aiohttp import web
 from api.context import blocking_view, read_headers, replica_of
 from api.errors import ApiError, read_json_object
 from api.jobspec import check_name, parse_submission, summary
-from api.responses import json_response
+from api.responses import RenderedViews, dumps, json_body_response, json_response
 from raft.fsm_jobs import job_versions
 from raft.state import State
 
 routes = web.RouteTableDef()
+JOB_VIEWS = web.AppKey("job_views", RenderedViews)  # GET /v1/jobs/:name bodies
 # A job's status comes from its allocations and placement results: a
 # long poll on a job wakes when any of them changes.
 JOB_TABLES = ("jobs", "allocations", "job_status")
@@ -71,14 +72,17 @@ async def list_jobs(request: web.Request) -> web.Response:
 async def get_job(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     replica = await blocking_view(request, *JOB_TABLES)
+    views = request.app[JOB_VIEWS]
     with replica.state.read() as s:
-        doc = s.table("jobs").get(name)
         index = max(s.table_index[t] for t in JOB_TABLES)
-        if doc is not None:
-            doc = dict(doc, status=job_state(s, name), **placement_view(s, name))
-    if doc is None:
-        raise ApiError(404, "job_not_found", f"job '{name}' does not exist")
-    return json_response(doc, headers=read_headers(replica, index))
+        body = views.get(name, index)
+        if body is None:
+            doc = s.table("jobs").get(name)
+            if doc is None:
+                raise ApiError(404, "job_not_found", f"job '{name}' does not exist")
+            view = dict(doc, status=job_state(s, name), **placement_view(s, name))
+            body = views.put(name, index, dumps(view))
+    return json_body_response(body, headers=read_headers(replica, index))
 
 
 @routes.get("/v1/jobs/{name}/versions")

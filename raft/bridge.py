@@ -208,6 +208,8 @@ class RaftBridge:
             # One voter: nobody else can have committed anything, so what this
             # server committed when the read arrived is everything there is.
             committed = node.commit_index
+            if self.applied_index >= committed:  # the common case: no wait at all
+                return self.applied_index
             if await self.wait_applied(committed, self.timeout):
                 return self.applied_index
             raise NoLeader(f"this server did not apply index {committed} in {self.timeout:g}s")

@@ -42,13 +42,11 @@ def route_path(request: web.Request) -> str:
     return canonical or request.path
 
 
-async def authenticate(request: web.Request, sec: Security, credential: str) -> Identity:
-    try:
-        return sec.auth.resolve(credential)
-    except AuthError as e:
-        if not e.retry_with_barrier:
-            raise
-    # Unknown here, maybe only because this server is behind: catch up once.
+async def authenticate_after_catching_up(
+    request: web.Request, sec: Security, credential: str
+) -> Identity:
+    """A credential unknown here, maybe only because this server is behind:
+    catch up once, then resolve it again (AuthError if still unknown)."""
     with contextlib.suppress(NoLeader, RaftRefused):
         await replica_of(request).consistent()
     return sec.auth.resolve(credential)
@@ -88,7 +86,12 @@ async def admit(request: web.Request) -> None:
             raise AuthError(
                 "missing_token", "this endpoint needs a token: 'Authorization: Bearer <token>'"
             )
-        identity = await authenticate(request, sec, credential)
+        try:
+            identity = sec.auth.resolve(credential)
+        except AuthError as e:
+            if not e.retry_with_barrier:
+                raise
+            identity = await authenticate_after_catching_up(request, sec, credential)
     except (AuthError, ApiError) as e:
         _limit_address(request, sec)  # failed attempts count against the address
         if isinstance(e, ApiError):
