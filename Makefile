@@ -32,7 +32,7 @@ dev: install
 	$(BIN)/heroctld --dev
 
 test: install system-deps
-	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15 --reruns 1
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
