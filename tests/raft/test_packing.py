@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tracemalloc
 from typing import Any
 
 import msgpack
@@ -60,3 +61,15 @@ def test_json_documents_are_json_and_others_msgpack() -> None:
 def test_documents_packed_before_json_still_read() -> None:
     old = msgpack.packb({"name": "web", "groups": [{"count": 1}]}, use_bin_type=True)
     assert unpack(old) == {"name": "web", "groups": [{"count": 1}]}
+
+
+def test_packed_documents_hold_no_spare_buffer() -> None:
+    """orjson's own bytes keep a 4 KB buffer; stored documents must not."""
+    doc = {"name": "web", "groups": [{"name": "g", "count": 2, "meta": {"k": "v" * 200}}]}
+    tracemalloc.start()
+    try:
+        kept = [pack(doc) for _ in range(200)]
+        used, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert used / len(kept) < 2 * len(kept[0])
