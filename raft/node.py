@@ -175,6 +175,7 @@ class RaftNode:
             queue.Queue()
         )
         self._completed: list[Completion] = []
+        self._acks_write = False  # a completion in _completed acknowledges a write
         self._sync: _SyncObj | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -326,18 +327,33 @@ class RaftNode:
         self._deliver()
 
     def _deliver(self) -> None:
-        """Completions to the bridge, never before the journal is on disk."""
+        """Completions to the bridge, never an acknowledged write before the
+        journal is on disk.
+
+        A follower's completions that acknowledge no write (its consistent
+        reads' barriers) go first and the flush after: what a follower
+        applied, the leader flushed before it sent the commit index, so such
+        a read shows nothing less durable than a write's acknowledgement.
+        """
         sync = self._sync
         assert sync is not None
         # Only a grown (or compacted) log needs flushing: the commit index
         # pysyncobj keeps in the journal header can be recomputed after a crash.
         mark = len(self._journal)
-        if mark != self._flushed_at:
-            if self.config.flush_journal:
-                self._flush_journal()
-            self._flushed_at = mark
+        grew = mark != self._flushed_at
         done, self._completed = self._completed, []
+        acks_write, self._acks_write = self._acks_write, False
+        if grew and (acks_write or sync._isLeader()):
+            self._flush(mark)
+            grew = False
         self._on_tick(done, sync.raftLastApplied)
+        if grew:
+            self._flush(mark)
+
+    def _flush(self, mark: int) -> None:
+        if self.config.flush_journal:
+            self._flush_journal()
+        self._flushed_at = mark
 
     def _flush_journal(self) -> None:
         """Make the journal durable before anything of this tick is acknowledged.
@@ -386,16 +402,20 @@ class RaftNode:
             notifier.notify()  # end the tick's idle poll now
         return fut
 
-    def _completion(self, token: Any) -> Callable[[Any, int], None]:
+    def _completion(self, token: Any, read_only: bool = False) -> Callable[[Any, int], None]:
         def done(result: Any, err: int) -> None:  # runs on the tick thread
+            if not read_only:
+                self._acks_write = True
             self._completed.append((token, result, _REASONS.get(err, str(err))))
 
         return done
 
-    def propose(self, entry: bytes, token: Any) -> None:
-        """Thread-safe: pysyncobj queues it for the tick thread."""
+    def propose(self, entry: bytes, token: Any, *, read_only: bool = False) -> None:
+        """Thread-safe: pysyncobj queues it for the tick thread. `read_only`:
+        the entry carries no write (a barrier), so its completion acknowledges
+        nothing that must be on this node's disk first."""
         assert self._sync is not None
-        self._sync.apply_entry(entry, callback=self._completion(token))
+        self._sync.apply_entry(entry, callback=self._completion(token, read_only))
 
     def add_member(self, address: str, token: Any) -> None:
         assert self._sync is not None

@@ -22,6 +22,7 @@ class FakeNode:
         self.state = State()
         self.leader: str | None = "127.0.0.1:1"
         self.entries: list[tuple[bytes, Any]] = []
+        self.read_only: list[bool] = []  # per proposed entry, in order
         self.index = 1
         self.sole_voter = False
         self.is_leader = True
@@ -30,8 +31,9 @@ class FakeNode:
     def commit_index(self) -> int:
         return self.index
 
-    def propose(self, entry: bytes, token: Any) -> None:
+    def propose(self, entry: bytes, token: Any, *, read_only: bool = False) -> None:
         self.entries.append((entry, token))
+        self.read_only.append(read_only)
 
     def complete_all(self, reason: str = OK) -> None:
         done = []
@@ -73,8 +75,27 @@ async def test_reads_arriving_together_share_one_barrier() -> None:
     reads = [asyncio.create_task(b.barrier()) for _ in range(64)]
     await settle()
     assert len(node.entries) == 1 and decode_batch(node.entries[0][0]) == []
+    assert node.read_only == [True]  # a barrier acknowledges no write
     node.complete_all()
     assert set(await asyncio.gather(*reads)) == {node.index}
+
+
+async def test_reads_wait_for_the_barrier_in_flight_but_writes_do_not() -> None:
+    b = RaftBridge(asyncio.get_running_loop(), timeout=2)
+    node = FakeNode(b)
+    b.attach(node)  # type: ignore[arg-type]
+    first = asyncio.create_task(b.barrier())
+    await settle()
+    later = [asyncio.create_task(b.barrier()) for _ in range(10)]
+    await settle()
+    assert len(node.entries) == 1  # the later reads share the next barrier
+    write = asyncio.create_task(b.propose(new_command("job.upsert", job={"name": "w"})))
+    await settle()
+    assert len(node.entries) == 2 and node.read_only == [True, False]  # joined by the reads
+    node.complete_all()
+    await first
+    assert all(r.done() for r in later) and (await write)["ok"]
+    assert len(node.entries) == 0
 
 
 async def test_read_after_inflight_batch_waits_for_a_new_one() -> None:
