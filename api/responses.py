@@ -11,6 +11,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from raft.packing import tight
+
 __all__ = [
     "RenderedViews",
     "dumps",
@@ -70,6 +72,6 @@ class RenderedViews:
     def put(self, key: str, index: int, body: bytes) -> bytes:
         if len(self._bodies) >= self._limit and key not in self._bodies:
             self._bodies.clear()  # a crude bound: entries are cheap to rebuild
-        body = bytes(memoryview(body))  # orjson's bytes keep a 4 KB buffer: keep a tight copy
+        body = tight(body)
         self._bodies[key] = (index, body)
         return body

@@ -28,8 +28,13 @@ def pack(doc: dict[Any, Any]) -> bytes:
         data = orjson.dumps(doc)
     except TypeError:  # orjson.JSONEncodeError: not JSON
         return msgpack.packb(doc, use_bin_type=True)
-    # orjson's bytes keep the buffer it wrote into (4 KB at least): a copy of
-    # the right size, or 10,000 jobs' stored versions take 2.5x the memory.
+    return tight(data)
+
+
+def tight(data: bytes) -> bytes:
+    """A copy of orjson's output that is kept around: orjson's bytes keep the
+    buffer it wrote into (4 KB at least), so 10,000 jobs' stored versions
+    took 2.5x the memory (docs/performance.md #9)."""
     return bytes(memoryview(data))
 
 
