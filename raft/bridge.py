@@ -142,9 +142,12 @@ class RaftBridge:
                 fut.set_result((result[i], OK))
             else:
                 fut.set_result((None, DISCARDED))
+        # A read index tells the readers which index to wait for; a batch
+        # that went through the log completed once this node applied it.
+        read_at = result if isinstance(result, int) and not isinstance(result, bool) else None
         for fut in batch.readers:
             if not fut.done():
-                fut.set_result(reason)
+                fut.set_result((reason, read_at))
         if self._pending or self._readers:
             self._schedule()
 
@@ -172,7 +175,10 @@ class RaftBridge:
             self._inflight += 1
             batch.timer = self.loop.call_later(self.timeout, self._finish, batch, None, TIMEOUT)
             assert self.node is not None
-            self.node.propose(encode_batch([e for e, _ in items]), batch, read_only=not items)
+            if items:
+                self.node.propose(encode_batch([e for e, _ in items]), batch)
+            else:  # only reads: a read index, no log entry (raft.read_index)
+                self.node.read_index(batch)
 
     async def wait_for_leader(self, deadline: float) -> None:
         while self.node is not None and self.node.leader is None:
@@ -228,9 +234,13 @@ class RaftBridge:
             fut: asyncio.Future[Any] = self.loop.create_future()
             self._readers.append(fut)
             self._schedule()
-            reason = await fut
+            reason, read_at = await fut
             if reason == OK:
-                return self.applied_index
+                if read_at is None or self.applied_index >= read_at:
+                    return self.applied_index
+                if await self.wait_applied(read_at, max(0.0, deadline - self.loop.time())):
+                    return self.applied_index
+                raise NoLeader(f"this server did not apply index {read_at} in {self.timeout:g}s")
             if reason == TIMEOUT or self.loop.time() >= deadline:
                 raise NoLeader(f"no leader confirmed a read within {self.timeout:g}s")
             await self._retry_pause(deadline)

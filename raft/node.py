@@ -17,6 +17,7 @@ sends the new commit index to its followers.
 from __future__ import annotations
 
 import base64
+import collections
 import concurrent.futures
 import logging
 import os
@@ -37,6 +38,7 @@ from pysyncobj.node import TCPNode
 
 from raft.commands import decode_batch
 from raft.fsm import apply_batch
+from raft.read_index import ReadIndex
 from raft.state import State, pack_snapshot, unpack_snapshot
 
 log = logging.getLogger("heroctld.raft")
@@ -127,6 +129,36 @@ class _TransportCipher:
 _syncobj_module.getEncryptor = _TransportCipher
 
 
+class _Peers:
+    """What raft.read_index needs from pysyncobj (tick thread only)."""
+
+    def __init__(self, sync: SyncObj, transport: Any) -> None:
+        self._sync = sync
+        self._transport = transport
+
+    def is_leader(self) -> bool:
+        return bool(self._sync._isLeader())
+
+    def term(self) -> int:
+        return int(self._sync.raftCurrentTerm)
+
+    def commit_index(self) -> int:
+        return int(self._sync.raftCommitIndex)
+
+    def committed_in_term(self) -> bool:
+        noop = self._sync._SyncObj__noopIDx  # type: ignore[attr-defined]
+        return noop is not None and self._sync.raftCommitIndex >= noop
+
+    def leader(self) -> Any | None:
+        return self._sync._getLeader()
+
+    def voters(self) -> list[Any]:
+        return list(self._sync.otherNodes)
+
+    def send(self, node: Any, message: dict[str, Any]) -> bool:
+        return bool(self._transport.send(node, message))
+
+
 @dataclass
 class RaftConfig:
     self_address: str
@@ -176,6 +208,8 @@ class RaftNode:
         )
         self._completed: list[Completion] = []
         self._acks_write = False  # a completion in _completed acknowledges a write
+        self._read_requests: collections.deque[Any] = collections.deque()  # tokens
+        self._reads: ReadIndex
         self._sync: _SyncObj | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -240,12 +274,22 @@ class RaftNode:
         try:
             self._sync = _SyncObj(self, self._conf())
             transport = self._sync._SyncObj__transport  # type: ignore[attr-defined]
+            self._reads = ReadIndex(
+                _Peers(self._sync, transport),
+                self._read_answered,
+                ok=OK,
+                not_leader=NOT_LEADER,
+                no_leader=NO_LEADER,
+                retry=DISCARDED,
+            )
             original = self._sync._SyncObj__onMessageReceived  # type: ignore[attr-defined]
 
             sync = self._sync
 
             def on_message(node: Any, message: Any) -> None:
                 self.last_contact[node.id] = time.monotonic()
+                if isinstance(message, dict) and self._reads.on_message(node, message):
+                    return  # ReadIndex: ours, not pysyncobj's
                 if (
                     isinstance(message, dict)
                     and message.get("type") == "append_entries"
@@ -319,6 +363,9 @@ class RaftNode:
                 sync._SyncObj__raftElectionDeadline = deadline  # type: ignore[attr-defined]
         self._last_tick = now
         self._drain_tasks()
+        while self._read_requests:
+            self._reads.request(self._read_requests.popleft())
+        self._reads.tick()
         mark = len(self._journal)
         # Tick again at once while the log moves (nothing may wake the poll).
         moved = mark != self._tick_mark or sync.raftLastApplied < sync.raftCommitIndex
@@ -330,10 +377,10 @@ class RaftNode:
         """Completions to the bridge, never an acknowledged write before the
         journal is on disk.
 
-        A follower's completions that acknowledge no write (its consistent
-        reads' barriers) go first and the flush after: what a follower
-        applied, the leader flushed before it sent the commit index, so such
-        a read shows nothing less durable than a write's acknowledgement.
+        A follower's completions that acknowledge no write (read indexes) go
+        first and the flush after: what a follower applied, the leader flushed
+        before it sent the commit index, so such a read shows nothing less
+        durable than a write's acknowledgement.
         """
         sync = self._sync
         assert sync is not None
@@ -402,20 +449,28 @@ class RaftNode:
             notifier.notify()  # end the tick's idle poll now
         return fut
 
-    def _completion(self, token: Any, read_only: bool = False) -> Callable[[Any, int], None]:
+    def _completion(self, token: Any) -> Callable[[Any, int], None]:
         def done(result: Any, err: int) -> None:  # runs on the tick thread
-            if not read_only:
-                self._acks_write = True
+            self._acks_write = True
             self._completed.append((token, result, _REASONS.get(err, str(err))))
 
         return done
 
-    def propose(self, entry: bytes, token: Any, *, read_only: bool = False) -> None:
-        """Thread-safe: pysyncobj queues it for the tick thread. `read_only`:
-        the entry carries no write (a barrier), so its completion acknowledges
-        nothing that must be on this node's disk first."""
+    def propose(self, entry: bytes, token: Any) -> None:
+        """Thread-safe: pysyncobj queues it for the tick thread."""
         assert self._sync is not None
-        self._sync.apply_entry(entry, callback=self._completion(token, read_only))
+        self._sync.apply_entry(entry, callback=self._completion(token))
+
+    def read_index(self, token: Any) -> None:
+        """Thread-safe: ask for a read index (raft.read_index); the completion
+        carries it as its result once the leader confirmed it."""
+        self._read_requests.append(token)
+        notifier = getattr(self._sync, "_SyncObj__pipeNotifier", None)
+        if notifier is not None:
+            notifier.notify()  # end the tick's idle poll now
+
+    def _read_answered(self, token: Any, index: int | None, reason: str) -> None:
+        self._completed.append((token, index, reason))  # tick thread; acknowledges no write
 
     def add_member(self, address: str, token: Any) -> None:
         assert self._sync is not None

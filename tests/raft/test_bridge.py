@@ -22,7 +22,7 @@ class FakeNode:
         self.state = State()
         self.leader: str | None = "127.0.0.1:1"
         self.entries: list[tuple[bytes, Any]] = []
-        self.read_only: list[bool] = []  # per proposed entry, in order
+        self.reads: list[Any] = []  # tokens of read-index requests
         self.index = 1
         self.sole_voter = False
         self.is_leader = True
@@ -31,9 +31,16 @@ class FakeNode:
     def commit_index(self) -> int:
         return self.index
 
-    def propose(self, entry: bytes, token: Any, *, read_only: bool = False) -> None:
+    def propose(self, entry: bytes, token: Any) -> None:
         self.entries.append((entry, token))
-        self.read_only.append(read_only)
+
+    def read_index(self, token: Any) -> None:
+        self.reads.append(token)
+
+    def answer_reads(self, index: int | None = None, reason: str = OK) -> None:
+        done = [(token, self.index if index is None else index, reason) for token in self.reads]
+        self.reads = []
+        self.bridge.on_tick(done, self.index)
 
     def complete_all(self, reason: str = OK) -> None:
         done = []
@@ -68,19 +75,18 @@ async def test_concurrent_writes_share_one_entry() -> None:
     assert all(r["ok"] for r in results) and len(node.state.table("jobs")) == 50
 
 
-async def test_reads_arriving_together_share_one_barrier() -> None:
+async def test_reads_arriving_together_share_one_read_index() -> None:
     b = RaftBridge(asyncio.get_running_loop(), timeout=2)
     node = FakeNode(b)
     b.attach(node)  # type: ignore[arg-type]
     reads = [asyncio.create_task(b.barrier()) for _ in range(64)]
     await settle()
-    assert len(node.entries) == 1 and decode_batch(node.entries[0][0]) == []
-    assert node.read_only == [True]  # a barrier acknowledges no write
-    node.complete_all()
+    assert len(node.reads) == 1 and node.entries == []  # one question, no log entry
+    node.answer_reads()
     assert set(await asyncio.gather(*reads)) == {node.index}
 
 
-async def test_reads_wait_for_the_barrier_in_flight_but_writes_do_not() -> None:
+async def test_reads_wait_for_the_read_in_flight_but_writes_do_not() -> None:
     b = RaftBridge(asyncio.get_running_loop(), timeout=2)
     node = FakeNode(b)
     b.attach(node)  # type: ignore[arg-type]
@@ -88,14 +94,15 @@ async def test_reads_wait_for_the_barrier_in_flight_but_writes_do_not() -> None:
     await settle()
     later = [asyncio.create_task(b.barrier()) for _ in range(10)]
     await settle()
-    assert len(node.entries) == 1  # the later reads share the next barrier
+    assert len(node.reads) == 1  # the later reads share the next question
     write = asyncio.create_task(b.propose(new_command("job.upsert", job={"name": "w"})))
     await settle()
-    assert len(node.entries) == 2 and node.read_only == [True, False]  # joined by the reads
+    assert len(node.entries) == 1  # a write leaves at once, and the later reads with it
     node.complete_all()
+    await settle()
+    assert all(r.done() for r in later) and (await write)["ok"] and not first.done()
+    node.answer_reads()
     await first
-    assert all(r.done() for r in later) and (await write)["ok"]
-    assert len(node.entries) == 0
 
 
 async def test_read_after_inflight_batch_waits_for_a_new_one() -> None:
@@ -104,14 +111,43 @@ async def test_read_after_inflight_batch_waits_for_a_new_one() -> None:
     b.attach(node)  # type: ignore[arg-type]
     first = asyncio.create_task(b.barrier())
     await settle()
-    second = asyncio.create_task(b.barrier())  # starts after the first barrier left
+    second = asyncio.create_task(b.barrier())  # starts after the first question left
     await settle()
-    node.complete_all()
+    node.answer_reads()
     await first
     await settle()
-    assert not second.done() and len(node.entries) == 1
-    node.complete_all()
+    assert not second.done() and len(node.reads) == 1
+    node.answer_reads()
     await second
+
+
+async def test_a_read_waits_until_its_read_index_is_applied() -> None:
+    b = RaftBridge(asyncio.get_running_loop(), timeout=2)
+    node = FakeNode(b)
+    b.attach(node)  # type: ignore[arg-type]
+    read = asyncio.create_task(b.barrier())
+    await settle()
+    node.answer_reads(index=node.index + 3)  # the leader committed more than we applied
+    await settle()
+    assert not read.done()
+    node.index += 3
+    b.on_tick([], node.index)
+    assert await read == node.index
+
+
+async def test_a_refused_read_index_is_asked_again() -> None:
+    b = RaftBridge(asyncio.get_running_loop(), timeout=2)
+    node = FakeNode(b)
+    b.attach(node)  # type: ignore[arg-type]
+    read = asyncio.create_task(b.barrier())
+    await settle()
+    node.answer_reads(reason=NOT_LEADER)  # e.g. a leader that has not committed in its term
+    for _ in range(100):
+        if node.reads:
+            break
+        await asyncio.sleep(0.01)
+    node.answer_reads()
+    assert await read == node.index
 
 
 async def test_unanswered_batch_times_out_as_no_leader() -> None:
