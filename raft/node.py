@@ -22,7 +22,6 @@ import concurrent.futures
 import logging
 import os
 import queue
-import struct
 import threading
 import time
 from collections.abc import Callable
@@ -31,8 +30,6 @@ from typing import Any
 
 import msgpack
 import pysyncobj.syncobj as _syncobj_module
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
 from pysyncobj.node import TCPNode
 
@@ -40,6 +37,7 @@ from raft.commands import decode_batch
 from raft.fsm import apply_batch
 from raft.read_index import ReadIndex
 from raft.state import State, pack_snapshot, unpack_snapshot
+from raft.transport_cipher import TransportCipher
 
 log = logging.getLogger("heroctld.raft")
 
@@ -69,64 +67,7 @@ BUSY_TICK = (
 )
 
 
-class _TransportCipher:
-    """pysyncobj's encryptor, keyed by us and loud about bad keys.
-
-    pysyncobj encrypts every message with Fernet (a key from PBKDF2 with a
-    fixed salt) and drops a connection that fails to decrypt without a word.
-    We give it AES-256-GCM with a key derived from the cluster key (HKDF,
-    raft.keys): one C call each way instead of Fernet's base64, HMAC and a
-    new CBC context per message (≈50 µs less per message received). The
-    timestamp pysyncobj checks for replays travels in the clear but is
-    authenticated (associated data). A peer with another key is logged, so
-    an operator sees why a node cannot join.
-    """
-
-    _last_warning = 0.0
-    _HEADER = struct.Struct(">BQ")  # version, timestamp
-    _VERSION = 1
-
-    def __init__(self, key: str | bytes) -> None:
-        self._aead = AESGCM(base64.urlsafe_b64decode(key))
-        self._opened: tuple[bytes, bytes] | None = None  # (message, plaintext)
-
-    def encrypt_at_time(self, data: bytes, current_time: int) -> bytes:
-        header = self._HEADER.pack(self._VERSION, max(0, int(current_time)))
-        nonce = os.urandom(12)
-        return header + nonce + self._aead.encrypt(nonce, data, header)
-
-    def _open(self, data: bytes) -> tuple[int, bytes]:
-        size = self._HEADER.size
-        try:
-            version, stamp = self._HEADER.unpack_from(data)
-            if version != self._VERSION:
-                raise InvalidTag
-            plain = self._aead.decrypt(data[size : size + 12], data[size + 12 :], data[:size])
-        except (InvalidTag, struct.error):
-            now = time.monotonic()
-            if now - _TransportCipher._last_warning > 5.0:
-                _TransportCipher._last_warning = now
-                log.error(
-                    "raft: rejected a peer message that failed authentication: "
-                    "the peer uses a different cluster key"
-                )
-            raise
-        return stamp, plain
-
-    def extract_timestamp(self, data: bytes) -> int:
-        # pysyncobj asks for the timestamp, then for the plaintext: open once.
-        stamp, plain = self._open(data)
-        self._opened = (data, plain)
-        return stamp
-
-    def decrypt(self, data: bytes) -> bytes:
-        opened, self._opened = self._opened, None
-        if opened is not None and opened[0] is data:
-            return opened[1]
-        return self._open(data)[1]
-
-
-_syncobj_module.getEncryptor = _TransportCipher
+_syncobj_module.getEncryptor = TransportCipher  # every peer message, both ways
 
 
 class _Peers:
@@ -444,10 +385,13 @@ class RaftNode:
     def run_on_tick(self, fn: Callable[[], Any]) -> concurrent.futures.Future[Any]:
         fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
         self._tasks.put((fn, fut))
+        self._wake_tick()
+        return fut
+
+    def _wake_tick(self) -> None:
         notifier = getattr(self._sync, "_SyncObj__pipeNotifier", None)
         if notifier is not None:
             notifier.notify()  # end the tick's idle poll now
-        return fut
 
     def _completion(self, token: Any) -> Callable[[Any, int], None]:
         def done(result: Any, err: int) -> None:  # runs on the tick thread
@@ -465,9 +409,7 @@ class RaftNode:
         """Thread-safe: ask for a read index (raft.read_index); the completion
         carries it as its result once the leader confirmed it."""
         self._read_requests.append(token)
-        notifier = getattr(self._sync, "_SyncObj__pipeNotifier", None)
-        if notifier is not None:
-            notifier.notify()  # end the tick's idle poll now
+        self._wake_tick()
 
     def _read_answered(self, token: Any, index: int | None, reason: str) -> None:
         self._completed.append((token, index, reason))  # tick thread; acknowledges no write
