@@ -71,6 +71,17 @@ def _section_items(
         yield key, value
 
 
+def _table_items(
+    target: Any, section: str, table: Any, env: dict[str, str]
+) -> Iterator[tuple[str, Any]]:
+    """`_section_items` of a [section] that must be a table and may spell
+    its keys with dashes."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"[{section}] must be a table")
+    values = {k.replace("-", "_"): v for k, v in table.items()}
+    return _section_items(target, section, values, env)
+
+
 def _whole_number(value: Any, what: str) -> int:
     """A non-negative int, or ConfigError naming ``what``."""
     try:
@@ -148,11 +159,7 @@ def load_logs_metrics(
     """The [logs] and [metrics] tables of a config file, then the environment."""
     logs, metrics = LogSettings(), MetricsSettings()
     for section, target in (("logs", logs), ("metrics", metrics)):
-        table = data.get(section) or {}
-        if not isinstance(table, dict):
-            raise ConfigError(f"[{section}] must be a table")
-        values = {k.replace("-", "_"): v for k, v in table.items()}
-        for key, value in _section_items(target, section, values, env):
+        for key, value in _table_items(target, section, data.get(section) or {}, env):
             if key == "max_bytes_per_alloc":
                 setattr(target, key, int(_number_with_unit(value, _SIZE_UNITS, f"{section}.{key}")))
             else:
@@ -177,11 +184,8 @@ class GCSettings:
 
 
 def load_gc(data: Any, env: dict[str, str]) -> GCSettings:
-    if not isinstance(data, dict):
-        raise ConfigError("[gc] must be a table")
     gc = GCSettings()
-    values = {k.replace("-", "_"): v for k, v in data.items()}
-    for key, value in _section_items(gc, "gc", values, env):
+    for key, value in _table_items(gc, "gc", data, env):
         if key in ("keep_per_group", "batch_size"):
             setattr(gc, key, _whole_number(value, f"gc.{key}"))
         else:
@@ -220,11 +224,8 @@ class AgentSettings:
 def load_agent_settings(data: Any, env: dict[str, str]) -> AgentSettings:
     from agent.config import parse_port_range
 
-    if not isinstance(data, dict):
-        raise ConfigError("[agent] must be a table")
     agent = AgentSettings()
-    values = {k.replace("-", "_"): v for k, v in data.items()}
-    for key, value in _section_items(agent, "agent", values, env):
+    for key, value in _table_items(agent, "agent", data, env):
         if key in ("cpu", "memory", "disk"):
             setattr(agent, key, _whole_number(value, f"agent.{key}"))
         elif key == "api_port":

@@ -31,37 +31,10 @@ from api.security.crypto import KeyMaterial
 from tests.api.authutil import as_, assert_error, make_token, put_policy
 from tests.support.cluster import Cluster, Server, wait_until
 from tests.support.sse import SseReader
-from tests.support.workloads import IMAGE, ROOT, docker_unavailable
+from tests.support.workloads import ROOT, docker_unavailable, printer_job
 
 _SKIP = docker_unavailable()
 pytestmark = [pytest.mark.docker, pytest.mark.skipif(_SKIP is not None, reason=_SKIP or "")]
-
-PRINTER = "i=0; while true; do echo line $i; echo err $i >&2; i=$((i+1)); sleep 0.05; done"
-
-
-def printer_job(name: str, count: int) -> dict[str, Any]:
-    return {
-        "name": name,
-        "type": "service",
-        "groups": [
-            {
-                "name": "g",
-                "count": count,
-                "constraints": [{"operator": "distinct_hosts"}],
-                "restart": {"attempts": 3, "interval": "5m", "delay": "1s"},
-                "tasks": [
-                    {
-                        "name": "main",
-                        "driver": "docker",
-                        "image": IMAGE,
-                        "command": ["sh", "-c", PRINTER],
-                        "resources": {"cpu": 100, "memory": 32},
-                        "kill_timeout": "1s",
-                    }
-                ],
-            }
-        ],
-    }
 
 
 @pytest.fixture(scope="module")

@@ -30,32 +30,10 @@ from tests.support.cluster import Cluster, Server, wait_until
 from tests.support.http import Reply, request
 from tests.support.sse import SseReader
 from tests.support.worker import Worker
-from tests.support.workloads import IMAGE, ROOT, docker_unavailable
+from tests.support.workloads import ROOT, docker_unavailable, printer_job
 
 _SKIP = docker_unavailable()
 pytestmark = [pytest.mark.docker, pytest.mark.skipif(_SKIP is not None, reason=_SKIP or "")]
-
-PRINTER = "i=0; while true; do echo line $i; echo err $i >&2; i=$((i+1)); sleep 0.05; done"
-JOB = {
-    "name": "wprinter",
-    "type": "service",
-    "groups": [
-        {
-            "name": "g",
-            "count": 1,
-            "tasks": [
-                {
-                    "name": "main",
-                    "driver": "docker",
-                    "image": IMAGE,
-                    "command": ["sh", "-c", PRINTER],
-                    "resources": {"cpu": 100, "memory": 32},
-                    "kill_timeout": "1s",
-                }
-            ],
-        }
-    ],
-}
 
 
 class Setup:
@@ -89,7 +67,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
             0.2,
             "the worker node ready",
         )
-        assert server.post("/v1/jobs", JOB).status in (200, 201)
+        assert server.post("/v1/jobs", printer_job("wprinter", 1)).status in (200, 201)
 
         def running() -> dict[str, Any] | None:
             allocs = server.get("/v1/allocations?job=wprinter").body

@@ -54,15 +54,31 @@ class FakeNode:
         self.bridge.on_tick(done, self.index)
 
 
+def attached(timeout: float = 2, **kw: Any) -> tuple[RaftBridge, FakeNode]:
+    """A bridge on the running loop with a FakeNode attached."""
+    b = RaftBridge(asyncio.get_running_loop(), timeout=timeout, **kw)
+    node = FakeNode(b)
+    b.attach(node)  # type: ignore[arg-type]
+    return b, node
+
+
+async def until(condition: Any, timeout: float = 2) -> None:
+    """Poll `condition()` on the loop until it holds (TimeoutError after `timeout`)."""
+
+    async def poll() -> None:
+        while not condition():
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(poll(), timeout)
+
+
 async def settle() -> None:
     for _ in range(5):
         await asyncio.sleep(0)
 
 
 async def test_concurrent_writes_share_one_entry() -> None:
-    b = RaftBridge(asyncio.get_running_loop(), timeout=2)
-    node = FakeNode(b)
-    b.attach(node)  # type: ignore[arg-type]
+    b, node = attached()
     tasks = [
         asyncio.create_task(b.propose(new_command("job.upsert", job={"name": f"j{i}"})))
         for i in range(50)
@@ -76,9 +92,7 @@ async def test_concurrent_writes_share_one_entry() -> None:
 
 
 async def test_reads_arriving_together_share_one_read_index() -> None:
-    b = RaftBridge(asyncio.get_running_loop(), timeout=2)
-    node = FakeNode(b)
-    b.attach(node)  # type: ignore[arg-type]
+    b, node = attached()
     reads = [asyncio.create_task(b.barrier()) for _ in range(64)]
     await settle()
     assert len(node.reads) == 1 and node.entries == []  # one question, no log entry
@@ -87,9 +101,7 @@ async def test_reads_arriving_together_share_one_read_index() -> None:
 
 
 async def test_reads_wait_for_the_read_in_flight_but_writes_do_not() -> None:
-    b = RaftBridge(asyncio.get_running_loop(), timeout=2)
-    node = FakeNode(b)
-    b.attach(node)  # type: ignore[arg-type]
+    b, node = attached()
     first = asyncio.create_task(b.barrier())
     await settle()
     later = [asyncio.create_task(b.barrier()) for _ in range(10)]
@@ -106,9 +118,7 @@ async def test_reads_wait_for_the_read_in_flight_but_writes_do_not() -> None:
 
 
 async def test_read_after_inflight_batch_waits_for_a_new_one() -> None:
-    b = RaftBridge(asyncio.get_running_loop(), timeout=2, max_inflight=1)
-    node = FakeNode(b)
-    b.attach(node)  # type: ignore[arg-type]
+    b, node = attached(max_inflight=1)
     first = asyncio.create_task(b.barrier())
     await settle()
     second = asyncio.create_task(b.barrier())  # starts after the first question left
@@ -122,9 +132,7 @@ async def test_read_after_inflight_batch_waits_for_a_new_one() -> None:
 
 
 async def test_a_read_waits_until_its_read_index_is_applied() -> None:
-    b = RaftBridge(asyncio.get_running_loop(), timeout=2)
-    node = FakeNode(b)
-    b.attach(node)  # type: ignore[arg-type]
+    b, node = attached()
     read = asyncio.create_task(b.barrier())
     await settle()
     node.answer_reads(index=node.index + 3)  # the leader committed more than we applied
@@ -136,64 +144,47 @@ async def test_a_read_waits_until_its_read_index_is_applied() -> None:
 
 
 async def test_a_refused_read_index_is_asked_again() -> None:
-    b = RaftBridge(asyncio.get_running_loop(), timeout=2)
-    node = FakeNode(b)
-    b.attach(node)  # type: ignore[arg-type]
+    b, node = attached()
     read = asyncio.create_task(b.barrier())
     await settle()
     node.answer_reads(reason=NOT_LEADER)  # e.g. a leader that has not committed in its term
-    for _ in range(100):
-        if node.reads:
-            break
-        await asyncio.sleep(0.01)
+    await until(lambda: node.reads)
     node.answer_reads()
     assert await read == node.index
 
 
 async def test_unanswered_batch_times_out_as_no_leader() -> None:
-    b = RaftBridge(asyncio.get_running_loop(), timeout=0.2)
-    node = FakeNode(b)
-    b.attach(node)  # type: ignore[arg-type]
+    b, node = attached(timeout=0.2)
     with pytest.raises(NoLeader):
         await b.propose(new_command("noop"))
     node.complete_all()  # a late answer is ignored
 
 
 async def test_no_known_leader_fails_within_the_timeout() -> None:
-    b = RaftBridge(asyncio.get_running_loop(), timeout=0.2)
-    node = FakeNode(b)
+    b, node = attached(timeout=0.2)
     node.leader = None
-    b.attach(node)  # type: ignore[arg-type]
     with pytest.raises(NoLeader):
         await b.barrier()
     assert node.entries == []
 
 
 async def test_retry_after_not_leader_reuses_the_request_id() -> None:
-    b = RaftBridge(asyncio.get_running_loop(), timeout=2)
-    node = FakeNode(b)
-    b.attach(node)  # type: ignore[arg-type]
+    b, node = attached()
     cmd = new_command("job.upsert", job={"name": "once"})
     task = asyncio.create_task(b.propose(cmd))
     await settle()
     first = node.entries[0][0]
     node.complete_all(NOT_LEADER)
 
-    async def resent() -> None:
-        while not node.entries:
-            await asyncio.sleep(0.01)
-
-    await asyncio.wait_for(resent(), 2)
+    await until(lambda: node.entries)
     assert node.entries[0][0] == first  # same bytes, same rid: applies once
     node.complete_all()
     assert (await task)["ok"]
 
 
 async def test_a_sole_voter_reads_without_a_log_entry() -> None:
-    b = RaftBridge(asyncio.get_running_loop(), timeout=2)
-    node = FakeNode(b)
+    b, node = attached()
     node.sole_voter = True
-    b.attach(node)  # type: ignore[arg-type]
     node.complete_all()  # applied index 1 delivered
     node.index = 3  # committed but not yet applied here
     read = asyncio.create_task(b.barrier())

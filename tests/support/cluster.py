@@ -72,7 +72,72 @@ def remove_node_tasks(node_id: str | None, data_dir: Path) -> None:
         driver.remove(st.alloc_id, st.task)
 
 
-class Server:
+class DaemonProcess:
+    """A heroctld process of a test: its data dir, its log, its lifecycle,
+    and what its agent leaves behind (a server's embedded one or a worker's)."""
+
+    def __init__(self, name: str, root: Path, env: dict[str, str] | None) -> None:
+        self.name = name
+        self.data_dir = root / name
+        self.log_path = root / f"{name}.log"
+        self.env = env or {}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def _spawn(self, args: list[str], env: dict[str, str]) -> None:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
+        self.proc = subprocess.Popen(
+            args,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **env},
+            cwd=Path(__file__).resolve().parents[2],
+        )
+        log.close()
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        if self.alive:
+            assert self.proc is not None
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def stop(self) -> int | None:
+        if self.alive:
+            assert self.proc is not None
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                return self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                # Leave a trace of where it hung (faulthandler dumps every thread).
+                self.proc.send_signal(signal.SIGUSR1)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.proc.wait(1)
+                self.proc.kill()
+                self.proc.wait(5)
+        return self.proc.returncode if self.proc else None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def _agent_file(self, name: str) -> str | None:
+        path = self.data_dir / "agent" / name
+        return path.read_text().strip() if path.exists() else None
+
+    @property
+    def node_id(self) -> str | None:
+        """The id its agent registered with (kept in the data dir), once known."""
+        return self._agent_file("node-id")
+
+    def remove_tasks(self) -> None:
+        """Remove what its agent left running (tasks outlive their agent by
+        design): containers labelled with its node id, exec processes."""
+        remove_node_tasks(self.node_id, self.data_dir)
+
+
+class Server(DaemonProcess):
     """One heroctld process. With `agent=True` it runs its embedded agent
     (no `--no-agent`); `env` then carries its `HEROCTL_AGENT_*` settings."""
 
@@ -88,17 +153,13 @@ class Server:
         env: dict[str, str] | None = None,
         agent: bool = False,
     ) -> None:
-        self.name = name
+        super().__init__(name, root, env)
         self.api_port = api_port or free_port()
         self.raft_port = raft_port or free_port()
-        self.data_dir = root / name
-        self.log_path = root / f"{name}.log"
         self.cluster_key = cluster_key
         self.extra_args = extra_args or []
-        self.env = env or {}
         self.token: str | None = None  # sent as `Authorization: Bearer <token>` when set
         self.agent = agent
-        self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -129,42 +190,8 @@ class Server:
             args += ["--peers", ",".join(peers)]
         if join:
             args += ["--join", join]
-        env = {**os.environ, "HEROCTL_CLUSTER_KEY": self.cluster_key, **self.env}
-        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
-        self.proc = subprocess.Popen(
-            args,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=Path(__file__).resolve().parents[2],
-        )
-        log.close()
+        self._spawn(args, {"HEROCTL_CLUSTER_KEY": self.cluster_key, **self.env})
         return self
-
-    @property
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def kill(self) -> None:
-        if self.alive:
-            assert self.proc is not None
-            self.proc.kill()
-            self.proc.wait(10)
-
-    def stop(self) -> int | None:
-        if self.alive:
-            assert self.proc is not None
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                return self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                # Leave a trace of where it hung (faulthandler dumps every thread).
-                self.proc.send_signal(signal.SIGUSR1)
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    self.proc.wait(1)
-                self.proc.kill()
-                self.proc.wait(5)
-        return self.proc.returncode if self.proc else None
 
     def pause(self) -> None:
         assert self.proc is not None
@@ -173,20 +200,6 @@ class Server:
     def resume(self) -> None:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGCONT)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    @property
-    def node_id(self) -> str | None:
-        """The id its agent registered with (kept in the data dir), once known."""
-        path = self.data_dir / "agent" / "node-id"
-        return path.read_text().strip() if path.exists() else None
-
-    def remove_tasks(self) -> None:
-        """Remove what this server's agent left running (tasks outlive their
-        agent by design): containers labelled with its node id, exec processes."""
-        remove_node_tasks(self.node_id, self.data_dir)
 
     # --- HTTP ---------------------------------------------------------
     def _auth(self, kw: dict[str, Any]) -> dict[str, Any]:

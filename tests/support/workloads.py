@@ -1,10 +1,11 @@
 """What the Docker end-to-end tests need: the busybox test image, built on
-demand, and a reason to skip when no Docker engine answers."""
+demand, a reason to skip when no Docker engine answers, and a job that prints."""
 
 from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import Any
 
 IMAGE = "heroctl-test/busybox:latest"
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,3 +26,33 @@ def docker_unavailable() -> str | None:
         if built.returncode != 0:
             return f"cannot build {IMAGE}: {built.stderr.decode()[-300:]}"
     return None
+
+
+PRINTER = "i=0; while true; do echo line $i; echo err $i >&2; i=$((i+1)); sleep 0.05; done"
+
+
+def printer_job(name: str, count: int) -> dict[str, Any]:
+    """`count` replicas on distinct nodes, each printing a numbered line to
+    stdout and stderr every 50 ms."""
+    return {
+        "name": name,
+        "type": "service",
+        "groups": [
+            {
+                "name": "g",
+                "count": count,
+                "constraints": [{"operator": "distinct_hosts"}],
+                "restart": {"attempts": 3, "interval": "5m", "delay": "1s"},
+                "tasks": [
+                    {
+                        "name": "main",
+                        "driver": "docker",
+                        "image": IMAGE,
+                        "command": ["sh", "-c", PRINTER],
+                        "resources": {"cpu": 100, "memory": 32},
+                        "kill_timeout": "1s",
+                    }
+                ],
+            }
+        ],
+    }
