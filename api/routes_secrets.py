@@ -278,7 +278,10 @@ async def force_snapshot(request: web.Request) -> web.Response:
     pysyncobj takes a forced snapshot at the next moment its compaction
     schedule allows (with `logCompactionSplit`, each server has a slot in every
     `raft.compaction_min_time` period), so this waits up to `?wait=` seconds
-    (default 10) and says whether the snapshot was written.
+    (default 10) and says whether the snapshot was written. A `noop` write
+    goes first: pysyncobj writes no snapshot while the last one already covers
+    every applied entry (consistent reads add no entries), and with it the
+    snapshot holds every write acknowledged before the call.
     """
     replica = replica_of(request)
     try:
@@ -287,6 +290,7 @@ async def force_snapshot(request: web.Request) -> web.Response:
         raise ApiError(400, "invalid_field", "query 'wait' must be seconds") from None
     path = replica.node.snapshot_path
     before = _mtime(path)
+    await replica.write("noop")
     await replica.on_tick(replica.node.force_compaction)
     deadline = asyncio.get_running_loop().time() + wait
     while _mtime(path) == before and asyncio.get_running_loop().time() < deadline:

@@ -153,6 +153,20 @@ def test_no_plaintext_at_rest_or_in_logs(cluster: Cluster, tmp_path: Path) -> No
         assert plain not in s.log()
 
 
+def test_a_forced_snapshot_is_written_when_nothing_changed_since_the_last(
+    cluster: Cluster,
+) -> None:
+    """Consistent reads add no log entries, so a second snapshot in a row has
+    nothing new to compact but the operator's call still writes one."""
+    s = cluster.servers[0]
+    first = s.post("/v1/operator/snapshot?wait=6")
+    assert first.status == 200 and first.body["written"], first.raw
+    assert s.get("/v1/jobs").status == 200  # a consistent read in between: no entry
+    again = s.post("/v1/operator/snapshot?wait=6")
+    assert again.status == 200 and again.body["written"], again.raw
+    assert again.body["applied_index"] > first.body["applied_index"]
+
+
 def test_secrets_survive_leader_change_and_full_restart(cluster: Cluster) -> None:
     a = cluster.servers[0]
     for i in range(5):
