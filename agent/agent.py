@@ -49,7 +49,7 @@ from agent.node import (
     load_node_secret,
 )
 from agent.supervisor import Supervisor
-from api.client import ApiClientError
+from client.api_client import ApiClientError
 
 __all__ = ["Agent", "build_drivers"]
 
@@ -108,7 +108,7 @@ class Agent:
         self.clock = clock
         self.node_id = load_node_id(config.data_dir)
         # A worker-only node serving its agent API: the key of the servers'
-        # credentials (api.worker_app), sent with the registration.
+        # credentials (agent.http.worker_app), sent with the registration.
         self.node_secret = load_node_secret(config.data_dir) if config.api_port else None
         # Logs and metrics stay on this node (the API reads these stores).
         agent_dir = Path(config.data_dir) / "agent"

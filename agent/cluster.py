@@ -1,4 +1,4 @@
-"""The agent's way to the cluster: the shared :class:`api.client.ApiClient`
+"""The agent's way to the cluster: the shared :class:`client.api_client.ApiClient`
 over a list of servers, with failover and credential refresh.
 
 A worker-only node is given a few server addresses; when one does not
@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from api.client import ApiClient, ApiClientError, Params
+from client.api_client import ApiClient, ApiClientError, Params
 
 __all__ = ["ClusterClient", "TOKEN_REFRESH"]
 

@@ -5,7 +5,7 @@ restarted agent (or a ``kill -9`` of its daemon) comes back as the same
 node and finds its allocations again. A worker-only node that serves its
 agent API also keeps its node secret there (``node-secret``, mode 0600: the
 key the servers' credentials are checked with, see
-:mod:`api.security.node_credentials`). Totals and usage come from ``/proc``
+:mod:`domain.node_credentials`). Totals and usage come from ``/proc``
 and ``statvfs``: cheap enough to read on every heartbeat.
 """
 
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent.drivers.base import host_cpu
-from api.security.node_credentials import new_node_secret
+from domain.node_credentials import new_node_secret
 
 __all__ = [
     "NodeIdentity",

@@ -39,7 +39,7 @@ class RestartPolicy:
 
     @classmethod
     def from_spec(cls, doc: Mapping[str, Any] | None) -> RestartPolicy:
-        """From a normalized group's ``restart`` (see heroctld.jobspec)."""
+        """From a normalized group's ``restart`` (see domain.jobspec)."""
         doc = doc or {}
         return cls(
             attempts=int(doc.get("attempts", 3)),

@@ -1,7 +1,7 @@
 """``heroctld agent``: a worker-only node (an agent that is not a raft member).
 
 Besides the agent, it serves the agent API (``config.api_port``, see
-:mod:`api.worker_app`): the servers read this node's logs and metrics
+:mod:`agent.http.worker_app`): the servers read this node's logs and metrics
 through it, with credentials made from the node secret it registers.
 """
 
@@ -15,8 +15,8 @@ from aiohttp import web
 
 from agent.agent import Agent
 from agent.config import AgentConfig
-from api.agent_endpoints import LocalNode
-from api.worker_app import start_worker_api
+from agent.http.worker_app import start_worker_api
+from httpkit.local_node import LocalNode
 
 __all__ = ["run_agent"]
 

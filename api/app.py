@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from aiohttp import web
 
 from api import (
-    agent_endpoints,
     routes_acl,
     routes_allocations,
     routes_auth,
@@ -20,15 +21,15 @@ from api import (
     routes_secrets,
     routes_webhooks,
 )
-from api.context import REPLICA
-from api.errors import Handler, error_for, new_request_id
+from api.context import HEARTBEATS, REPLICA
 from api.forward import http_session_ctx
-from api.heartbeats import HEARTBEATS, Heartbeats
-from api.request_rate import count_request
-from api.responses import RenderedViews
 from api.security.middleware import add_rate_headers, admit, throttle
 from api.security.runtime import SECURITY, Security, SecuritySettings
 from api.security.tasks import security_tasks_ctx
+from domain.heartbeats import Heartbeats
+from httpkit.errors import Handler, error_for, new_request_id
+from httpkit.request_rate import count_request
+from httpkit.responses import RenderedViews
 from raft.keys import generate_cluster_key
 from raft.replica import Replica
 
@@ -58,9 +59,12 @@ def build_app(
     replica: Replica,
     security: SecuritySettings | None = None,
     heartbeats: Heartbeats | None = None,
+    extra_routes: Iterable[web.RouteTableDef] = (),
 ) -> web.Application:
     """`security` carries the cluster key and limits; without it (tests of other
-    parts) a throwaway key is used, so nothing from a real cluster decrypts."""
+    parts) a throwaway key is used, so nothing from a real cluster decrypts.
+    `extra_routes`: what the daemon adds behind the same middleware (the
+    embedded agent's endpoints)."""
     app = web.Application(
         client_max_size=MAX_BODY,
         middlewares=[api_middleware],
@@ -89,7 +93,8 @@ def build_app(
         routes_webhooks,
         routes_logs,
         routes_metrics,
-        agent_endpoints,
     ):
         app.add_routes(module.routes)
+    for table in extra_routes:
+        app.add_routes(table)
     return app

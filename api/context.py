@@ -7,10 +7,12 @@ import re
 
 from aiohttp import web
 
-from api.errors import ApiError
+from domain.heartbeats import Heartbeats
+from httpkit.errors import ApiError
 from raft.replica import Replica
 
 REPLICA = web.AppKey("replica", Replica)
+HEARTBEATS = web.AppKey("heartbeats", Heartbeats)
 
 
 def replica_of(request: web.Request) -> Replica:

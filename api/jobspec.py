@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from api.errors import ApiError
-from heroctld.jobspec import DNS_LABEL_RE, JobSpecError, normalize_job
+from domain.jobspec import DNS_LABEL_RE, JobSpecError, normalize_job
+from httpkit.errors import ApiError
 
 
 def check_name(name: Any, field: str = "name") -> str:

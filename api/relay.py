@@ -2,7 +2,7 @@
 
 Logs and metrics stay on the node that ran an allocation. A server reads
 its own agent's stores directly; for any other node it calls the internal
-agent endpoints (``/v1/agent/...``, :mod:`api.agent_endpoints`) where they
+agent endpoints (``/v1/agent/...``, :mod:`agent.http.endpoints`) where they
 are served:
 
 - a node that is a server (its embedded agent): that server's API, with
@@ -10,7 +10,7 @@ are served:
 - a worker-only node (``heroctld agent``): the agent API it advertised when
   it registered, with an ``hn_`` credential made from the secret it
   registered (sealed in the replicated state; see
-  :mod:`api.security.node_credentials`).
+  :mod:`domain.node_credentials`).
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from api.agent_endpoints import LOCAL_NODE
 from api.context import replica_of
-from api.security.node_credentials import NodeSecretError, NodeSecrets, node_token
 from api.security.runtime import SECURITY, security_of
+from domain.node_credentials import NodeSecretError, NodeSecrets, node_token
+from httpkit.local_node import LOCAL_NODE
 from raft.state import State
 
 RELAY_SESSION = web.AppKey("relay_session", aiohttp.ClientSession)

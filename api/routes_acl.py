@@ -14,11 +14,8 @@ from typing import Any
 from aiohttp import web
 
 from api.context import read_headers, read_view, replica_of
-from api.errors import ApiError, read_json_object
-from api.responses import json_response
 from api.security.passwords import check_password_policy, hash_password
-from api.security.policy import PolicyError, validate_rules
-from api.security.runtime import identity_of, ms_to_rfc3339, security_of
+from api.security.runtime import security_of
 from api.security.tasks import ADMIN_USER, bootstrap
 from api.security.tokens import (
     generate_password,
@@ -26,6 +23,10 @@ from api.security.tokens import (
     new_accessor_id,
     new_token_secret,
 )
+from domain.policy import PolicyError, validate_rules
+from httpkit.errors import ApiError, read_json_object
+from httpkit.identity import identity_of
+from httpkit.responses import json_response, ms_to_rfc3339
 from raft.fsm_acl import TOKEN_TYPES, USER_TYPES, public_token, public_user
 
 routes = web.RouteTableDef()

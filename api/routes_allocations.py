@@ -7,11 +7,12 @@ from typing import Any
 from aiohttp import web
 
 from api.context import blocking_view, read_headers, read_view, replica_of
-from api.errors import ApiError, read_json_object, require_field
-from api.responses import json_response
 from api.routes_secrets import _open
-from api.security.runtime import identity_of, require_secret
-from heroctld.jobspec import parse_secret_ref
+from api.security.runtime import require_secret
+from domain.jobspec import parse_secret_ref
+from httpkit.errors import ApiError, read_json_object, require_field
+from httpkit.identity import identity_of
+from httpkit.responses import json_response
 from raft.fsm_allocs import CLIENT_STATUSES
 from raft.fsm_secrets import version_entry
 

@@ -15,20 +15,14 @@ from typing import Any
 from aiohttp import web
 
 from api.context import replica_of
-from api.errors import ApiError, read_json_object
-from api.responses import json_response
 from api.security import jwt_tokens
-from api.security.authn import AuthError, Identity, KeyUnavailable
+from api.security.authn import AuthError, KeyUnavailable
 from api.security.passwords import DUMMY_HASH, verify_password
-from api.security.runtime import (
-    Security,
-    bearer,
-    client_address,
-    identity_of,
-    rfc3339,
-    security_of,
-)
+from api.security.runtime import Security, security_of
 from api.security.tokens import hash_secret, new_id, new_refresh_token, refresh_session_id
+from httpkit.errors import ApiError, read_json_object
+from httpkit.identity import Identity, bearer, client_address, identity_of
+from httpkit.responses import json_response, rfc3339
 from raft.bridge import NoLeader, RaftRefused
 from raft.replica import CommandRejected
 

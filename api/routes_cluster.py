@@ -7,10 +7,10 @@ import asyncio
 from aiohttp import web
 
 from api.context import blocking_view, read_headers, replica_of
-from api.errors import ApiError, read_json_object
 from api.forward import leader_or_forward
-from api.responses import json_response
-from api.security.runtime import IDENTITY
+from httpkit.errors import ApiError, read_json_object
+from httpkit.identity import IDENTITY
+from httpkit.responses import json_response
 from raft.replica import Replica
 
 routes = web.RouteTableDef()

@@ -24,9 +24,8 @@ from aiohttp import web
 from aiohttp_sse import sse_response
 
 from api.context import parse_wait, read_headers, replica_of, wants_stale
-from api.errors import ApiError
-from api.responses import json_response, json_text
-from api.security.runtime import ms_to_rfc3339
+from httpkit.errors import ApiError
+from httpkit.responses import json_response, json_text, ms_to_rfc3339
 from raft.fsm_events import (
     EVENT_TYPES,
     EVENTS,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from api.context import replica_of
-from api.errors import ApiError
-from api.responses import json_response
+from httpkit.errors import ApiError
+from httpkit.responses import json_response
 
 routes = web.RouteTableDef()
 

@@ -7,9 +7,9 @@ from typing import Any
 from aiohttp import web
 
 from api.context import blocking_view, read_headers, replica_of
-from api.errors import ApiError, read_json_object
 from api.jobspec import check_name, parse_submission, summary
-from api.responses import RenderedViews, dumps, json_body_response, json_response
+from httpkit.errors import ApiError, read_json_object
+from httpkit.responses import RenderedViews, dumps, json_body_response, json_response
 from raft.fsm_jobs import job_versions
 from raft.state import State
 

@@ -3,7 +3,7 @@
 Logs stay on the node that ran the allocation (:mod:`agent.logs`). Any
 server answers: it finds the allocation's node in its state, and reads the
 node's store itself when the node is this server's own agent, or asks that
-node through its internal agent endpoints (:mod:`api.agent_endpoints`):
+node through its internal agent endpoints (:mod:`agent.http.endpoints`):
 the node's server for a server's agent, the node's own agent API for a
 worker-only node (:mod:`api.relay`).
 
@@ -43,19 +43,7 @@ import aiohttp
 from aiohttp import web
 from aiohttp_sse import sse_response
 
-from agent.logs import Subscription
-from api.agent_endpoints import KEEPALIVE, LOCAL_NODE, LocalNode
 from api.context import REPLICA, read_view, replica_of
-from api.errors import ApiError
-from api.params import (
-    DEFAULT_LINES,
-    DEFAULT_STREAM_LINES,
-    MAX_LINES,
-    Filters,
-    filters,
-    flag,
-    since_param,
-)
 from api.relay import (
     RELAY_SESSION,
     Location,
@@ -66,8 +54,19 @@ from api.relay import (
     relay_session_ctx,
     worker_nodes,
 )
-from api.responses import json_response, json_text
 from api.routes_allocations import _alloc_or_404
+from httpkit.errors import ApiError
+from httpkit.local_node import KEEPALIVE, LOCAL_NODE, LocalNode, LogSubscription
+from httpkit.params import (
+    DEFAULT_LINES,
+    DEFAULT_STREAM_LINES,
+    MAX_LINES,
+    Filters,
+    filters,
+    flag,
+    since_param,
+)
+from httpkit.responses import json_response, json_text
 
 routes = web.RouteTableDef()
 log = logging.getLogger("heroctld.logs")
@@ -306,7 +305,7 @@ class _Stream:
         store = self.request.app[LOCAL_NODE].logs
         assert store is not None
         loop = asyncio.get_running_loop()
-        sub: Subscription | None = None
+        sub: LogSubscription | None = None
         try:
             backlog, sub = await loop.run_in_executor(
                 None,

@@ -18,7 +18,7 @@ Public (policy: ``metrics``):
   job. ``from``/``to``: ``now``, ``-1h``/``-30m``/``-90s``/``-2d``, unix
   seconds or RFC 3339. Without job/node/alloc: every node's series.
 
-The internal endpoints the agents serve are in :mod:`api.agent_endpoints`.
+The internal endpoints the agents serve are in :mod:`agent.http.endpoints`.
 """
 
 from __future__ import annotations
@@ -31,18 +31,17 @@ from typing import Any
 
 from aiohttp import web
 
-from agent.metrics import ALLOC_FIELDS, bucketize, choose_step
-from api import request_rate
-from api.agent_endpoints import LOCAL_NODE, current_doc
 from api.context import replica_of
-from api.errors import ApiError
 from api.metrics_prometheus import prometheus_text
-from api.params import metric_param, window
 from api.relay import Location, NodeUnreachable, agent_get, locate, worker_nodes
-from api.responses import json_response
 from api.routes_allocations import _alloc_or_404
 from api.routes_nodes import find_node
-from api.security.runtime import rfc3339
+from domain.metric_series import ALLOC_FIELDS, bucketize, choose_step
+from httpkit import request_rate
+from httpkit.errors import ApiError
+from httpkit.local_node import LOCAL_NODE, current_doc
+from httpkit.params import metric_param, window
+from httpkit.responses import json_response, rfc3339
 from raft.fsm_allocs import CLIENT_STATUSES
 
 routes = web.RouteTableDef()

@@ -7,13 +7,12 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from api.context import blocking_view, read_headers, read_view, replica_of
-from api.errors import ApiError, read_json_object, require_field
+from api.context import HEARTBEATS, blocking_view, read_headers, read_view, replica_of
 from api.forward import leader_or_forward
-from api.heartbeats import HEARTBEATS
 from api.relay import node_secrets
-from api.responses import json_response
-from api.security.node_credentials import check_node_secret
+from domain.node_credentials import check_node_secret
+from httpkit.errors import ApiError, read_json_object, require_field
+from httpkit.responses import json_response
 from raft.fsm_nodes import NODE_FIELDS, public_node
 from raft.state import State
 

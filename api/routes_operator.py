@@ -12,7 +12,7 @@ import base64
 from aiohttp import web
 
 from api.context import read_headers, read_view
-from api.responses import json_response
+from httpkit.responses import json_response
 
 routes = web.RouteTableDef()
 BACKUP_FORMAT = "heroctl-snapshot-msgpack-v1"

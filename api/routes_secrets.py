@@ -17,15 +17,11 @@ from typing import Any
 from aiohttp import web
 
 from api.context import blocking_view, read_headers, read_view, replica_of
-from api.errors import ApiError, read_json_object
-from api.responses import json_response
-from api.security.crypto import DecryptError, new_key_id
-from api.security.runtime import (
-    identity_of,
-    ms_to_rfc3339,
-    require_secret,
-    security_of,
-)
+from api.security.runtime import require_secret, security_of
+from domain.crypto import DecryptError, new_key_id
+from httpkit.errors import ApiError, read_json_object
+from httpkit.identity import identity_of
+from httpkit.responses import json_response, ms_to_rfc3339
 from raft.fsm_secrets import NAME_RE, describe, keyring, keys_in_use, version_entry
 from raft.replica import CommandRejected, Replica
 

@@ -16,10 +16,10 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from api.context import blocking_view, read_headers, replica_of
-from api.errors import ApiError, read_json_object
-from api.responses import json_response
-from api.security.runtime import ms_to_rfc3339, security_of
-from heroctld.webhook_delivery import WebhookSecrets
+from api.security.runtime import security_of
+from domain.webhook_signing import WebhookSecrets
+from httpkit.errors import ApiError, read_json_object
+from httpkit.responses import json_response, ms_to_rfc3339
 from raft.fsm_events import EVENT_TYPES, TOPICS, unknown_topics
 from raft.fsm_webhooks import DELIVERIES, MAX_URL, WEBHOOKS, describe
 

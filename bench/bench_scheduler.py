@@ -1,6 +1,6 @@
 """Scheduler alone: 5,000 simulated nodes, 50,000 allocations, one core.
 
-No Docker, no raft: the pure scheduler (`heroctld.scheduler`) on generated
+No Docker, no raft: the pure scheduler (`domain.scheduler`) on generated
 nodes and jobs. Three measurements:
 
 * **fill**: 50 jobs of 1,000 replicas each (mixed cpu/memory asks, a dynamic
@@ -25,8 +25,8 @@ import sys
 import time
 from typing import Any
 
-from heroctld.jobspec import normalize_job
-from heroctld.scheduler import ClusterState, Node, schedule, schedule_on
+from domain.jobspec import normalize_job
+from domain.scheduler import ClusterState, Node, schedule, schedule_on
 
 NODES = 5_000
 JOBS = 50

@@ -10,9 +10,9 @@ from urllib.parse import quote
 import click
 import yaml
 
-from api.client import ApiClient
 from cli.common import Settings, api_options, call, pass_settings
 from cli.output import echo, key_values, print_json, table
+from client.api_client import ApiClient
 
 
 @click.group()

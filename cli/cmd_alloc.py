@@ -7,7 +7,6 @@ from typing import Any
 
 import click
 
-from api.client import ApiClient, ApiClientError
 from cli.common import Settings, api_options, call, pass_settings
 from cli.output import (
     NONE,
@@ -21,6 +20,7 @@ from cli.output import (
     table,
 )
 from cli.waiting import fetch_list, wait_option
+from client.api_client import ApiClient, ApiClientError
 
 STATUSES = ("pending", "running", "complete", "failed", "lost")
 

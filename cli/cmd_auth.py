@@ -22,10 +22,10 @@ from typing import Any
 
 import click
 
-from api.client import ApiClient, ApiClientError
 from cli.common import Settings, api_options, error_text, pass_settings
 from cli.credentials import credentials_path
 from cli.output import echo, print_json
+from client.api_client import ApiClient, ApiClientError
 
 REFRESH_BEFORE = 3600.0  # seconds before expiry when a saved JWT is refreshed
 

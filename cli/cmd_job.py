@@ -15,7 +15,6 @@ import yaml
 from rich.console import Group
 from rich.text import Text
 
-from api.client import ApiClient
 from cli.common import Settings, api_options, call, pass_settings
 from cli.output import (
     Duration,
@@ -34,6 +33,7 @@ from cli.output import (
     table,
 )
 from cli.waiting import fetch_list, wait_option
+from client.api_client import ApiClient
 
 # Fields the server sets on a job; everything else is the submitted spec.
 SERVER_FIELDS = (

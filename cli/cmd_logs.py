@@ -19,9 +19,9 @@ from typing import Any
 
 import click
 
-from api.client import ApiClient, ApiClientError
 from cli.common import Settings, api_options, call, pass_settings
 from cli.output import short_id
+from client.api_client import ApiClient, ApiClientError
 
 
 def _lines_value(value: str | None) -> int | str | None:

@@ -14,9 +14,9 @@ from typing import Any
 
 import click
 
-from api.client import ApiClient
 from cli.common import Settings, api_options, call, pass_settings
 from cli.output import NONE, echo, heading, key_values, print_json, table, used_of
+from client.api_client import ApiClient
 
 BLOCKS = " ▁▂▃▄▅▆▇█"
 LABELS = {

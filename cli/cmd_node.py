@@ -8,7 +8,6 @@ from typing import Any, TypeVar
 
 import click
 
-from api.client import ApiClient, ApiClientError
 from cli.common import Settings, api_options, call, pass_settings
 from cli.output import (
     Duration,
@@ -25,6 +24,7 @@ from cli.output import (
     used_of,
 )
 from cli.waiting import fetch_list, wait_option
+from client.api_client import ApiClient, ApiClientError
 
 T = TypeVar("T")
 

@@ -13,10 +13,10 @@ from urllib.parse import quote
 
 import click
 
-from api.client import ApiClient
 from cli.common import Settings, api_options, call, pass_settings
 from cli.output import echo, print_json, table
 from cli.waiting import fetch_list, wait_option
+from client.api_client import ApiClient
 
 
 @click.group()

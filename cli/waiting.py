@@ -12,9 +12,9 @@ from typing import Any, TypeVar
 
 import click
 
-from api.client import Params
 from cli.common import Settings, call
 from cli.output import Duration, fmt_seconds
+from client.api_client import Params
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from heroctld.controllers.gc import GCSettings
 from raft.keys import ClusterKeyError, check_cluster_key, generate_cluster_key
 
 ENV_CLUSTER_KEY = "HEROCTL_CLUSTER_KEY"
@@ -167,20 +168,6 @@ def load_logs_metrics(
     if metrics.interval < 0.05:
         raise ConfigError("metrics.interval must be at least 0.05 seconds")
     return logs, metrics
-
-
-@dataclass
-class GCSettings:
-    """[gc] or HEROCTL_GC_<KEY> (heroctld.controllers.gc): ``alloc_threshold``:
-    how long a finished allocation stays in the state ("1h", seconds);
-    ``keep_per_group``: the newest finished allocations of each group of a
-    job that still exists, kept whatever their age; ``interval``: seconds
-    between passes; ``batch_size``: allocations per `alloc.gc` command."""
-
-    alloc_threshold: float = 3600.0
-    keep_per_group: int = 3
-    interval: float = 60.0
-    batch_size: int = 256
 
 
 def load_gc(data: Any, env: dict[str, str]) -> GCSettings:

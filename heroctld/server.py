@@ -13,12 +13,12 @@ from aiohttp import web
 
 from agent.agent import Agent
 from agent.config import AgentConfig, parse_port_range
-from api.agent_endpoints import LOCAL_NODE
+from agent.http import endpoints as agent_endpoints
 from api.app import build_app
-from api.heartbeats import Heartbeats
-from api.security.crypto import KeyMaterial
 from api.security.runtime import SecuritySettings
 from api.security.tokens import generate_password, new_token_secret
+from domain.crypto import KeyMaterial
+from domain.heartbeats import Heartbeats
 from heroctld.config import ServerConfig
 from heroctld.controllers.drainer import drain_loop
 from heroctld.controllers.gc import gc_loop
@@ -26,6 +26,7 @@ from heroctld.controllers.heartbeats import heartbeat_monitor
 from heroctld.controllers.leadership import Leadership, cancel_and_wait
 from heroctld.controllers.scheduling import scheduling_loop
 from heroctld.controllers.webhooks import webhook_loop
+from httpkit.local_node import LOCAL_NODE
 from raft.bridge import NoLeader, RaftBridge
 from raft.keys import derive_key
 from raft.node import RaftConfig, RaftNode
@@ -172,7 +173,9 @@ async def serve(cfg: ServerConfig) -> None:
     identity = ServerIdentity(cfg.node_name, cfg.raft_address, cfg.api_address)
     replica = Replica(identity, state, node, bridge)
     heartbeats = Heartbeats(ttl=float(os.environ.get("HEROCTL_NODE_TTL", cfg.node_ttl)))
-    app = build_app(replica, security_settings(cfg), heartbeats)
+    app = build_app(
+        replica, security_settings(cfg), heartbeats, extra_routes=[agent_endpoints.routes]
+    )
     # Blocking queries (agents watching allocations, followers of a deploy)
     # would hold a shutdown up to their wait: give handlers a few seconds.
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)

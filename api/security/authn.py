@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
 from api.security import jwt_tokens
-from api.security.crypto import SERVER_TOKEN_PREFIX, DecryptError, KeyMaterial
-from api.security.policy import Permissions
 from api.security.tokens import hash_secret, is_token_secret
+from domain.crypto import SERVER_TOKEN_PREFIX, DecryptError, KeyMaterial
+from domain.policy import Permissions
+from httpkit.identity import Identity
 from raft.state import State
 
 _CACHE_MAX = 8192
@@ -43,68 +42,6 @@ class AuthError(Exception):
 
 class KeyUnavailable(Exception):
     """The JWT signing key is missing or does not decrypt (not bootstrapped, wrong key)."""
-
-
-@dataclass(frozen=True)
-class Identity:
-    subject: str  # "token:<accessor>", "user:<username>" or "server:<name>"
-    kind: str  # token | user | server
-    name: str  # accessor id, username or server name
-    type: str  # management | client | service
-    policies: tuple[str, ...]
-    roles: tuple[str, ...]
-    permissions: Permissions
-    via: str  # "acl_token", "jwt" or "server"
-    session_id: str | None = None
-    jti: str | None = None
-    expires_at: float | None = None  # unix seconds, for JWTs and expiring tokens
-
-    @classmethod
-    def server(cls, name: str, via: str, expires_at: float | None = None) -> Identity:
-        """A server of this cluster (it proved it holds key material)."""
-        return cls(
-            subject=f"server:{name}",
-            kind="server",
-            name=name,
-            type="management",
-            policies=(),
-            roles=(),
-            permissions=Permissions(management=True),
-            via=via,
-            expires_at=expires_at,
-        )
-
-    @property
-    def management(self) -> bool:
-        return self.permissions.management
-
-    @property
-    def rate_key(self) -> str:
-        return self.subject
-
-    @property
-    def rate_class(self) -> str:
-        if self.kind == "server":
-            return "server"
-        return {"management": "management", "service": "service"}.get(self.type, "default")
-
-    def describe(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "subject": self.subject,
-            "kind": self.kind,
-            "type": self.type,
-            "policies": list(self.policies),
-            "roles": list(self.roles),
-            "via": self.via,
-            "management": self.management,
-        }
-        if self.kind == "token":
-            out["accessor_id"] = self.name
-        elif self.kind == "user":
-            out["username"] = self.name
-        if self.expires_at is not None:
-            out["expires_at"] = self.expires_at
-        return out
 
 
 def acl_version(state: State) -> tuple[int, ...]:

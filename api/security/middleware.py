@@ -18,17 +18,11 @@ import logging
 from aiohttp import web
 
 from api.context import replica_of
-from api.errors import ApiError
-from api.security.authn import AuthError, Identity
-from api.security.policy import AUTHENTICATED, MANAGEMENT, PUBLIC, Requirement, requirement
-from api.security.runtime import (
-    IDENTITY,
-    RATE_HEADERS,
-    Security,
-    bearer,
-    client_address,
-    security_of,
-)
+from api.security.authn import AuthError
+from api.security.runtime import RATE_HEADERS, Security, security_of
+from domain.policy import AUTHENTICATED, MANAGEMENT, PUBLIC, Requirement, requirement
+from httpkit.errors import ApiError
+from httpkit.identity import IDENTITY, Identity, bearer, client_address
 from raft.bridge import NoLeader, RaftRefused
 
 log = logging.getLogger("heroctld.auth")

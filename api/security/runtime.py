@@ -10,18 +10,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from aiohttp import web
 
-from api.errors import ApiError
-from api.security.authn import Authenticator, Identity
-from api.security.crypto import KeyMaterial
+from api.security.authn import Authenticator
 from api.security.login_guard import LoginGuard
-from api.security.ratelimit import RateLimiter
+from domain.crypto import KeyMaterial
+from httpkit.errors import ApiError
+from httpkit.identity import Identity, identity_of
+from httpkit.ratelimit import RateLimiter
 from raft.state import State
 
-IDENTITY = "heroctl.identity"  # request key: the authenticated Identity
 RATE_HEADERS = "heroctl.rate_headers"  # request key: X-RateLimit-* for the response
 
 DAY = 86_400
@@ -76,39 +75,8 @@ def security_of(request: web.Request) -> Security:
     return request.app[SECURITY]
 
 
-def identity_of(request: web.Request) -> Identity:
-    ident = request.get(IDENTITY)
-    if ident is None:
-        raise ApiError(401, "missing_token", "this endpoint needs a token")
-    return ident
-
-
 def require_secret(request: web.Request, name: str, access: str) -> Identity:
     ident = identity_of(request)
     if not ident.permissions.may_secret(name, access):
         raise ApiError(403, "forbidden", f"this token may not {access} secret '{name}'")
     return ident
-
-
-def bearer(request: web.Request) -> str | None:
-    """The credential from `Authorization: Bearer <X>`, or None without the header."""
-    header = request.headers.get("Authorization")
-    if header is None:
-        return None
-    scheme, _, value = header.strip().partition(" ")
-    value = value.strip()
-    if scheme.lower() != "bearer" or not value:
-        raise ApiError(401, "invalid_token", "the Authorization header must be 'Bearer <token>'")
-    return value
-
-
-def client_address(request: web.Request) -> str:
-    return request.remote or "unknown"
-
-
-def rfc3339(ts: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
-
-
-def ms_to_rfc3339(ms: Any) -> str | None:
-    return rfc3339(ms / 1000) if isinstance(ms, int | float) and ms else None

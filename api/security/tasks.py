@@ -20,10 +20,10 @@ from typing import Any
 from aiohttp import web
 
 from api.context import REPLICA
-from api.security.crypto import DecryptError, KeyMaterial
 from api.security.passwords import hash_password
 from api.security.runtime import SECURITY, Security
 from api.security.tokens import hash_secret, is_token_secret, new_accessor_id
+from domain.crypto import DecryptError, KeyMaterial
 from raft.bridge import NoLeader, RaftRefused
 from raft.fsm_secrets import keyring
 from raft.replica import CommandRejected, Replica

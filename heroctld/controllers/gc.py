@@ -38,14 +38,28 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from heroctld.config import GCSettings
 from raft.bridge import NoLeader
 from raft.fsm_allocs import TERMINAL
 from raft.replica import CommandRejected, Replica
 
 log = logging.getLogger("heroctld.gc")
+
+
+@dataclass
+class GCSettings:
+    """[gc] or HEROCTL_GC_<KEY> (heroctld.controllers.gc): ``alloc_threshold``:
+    how long a finished allocation stays in the state ("1h", seconds);
+    ``keep_per_group``: the newest finished allocations of each group of a
+    job that still exists, kept whatever their age; ``interval``: seconds
+    between passes; ``batch_size``: allocations per `alloc.gc` command."""
+
+    alloc_threshold: float = 3600.0
+    keep_per_group: int = 3
+    interval: float = 60.0
+    batch_size: int = 256
 
 
 def is_terminal(alloc: Mapping[str, Any]) -> bool:
@@ -62,7 +76,7 @@ def finished_at(alloc: Mapping[str, Any]) -> int:
 
 def _halts_update(alloc: Mapping[str, Any], job: Mapping[str, Any]) -> bool:
     """An unhealthy replacement of the current version: what makes the
-    scheduler halt a rolling update (heroctld.scheduler.reconcile)."""
+    scheduler halt a rolling update (domain.scheduler.reconcile)."""
     return (
         alloc.get("job_version") == job.get("version")
         and alloc.get("previous_alloc") is not None

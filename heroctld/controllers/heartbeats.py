@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from api.heartbeats import Heartbeats
+from domain.heartbeats import Heartbeats
 from raft.bridge import NoLeader
 from raft.replica import CommandRejected, Replica
 

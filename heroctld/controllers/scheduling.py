@@ -11,11 +11,11 @@ import asyncio
 import logging
 from typing import Any
 
-from heroctld.scheduler import ClusterState, Plan, schedule_on
-from heroctld.scheduler.blocked import BlockedJobs, ClusterMark
+from domain.scheduler import ClusterState, Plan, schedule_on
+from domain.scheduler.blocked import BlockedJobs, ClusterMark
 from raft.replica import CommandRejected, Replica
 
-log = logging.getLogger("heroctld.scheduler")
+log = logging.getLogger("domain.scheduler")
 
 WATCHED = ("jobs", "nodes", "allocations")
 MAX_PLACES_PER_COMMAND = 2000
@@ -84,7 +84,7 @@ async def scheduling_loop(replica: Replica, wait: float = 30.0) -> None:
     """Schedule the jobs whose inputs changed (the FSM notes them), all of them
     when nodes changed or this server just became leader. A job that runs
     nowhere and could not be placed is skipped until its placement inputs,
-    the nodes or the allocations change (heroctld.scheduler.blocked)."""
+    the nodes or the allocations change (domain.scheduler.blocked)."""
     state = replica.state
     state.take_changes()  # what happened before we led: covered by the full first pass
     everything, retry = True, set()

@@ -28,7 +28,7 @@ from typing import Any
 
 import aiohttp
 
-from heroctld import webhook_delivery as wd
+from domain import webhook_signing as wd
 from heroctld.controllers.leadership import cancel_and_wait
 from raft.bridge import NoLeader, RaftRefused
 from raft.fsm_events import EVENTS, first_seq, last_seq, matches

@@ -6,14 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from agent.drivers.base import TaskSpec, TaskStats
-from agent.metrics import (
-    JOURNAL,
-    SNAPSHOT,
-    MetricsSampler,
-    MetricsStore,
-    bucketize,
-    choose_step,
-)
+from agent.metrics import JOURNAL, SNAPSHOT, MetricsSampler, MetricsStore
+from domain.metric_series import bucketize, choose_step
 from tests.agent.fake_driver import FakeDriver
 
 T0 = 1_800_000_000.0  # a multiple of 3600

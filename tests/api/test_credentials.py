@@ -11,9 +11,9 @@ import pytest
 
 from api.security import jwt_tokens
 from api.security.authn import Authenticator, AuthError
-from api.security.crypto import DecryptError, KeyMaterial
 from api.security.passwords import hash_password, verify_password
 from api.security.tokens import hash_secret, new_token_secret, refresh_session_id
+from domain.crypto import DecryptError, KeyMaterial
 from raft.fsm import apply_batch
 from raft.keys import generate_cluster_key
 from raft.state import State

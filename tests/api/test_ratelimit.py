@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from api.security.login_guard import LoginGuard
-from api.security.ratelimit import RateLimiter
+from httpkit.ratelimit import RateLimiter
 
 
 class Clock:

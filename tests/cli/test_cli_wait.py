@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from api.client import ApiClient
 from cli.main import cli
+from client.api_client import ApiClient
 from tests.support.cluster import Cluster, Server
 
 DEADLINE = 30.0  # seconds: the longest any step here may take

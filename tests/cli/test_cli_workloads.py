@@ -24,10 +24,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from api.client import format_wait, response_index
 from cli.cmd_job import Placement, failure_text
 from cli.main import cli
 from cli.output import fmt_seconds, parse_duration, used_of
+from client.api_client import format_wait, response_index
 from tests.support.cluster import Cluster, Server, wait_until
 
 NOW_MS = lambda: int(time.time() * 1000)  # noqa: E731

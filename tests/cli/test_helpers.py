@@ -8,12 +8,12 @@ from pathlib import Path
 import click
 import pytest
 
-from api.client import ApiClientError, ApiUnreachable
 from cli.cmd_cluster import status_rows
 from cli.cmd_job import SpecError, load_spec, version_rows
 from cli.common import Settings, error_text
 from cli.credentials import CredentialsError, credentials_path, read_saved_token
 from cli.output import cell_text, changed_keys, fmt_age, fmt_duration_ms, fmt_time
+from client.api_client import ApiClientError, ApiUnreachable
 
 
 def test_load_spec_json_yaml_and_errors() -> None:

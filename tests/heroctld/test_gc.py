@@ -82,7 +82,7 @@ def test_newest_finished_per_group_are_kept_while_the_job_exists() -> None:
 
 
 def test_an_unhealthy_replacement_of_the_current_version_stays() -> None:
-    """It is what halts the rolling update (heroctld.scheduler.reconcile)."""
+    """It is what halts the rolling update (domain.scheduler.reconcile)."""
     halting = alloc(1, previous_alloc="f" * 32, healthy=False)
     old_version = alloc(2, previous_alloc="f" * 32, healthy=False, job_version=0)
     healthy = alloc(3, previous_alloc="f" * 32, healthy=True)

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from heroctld.webhook_delivery import verify
+from domain.webhook_signing import verify
 from tests.api.authutil import assert_error
 from tests.support.cluster import Cluster, Server, free_port, wait_until
 
@@ -381,8 +381,8 @@ def test_cli_webhook_and_events(cluster: Cluster, receiver: Receiver, tmp_path: 
 
 
 async def test_cli_follow_long_polls_from_an_index(cluster: Cluster) -> None:
-    from api.client import ApiClient
     from cli.cmd_events import follow, line
+    from client.api_client import ApiClient
 
     s = cluster.servers[0]
     got: list[dict[str, Any]] = []
@@ -421,8 +421,8 @@ class _LocalReplica:
 async def test_deliverer_gives_up_after_max_age_and_goes_on(receiver: Receiver) -> None:
     import aiohttp
 
+    from domain.webhook_signing import WebhookSecrets
     from heroctld.controllers.webhooks import Deliverer, DeliverySettings
-    from heroctld.webhook_delivery import WebhookSecrets
     from raft.keys import generate_cluster_key
 
     key = generate_cluster_key()

@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from api.security.crypto import KeyMaterial
+from domain.crypto import KeyMaterial
 from tests.api.authutil import as_, assert_error, make_token, put_policy
 from tests.support.cluster import Cluster, Server, wait_until
 from tests.support.sse import SseReader

@@ -24,8 +24,8 @@ from typing import Any
 
 import pytest
 
-from api.security.crypto import KeyMaterial
-from api.security.node_credentials import NODE_TOKEN_WINDOW, new_node_secret, node_token
+from domain.crypto import KeyMaterial
+from domain.node_credentials import NODE_TOKEN_WINDOW, new_node_secret, node_token
 from tests.support.cluster import Cluster, Server, wait_until
 from tests.support.http import Reply, request
 from tests.support.sse import SseReader

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from heroctld.jobspec import normalize_job
+from domain.jobspec import normalize_job
 from raft.fsm import apply_batch
 from raft.state import State
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from heroctld import webhook_delivery as wd
+from domain import webhook_signing as wd
 from raft.fsm import apply_batch
 from raft.fsm_events import last_seq
 from raft.fsm_webhooks import MAX_HISTORY, delivery_id, parse_delivery_id

@@ -1,0 +1,133 @@
+"""One task group: count, update and restart policies, meta, its tasks."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from domain.jobspec.constraints import constraint_list
+from domain.jobspec.errors import JobSpecError
+from domain.jobspec.tasks import normalize_task
+from domain.jobspec.values import (
+    as_int,
+    as_list,
+    as_object,
+    dns_label,
+    join_path,
+    one_of,
+    parse_duration,
+    positive,
+    string_map,
+)
+
+RESTART_MODES = ("fail", "delay")
+MAX_COUNT = 100_000
+DEFAULT_RESTART = {"attempts": 3, "interval": 300, "delay": 5, "mode": "fail"}
+DEFAULT_UPDATE = {"max_parallel": 1, "min_healthy_time": 10, "healthy_deadline": 300}
+GROUP_KEYS = {"name", "count", "constraints", "update", "restart", "meta", "tasks"}
+
+
+def _restart(value: Any, path: str) -> dict[str, Any]:
+    if value is None:  # the defaults are valid: no need to check them per submit
+        return dict(DEFAULT_RESTART)
+    doc = as_object(value, path, set(DEFAULT_RESTART), optional=True)
+    mode = one_of(doc.get("mode", DEFAULT_RESTART["mode"]), RESTART_MODES, join_path(path, "mode"))
+    interval_path = join_path(path, "interval")
+    interval = positive(
+        parse_duration(doc.get("interval", DEFAULT_RESTART["interval"]), interval_path),
+        interval_path,
+    )
+    return {
+        "attempts": as_int(
+            doc.get("attempts", DEFAULT_RESTART["attempts"]),
+            join_path(path, "attempts"),
+            minimum=0,
+            maximum=10_000,
+        ),
+        "interval": interval,
+        "delay": parse_duration(
+            doc.get("delay", DEFAULT_RESTART["delay"]), join_path(path, "delay")
+        ),
+        "mode": mode,
+    }
+
+
+def _update(value: Any, path: str) -> dict[str, Any]:
+    if value is None:
+        return dict(DEFAULT_UPDATE)
+    doc = as_object(value, path, set(DEFAULT_UPDATE), optional=True)
+    update = {
+        "max_parallel": as_int(
+            doc.get("max_parallel", DEFAULT_UPDATE["max_parallel"]),
+            join_path(path, "max_parallel"),
+            minimum=0,
+            maximum=MAX_COUNT,
+        ),
+        "min_healthy_time": parse_duration(
+            doc.get("min_healthy_time", DEFAULT_UPDATE["min_healthy_time"]),
+            join_path(path, "min_healthy_time"),
+        ),
+        "healthy_deadline": parse_duration(
+            doc.get("healthy_deadline", DEFAULT_UPDATE["healthy_deadline"]),
+            join_path(path, "healthy_deadline"),
+        ),
+    }
+    if update["healthy_deadline"] <= update["min_healthy_time"]:
+        raise JobSpecError(
+            join_path(path, "healthy_deadline"),
+            f"must be longer than min_healthy_time ({update['min_healthy_time']}s)",
+        )
+    return update
+
+
+def normalize_group(value: Any, path: str) -> dict[str, Any]:
+    doc = as_object(value, path, GROUP_KEYS)
+    name = dns_label(doc.get("name"), join_path(path, "name"))
+    if "tasks" not in doc:
+        raise JobSpecError(join_path(path, "tasks"), "is required: a group runs at least one task")
+    raw_tasks = as_list(doc["tasks"], join_path(path, "tasks"))
+    if not raw_tasks:
+        raise JobSpecError(join_path(path, "tasks"), "must list at least one task")
+    tasks = [
+        normalize_task(t, join_path(join_path(path, "tasks"), i)) for i, t in enumerate(raw_tasks)
+    ]
+    seen_tasks: set[str] = set()
+    seen_ports: set[str] = set()
+    seen_static: set[int] = set()
+    for i, task in enumerate(tasks):
+        if task["name"] in seen_tasks:
+            raise JobSpecError(f"{path}.tasks[{i}].name", f"duplicate task name {task['name']!r}")
+        seen_tasks.add(task["name"])
+        # Ports are allocated per group (one address per allocation), so
+        # their names and static host ports must be unique across tasks.
+        for j, port in enumerate(task["ports"]):
+            if port["name"] in seen_ports:
+                raise JobSpecError(
+                    f"{path}.tasks[{i}].ports[{j}].name", f"duplicate port name {port['name']!r}"
+                )
+            seen_ports.add(port["name"])
+            if port["static"] is not None:
+                if port["static"] in seen_static:
+                    raise JobSpecError(
+                        f"{path}.tasks[{i}].ports[{j}].static",
+                        f"static port {port['static']} is used twice",
+                    )
+                seen_static.add(port["static"])
+    return {
+        "name": name,
+        "count": as_int(
+            doc.get("count", 1), join_path(path, "count"), minimum=0, maximum=MAX_COUNT
+        ),
+        "constraints": constraint_list(doc.get("constraints"), join_path(path, "constraints")),
+        "update": _update(doc.get("update"), join_path(path, "update")),
+        "restart": _restart(doc.get("restart"), join_path(path, "restart")),
+        "meta": string_map(doc.get("meta"), join_path(path, "meta")),
+        "tasks": tasks,
+    }
+
+
+def group_resources(group: Mapping[str, Any]) -> tuple[int, int]:
+    """(cpu MHz, memory MB) one allocation of a normalized group asks for."""
+    cpu = sum(t["resources"]["cpu"] for t in group["tasks"])
+    memory = sum(t["resources"]["memory"] for t in group["tasks"])
+    return cpu, memory
