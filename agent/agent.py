@@ -38,7 +38,8 @@ import aiohttp
 from agent.cluster import ClusterClient
 from agent.config import AgentConfig
 from agent.drivers.base import Driver
-from agent.logs import LogCollector, LogStore
+from agent.logs.collector import LogCollector
+from agent.logs.store import LogStore
 from agent.metrics import MetricsSampler, MetricsStore
 from agent.node import (
     CpuSampler,

@@ -16,7 +16,8 @@ import aiohttp
 import pytest
 
 from agent.http.worker_app import FAILED_PER_MINUTE, start_worker_api
-from agent.logs import LogLine, LogStore
+from agent.logs.lines import LogLine
+from agent.logs.store import LogStore
 from agent.metrics import MetricsStore
 from domain.crypto import KeyMaterial
 from domain.node_credentials import NODE_TOKEN_WINDOW, new_node_secret, node_token
