@@ -40,7 +40,8 @@ from agent.config import AgentConfig
 from agent.drivers.base import Driver
 from agent.logs.collector import LogCollector
 from agent.logs.store import LogStore
-from agent.metrics import MetricsSampler, MetricsStore
+from agent.metrics.sampler import MetricsSampler
+from agent.metrics.store import MetricsStore
 from agent.node import (
     CpuSampler,
     NodeIdentity,

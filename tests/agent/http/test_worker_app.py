@@ -18,7 +18,7 @@ import pytest
 from agent.http.worker_app import FAILED_PER_MINUTE, start_worker_api
 from agent.logs.lines import LogLine
 from agent.logs.store import LogStore
-from agent.metrics import MetricsStore
+from agent.metrics.store import MetricsStore
 from domain.crypto import KeyMaterial
 from domain.node_credentials import NODE_TOKEN_WINDOW, new_node_secret, node_token
 from httpkit.local_node import LocalNode
