@@ -13,10 +13,10 @@ executor.
 * Output (stdout and stderr, interleaved) is appended to
   ``<state_dir>/exec/<alloc>/<task>/output.log``.
 * What the driver knows lives in memory plus a small state file
-  (``<state_dir>/exec-tasks.json``: pids, process start ticks, labels,
-  ports, times; no env, no command line), so after an agent restart
+  (:mod:`agent.drivers.exec_tasks`), so after an agent restart
   :meth:`ExecDriver.list` finds the processes still running and adopts
-  them. The start ticks guard against a recycled pid.
+  them. Their start ticks (:mod:`agent.drivers.procfs`) guard against a
+  recycled pid.
 * A process the driver started itself gives its exit code; one adopted
   after a restart is not our child, so its exit code is unknown (None).
 * Ports are the host ports themselves (a process binds its
@@ -27,7 +27,6 @@ executor.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import signal
@@ -35,9 +34,8 @@ import subprocess
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from agent.drivers.base import (
     EXITED,
@@ -48,87 +46,12 @@ from agent.drivers.base import (
     TaskState,
     TaskStats,
 )
+from agent.drivers.exec_tasks import STATE_FILE, ExecTask, load_tasks, save_tasks
+from agent.drivers.procfs import alive, group_members, group_usage, start_ticks
 
 __all__ = ["ExecDriver"]
 
-STATE_FILE = "exec-tasks.json"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-
-
-def _proc_stat(pid: int) -> list[str] | None:
-    """Fields of /proc/<pid>/stat after the command name (field 3 = index 0)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            raw = f.read().decode(errors="replace")
-    except OSError:
-        return None
-    return raw[raw.rfind(")") + 2 :].split()
-
-
-def _start_ticks(pid: int) -> int | None:
-    fields = _proc_stat(pid)
-    return int(fields[19]) if fields and len(fields) > 19 else None
-
-
-def _alive(pid: int, start_ticks: int | None) -> bool:
-    fields = _proc_stat(pid)
-    if not fields or fields[0] in ("Z", "X"):
-        return False
-    return start_ticks is None or int(fields[19]) == start_ticks
-
-
-def _group_members(pgid: int) -> list[tuple[int, list[str]]]:
-    """Live (non-zombie) processes of a process group."""
-    out = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        fields = _proc_stat(int(entry.name))
-        if fields and len(fields) > 21 and int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
-            out.append((int(entry.name), fields))
-    return out
-
-
-@dataclass
-class _Task:
-    alloc_id: str
-    task: str
-    job: str
-    group: str
-    node: str
-    job_version: int
-    pid: int
-    start_ticks: int | None
-    started_at: float
-    kill_timeout: float
-    log_path: str
-    ports: dict[str, int] = field(default_factory=dict)
-    labels: dict[str, str] = field(default_factory=dict)
-    finished_at: float | None = None
-    exit_code: int | None = None
-    popen: subprocess.Popen[bytes] | None = field(default=None, repr=False)
-
-    def record(self) -> dict[str, Any]:
-        """What goes to the state file: no env, no command line."""
-        return {
-            "alloc_id": self.alloc_id,
-            "task": self.task,
-            "job": self.job,
-            "group": self.group,
-            "node": self.node,
-            "job_version": self.job_version,
-            "pid": self.pid,
-            "start_ticks": self.start_ticks,
-            "started_at": self.started_at,
-            "kill_timeout": self.kill_timeout,
-            "log_path": self.log_path,
-            "ports": self.ports,
-            "labels": self.labels,
-            "finished_at": self.finished_at,
-            "exit_code": self.exit_code,
-        }
 
 
 class ExecDriver:
@@ -143,69 +66,21 @@ class ExecDriver:
         self.tasks_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.state_path = self.state_dir / STATE_FILE
         self._lock = threading.RLock()
-        self._tasks: dict[tuple[str, str], _Task] = {}
+        self._tasks = load_tasks(self.state_path, self.node)
         self._prev_cpu: dict[tuple[str, str], tuple[int, float]] = {}
-        self._load()
-
-    # --- persistence ----------------------------------------------------------
-
-    def _load(self) -> None:
-        try:
-            doc = json.loads(self.state_path.read_text())
-        except FileNotFoundError:
-            return
-        except (OSError, ValueError):
-            # A torn or foreign file: keep it for a human, start empty.
-            with contextlib.suppress(OSError):
-                self.state_path.replace(self.state_path.with_suffix(".corrupt"))
-            return
-        for rec in doc.get("tasks", []):
-            try:
-                task = _Task(
-                    alloc_id=str(rec["alloc_id"]),
-                    task=str(rec["task"]),
-                    job=str(rec.get("job", "")),
-                    group=str(rec.get("group", "")),
-                    node=str(rec.get("node", self.node)),
-                    job_version=int(rec.get("job_version", 0)),
-                    pid=int(rec["pid"]),
-                    start_ticks=rec.get("start_ticks"),
-                    started_at=float(rec.get("started_at", 0.0)),
-                    kill_timeout=float(rec.get("kill_timeout", 5.0)),
-                    log_path=str(rec["log_path"]),
-                    ports={str(k): int(v) for k, v in (rec.get("ports") or {}).items()},
-                    labels={str(k): str(v) for k, v in (rec.get("labels") or {}).items()},
-                    finished_at=rec.get("finished_at"),
-                    exit_code=rec.get("exit_code"),
-                )
-            except (KeyError, TypeError, ValueError):
-                continue
-            if task.node == self.node:
-                self._tasks[(task.alloc_id, task.task)] = task
 
     def _save(self) -> None:
-        doc = {
-            "version": 1,
-            "node": self.node,
-            "tasks": [t.record() for t in self._tasks.values()],
-        }
-        tmp = self.state_path.with_name(f".{STATE_FILE}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(doc, f, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.state_path)
+        save_tasks(self.state_path, self.node, self._tasks.values())
 
     # --- helpers ------------------------------------------------------------------
 
-    def _get(self, alloc_id: str, task: str) -> _Task:
+    def _get(self, alloc_id: str, task: str) -> ExecTask:
         found = self._tasks.get((alloc_id, task))
         if found is None:
             raise TaskNotFound(f"no process for task {task!r} of allocation {alloc_id}")
         return found
 
-    def _refresh(self, t: _Task) -> bool:
+    def _refresh(self, t: ExecTask) -> bool:
         """Whether the task still runs; records its end when it does not."""
         if t.finished_at is not None:
             return False
@@ -215,13 +90,13 @@ class ExecDriver:
                 return True
             # Killed by a signal: report it the way a shell (and Docker) does.
             t.exit_code = 128 - code if code < 0 else code
-        elif _alive(t.pid, t.start_ticks):
+        elif alive(t.pid, t.start_ticks):
             return True
         t.finished_at = time.time()
         self._save()
         return False
 
-    def _state(self, t: _Task) -> TaskState:
+    def _state(self, t: ExecTask) -> TaskState:
         running = self._refresh(t)
         return TaskState(
             alloc_id=t.alloc_id,
@@ -285,7 +160,7 @@ class ExecDriver:
                 raise DriverError(f"cannot start {spec.command[0]!r}: {exc}") from exc
             finally:
                 os.close(fd)
-            task = _Task(
+            task = ExecTask(
                 alloc_id=spec.alloc_id,
                 task=spec.task,
                 job=spec.job,
@@ -293,7 +168,7 @@ class ExecDriver:
                 node=spec.node,
                 job_version=spec.job_version,
                 pid=popen.pid,
-                start_ticks=_start_ticks(popen.pid),
+                start_ticks=start_ticks(popen.pid),
                 started_at=time.time(),
                 kill_timeout=spec.kill_timeout,
                 log_path=str(log_path),
@@ -310,15 +185,15 @@ class ExecDriver:
         with self._lock:
             t = self._get(alloc_id, task)
         wait = t.kill_timeout if timeout is None else timeout
-        if self._refresh(t) or _group_members(t.pid):
+        if self._refresh(t) or group_members(t.pid):
             self._signal_group(t, signal.SIGTERM)
             deadline = time.monotonic() + max(0.0, wait)
             while time.monotonic() < deadline:
                 self._refresh(t)
-                if t.finished_at is not None and not _group_members(t.pid):
+                if t.finished_at is not None and not group_members(t.pid):
                     break
                 time.sleep(0.02)
-            if _group_members(t.pid) or self._refresh(t):
+            if group_members(t.pid) or self._refresh(t):
                 self._signal_group(t, signal.SIGKILL)
                 deadline = time.monotonic() + 5.0
                 while self._refresh(t) and time.monotonic() < deadline:
@@ -326,11 +201,11 @@ class ExecDriver:
         with self._lock:
             return self._state(t)
 
-    def _signal_group(self, t: _Task, sig: signal.Signals) -> None:
+    def _signal_group(self, t: ExecTask, sig: signal.Signals) -> None:
         # The task leads its own process group (setsid), so pgid == pid.
         # Only signal it while the leader is ours, or the group still has
         # members: a recycled pid must never be signalled.
-        if t.finished_at is None and not (t.popen is not None or _alive(t.pid, t.start_ticks)):
+        if t.finished_at is None and not (t.popen is not None or alive(t.pid, t.start_ticks)):
             return
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(t.pid, sig)
@@ -410,11 +285,9 @@ class ExecDriver:
             t = self._get(alloc_id, task)
         if not self._refresh(t):
             raise DriverError(f"task {task!r} of allocation {alloc_id} is not running")
-        members = _group_members(t.pid)
-        ticks = sum(int(f[11]) + int(f[12]) for _, f in members)  # utime + stime
-        rss = sum(int(f[21]) for _, f in members) * _PAGE
+        members = group_members(t.pid)
+        usage_ns, rss = group_usage(members)
         now = time.time()
-        usage_ns = ticks * 1_000_000_000 // _TICKS
         key = (alloc_id, task)
         with self._lock:
             prev = self._prev_cpu.get(key)

@@ -14,6 +14,7 @@ import pytest
 
 from agent.drivers.base import Driver, DriverError, PortMapping, TaskNotFound, TaskSpec
 from agent.drivers.exec import ExecDriver
+from agent.drivers.procfs import group_members
 from tests.support.cluster import free_port
 from tests.support.drivers import get_text, poll, task_spec
 
@@ -117,9 +118,7 @@ def test_stop_kills_what_ignores_sigterm_and_the_whole_group(driver: ExecDriver)
 
 
 def _group(pgid: int) -> list[int]:
-    from agent.drivers.exec import _group_members
-
-    return [pid for pid, _ in _group_members(pgid)]
+    return [pid for pid, _ in group_members(pgid)]
 
 
 def test_exit_code_and_failures(driver: ExecDriver) -> None:
