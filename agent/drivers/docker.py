@@ -5,27 +5,17 @@ agent calls these methods from an executor thread, never on its event loop.
 
 What a container gets, and why:
 
-* a name derived from the allocation id and task (``heroctl-<task>-<alloc>``),
-  so a second start of the same task finds the first instead of making a
-  duplicate; and labels ``heroctl.alloc_id``, ``heroctl.job``,
-  ``heroctl.group``, ``heroctl.task``, ``heroctl.node`` (plus the job
-  version, kill timeout and host ports), so after an agent restart
-  :meth:`DockerDriver.list` finds and adopts this node's containers;
+* a name and labels derived from its task (:mod:`agent.drivers.docker_containers`),
+  so a second start finds the first instead of making a duplicate and, after
+  an agent restart, :meth:`DockerDriver.list` finds and adopts this node's
+  containers;
 * restart policy ``no``: the agent applies the group's restart policy itself;
 * its ports published on the node's address only (``127.0.0.1`` in tests);
 * a cpu limit (``nano_cpus``: the task's MHz as a share of this host's cores)
   and a memory limit (MB, no extra swap);
 * its plain environment (``TaskSpec.env``) passed in the create call, never
-  through an env file. The engine itself records a container's config, env
-  included, in ``/var/lib/docker/containers/<id>/config.v2.json``, so
-  secrets (``TaskSpec.secret_env``) never go there: the container starts
-  under a tiny shim (a static busybox from the host, bind-mounted read-only
-  at ``/.heroctl/busybox``) that reads them from the container's stdin,
-  exports them and ``exec``s the real entrypoint and command. The secrets
-  travel over the engine's API socket only and live in the task's memory;
-  ``docker inspect`` does not show them. A shim that gets no complete
-  payload (the agent died mid-start) exits 125 instead of running the task
-  without its secrets;
+  through an env file; its secrets through a shim, over the engine's API
+  socket only (:mod:`agent.drivers.docker_secrets`);
 * ``init`` (docker-init) as PID 1, so SIGTERM reaches the task and zombies
   are reaped even when the image's program does not expect to be PID 1.
 
@@ -35,21 +25,12 @@ a missing image is a clear error (tests use only locally built images).
 
 from __future__ import annotations
 
-import contextlib
 import math
-import re
-import socket
-import struct
 import threading
 import time
-from datetime import datetime
 from typing import Any
 
 from agent.drivers.base import (
-    CREATED,
-    EXITED,
-    RUNNING,
-    UNKNOWN,
     DriverError,
     TaskNotFound,
     TaskSpec,
@@ -57,6 +38,15 @@ from agent.drivers.base import (
     TaskStats,
     host_cpu,
 )
+from agent.drivers.docker_containers import (
+    container_hostname,
+    container_name,
+    explain,
+    inspected_state,
+    listed_state,
+    ports_label,
+)
+from agent.drivers.docker_secrets import deliver_secrets, find_shim, secrets_payload, shim_options
 
 try:  # the SDK is a dependency, but keep import errors readable
     import docker
@@ -64,95 +54,9 @@ try:  # the SDK is a dependency, but keep import errors readable
 except ImportError as exc:  # pragma: no cover
     raise ImportError("the docker driver needs the 'docker' package (pip install docker)") from exc
 
-__all__ = ["DockerDriver", "container_name"]
+__all__ = ["DockerDriver"]
 
 MIN_NANO_CPUS = 10_000_000  # 0.01 core: the engine refuses less
-SHIM_PATH = "/.heroctl/busybox"
-SHIM_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox", "/usr/lib/heroctl/busybox")
-# Reads "NAME \0ooo\0ooo..." lines (every byte octal-escaped, so any value
-# survives, trailing newlines included) until a "." line, exports them and
-# becomes the task. printf and export are shell builtins: nothing else from
-# the image is needed.
-SHIM_SCRIPT = (
-    "ok=; while IFS= read -r l; do "
-    'if [ "$l" = . ]; then ok=1; break; fi; '
-    'k="${l%% *}"; v="${l#* }"; v="$(printf "%b" "$v"; printf x)"; export "$k=${v%x}"; '
-    "done; "
-    '[ -n "$ok" ] || { echo "heroctl: task secrets were not delivered" >&2; exit 125; }; '
-    'exec "$@"'
-)
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
-_EXITED_STATUS = re.compile(r"Exited \((-?\d+)\)")
-
-
-def container_name(alloc_id: str, task: str) -> str:
-    return _NAME_UNSAFE.sub("_", f"heroctl-{task}-{alloc_id}")
-
-
-def _parse_time(value: str | None) -> float | None:
-    """Docker's RFC 3339 timestamps (nanoseconds, 'Z') to unix seconds."""
-    if not value or value.startswith("0001-01-01"):
-        return None
-    match = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)?$", value)
-    if not match:
-        return None
-    base, frac, zone = match.groups()
-    zone = "+00:00" if zone in (None, "Z") else zone
-    stamp = datetime.fromisoformat(base + zone).timestamp()
-    return stamp + (float("0" + frac[:10]) if frac else 0.0)
-
-
-def is_static_elf(path: str) -> bool:
-    """Whether ``path`` is an ELF executable without a program interpreter,
-    i.e. one that runs inside any image (no libc needed)."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(64)
-            if len(head) < 52 or head[:4] != b"\x7fELF":
-                return False
-            is64 = head[4] == 2
-            order = "<" if head[5] == 1 else ">"
-            if is64:
-                (phoff,) = struct.unpack_from(order + "Q", head, 32)
-                phentsize, phnum = struct.unpack_from(order + "HH", head, 54)
-            else:
-                (phoff,) = struct.unpack_from(order + "I", head, 28)
-                phentsize, phnum = struct.unpack_from(order + "HH", head, 42)
-            f.seek(phoff)
-            table = f.read(phentsize * phnum)
-    except OSError:
-        return False
-    for i in range(phnum):
-        (p_type,) = struct.unpack_from(order + "I", table, i * phentsize)
-        if p_type == 3:  # PT_INTERP: dynamically linked
-            return False
-    return True
-
-
-def secrets_payload(secrets: dict[str, str]) -> bytes:
-    lines = []
-    for name, value in secrets.items():
-        if not _ENV_NAME.match(name):
-            raise DriverError(f"invalid secret environment variable name {name!r}")
-        if "\0" in value:
-            raise DriverError(f"secret {name} contains a NUL byte")
-        lines.append(name + " " + "".join(f"\\0{b:03o}" for b in value.encode()))
-    lines.append(".")
-    return ("\n".join(lines) + "\n").encode()
-
-
-def _ports_label(spec: TaskSpec) -> str:
-    return ",".join(f"{p.name}={p.host_port}" for p in spec.ports)
-
-
-def _ports_from_label(text: str | None) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for item in (text or "").split(","):
-        name, _, port = item.partition("=")
-        if name and port.isdigit():
-            out[name] = int(port)
-    return out
 
 
 class DockerDriver:
@@ -210,18 +114,8 @@ class DockerDriver:
 
     def shim_binary(self) -> str:
         """The static busybox that delivers secrets; DriverError if none."""
-        if self._shim is not None:
-            if not is_static_elf(self._shim):
-                raise DriverError(f"secrets shim {self._shim} is not a static executable")
-            return self._shim
-        for path in SHIM_CANDIDATES:
-            if is_static_elf(path):
-                self._shim = path
-                return path
-        raise DriverError(
-            "tasks with secrets need a static busybox on the node "
-            "(apt-get install busybox-static): none found in " + ", ".join(SHIM_CANDIDATES)
-        )
+        self._shim = find_shim(self._shim)
+        return self._shim
 
     def nano_cpus(self, mhz: int) -> int:
         """The task's MHz as a share of this host's cores, in 1e-9 cores."""
@@ -244,30 +138,6 @@ class DockerDriver:
             )
         return container
 
-    def _state(self, attrs: dict[str, Any]) -> TaskState:
-        labels = (attrs.get("Config") or {}).get("Labels") or {}
-        st = attrs.get("State") or {}
-        status = st.get("Status", "")
-        if st.get("Running") or status in ("running", "paused", "restarting"):
-            state = RUNNING
-        elif status == "created":
-            state = CREATED
-        elif status in ("exited", "dead"):
-            state = EXITED
-        else:
-            state = UNKNOWN
-        return TaskState(
-            **_label_fields(labels),
-            driver=self.name,
-            handle=attrs.get("Id", ""),
-            state=state,
-            exit_code=st.get("ExitCode") if state == EXITED else None,
-            started_at=_parse_time(st.get("StartedAt")),
-            finished_at=_parse_time(st.get("FinishedAt")) if state == EXITED else None,
-            oom_killed=bool(st.get("OOMKilled")),
-            error=st.get("Error") or "",
-        )
-
     # --- the Driver contract ------------------------------------------------
 
     def start(self, spec: TaskSpec) -> TaskState:
@@ -282,11 +152,11 @@ class DockerDriver:
         if existing is not None:
             existing.reload()
             if existing.attrs["State"].get("Running"):
-                return self._state(existing.attrs)  # adopt: never a second copy
+                return inspected_state(existing.attrs, self.name)  # adopt: never a second copy
             self._remove_container(existing)
         self._ensure_image(spec.image)
         labels = spec.all_labels()
-        labels["heroctl.ports"] = _ports_label(spec)
+        labels["heroctl.ports"] = ports_label(spec)
         labels["heroctl.kill_timeout"] = str(spec.kill_timeout)
         kwargs: dict[str, Any] = {
             "name": container_name(spec.alloc_id, spec.task),
@@ -300,7 +170,7 @@ class DockerDriver:
             "init": self.use_init,
             "detach": True,
             "log_config": {"type": "json-file", "config": {"max-size": "10m", "max-file": "2"}},
-            "hostname": _NAME_UNSAFE.sub("-", spec.task)[:63] or None,
+            "hostname": container_hostname(spec.task),
         }
         if spec.command is not None:
             kwargs["command"] = list(spec.command)
@@ -309,20 +179,14 @@ class DockerDriver:
         if secrets:
             payload = secrets_payload(secrets)
             argv = self._image_argv(spec)
-            kwargs["entrypoint"] = [SHIM_PATH, "sh", "-c", SHIM_SCRIPT, "heroctl-shim"]
-            kwargs["command"] = argv
-            kwargs["volumes"] = {self.shim_binary(): {"bind": SHIM_PATH, "mode": "ro"}}
-            kwargs["stdin_open"] = True
-            kwargs["detach"] = False  # makes the engine set StdinOnce: EOF on detach
+            kwargs.update(shim_options(argv, self.shim_binary()))
         try:
             container = self.client.containers.create(spec.image, **kwargs)
         except APIError as exc:
             if exc.response is not None and exc.response.status_code == 409:
                 # a concurrent start won the race: that container is the task
-                return self._state(self._container(spec.alloc_id, spec.task).attrs)
-            raise DriverError(
-                f"cannot create container for {spec.task!r}: {_explain(exc)}"
-            ) from exc
+                return inspected_state(self._container(spec.alloc_id, spec.task).attrs, self.name)
+            raise DriverError(f"cannot create container for {spec.task!r}: {explain(exc)}") from exc
         except DockerException as exc:
             raise DriverError(f"cannot create container for {spec.task!r}: {exc}") from exc
         try:
@@ -332,9 +196,9 @@ class DockerDriver:
                 container.start()
         except (APIError, DockerException, OSError) as exc:
             self._remove_container(container)
-            raise DriverError(f"cannot start container for {spec.task!r}: {_explain(exc)}") from exc
+            raise DriverError(f"cannot start container for {spec.task!r}: {explain(exc)}") from exc
         container.reload()
-        return self._state(container.attrs)
+        return inspected_state(container.attrs, self.name)
 
     def _image_argv(self, spec: TaskSpec) -> list[str]:
         """What the container would run without the shim: the image's
@@ -342,7 +206,7 @@ class DockerDriver:
         try:
             config = self.client.images.get(spec.image).attrs.get("Config") or {}
         except (APIError, DockerException) as exc:
-            raise DriverError(f"cannot inspect image {spec.image!r}: {_explain(exc)}") from exc
+            raise DriverError(f"cannot inspect image {spec.image!r}: {explain(exc)}") from exc
         entrypoint = config.get("Entrypoint") or []
         cmd = spec.command if spec.command is not None else (config.get("Cmd") or [])
         argv = [*entrypoint, *cmd]
@@ -353,19 +217,7 @@ class DockerDriver:
         return argv
 
     def _start_with_secrets(self, container: Any, payload: bytes) -> None:
-        sock = self.client.api.attach_socket(container.id, params={"stdin": 1, "stream": 1})
-        raw = getattr(sock, "_sock", sock)
-        try:
-            container.start()
-            raw.sendall(payload)
-            raw.shutdown(socket.SHUT_WR)
-        finally:
-            # Whatever happened, end the stream: an incomplete payload then
-            # makes the shim exit instead of waiting (or running) forever.
-            with contextlib.suppress(OSError):
-                raw.shutdown(socket.SHUT_RDWR)
-            raw.close()
-            sock.close()
+        deliver_secrets(self.client, container, payload)
 
     def _ensure_image(self, image: str) -> None:
         try:
@@ -381,7 +233,7 @@ class DockerDriver:
         try:
             self.client.images.pull(image)
         except (APIError, DockerException) as exc:
-            raise DriverError(f"cannot pull image {image!r}: {_explain(exc)}") from exc
+            raise DriverError(f"cannot pull image {image!r}: {explain(exc)}") from exc
 
     def stop(self, alloc_id: str, task: str, timeout: float | None = None) -> TaskState:
         container = self._container(alloc_id, task)
@@ -397,8 +249,8 @@ class DockerDriver:
         except NotFound:
             raise TaskNotFound(f"container for task {task!r} of {alloc_id} vanished") from None
         except (APIError, DockerException) as exc:
-            raise DriverError(f"cannot stop container for {task!r}: {_explain(exc)}") from exc
-        return self._state(container.attrs)
+            raise DriverError(f"cannot stop container for {task!r}: {explain(exc)}") from exc
+        return inspected_state(container.attrs, self.name)
 
     def remove(self, alloc_id: str, task: str) -> None:
         try:
@@ -417,10 +269,10 @@ class DockerDriver:
         except APIError as exc:
             if exc.response is not None and exc.response.status_code == 409:
                 return  # removal already in progress
-            raise DriverError(f"cannot remove container {container.name}: {_explain(exc)}") from exc
+            raise DriverError(f"cannot remove container {container.name}: {explain(exc)}") from exc
 
     def inspect(self, alloc_id: str, task: str) -> TaskState:
-        return self._state(self._container(alloc_id, task).attrs)
+        return inspected_state(self._container(alloc_id, task).attrs, self.name)
 
     def list(self) -> list[TaskState]:
         """This node's containers, from one API call (no per-container
@@ -432,34 +284,8 @@ class DockerDriver:
                 all=True, filters={"label": [f"heroctl.node={self.node}"]}
             )
         except (APIError, DockerException) as exc:
-            raise DriverError(f"cannot list containers: {_explain(exc)}") from exc
-        out = []
-        for row in rows:
-            labels = row.get("Labels") or {}
-            status = row.get("State", "")
-            if status in ("running", "paused", "restarting"):
-                state = RUNNING
-            elif status == "created":
-                state = CREATED
-            elif status in ("exited", "dead"):
-                state = EXITED
-            else:
-                state = UNKNOWN
-            code = None
-            if state == EXITED:
-                match = _EXITED_STATUS.search(row.get("Status", ""))
-                code = int(match.group(1)) if match else None
-            out.append(
-                TaskState(
-                    **_label_fields(labels),
-                    driver=self.name,
-                    handle=row.get("Id", ""),
-                    state=state,
-                    exit_code=code,
-                    started_at=float(row["Created"]) if row.get("Created") else None,
-                )
-            )
-        return out
+            raise DriverError(f"cannot list containers: {explain(exc)}") from exc
+        return [listed_state(row, self.name) for row in rows]
 
     def exec_command(
         self, alloc_id: str, task: str, argv: list[str], timeout: float = 10.0
@@ -471,7 +297,7 @@ class DockerDriver:
         try:
             result = container.exec_run(list(argv), stdout=True, stderr=True, demux=False)
         except (APIError, DockerException) as exc:
-            raise DriverError(f"cannot run a command in {task!r}: {_explain(exc)}") from exc
+            raise DriverError(f"cannot run a command in {task!r}: {explain(exc)}") from exc
         output = result.output or b""
         code = result.exit_code if result.exit_code is not None else -1
         return code, output.decode("utf-8", errors="replace")
@@ -483,7 +309,7 @@ class DockerDriver:
                 stdout=True, stderr=True, tail="all" if tail is None else max(0, tail)
             )
         except (APIError, DockerException) as exc:
-            raise DriverError(f"cannot read logs of {task!r}: {_explain(exc)}") from exc
+            raise DriverError(f"cannot read logs of {task!r}: {explain(exc)}") from exc
         return raw.decode("utf-8", errors="replace")
 
     def stats(self, alloc_id: str, task: str) -> TaskStats:
@@ -491,7 +317,7 @@ class DockerDriver:
         try:
             raw = container.stats(stream=False, one_shot=True)
         except (APIError, DockerException) as exc:
-            raise DriverError(f"cannot read stats of {task!r}: {_explain(exc)}") from exc
+            raise DriverError(f"cannot read stats of {task!r}: {explain(exc)}") from exc
         now = time.time()
         cpu = (raw.get("cpu_stats") or {}).get("cpu_usage") or {}
         usage = int(cpu.get("total_usage") or 0)
@@ -515,22 +341,3 @@ class DockerDriver:
             pids=(raw.get("pids_stats") or {}).get("current"),
             at=now,
         )
-
-
-def _explain(exc: Exception) -> str:
-    explanation = getattr(exc, "explanation", None)
-    return str(explanation or exc)
-
-
-def _label_fields(labels: dict[str, str]) -> dict[str, Any]:
-    """What a container's heroctl labels say about its task (inspect and list agree)."""
-    return {
-        "alloc_id": labels.get("heroctl.alloc_id", ""),
-        "task": labels.get("heroctl.task", ""),
-        "job": labels.get("heroctl.job", ""),
-        "group": labels.get("heroctl.group", ""),
-        "node": labels.get("heroctl.node", ""),
-        "job_version": int(labels.get("heroctl.job_version", "0") or 0),
-        "ports": _ports_from_label(labels.get("heroctl.ports")),
-        "labels": dict(labels),
-    }

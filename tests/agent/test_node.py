@@ -10,7 +10,6 @@ import pytest
 
 from agent.config import AgentConfig
 from agent.node import NodeIdentity, load_node_id, load_node_secret
-from heroctld.config import ConfigError, load_agent_settings
 
 
 def identity(**extra: object) -> NodeIdentity:
@@ -66,15 +65,3 @@ def test_advertised_agent_api() -> None:
     assert config(host_ip="fd00::21", api_port=7072).api_url == "http://[fd00::21]:7072"
     with pytest.raises(ValueError):
         config(api_port=70000)
-
-
-def test_agent_api_settings_from_table_and_environment() -> None:
-    assert load_agent_settings({}, {}).api_port == 7072
-    settings = load_agent_settings({"api-port": 7100, "api_bind": "10.0.0.21"}, {})
-    assert (settings.api_port, settings.api_bind) == (7100, "10.0.0.21")
-    env = {"HEROCTL_AGENT_API_PORT": "0", "HEROCTL_AGENT_API_BIND": "127.0.0.1"}
-    settings = load_agent_settings({"api_port": 7100}, env)
-    assert (settings.api_port, settings.api_bind) == (0, "127.0.0.1")
-    for bad in ({"api_port": 70000}, {"api_port": "many"}, {"api_port": -1}):
-        with pytest.raises(ConfigError):
-            load_agent_settings(bad, {})
