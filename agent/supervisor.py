@@ -2,25 +2,11 @@
 
 Two inputs, both replaced wholesale: the desired allocations (every watch
 result) and what the drivers observe (one ``list()`` per driver every poll).
-:meth:`Supervisor.decide` compares them with what the agent remembers and
-returns the driver actions to take; it does no I/O and reads the injected
-clock only, so its decisions are unit-tested with a fake driver.
-:meth:`Supervisor.reconcile` runs those actions in an executor (drivers
-block) and records their outcome.
-
-The rules:
-
-* nothing is touched before the first watch result: until then the agent
-  does not know what the cluster wants, and a container that looks orphaned
-  may be one it is about to adopt;
-* desired ``run`` and not terminal: each task of the group runs. A task
-  found running (a container with our labels, e.g. after an agent restart)
-  is adopted, never started twice; one that exited is handled by the
-  restart policy (:mod:`agent.restart`); a failed task fails the allocation
-  and its other tasks are stopped;
-* desired ``stop``, or an allocation the cluster no longer lists: its tasks
-  are stopped and removed, and it is reported ``complete``;
-* a task of this node that belongs to no allocation at all is removed.
+:meth:`Supervisor.decide` hands them, with what the agent remembers, to the
+rules of :mod:`agent.decisions` (no I/O, unit-tested with a fake driver);
+:meth:`Supervisor.reconcile` runs the actions they return in an executor
+(drivers block), records their outcome, and keeps one health-check loop
+per running task that has a check.
 
 At most one action per task is in flight. An observation taken before an
 action on the same task finished is stale for that task and ignored, so a
@@ -33,81 +19,26 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from concurrent.futures import Executor
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
-from agent.drivers.base import (
-    Driver,
-    DriverError,
-    PortMapping,
-    TaskNotFound,
-    TaskSpec,
-    TaskState,
-)
+from agent import decisions
+from agent.decisions import Action, Key, Kill, Start, Stop
+from agent.drivers.base import Driver, DriverError, TaskNotFound, TaskState
 from agent.health import CheckResult, run_check
-from agent.restart import COMPLETE, FAIL, RESTART
-from agent.state import DEAD, PENDING, RUNNING, AllocRuntime, TaskRuntime, ms
+from agent.state import DEAD, RUNNING, AllocRuntime, ms
+from agent.task_spec import SecretsUnavailable, build_task_spec, task_secrets
 
-__all__ = ["Supervisor", "Start", "Kill", "Stop", "Action", "SecretsUnavailable"]
+__all__ = ["Supervisor"]
 
 log = logging.getLogger("heroctl.agent")
 
 SECRET_RETRY = 2.0  # seconds before another try when the secrets could not be fetched
 
-Key = tuple[str, str]  # (alloc id, task)
-
-
-class SecretsUnavailable(Exception):
-    """The task's secrets could not be fetched now (not a task failure)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Start:
-    alloc_id: str
-    task: str
-    restart: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Stop:
-    """Stop a task but keep it (its logs and exit code stay readable)."""
-
-    alloc_id: str
-    task: str
-    driver: str
-    reason: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Kill:
-    """Stop and remove a task."""
-
-    alloc_id: str
-    task: str
-    driver: str
-    reason: str = ""
-
-
-Action = Start | Stop | Kill
-
 SecretsFetcher = Callable[[str], Awaitable[Mapping[str, Any]]]
-
-
-def _task_secrets(doc: Mapping[str, Any], task: Mapping[str, Any]) -> dict[str, str]:
-    """The values of this task's secret env vars from the secrets endpoint's
-    answer (``{"env": {...}}``, or per task ``{"tasks": {name: {...}}}``)."""
-    wanted = task.get("secrets") or {}
-    per_task = (doc.get("tasks") or {}).get(task["name"])
-    source = per_task if isinstance(per_task, Mapping) else doc.get("env") or {}
-    missing = [k for k in wanted if k not in source]
-    if missing:
-        raise SecretsUnavailable(f"the secrets endpoint did not return {', '.join(missing)}")
-    return {k: str(source[k]) for k in wanted}
 
 
 class Supervisor:
@@ -195,183 +126,20 @@ class Supervisor:
                 states.extend(st for st in self.observed.values() if st.driver == name)
         self.observe(states, gen)
 
-    # --- decisions (no I/O) -----------------------------------------------------
+    # --- decisions ----------------------------------------------------------------
 
     def decide(self) -> list[Action]:
-        """The actions that bring the tasks in line; updates the runtimes
-        (exits seen, restarts planned, health) as a side effect."""
+        """The actions that bring the tasks in line (:func:`agent.decisions.decide`)."""
         if self.desired is None or not self.polled:
             # Until we know both what the cluster wants and what runs here,
             # any action could start a duplicate or remove a task to adopt.
             return []
-        now = self.clock()
-        actions: list[Action] = []
-        by_alloc: dict[str, dict[str, TaskState]] = defaultdict(dict)
-        for (alloc_id, task), st in self.observed.items():
-            by_alloc[alloc_id][task] = st
-        for alloc_id, doc in self.desired.items():
-            rt = self.runtimes.get(alloc_id)
-            if rt is None:
-                rt = self.runtimes[alloc_id] = AllocRuntime.from_doc(doc, now)
-            else:
-                rt.doc = doc
-            if rt.desired_run and not rt.lost:
-                self._decide_run(rt, by_alloc.get(alloc_id, {}), actions, now)
-            else:
-                self._decide_stop(rt, by_alloc.get(alloc_id, {}), actions, now)
-        for alloc_id, rt in list(self.runtimes.items()):
-            if alloc_id in self.desired:
-                continue
-            left = by_alloc.get(alloc_id, {})
-            self._decide_stop(rt, left, actions, now)
-            if not left and not self._busy_alloc(alloc_id):
-                del self.runtimes[alloc_id]  # gone from the cluster and from the node
-        for alloc_id, tasks in by_alloc.items():
-            if alloc_id in self.runtimes:
-                continue
-            for task, st in tasks.items():
-                if (alloc_id, task) not in self.busy:
-                    actions.append(Kill(alloc_id, task, st.driver, "no allocation wants it"))
-        return actions
-
-    def _busy_alloc(self, alloc_id: str) -> bool:
-        return any(key[0] == alloc_id for key in self.busy)
-
-    def _decide_run(
-        self,
-        rt: AllocRuntime,
-        observed: Mapping[str, TaskState],
-        actions: list[Action],
-        now: float,
-    ) -> None:
-        if rt.terminal:
-            # Failed or complete: nothing of it may run any more.
-            for task, st in observed.items():
-                if st.running and (rt.id, task) not in self.busy:
-                    actions.append(Stop(rt.id, task, st.driver, f"allocation {rt.status}"))
-            return
-        for name, t in rt.tasks.items():
-            key = (rt.id, name)
-            if key in self.busy:
-                continue
-            st = observed.get(name)
-            if t.state == DEAD:
-                continue
-            if st is not None and st.running:
-                if t.state != RUNNING:
-                    t.state = RUNNING
-                    t.handle = st.handle
-                    t.started_at = t.started_at or ms(st.started_at or now)
-                    t.finished_at = None
-                    t.exit_code = None
-                    t.next_start = None
-                    rt.event(now, "started", f"adopted running task ({st.handle[:12]})", name)
-                continue
-            if t.state == RUNNING:
-                self._exited(rt, t, st, now)
-            if t.state == PENDING and (t.next_start is None or t.next_start <= now):
-                actions.append(Start(rt.id, name, restart=t.restart_due))
-        if any(t.failed for t in rt.tasks.values()):
-            rt.failed = True
-            for name, t in rt.tasks.items():
-                if t.state == PENDING:
-                    t.state = DEAD
-                    t.finished_at = t.finished_at or ms(now)
-                st = observed.get(name)
-                if st is not None and st.running and (rt.id, name) not in self.busy:
-                    actions.append(Stop(rt.id, name, st.driver, "another task failed"))
-        self._observe_health(rt, now)
-
-    def _exited(self, rt: AllocRuntime, t: TaskRuntime, st: TaskState | None, now: float) -> None:
-        """A task we knew running is not: it exited, or its container is gone."""
-        code = st.exit_code if st is not None else None
-        t.exit_code = code
-        t.finished_at = ms(now)
-        t.check_ok = None
-        if st is None:
-            what = "task vanished (its container or process is gone)"
-        elif st.oom_killed:
-            what = f"task was killed: out of memory (exit code {code})"
-        else:
-            what = f"task exited with code {code}"
-        rt.event(now, "exited", what, t.name)
-        decision = t.restarts.on_exit(now, code, rt.batch)
-        self._apply_decision(rt, t, decision.action, decision.at, decision.reason, now)
-
-    def _apply_decision(
-        self,
-        rt: AllocRuntime,
-        t: TaskRuntime,
-        action: str,
-        at: float | None,
-        reason: str,
-        now: float,
-    ) -> None:
-        if action == COMPLETE:
-            t.state = DEAD
-            t.failed = False
-        elif action == RESTART:
-            t.state = PENDING
-            t.restart_due = True
-            t.next_start = at
-            rt.event(now, "restarting", reason, t.name)
-        else:
-            assert action == FAIL
-            t.state = DEAD
-            t.failed = True
-            rt.event(now, "failed", reason, t.name)
-
-    def _decide_stop(
-        self,
-        rt: AllocRuntime,
-        observed: Mapping[str, TaskState],
-        actions: list[Action],
-        now: float,
-    ) -> None:
-        for task, st in observed.items():
-            if (rt.id, task) not in self.busy:
-                reason = (
-                    "allocation stopped" if rt.id in (self.desired or {}) else "allocation gone"
-                )
-                actions.append(Kill(rt.id, task, st.driver, reason))
-        if observed or self._busy_alloc(rt.id):
-            return
-        if not rt.stopped:
-            rt.stopped = True
-            for t in rt.tasks.values():
-                if t.state != DEAD:
-                    t.state = DEAD
-                    t.finished_at = t.finished_at or ms(now)
-                t.check_ok = None
-
-    def _observe_health(self, rt: AllocRuntime, now: float) -> None:
-        if rt.health is None or rt.terminal:
-            return
-        before = rt.health.healthy
-        if rt.health.observe(now, rt.health_ok()):
-            if rt.health.healthy:
-                rt.event(now, "health", "allocation is healthy")
-            elif before is None:
-                rt.event(
-                    now,
-                    "health",
-                    f"allocation not healthy within {rt.health.healthy_deadline:g}s "
-                    "(update.healthy_deadline)",
-                )
+        return decisions.decide(self.desired, self.observed, self.runtimes, self.busy, self.clock())
 
     def wake_at(self) -> float | None:
         """The next time :meth:`decide` has something to do on its own
         (a delayed restart, a health deadline)."""
-        times: list[float] = []
-        for rt in self.runtimes.values():
-            for t in rt.tasks.values():
-                if t.state == PENDING and t.next_start is not None:
-                    times.append(t.next_start)
-            if rt.health is not None and not rt.terminal:
-                at = rt.health.wake_at()
-                if at is not None:
-                    times.append(at)
-        return min(times) if times else None
+        return decisions.wake_at(self.runtimes)
 
     # --- doing it ---------------------------------------------------------------------
 
@@ -406,36 +174,6 @@ class Supervisor:
             if not self._closing:
                 self.wake()
 
-    def _spec(self, rt: AllocRuntime, name: str, secrets: Mapping[str, str]) -> TaskSpec:
-        task = rt.task_spec(name)
-        doc = rt.doc
-        host_ports: Mapping[str, int] = doc.get("ports") or {}
-        ports = []
-        for port in task.get("ports") or []:
-            host = host_ports.get(port["name"]) or port.get("static")
-            if not host:
-                raise DriverError(f"port {port['name']!r} has no host port in the allocation")
-            ports.append(PortMapping(port["name"], int(host), port.get("to")))
-        res = task.get("resources") or {}
-        return TaskSpec(
-            alloc_id=rt.id,
-            job=str(doc.get("job", "")),
-            group=str(doc.get("group", "")),
-            task=name,
-            node=self.node_id,
-            image=task.get("image"),
-            command=task.get("command"),
-            env=dict(task.get("env") or {}),
-            secret_env=dict(secrets),
-            ports=tuple(ports),
-            cpu=int(res.get("cpu", 100)),
-            memory=int(res.get("memory", 128)),
-            labels=dict(task.get("labels") or {}),
-            host_ip=self.host_ip,
-            kill_timeout=float(task.get("kill_timeout", 5)),
-            job_version=int(doc.get("job_version", 0) or 0),
-        )
-
     async def _start(self, action: Start) -> None:
         rt = self.runtimes.get(action.alloc_id)
         if rt is None:
@@ -453,12 +191,14 @@ class Supervisor:
             secrets: Mapping[str, str] = {}
             if task.get("secrets"):
                 try:
-                    secrets = _task_secrets(await self.fetch_secrets(rt.id), task)
+                    secrets = task_secrets(await self.fetch_secrets(rt.id), task)
                 except SecretsUnavailable:
                     raise
                 except Exception as exc:  # noqa: BLE001 - the API client's errors, unreachable...
                     raise SecretsUnavailable(f"cannot fetch the task's secrets: {exc}") from exc
-            spec = self._spec(rt, action.task, secrets)
+            spec = build_task_spec(
+                rt, action.task, secrets, node_id=self.node_id, host_ip=self.host_ip
+            )
             if t.restart_due:
                 # A restart counts when attempted: one that cannot even
                 # start (image gone, port taken) must use up the budget too.
@@ -481,8 +221,7 @@ class Supervisor:
             t.last_error = str(exc)
             t.finished_at = ms(now)
             rt.event(now, "driver_error", str(exc), action.task)
-            decision = t.restarts.on_exit(now, None, False)
-            self._apply_decision(rt, t, decision.action, decision.at, decision.reason, now)
+            decisions.apply_restart_policy(rt, t, None, False, now)
             return
         now = self.clock()
         if restarted:

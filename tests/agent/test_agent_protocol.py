@@ -16,7 +16,7 @@ from aiohttp import web
 from agent.agent import Agent
 from agent.config import AgentConfig
 from tests.agent.fake_driver import FakeDriver
-from tests.agent.test_agent_supervisor import alloc, task
+from tests.agent.supervisor_harness import alloc, task
 
 
 class FakeControlPlane:
