@@ -38,6 +38,7 @@ import aiohttp
 from agent.cluster import ClusterClient
 from agent.config import AgentConfig
 from agent.drivers.base import Driver
+from agent.drivers.choose import build_drivers
 from agent.logs.collector import LogCollector
 from agent.logs.store import LogStore
 from agent.metrics.sampler import MetricsSampler
@@ -53,46 +54,9 @@ from agent.node import (
 from agent.supervisor import Supervisor
 from client.api_client import ApiClientError
 
-__all__ = ["Agent", "build_drivers"]
+__all__ = ["Agent"]
 
 log = logging.getLogger("heroctl.agent")
-
-
-def build_drivers(
-    choice: str, node_id: str, data_dir: str, executor_log: logging.Logger = log
-) -> dict[str, Driver]:
-    """The drivers this node offers (blocking: probes the Docker engine).
-
-    ``auto``: docker when an engine answers, and exec always; ``docker`` or
-    ``exec``: that one only. Both are scoped to ``node_id``: containers are
-    labelled with it, so agents of other nodes (or other clusters) sharing
-    one engine never touch each other's containers.
-    """
-    from agent.drivers.exec import ExecDriver
-
-    drivers: dict[str, Driver] = {}
-    if choice in ("auto", "docker"):
-        try:
-            from agent.drivers.docker import DockerDriver
-
-            docker_driver = DockerDriver(node_id)
-            if docker_driver.available():
-                drivers["docker"] = docker_driver
-            elif choice == "docker":
-                executor_log.error(
-                    "agent: driver 'docker' configured but no Docker engine answers; "
-                    "docker tasks cannot run on this node"
-                )
-            else:
-                executor_log.warning(
-                    "agent: no Docker engine answers: falling back to the exec driver "
-                    "(docker tasks will not be placed on this node)"
-                )
-        except ImportError as exc:
-            executor_log.warning("agent: docker driver unavailable (%s)", exc)
-    if choice in ("auto", "exec"):
-        drivers["exec"] = ExecDriver(node_id, Path(data_dir) / "agent")
-    return drivers
 
 
 class Agent:
