@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import random
-import re
 
 from aiohttp import web
 
+from domain.durations import DurationError, parse_duration
 from domain.heartbeats import Heartbeats
 from httpkit.errors import ApiError
 from raft.replica import Replica
@@ -47,15 +47,14 @@ def read_headers(replica: Replica, index: int) -> dict[str, str]:
 
 
 MAX_WAIT = 600.0
-_WAIT_RE = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m)?$")
 
 
 def parse_wait(value: str) -> float:
-    m = _WAIT_RE.match(value.strip())
-    if not m:
-        raise ApiError(400, "invalid_parameter", "wait must look like 30s, 5m or 500ms")
-    number, unit = float(m.group(1)), m.group(2) or "s"
-    seconds = number / 1000 if unit == "ms" else number * 60 if unit == "m" else number
+    """A blocking query's `?wait=` (domain.durations' grammar), capped at MAX_WAIT."""
+    try:
+        seconds = parse_duration(value)
+    except DurationError:
+        raise ApiError(400, "invalid_parameter", "wait must look like 30s, 5m or 500ms") from None
     return min(seconds, MAX_WAIT)
 
 

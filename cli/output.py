@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import json
-import re
 import sys
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -18,6 +17,8 @@ from rich.console import Console, RenderableType
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
+
+from domain.durations import format_duration, parse_duration
 
 NONE = "-"
 
@@ -131,18 +132,8 @@ def fmt_duration_ms(ms: int | float | None) -> str:
 
 
 def fmt_seconds(seconds: float | None) -> str:
-    """A whole-second span the way people write it: `45s`, `5m`, `1h30m`."""
-    if seconds is None:
-        return NONE
-    seconds = max(0, int(round(seconds)))
-    if seconds < 60:
-        return f"{seconds}s"
-    out = ""
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        n, seconds = divmod(seconds, size)
-        if n:
-            out += f"{n}{unit}"
-    return out
+    """A whole-second span the way people write it (and flags take it): `45s`, `1h30m`."""
+    return NONE if seconds is None else format_duration(seconds)
 
 
 def fmt_until(ms: int | float | None, now_ms: int | float) -> str:
@@ -169,28 +160,9 @@ def used_of(used: int | float | None, total: int | float | None, unit: str = "")
 
 
 # --- parsing --------------------------------------------------------------
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(text: str) -> float:
-    """`90`, `500ms`, `30s`, `5m`, `1h30m` -> seconds; ValueError otherwise."""
-    text = text.strip().lower()
-    if re.fullmatch(r"\d+(?:\.\d+)?", text):
-        return float(text)
-    pos, total = 0, 0.0
-    for m in _DURATION_PART.finditer(text):
-        if m.start() != pos:
-            break
-        total += float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
-        pos = m.end()
-    if pos != len(text) or not text:
-        raise ValueError(f"{text!r} is not a duration (like 90, 30s, 5m, 1h30m)")
-    return total
-
-
 class Duration(click.ParamType):
-    """A click option value like `5m` or `30s` (plain numbers are seconds)."""
+    """A click option value like `5m` or `30s` (plain numbers are seconds): the
+    grammar of domain.durations, the one the API and job specs read too."""
 
     name = "duration"
 

@@ -4,13 +4,13 @@ so a relayed request means the same on every side."""
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass
 from datetime import datetime
 
 from aiohttp import web
 
+from domain import durations
 from domain.metric_series import ALLOC_FIELDS, NODE_FIELDS
 from httpkit.errors import ApiError
 
@@ -90,19 +90,19 @@ def filters(request: web.Request, default_lines: int | None) -> Filters:
 
 # --- metrics -----------------------------------------------------------------------------------
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d|w)?$")
-_UNIT = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, None: 1}
-
 
 def parse_duration(value: str, name: str) -> float:
-    m = _DURATION.match(value.strip())
-    if not m:
-        raise ApiError(400, "invalid_parameter", f"{name} must look like 30s, 5m, 1h or 2d")
-    return float(m.group(1)) * _UNIT[m.group(2)]
+    """Seconds from a duration (domain.durations' grammar), or a 400 naming ``name``."""
+    try:
+        return durations.parse_duration(value)
+    except durations.DurationError:
+        raise ApiError(
+            400, "invalid_parameter", f"{name} must look like 30s, 5m, 1h30m or 2d"
+        ) from None
 
 
 def parse_time(value: str | None, now: float, name: str, default: float) -> float:
-    """``now``, ``-1h`` (before now), unix seconds or RFC 3339 -> unix seconds."""
+    """``now``, ``-1h30m`` (a duration before now), unix seconds or RFC 3339 -> unix seconds."""
     if value is None or value == "":
         return default
     value = value.strip()

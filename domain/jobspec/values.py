@@ -13,6 +13,7 @@ import shlex
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from domain import durations
 from domain.jobspec.errors import JobSpecError
 
 DNS_LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -20,17 +21,14 @@ SECRET_REF_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.-]{0,127})(?:@([0-9]{1,9})
 
 # --- durations ----------------------------------------------------------------
 
-_DURATION_PART_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
 MAX_DURATION = 10 * 365 * 86400  # seconds
 _DURATIONS: dict[str, int | float] = {}  # text -> seconds: a job repeats a few
 _DURATIONS_MAX = 512
 
 
 def parse_duration(value: Any, path: str = "") -> int | float:
-    """Seconds from ``10s``, ``5m``, ``1h30m``, ``500ms`` or a bare number.
+    """Seconds from a number or a duration text (:mod:`domain.durations`:
+    ``10s``, ``5m``, ``1h30m``, ``500ms``, a bare number).
 
     Whole seconds come back as int so stored jobs stay tidy; sub-second
     values (``1500ms``) as float.
@@ -48,30 +46,15 @@ def parse_duration(value: Any, path: str = "") -> int | float:
 
 
 def _parse_duration(value: Any, path: str) -> int | float:
-    if isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise JobSpecError(path, "must be a duration such as '10s' or '5m'")
-    if isinstance(value, int | float):
-        seconds: float = float(value)
-    elif isinstance(value, str):
-        text = value.strip().lower()
-        if not text:
-            raise JobSpecError(path, "must be a duration such as '10s' or '5m'")
-        if re.fullmatch(r"\d+(\.\d+)?", text):
-            seconds = float(text)
-        else:
-            pos = 0
-            seconds = 0.0
-            for match in _DURATION_PART_RE.finditer(text):
-                if match.start() != pos:
-                    break
-                seconds += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-                pos = match.end()
-            if pos != len(text):
-                raise JobSpecError(
-                    path, f"invalid duration {value!r}: use e.g. '500ms', '10s', '5m', '1h30m'"
-                )
+    if isinstance(value, str):
+        try:
+            seconds = durations.parse_duration(value)
+        except durations.DurationError as exc:
+            raise JobSpecError(path, str(exc)) from None
     else:
-        raise JobSpecError(path, "must be a duration such as '10s' or '5m'")
+        seconds = float(value)
     if not math.isfinite(seconds) or seconds < 0:
         raise JobSpecError(path, "must be a non-negative duration")
     if seconds > MAX_DURATION:

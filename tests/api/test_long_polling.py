@@ -119,9 +119,13 @@ def test_wait_units_and_bad_parameters(follower: Server) -> None:
     # An index already passed answers at once, whatever the wait.
     started = time.monotonic()
     assert index_of(follower.get("/v1/secrets?index=1&wait=10m")) == index
+    # The one duration grammar (domain.durations): parts add up, and any unit goes.
+    assert index_of(follower.get("/v1/secrets?index=1&wait=1h30m")) == index
+    assert index_of(follower.get("/v1/secrets?index=1&wait=2D")) == index
     assert time.monotonic() - started < 1.0
     assert_error(follower.get("/v1/jobs?index=abc"), 400, "invalid_parameter")
     assert_error(follower.get("/v1/jobs?index=1&wait=soon"), 400, "invalid_parameter")
+    assert_error(follower.get("/v1/jobs?index=1&wait=1:30"), 400, "invalid_parameter")
 
 
 def _created_webhook(server: Server) -> str:

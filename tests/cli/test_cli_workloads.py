@@ -26,8 +26,9 @@ from click.testing import CliRunner, Result
 
 from cli.cmd_job import Placement, failure_text
 from cli.main import cli
-from cli.output import fmt_seconds, parse_duration, used_of
+from cli.output import fmt_seconds, used_of
 from client.api_client import format_wait, response_index
+from domain.durations import parse_duration
 from tests.support.cluster import Cluster, Server, wait_until
 
 NOW_MS = lambda: int(time.time() * 1000)  # noqa: E731

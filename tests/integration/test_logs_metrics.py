@@ -258,6 +258,12 @@ def test_metrics_history_of_a_running_job_has_real_samples(cluster: Cluster) -> 
         follower.get("/v1/metrics/query?metric=disk&job=printer"), 400, "invalid_parameter"
     )
     assert_error(follower.get("/v1/metrics/query?metric=cpu&from=soon"), 400)
+    # `heroctl metrics --from -1h30m`: the API reads the CLI's durations (domain.durations).
+    r = follower.get(f"/v1/metrics/query?metric=memory&alloc={one['id']}&from=-1h30m&step=1m30s")
+    assert r.status == 200 and r.body["step"] == 90 and r.body["series"][0]["points"], r.body
+    assert_error(
+        follower.get("/v1/metrics/query?metric=cpu&from=-1h%2030m"), 400, "invalid_parameter"
+    )
 
 
 def test_cluster_snapshot_and_prometheus(cluster: Cluster) -> None:
