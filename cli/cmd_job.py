@@ -34,22 +34,18 @@ from cli.output import (
 )
 from cli.waiting import fetch_list, wait_option
 from client.api_client import ApiClient
+from domain.jobspec import SERVER_OWNED_FIELDS
 
-# Fields the server sets on a job; everything else is the submitted spec.
-SERVER_FIELDS = (
+# What `job status` shows in its summary rather than under "Spec:", and what
+# `job status --versions` does not count as a change: the job's name and type,
+# the fields the server owns, and what GET /v1/jobs/:name adds about the placement.
+SUMMARY_FIELDS = SERVER_OWNED_FIELDS | {
     "name",
     "type",
-    "status",
-    "version",
-    "create_index",
-    "modify_index",
-    "job_modify_index",
-    "submit_time",
-    # what GET /v1/jobs/:name adds about the placement
     "placement_failures",
     "deployment",
     "allocations",
-)
+}
 
 
 @click.group()
@@ -478,7 +474,7 @@ def version_rows(versions: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
     rows = []
     for i, v in enumerate(versions):
         previous = versions[i + 1] if i + 1 < len(versions) else None
-        changes = changed_keys(previous, v, ignore=SERVER_FIELDS)
+        changes = changed_keys(previous, v, ignore=SUMMARY_FIELDS)
         rows.append(
             (
                 v.get("version"),
@@ -517,7 +513,7 @@ def status(settings: Settings, name: str, versions: bool) -> None:
             ["ID", "GROUP", "NODE", "STATUS", "DESIRED", "HEALTHY", "VERSION", "CREATED"],
             job_alloc_rows(allocs, time.time() * 1000),
         )
-    spec = {k: v for k, v in doc.items() if k not in SERVER_FIELDS}
+    spec = {k: v for k, v in doc.items() if k not in SUMMARY_FIELDS}
     if spec:
         echo("")
         echo("Spec:")

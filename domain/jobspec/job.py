@@ -28,9 +28,10 @@ JOB_KEYS = {"name", "type", "priority", "meta", "constraints", "groups"}
 SHORTHAND_GROUP_KEYS = {"count", "update", "restart"}
 SHORTHAND_TASK_KEYS = TASK_KEYS - {"name", "constraints"}
 
-# Fields the server owns (set by the FSM); a copy sent back by a client, or
-# present because a stored job is re-normalized, is dropped, not rejected.
-SERVER_FIELDS = frozenset(
+# Fields the server owns on a stored job (the FSM sets them), never part of a
+# spec: a copy sent back by a client, or present because a stored job is
+# re-normalized, is dropped, not rejected.
+SERVER_OWNED_FIELDS = frozenset(
     {
         "id",
         "version",
@@ -69,12 +70,12 @@ def _expand_shorthand(doc: Mapping[str, Any]) -> dict[str, Any]:
 def normalize_job(doc: Any) -> dict[str, Any]:
     """The canonical job from a submitted spec, or :class:`JobSpecError`.
 
-    Server-owned fields (:data:`SERVER_FIELDS`) are dropped; the FSM sets them.
+    Server-owned fields (:data:`SERVER_OWNED_FIELDS`) are dropped; the FSM sets them.
     Errors in a shorthand job name the field as the user wrote it (``image``,
     not ``groups[0].tasks[0].image``).
     """
     raw = as_mapping(doc, "")
-    raw = {k: v for k, v in raw.items() if k not in SERVER_FIELDS}
+    raw = {k: v for k, v in raw.items() if k not in SERVER_OWNED_FIELDS}
     name = dns_label(raw.get("name"), "name")
     expanded = _expand_shorthand(raw)
     try:
