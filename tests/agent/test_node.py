@@ -1,14 +1,11 @@
 """This node's identity files and registration: the node secret (created
-once, mode 0600, never shown) and the agent API it advertises."""
+once, mode 0600, never shown) and the agent API the registration carries."""
 
 from __future__ import annotations
 
 import stat
 from pathlib import Path
 
-import pytest
-
-from agent.config import AgentConfig
 from agent.node import NodeIdentity, load_node_id, load_node_secret
 
 
@@ -49,19 +46,3 @@ def test_register_body_carries_the_agent_api_only_when_served() -> None:
     body = identity(agent_api="http://10.0.0.21:7072", agent_secret="s" * 64).register_body()
     assert body["agent_api"] == "http://10.0.0.21:7072" and body["agent_secret"] == "s" * 64
     assert "s" * 64 not in repr(identity(agent_api="http://x:1", agent_secret="s" * 64))
-
-
-def test_advertised_agent_api() -> None:
-    def config(**kw: object) -> AgentConfig:
-        return AgentConfig(["127.0.0.1:7070"], None, "w", "/tmp/x", **kw)  # type: ignore[arg-type]
-
-    assert config().api_url is None  # the embedded agent: none
-    assert config(host_ip="10.0.0.21", api_port=7072).api_url == "http://10.0.0.21:7072"
-    assert config(host_ip="10.0.0.21", api_port=7072, api_bind="10.0.0.99").api_url == (
-        "http://10.0.0.99:7072"
-    )
-    wildcard = config(host_ip="0.0.0.0", address="10.0.0.21", api_port=7072, api_bind="0.0.0.0")
-    assert wildcard.api_url == "http://10.0.0.21:7072"
-    assert config(host_ip="fd00::21", api_port=7072).api_url == "http://[fd00::21]:7072"
-    with pytest.raises(ValueError):
-        config(api_port=70000)
