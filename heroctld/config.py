@@ -1,9 +1,13 @@
 """Server configuration: TOML file < environment < flags.
 
 The keys of the TOML file are the flags' names with `_` for `-`
-(`node_name`, `data_dir`, `api_port`, ...) plus the `[raft]` table for
-timeouts. Secrets (the cluster key) may come from the environment so they
-stay out of files and process listings.
+(`node_name`, `data_dir`, `api_port`, ...) plus a table per part of the
+server (`[raft]`, `[rate_limit]`, `[auth]`, `[agent]`, `[logs]`, `[metrics]`,
+`[gc]`), each of whose keys `HEROCTL_<TABLE>_<KEY>` overrides. Secrets (the
+cluster key) may come from the environment so they stay out of files and
+process listings. An unknown key or a value of the wrong type stops the
+server at start (heroctld.config_tables reads the tables); the settings of a
+component live with it (GCSettings in heroctld.controllers.gc).
 """
 
 from __future__ import annotations
@@ -12,20 +16,32 @@ import os
 import socket
 import tempfile
 import tomllib
-from collections.abc import Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
+from agent.config import parse_port_range
+from heroctld.config_tables import (
+    ConfigError,
+    Table,
+    boolean,
+    duration,
+    integer,
+    number,
+    one_of,
+    read_value,
+    size,
+    text,
+    unknown_key,
+)
 from heroctld.controllers.gc import GCSettings
 from raft.keys import ClusterKeyError, check_cluster_key, generate_cluster_key
+
+__all__ = ["ConfigError", "ServerConfig", "finish", "load_config", "read_config"]
 
 ENV_CLUSTER_KEY = "HEROCTL_CLUSTER_KEY"
 ENV_BOOTSTRAP_TOKEN = "HEROCTL_BOOTSTRAP_TOKEN"  # the first leader bootstraps ACLs with it
 ENV_ADMIN_PASSWORD = "HEROCTL_ADMIN_PASSWORD"  # optional, with the bootstrap token
-
-
-class ConfigError(ValueError):
-    pass
+DEFAULT_SOURCE = "the config file"  # what messages call a config given as data
 
 
 @dataclass
@@ -36,7 +52,7 @@ class RaftTimeouts:
     no_leader_timeout: float = 5.0  # a write or consistent read waits this long, then 503
     compaction_min_entries: float = 5000  # raft log entries before a snapshot is taken
     compaction_min_time: float = 300.0  # or seconds since the last one
-    flush_journal: float = 1  # 0 turns off the journal flush (benchmarks of its cost only)
+    flush_journal: bool = True  # false turns off the journal flush (benchmarks of its cost only)
 
 
 @dataclass
@@ -50,91 +66,10 @@ class RateLimits:
 
 @dataclass
 class AuthSettings:
-    """[auth] jwt_ttl / refresh_ttl in seconds (or HEROCTL_AUTH_JWT_TTL, ..._REFRESH_TTL)."""
+    """[auth] jwt_ttl / refresh_ttl, seconds (or HEROCTL_AUTH_JWT_TTL, ..._REFRESH_TTL)."""
 
     jwt_ttl: int = 86_400
     refresh_ttl: int = 30 * 86_400
-
-
-def _section_items(
-    target: Any, section: str, data: dict[str, Any], env: dict[str, str]
-) -> Iterator[tuple[str, Any]]:
-    """The keys and values of a TOML table, HEROCTL_<SECTION>_<KEY> over them; each key
-    must be a field of the dataclass ``target`` (checked as it comes)."""
-    values = dict(data)
-    for key in vars(target):
-        env_value = env.get(f"HEROCTL_{section.upper()}_{key.upper()}")
-        if env_value:
-            values[key] = env_value
-    for key, value in values.items():
-        if not hasattr(target, key):
-            raise ConfigError(f"unknown key {section}.{key}")
-        yield key, value
-
-
-def _table_items(
-    target: Any, section: str, table: Any, env: dict[str, str]
-) -> Iterator[tuple[str, Any]]:
-    """`_section_items` of a [section] that must be a table and may spell
-    its keys with dashes."""
-    if not isinstance(table, dict):
-        raise ConfigError(f"[{section}] must be a table")
-    values = {k.replace("-", "_"): v for k, v in table.items()}
-    return _section_items(target, section, values, env)
-
-
-def _whole_number(value: Any, what: str) -> int:
-    """A non-negative int, or ConfigError naming ``what``."""
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{what} must be a whole number") from None
-    if number < 0:
-        raise ConfigError(f"{what} must be >= 0")
-    return number
-
-
-def _int_section(target: Any, section: str, data: dict[str, Any], env: dict[str, str]) -> None:
-    """Fill a dataclass of non-negative ints from a TOML table, then HEROCTL_<SECTION>_<KEY>."""
-    for key, value in _section_items(target, section, data, env):
-        setattr(target, key, _whole_number(value, f"{section}.{key}"))
-
-
-_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-_SIZE_UNITS = {
-    "": 1,
-    "b": 1,
-    "k": 1000,
-    "kb": 1000,
-    "kib": 1024,
-    "m": 10**6,
-    "mb": 10**6,
-    "mib": 2**20,
-    "g": 10**9,
-    "gb": 10**9,
-    "gib": 2**30,
-}
-
-
-def _number_with_unit(value: Any, units: dict[str, int], what: str) -> float:
-    """``90``, ``"90"``, ``"24h"``, ``"10MiB"`` -> a number in the base unit."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        number = float(value)
-    else:
-        text = str(value).strip().lower().replace(" ", "")
-        digits = text.rstrip("abcdefghijklmnopqrstuvwxyz")
-        unit = text[len(digits) :]
-        if unit not in units or not digits:
-            raise ConfigError(
-                f"{what} must be a number with an optional unit ({', '.join(u for u in units if u)})"
-            )
-        try:
-            number = float(digits) * units[unit]
-        except ValueError:
-            raise ConfigError(f"{what} must be a number") from None
-    if number < 0:
-        raise ConfigError(f"{what} must be >= 0")
-    return number
 
 
 @dataclass
@@ -152,34 +87,6 @@ class MetricsSettings:
     """[metrics] or HEROCTL_METRICS_<KEY>: ``interval``: seconds between samples."""
 
     interval: float = 10.0
-
-
-def load_logs_metrics(
-    data: dict[str, Any], env: dict[str, str]
-) -> tuple[LogSettings, MetricsSettings]:
-    """The [logs] and [metrics] tables of a config file, then the environment."""
-    logs, metrics = LogSettings(), MetricsSettings()
-    for section, target in (("logs", logs), ("metrics", metrics)):
-        for key, value in _table_items(target, section, data.get(section) or {}, env):
-            if key == "max_bytes_per_alloc":
-                setattr(target, key, int(_number_with_unit(value, _SIZE_UNITS, f"{section}.{key}")))
-            else:
-                setattr(target, key, _number_with_unit(value, _DURATION_UNITS, f"{section}.{key}"))
-    if metrics.interval < 0.05:
-        raise ConfigError("metrics.interval must be at least 0.05 seconds")
-    return logs, metrics
-
-
-def load_gc(data: Any, env: dict[str, str]) -> GCSettings:
-    gc = GCSettings()
-    for key, value in _table_items(gc, "gc", data, env):
-        if key in ("keep_per_group", "batch_size"):
-            setattr(gc, key, _whole_number(value, f"gc.{key}"))
-        else:
-            setattr(gc, key, _number_with_unit(value, _DURATION_UNITS, f"gc.{key}"))
-    if gc.interval < 0.1 or gc.batch_size < 1:
-        raise ConfigError("gc.interval must be at least 0.1 seconds and gc.batch_size at least 1")
-    return gc
 
 
 AGENT_DRIVERS = ("auto", "docker", "exec")
@@ -208,30 +115,82 @@ class AgentSettings:
     api_bind: str = ""
 
 
-def load_agent_settings(data: Any, env: dict[str, str]) -> AgentSettings:
-    from agent.config import parse_port_range
+def _port_range(value: Any) -> str:
+    lo, hi = parse_port_range(value)
+    return f"{lo}-{hi}"
 
-    agent = AgentSettings()
-    for key, value in _table_items(agent, "agent", data, env):
-        if key in ("cpu", "memory", "disk"):
-            setattr(agent, key, _whole_number(value, f"agent.{key}"))
-        elif key == "api_port":
-            agent.api_port = _whole_number(value, "agent.api_port")
-            if agent.api_port > 65535:
-                raise ConfigError("agent.api_port must be a TCP port (or 0: no agent API)")
-        elif key == "port_range":
-            try:
-                lo, hi = parse_port_range(value)
-            except ValueError as e:
-                raise ConfigError(f"agent.port_range: {e}") from None
-            agent.port_range = f"{lo}-{hi}"
-        elif key == "driver":
-            if value not in AGENT_DRIVERS:
-                raise ConfigError(f"agent.driver must be one of {', '.join(AGENT_DRIVERS)}")
-            agent.driver = value
-        else:
-            setattr(agent, key, str(value).strip())  # host_ip, api_bind
-    return agent
+
+_seconds = duration()
+
+
+def _whole_seconds(value: Any) -> int:
+    return int(round(_seconds(value)))
+
+
+RAFT = Table(
+    "raft",
+    RaftTimeouts,
+    {
+        "election_timeout_min": _seconds,
+        "election_timeout_max": _seconds,
+        "leader_fallback_timeout": _seconds,
+        "no_leader_timeout": _seconds,
+        "compaction_min_entries": number(),
+        "compaction_min_time": _seconds,
+        "flush_journal": boolean,
+    },
+)
+RATE_LIMIT = Table(
+    "rate_limit", RateLimits, dict.fromkeys(("default", "management", "service"), integer())
+)
+AUTH = Table("auth", AuthSettings, {"jwt_ttl": _whole_seconds, "refresh_ttl": _whole_seconds})
+LOGS = Table("logs", LogSettings, {"retention": _seconds, "max_bytes_per_alloc": size})
+METRICS = Table("metrics", MetricsSettings, {"interval": duration(minimum=0.05)})
+GC = Table(
+    "gc",
+    GCSettings,
+    {
+        "alloc_threshold": _seconds,
+        "keep_per_group": integer(),
+        "interval": duration(minimum=0.1),
+        "batch_size": integer(minimum=1),
+    },
+)
+AGENT = Table(
+    "agent",
+    AgentSettings,
+    {
+        "port_range": _port_range,
+        "cpu": integer(),
+        "memory": integer(),
+        "disk": integer(),
+        "host_ip": text,
+        "driver": one_of(*AGENT_DRIVERS),
+        "api_port": integer(maximum=65535),
+        "api_bind": text,
+    },
+)
+TABLES = {t.name: t for t in (RAFT, RATE_LIMIT, AUTH, AGENT, LOGS, METRICS, GC)}
+
+
+def load_logs_metrics(
+    data: dict[str, Any], env: dict[str, str], source: str = DEFAULT_SOURCE
+) -> tuple[LogSettings, MetricsSettings]:
+    """The [logs] and [metrics] tables of a config file, then the environment."""
+    return (
+        LOGS.read(data.get("logs") or {}, env, source),
+        METRICS.read(data.get("metrics") or {}, env, source),
+    )
+
+
+def load_gc(data: Any, env: dict[str, str], source: str = DEFAULT_SOURCE) -> GCSettings:
+    return GC.read(data, env, source)
+
+
+def load_agent_settings(
+    data: Any, env: dict[str, str], source: str = DEFAULT_SOURCE
+) -> AgentSettings:
+    return AGENT.read(data, env, source)
 
 
 @dataclass
@@ -279,14 +238,31 @@ def _split_peers(value: Any) -> list[str]:
         return [p.strip() for p in value.split(",") if p.strip()]
     if isinstance(value, list) and all(isinstance(p, str) for p in value):
         return [p.strip() for p in value if p.strip()]
-    raise ConfigError("peers must be HOST:PORT,HOST:PORT,... or a list of strings")
+    raise ValueError("expected HOST:PORT,HOST:PORT,... or a list of strings")
 
 
-def load_config(
-    path: str | None, overrides: dict[str, Any], env: dict[str, str] | None = None
-) -> ServerConfig:
-    env = dict(os.environ) if env is None else env
+# The top-level keys of the file (the flags' names); the env-only secrets are not among them.
+TOP_LEVEL = {
+    "node_name": text,
+    "data_dir": text,
+    "bind": text,
+    "advertise": text,
+    "api_port": integer(),
+    "raft_port": integer(),
+    "peers": _split_peers,
+    "join": text,
+    "cluster_key": text,
+    "no_agent": boolean,
+    "dev": boolean,
+    "log_level": text,
+    "node_ttl": _seconds,
+}
+
+
+def read_config(path: str | None, env: dict[str, str]) -> ServerConfig:
+    """The config file (none: the defaults) and the environment, every key checked."""
     data: dict[str, Any] = {}
+    source = path or DEFAULT_SOURCE
     if path:
         try:
             with open(path, "rb") as f:
@@ -294,53 +270,34 @@ def load_config(
         except (OSError, tomllib.TOMLDecodeError) as e:
             raise ConfigError(f"cannot read config {path}: {e}") from None
     cfg = ServerConfig()
-    raft_data = data.pop("raft", {}) or {}
-    rate_data = data.pop("rate_limit", {}) or {}
-    auth_data = data.pop("auth", {}) or {}
-    agent_data = data.pop("agent", {}) or {}
-    cfg.logs, cfg.metrics = load_logs_metrics(
-        {"logs": data.pop("logs", {}), "metrics": data.pop("metrics", {})}, env
-    )
-    if not isinstance(rate_data, dict) or not isinstance(auth_data, dict):
-        raise ConfigError("[rate_limit] and [auth] must be tables")
-    known = {f.name for f in fields(ServerConfig)} - {
-        "raft",
-        "rate_limit",
-        "auth",
-        "agent",
-        "logs",
-        "metrics",
-        "gc",
-        "bootstrap_token",
-        "admin_password",
-    }
+    tables: dict[str, Any] = {}
     for key, value in data.items():
-        key = key.replace("-", "_")
-        if key not in known:
-            continue  # other sections (rate_limit, ...) belong to other parts
-        setattr(cfg, key, value)
-    for key, value in raft_data.items():
-        if hasattr(cfg.raft, key):
-            setattr(cfg.raft, key, float(value))
-    for key in vars(cfg.raft):  # HEROCTL_RAFT_<KEY> overrides [raft] <key>
-        value = env.get(f"HEROCTL_RAFT_{key.upper()}")
-        if value:
-            try:
-                setattr(cfg.raft, key, float(value))
-            except ValueError:
-                raise ConfigError(f"HEROCTL_RAFT_{key.upper()} must be a number") from None
-    _int_section(cfg.rate_limit, "rate_limit", rate_data, env)
-    _int_section(cfg.auth, "auth", auth_data, env)
-    cfg.agent = load_agent_settings(agent_data, env)
-    cfg.gc = load_gc(data.pop("gc", {}) or {}, env)
+        name = key.replace("-", "_")
+        if name in TABLES:
+            tables[name] = value
+        elif name in TOP_LEVEL:
+            setattr(cfg, name, read_value(TOP_LEVEL[name], value, name))
+        else:
+            everything = [*TOP_LEVEL, *TABLES, *(p for t in TABLES.values() for p in t.paths())]
+            raise unknown_key(key, everything, source)
+    for name, table in TABLES.items():
+        setattr(cfg, name, table.read(tables.get(name, {}), env, source))
     cfg.bootstrap_token = env.get(ENV_BOOTSTRAP_TOKEN, "").strip()
     cfg.admin_password = env.get(ENV_ADMIN_PASSWORD, "")
     if not cfg.cluster_key and env.get(ENV_CLUSTER_KEY):
         cfg.cluster_key = env[ENV_CLUSTER_KEY]
+    return cfg
+
+
+def load_config(
+    path: str | None, overrides: dict[str, Any], env: dict[str, str] | None = None
+) -> ServerConfig:
+    """The server's configuration: the file, the environment, then the flags (``overrides``)."""
+    cfg = read_config(path, dict(os.environ) if env is None else env)
     for key, value in overrides.items():
         if value is not None and value != () and value is not False:
             setattr(cfg, key, value)
-    cfg.peers = _split_peers(cfg.peers)
+    cfg.peers = read_value(_split_peers, cfg.peers, "peers")
     return finish(cfg)
 
 

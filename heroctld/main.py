@@ -11,11 +11,10 @@ import os
 import signal
 import sys
 import threading
-from typing import Any
 
 import click
 
-from heroctld.config import ConfigError, load_config
+from heroctld.config import ConfigError, load_config, read_config
 from raft.keys import generate_cluster_key
 
 # Collect cycles after 50,000 net container allocations, not CPython's 700.
@@ -127,27 +126,15 @@ def agent_command(
     log_level: str,
 ) -> None:
     """Run a worker-only node: an agent that is not a raft member."""
-    import os
     import socket
-    import tomllib
 
     from agent.config import AgentConfig, parse_port_range
-    from heroctld.config import load_agent_settings, load_logs_metrics
 
-    data: dict[str, object] = {}
-    doc: dict[str, Any] = {}
-    if config_path:
-        try:
-            with open(config_path, "rb") as f:
-                doc = tomllib.load(f)
-                data = doc.get("agent", {}) or {}
-        except (OSError, tomllib.TOMLDecodeError) as e:
-            raise click.UsageError(f"cannot read config {config_path}: {e}") from None
-    try:
-        settings = load_agent_settings(data, dict(os.environ))
-        logs, metrics = load_logs_metrics(doc, dict(os.environ))
+    try:  # the servers' file format: every key checked, [agent], [logs], [metrics] used
+        cfg = read_config(config_path, dict(os.environ))
     except ConfigError as e:
         raise click.UsageError(str(e)) from None
+    settings, logs, metrics = cfg.agent, cfg.logs, cfg.metrics
     addresses = [a.strip() for a in servers.split(",") if a.strip()]
     if not addresses:
         raise click.UsageError("--servers needs at least one HOST:APIPORT")

@@ -1,14 +1,13 @@
-"""Allocation GC: the pure choice of what to collect, its settings, and the FSM side."""
+"""Allocation GC: the pure choice of what to collect and the FSM side
+(its settings are read in heroctld.config: tests/heroctld/test_config.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from heroctld.config import ConfigError, load_config, load_gc
 from heroctld.controllers.gc import batches, collectable, finished_at, is_terminal
 from raft.fsm import apply_command
 from raft.state import State
@@ -125,24 +124,6 @@ def test_batches_are_bounded() -> None:
     assert batches(ids, 3) == [["0", "1", "2"], ["3", "4", "5"], ["6"]]
     assert batches([], 3) == []
     assert batches(ids, 0)[0] == ["0"]
-
-
-def test_gc_settings_from_toml_and_env() -> None:
-    gc = load_gc({"alloc_threshold": "2h", "keep-per-group": 1}, {"HEROCTL_GC_INTERVAL": "30s"})
-    assert (gc.alloc_threshold, gc.keep_per_group, gc.interval, gc.batch_size) == (
-        7200.0,
-        1,
-        30.0,
-        256,
-    )
-    with pytest.raises(ConfigError, match="unknown key gc.nope"):
-        load_gc({"nope": 1}, {})
-    with pytest.raises(ConfigError, match="gc.keep_per_group"):
-        load_gc({"keep_per_group": -1}, {})
-    with pytest.raises(ConfigError, match="batch_size"):
-        load_gc({"batch_size": 0}, {})
-    cfg = load_config(None, {"dev": True}, env={"HEROCTL_GC_ALLOC_THRESHOLD": "90"})
-    assert cfg.gc.alloc_threshold == 90.0 and cfg.gc.keep_per_group == 3
 
 
 def test_fsm_removes_only_what_is_still_terminal() -> None:
