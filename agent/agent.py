@@ -52,7 +52,7 @@ from agent.node import (
     load_node_secret,
 )
 from agent.supervisor import Supervisor
-from client.api_client import ApiClientError
+from client import ApiClientError
 
 __all__ = ["Agent"]
 

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from client.api_client import ApiClient, ApiClientError, Params
+from client import ApiClient, ApiClientError, Params
 
 __all__ = ["ClusterClient", "TOKEN_REFRESH"]
 

@@ -12,7 +12,7 @@ import yaml
 
 from cli.common import Settings, api_options, call, pass_settings
 from cli.output import echo, key_values, print_json, table
-from client.api_client import ApiClient
+from client import ApiClient
 
 
 @click.group()

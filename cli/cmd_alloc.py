@@ -20,7 +20,7 @@ from cli.output import (
     table,
 )
 from cli.waiting import fetch_list, wait_option
-from client.api_client import ApiClient, ApiClientError
+from client import ApiClient, ApiClientError
 
 STATUSES = ("pending", "running", "complete", "failed", "lost")
 

@@ -25,7 +25,7 @@ import click
 from cli.common import Settings, api_options, error_text, pass_settings
 from cli.credentials import credentials_path
 from cli.output import echo, print_json
-from client.api_client import ApiClient, ApiClientError
+from client import ApiClient, ApiClientError
 
 REFRESH_BEFORE = 3600.0  # seconds before expiry when a saved JWT is refreshed
 

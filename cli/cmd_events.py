@@ -16,7 +16,7 @@ import click
 
 from cli.common import Settings, api_options, call, pass_settings
 from cli.output import cell_text, fmt_time, print_json, table
-from client.api_client import ApiClient, ApiUnreachable
+from client import ApiClient, ApiUnreachable
 
 FOLLOW_WAIT = 50.0  # seconds per long poll (below the client's own timeout)
 SHOW_FIRST = ("job", "alloc", "node", "name", "server", "status", "version", "action")

@@ -21,7 +21,7 @@ import click
 
 from cli.common import Settings, api_options, call, pass_settings
 from cli.output import short_id
-from client.api_client import ApiClient, ApiClientError
+from client import ApiClient, ApiClientError
 
 
 def _lines_value(value: str | None) -> int | str | None:

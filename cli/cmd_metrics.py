@@ -16,7 +16,7 @@ import click
 
 from cli.common import Settings, api_options, call, pass_settings
 from cli.output import NONE, echo, heading, key_values, print_json, table, used_of
-from client.api_client import ApiClient
+from client import ApiClient
 
 BLOCKS = " ▁▂▃▄▅▆▇█"
 LABELS = {

@@ -24,7 +24,7 @@ from cli.output import (
     used_of,
 )
 from cli.waiting import fetch_list, wait_option
-from client.api_client import ApiClient, ApiClientError
+from client import ApiClient, ApiClientError
 
 T = TypeVar("T")
 

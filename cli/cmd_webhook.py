@@ -16,7 +16,7 @@ import click
 from cli.common import Settings, api_options, call, pass_settings
 from cli.output import echo, key_values, print_json, table
 from cli.waiting import fetch_list, wait_option
-from client.api_client import ApiClient
+from client import ApiClient
 
 
 @click.group()

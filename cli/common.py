@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import click
 
 from cli.credentials import CredentialsError, read_saved_token
-from client.api_client import DEFAULT_ADDRESS, ApiClient, ApiClientError, ApiUnreachable
+from client import DEFAULT_ADDRESS, ApiClient, ApiClientError, ApiUnreachable
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])

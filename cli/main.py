@@ -19,7 +19,7 @@ from cli import (
     cmd_webhook,
 )
 from cli.common import ADDRESS_ENV, TOKEN_ENV, Settings
-from client.api_client import DEFAULT_ADDRESS
+from client import DEFAULT_ADDRESS
 
 # A new group (node, alloc, acl, secret, login) is one module and one line here.
 COMMANDS: list[click.Command] = [

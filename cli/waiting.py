@@ -14,7 +14,7 @@ import click
 
 from cli.common import Settings, call
 from cli.output import Duration, fmt_seconds
-from client.api_client import Params
+from client import Params
 
 F = TypeVar("F", bound=Callable[..., Any])
 

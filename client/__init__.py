@@ -1,0 +1,30 @@
+"""The HeroCtl client library: what the CLI and the node agent use to reach
+the cluster's API over HTTP (never its internals).
+
+Import from here: `from client import ApiClient, ApiClientError`.
+"""
+
+from client.api_client import ApiClient
+from client.errors import ApiClientError, ApiUnreachable
+from client.transport import (
+    DEFAULT_ADDRESS,
+    INDEX_HEADER,
+    HttpClient,
+    Params,
+    format_wait,
+    normalize_address,
+    response_index,
+)
+
+__all__ = [
+    "DEFAULT_ADDRESS",
+    "INDEX_HEADER",
+    "ApiClient",
+    "ApiClientError",
+    "ApiUnreachable",
+    "HttpClient",
+    "Params",
+    "format_wait",
+    "normalize_address",
+    "response_index",
+]

@@ -21,7 +21,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from cli.main import cli
-from client.api_client import ApiClient
+from client import ApiClient
 from tests.support.cluster import Cluster, Server
 
 DEADLINE = 30.0  # seconds: the longest any step here may take

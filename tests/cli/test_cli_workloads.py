@@ -24,10 +24,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from cli.cmd_job import Placement, failure_text
 from cli.main import cli
 from cli.output import fmt_seconds, used_of
-from client.api_client import format_wait, response_index
+from cli.placement import Placement, failure_text
+from client import format_wait, response_index
 from domain.durations import parse_duration
 from tests.support.cluster import Cluster, Server, wait_until
 

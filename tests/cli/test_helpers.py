@@ -13,7 +13,7 @@ from cli.cmd_job import SpecError, load_spec, version_rows
 from cli.common import Settings, error_text
 from cli.credentials import CredentialsError, credentials_path, read_saved_token
 from cli.output import cell_text, changed_keys, fmt_age, fmt_duration_ms, fmt_time
-from client.api_client import ApiClientError, ApiUnreachable
+from client import ApiClientError, ApiUnreachable
 
 
 def test_load_spec_json_yaml_and_errors() -> None:

@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from client.api_client import ApiClient, ApiClientError, ApiUnreachable, normalize_address
+from client import ApiClient, ApiClientError, ApiUnreachable, normalize_address
 from tests.support.cluster import free_port
 
 
@@ -107,3 +107,14 @@ async def test_refused_connection_is_unreachable() -> None:
 def test_normalize_address() -> None:
     assert normalize_address("10.0.0.1:7070") == "http://10.0.0.1:7070"
     assert normalize_address(" https://manage.example.com/ ") == "https://manage.example.com"
+
+
+def test_the_package_exports_the_library() -> None:
+    import client
+
+    for name in client.__all__:
+        assert getattr(client, name) is not None, name
+    assert {"ApiClient", "ApiClientError", "ApiUnreachable", "DEFAULT_ADDRESS"} <= set(
+        client.__all__
+    )
+    assert {"INDEX_HEADER", "Params", "format_wait", "response_index"} <= set(client.__all__)

@@ -382,7 +382,7 @@ def test_cli_webhook_and_events(cluster: Cluster, receiver: Receiver, tmp_path: 
 
 async def test_cli_follow_long_polls_from_an_index(cluster: Cluster) -> None:
     from cli.cmd_events import follow, line
-    from client.api_client import ApiClient
+    from client import ApiClient
 
     s = cluster.servers[0]
     got: list[dict[str, Any]] = []
