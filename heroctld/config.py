@@ -36,8 +36,6 @@ from heroctld.config_tables import (
 from heroctld.controllers.gc import GCSettings
 from raft.keys import ClusterKeyError, check_cluster_key, generate_cluster_key
 
-__all__ = ["ConfigError", "ServerConfig", "finish", "load_config", "read_config"]
-
 ENV_CLUSTER_KEY = "HEROCTL_CLUSTER_KEY"
 ENV_BOOTSTRAP_TOKEN = "HEROCTL_BOOTSTRAP_TOKEN"  # the first leader bootstraps ACLs with it
 ENV_ADMIN_PASSWORD = "HEROCTL_ADMIN_PASSWORD"  # optional, with the bootstrap token

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from domain.durations import DurationError, parse_duration
+from domain.durations import parse_duration
 
 Reader = Callable[[Any], Any]  # a raw value -> the setting, or ValueError saying why
 
@@ -58,6 +58,10 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def _expected(what: str, value: Any) -> ValueError:
+    return ValueError(f"expected {what}, got {shown(value)}")
+
+
 def _at_least(number: float, minimum: float, unit: str = "") -> None:
     if number < minimum:
         raise ValueError(f"must be at least {minimum:g}{unit}, got {number:g}{unit}")
@@ -69,12 +73,11 @@ def _at_least(number: float, minimum: float, unit: str = "") -> None:
 def integer(minimum: int = 0, maximum: int | None = None) -> Reader:
     def read(value: Any) -> int:
         try:
-            if isinstance(value, str) or (_is_number(value) and float(value).is_integer()):
-                number = int(value)
-            else:
+            if not (isinstance(value, str) or (_is_number(value) and float(value).is_integer())):
                 raise ValueError
+            number = int(value)
         except ValueError:
-            raise ValueError(f"expected an integer, got {shown(value)}") from None
+            raise _expected("an integer", value) from None
         _at_least(number, minimum)
         if maximum is not None and number > maximum:
             raise ValueError(f"must be at most {maximum}, got {number}")
@@ -86,30 +89,36 @@ def integer(minimum: int = 0, maximum: int | None = None) -> Reader:
 def number(minimum: float = 0.0) -> Reader:
     def read(value: Any) -> float:
         try:
-            result = float(value) if _is_number(value) or isinstance(value, str) else math.nan
+            if not (isinstance(value, str) or _is_number(value)):
+                raise ValueError
+            result = float(value)
+            if not math.isfinite(result):
+                raise ValueError
         except ValueError:
-            result = math.nan
-        if not math.isfinite(result):
-            raise ValueError(f"expected a number, got {shown(value)}")
+            raise _expected("a number", value) from None
         _at_least(result, minimum)
         return result
 
     return read
 
 
+_DURATION = "a duration (seconds, or like 500ms, 30s, 5m, 1h30m or 2d)"
+
+
 def duration(minimum: float = 0.0) -> Reader:
-    """Seconds: a TOML number, or a text such as ``"90"``, ``"500ms"``, ``"1h30m"``."""
+    """Seconds: a TOML number, or a text in domain.durations' grammar (``"90"``,
+    ``"500ms"``, ``"1h30m"``)."""
 
     def read(value: Any) -> float:
         try:
-            if not (_is_number(value) or isinstance(value, str)):
-                raise DurationError(shown(value))
-            seconds = float(value) if _is_number(value) else parse_duration(value)
-        except DurationError:
-            raise ValueError(
-                f"expected a duration (seconds, or like 500ms, 30s, 5m, 1h30m or 2d), "
-                f"got {shown(value)}"
-            ) from None
+            if isinstance(value, str):
+                seconds = parse_duration(value)  # DurationError is a ValueError
+            elif _is_number(value):
+                seconds = float(value)
+            else:
+                raise ValueError
+        except ValueError:
+            raise _expected(_DURATION, value) from None
         _at_least(seconds, minimum, "s")
         return seconds
 
@@ -126,16 +135,14 @@ def size(value: Any) -> int:
         try:
             count = float(digits) * _SIZE_UNITS[text[len(digits) :]]
         except (KeyError, ValueError):
-            raise ValueError(
-                f"expected a size (bytes, or like 512KiB, 10MiB, 1GB), got {shown(value)}"
-            ) from None
+            raise _expected("a size (bytes, or like 512KiB, 10MiB, 1GB)", value) from None
     _at_least(count, 0)
     return int(count)
 
 
 def text(value: Any) -> str:
     if not isinstance(value, str):
-        raise ValueError(f"expected a string, got {shown(value)}")
+        raise _expected("a string", value)
     return value.strip()
 
 
@@ -147,13 +154,13 @@ def boolean(value: Any) -> bool:
         return bool(int(value))
     if isinstance(value, str) and value.strip().lower() in ("true", "false"):
         return value.strip().lower() == "true"
-    raise ValueError(f"expected true or false, got {shown(value)}")
+    raise _expected("true or false", value)
 
 
 def one_of(*choices: str) -> Reader:
     def read(value: Any) -> str:
         if value not in choices:
-            raise ValueError(f"expected one of {', '.join(choices)}, got {shown(value)}")
+            raise _expected(f"one of {', '.join(choices)}", value)
         return str(value)
 
     return read
