@@ -25,7 +25,6 @@ from api.context import HEARTBEATS, REPLICA
 from api.forward import http_session_ctx
 from api.security.middleware import add_rate_headers, admit, throttle
 from api.security.runtime import SECURITY, Security, SecuritySettings
-from api.security.tasks import security_tasks_ctx
 from domain.heartbeats import Heartbeats
 from httpkit.errors import Handler, error_for, new_request_id
 from httpkit.request_rate import count_request
@@ -72,10 +71,9 @@ def build_app(
     app[REPLICA] = replica
     app[HEARTBEATS] = heartbeats or Heartbeats()
     app[routes_jobs.JOB_VIEWS] = RenderedViews()
-    app[SECURITY] = Security(security or SecuritySettings(generate_cluster_key()), replica.state)
+    app[SECURITY] = Security(security or SecuritySettings(generate_cluster_key()), replica.read())
     app.on_response_prepare.append(add_rate_headers)
     app.cleanup_ctx.append(http_session_ctx)
-    app.cleanup_ctx.append(security_tasks_ctx)
     routes_logs.setup(app)
     routes_metrics.setup(app)
     # routes_auth and routes_acl before others: /v1/acl/tokens/self precedes /{accessor}.

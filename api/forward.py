@@ -11,7 +11,7 @@ import aiohttp
 from aiohttp import web
 
 from api.context import replica_of
-from raft.bridge import NoLeader
+from raft.replica import NoLeader
 
 HTTP_SESSION = web.AppKey("http_session", aiohttp.ClientSession)
 FORWARDED = "X-HeroCtl-Forwarded"
@@ -28,9 +28,8 @@ async def http_session_ctx(app: web.Application):  # cleanup_ctx
 async def leader_or_forward(request: web.Request) -> web.Response | None:
     """None when this server leads; otherwise the leader's answer."""
     replica = replica_of(request)
-    deadline = request.loop.time() + replica.bridge.timeout
-    await replica.bridge.wait_for_leader(deadline)
-    if replica.node.is_leader:
+    await replica.wait_for_leader()
+    if replica.is_leader:
         return None
     if request.headers.get(FORWARDED):
         raise NoLeader("request was relayed to a server that is no longer the leader")

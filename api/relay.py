@@ -28,7 +28,7 @@ from api.context import replica_of
 from api.security.runtime import SECURITY, security_of
 from domain.node_credentials import NodeSecretError, NodeSecrets, node_token
 from httpkit.local_node import LOCAL_NODE
-from raft.state import State
+from raft.replica import StateView
 
 RELAY_SESSION = web.AppKey("relay_session", aiohttp.ClientSession)
 
@@ -72,12 +72,12 @@ def node_secrets(request: web.Request) -> NodeSecrets:
     return _node_secrets(security_of(request).settings.cluster_key)
 
 
-def worker_nodes(s: State) -> list[dict[str, Any]]:
+def worker_nodes(view: StateView) -> list[dict[str, Any]]:
     """Nodes that are not servers and serve an agent API, ready first."""
-    servers = s.table("servers")
+    servers = view.servers
     found = [
         n
-        for n in s.table("nodes").values()
+        for n in view.nodes.values()
         if n.get("name") not in servers and n.get("agent_api") and n.get("agent_secret")
     ]
     return sorted(found, key=lambda n: (n.get("status") != "ready", -(n.get("modify_index") or 0)))
@@ -94,11 +94,11 @@ def locate(request: web.Request, node_name: str | None, node_id: str | None = No
         if local.logs is None:
             raise NodeUnreachable(f"node '{node_name}' runs no agent")
         return Location(node_name, True)
-    with replica.state.read() as s:
-        row = s.table("servers").get(node_name)
-        node = s.table("nodes").get(node_id) if node_id else None
+    with replica.read() as view:
+        row = view.servers.get(node_name)
+        node = view.nodes.get(node_id) if node_id else None
         if node is None and not row:
-            node = next((n for n in worker_nodes(s) if n.get("name") == node_name), None)
+            node = next((n for n in worker_nodes(view) if n.get("name") == node_name), None)
     if row and row.get("api_address"):
         return Location(node_name, False, str(row["api_address"]).rstrip("/"))
     if node is None or not node.get("agent_api") or not node.get("agent_secret"):

@@ -9,25 +9,28 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
 from api.context import read_headers, read_view, replica_of
-from api.security.passwords import check_password_policy, hash_password
 from api.security.runtime import security_of
-from api.security.tasks import ADMIN_USER, bootstrap
-from api.security.tokens import (
+from domain.acl_bootstrap import ADMIN_USER, bootstrap
+from domain.passwords import check_password_policy, hash_password
+from domain.policy import PolicyError, validate_rules
+from domain.tokens import (
     generate_password,
     hash_secret,
     new_accessor_id,
     new_token_secret,
 )
-from domain.policy import PolicyError, validate_rules
 from httpkit.errors import ApiError, read_json_object
 from httpkit.identity import identity_of
 from httpkit.responses import json_response, ms_to_rfc3339
 from raft.fsm_acl import TOKEN_TYPES, USER_TYPES, public_token, public_user
+from raft.replica import StateView
+from raft.views import Table
 
 routes = web.RouteTableDef()
 
@@ -85,19 +88,26 @@ def _times(doc: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-async def _list(request: web.Request, table: str, render) -> web.Response:  # type: ignore[no-untyped-def]
+TableOf = Callable[[StateView], Table]
+
+
+async def _list(request: web.Request, table_of: TableOf, render) -> web.Response:  # type: ignore[no-untyped-def]
     replica = await read_view(request)
-    with replica.state.read() as s:
-        rows = [render(row) for _, row in sorted(s.table(table).items())]
-        index = s.table_index[table]
+    with replica.read() as view:
+        table = table_of(view)
+        rows = [render(row) for _, row in sorted(table.items())]
+        index = table.index
     return json_response(rows, headers=read_headers(replica, index))
 
 
-async def _get(request: web.Request, table: str, key: str, code: str, render) -> web.Response:  # type: ignore[no-untyped-def]
+async def _get(
+    request: web.Request, table_of: TableOf, key: str, code: str, render
+) -> web.Response:  # type: ignore[no-untyped-def]
     replica = await read_view(request)
-    with replica.state.read() as s:
-        row = s.table(table).get(key)
-        index = s.table_index[table]
+    with replica.read() as view:
+        table = table_of(view)
+        row = table.get(key)
+        index = table.index
     if row is None:
         raise ApiError(404, code, f"'{key}' does not exist")
     return json_response(render(row), headers=read_headers(replica, index))
@@ -166,7 +176,7 @@ def _policy_body(body: dict[str, Any], name: str | None) -> dict[str, Any]:
 
 @routes.get("/v1/acl/policies")
 async def list_policies(request: web.Request) -> web.Response:
-    return await _list(request, "acl_policies", _policy_view)
+    return await _list(request, lambda v: v.acl_policies, _policy_view)
 
 
 @routes.post("/v1/acl/policies")
@@ -179,7 +189,7 @@ async def create_policy(request: web.Request) -> web.Response:
 @routes.get("/v1/acl/policies/{name}")
 async def get_policy(request: web.Request) -> web.Response:
     name = request.match_info["name"]
-    return await _get(request, "acl_policies", name, "policy_not_found", _policy_view)
+    return await _get(request, lambda v: v.acl_policies, name, "policy_not_found", _policy_view)
 
 
 @routes.post("/v1/acl/policies/{name}")
@@ -214,7 +224,7 @@ def _role_body(body: dict[str, Any], name: str | None) -> dict[str, Any]:
 
 @routes.get("/v1/acl/roles")
 async def list_roles(request: web.Request) -> web.Response:
-    return await _list(request, "acl_roles", dict)
+    return await _list(request, lambda v: v.acl_roles, dict)
 
 
 @routes.post("/v1/acl/roles")
@@ -226,7 +236,9 @@ async def create_role(request: web.Request) -> web.Response:
 
 @routes.get("/v1/acl/roles/{name}")
 async def get_role(request: web.Request) -> web.Response:
-    return await _get(request, "acl_roles", request.match_info["name"], "role_not_found", dict)
+    return await _get(
+        request, lambda v: v.acl_roles, request.match_info["name"], "role_not_found", dict
+    )
 
 
 @routes.post("/v1/acl/roles/{name}")
@@ -247,7 +259,7 @@ async def delete_role(request: web.Request) -> web.Response:
 # --- tokens --------------------------------------------------------------------------------
 @routes.get("/v1/acl/tokens")
 async def list_tokens(request: web.Request) -> web.Response:
-    return await _list(request, "acl_tokens", _token_view)
+    return await _list(request, lambda v: v.acl_tokens, _token_view)
 
 
 @routes.post("/v1/acl/tokens")
@@ -283,8 +295,8 @@ async def token_self(request: web.Request) -> web.Response:
     replica = replica_of(request)
     out = ident.describe()
     if ident.kind == "token":
-        with replica.state.read() as s:
-            row = s.table("acl_tokens").get(ident.name)
+        with replica.read() as view:
+            row = view.acl_tokens.get(ident.name)
         if row is not None:
             out.update(_token_view(row))
     return json_response(out, headers={"X-HeroCtl-Index": str(replica.index)})
@@ -293,7 +305,7 @@ async def token_self(request: web.Request) -> web.Response:
 @routes.get("/v1/acl/tokens/{accessor}")
 async def get_token(request: web.Request) -> web.Response:
     acc = request.match_info["accessor"]
-    return await _get(request, "acl_tokens", acc, "token_not_found", _token_view)
+    return await _get(request, lambda v: v.acl_tokens, acc, "token_not_found", _token_view)
 
 
 @routes.post("/v1/acl/tokens/{accessor}")
@@ -346,7 +358,7 @@ async def _user_body(body: dict[str, Any], username: str) -> dict[str, Any]:
 
 @routes.get("/v1/acl/users")
 async def list_users(request: web.Request) -> web.Response:
-    return await _list(request, "acl_users", _user_view)
+    return await _list(request, lambda v: v.acl_users, _user_view)
 
 
 @routes.post("/v1/acl/users")
@@ -361,7 +373,7 @@ async def create_user(request: web.Request) -> web.Response:
 @routes.get("/v1/acl/users/{username}")
 async def get_user(request: web.Request) -> web.Response:
     name = request.match_info["username"]
-    return await _get(request, "acl_users", name, "user_not_found", _user_view)
+    return await _get(request, lambda v: v.acl_users, name, "user_not_found", _user_view)
 
 
 @routes.post("/v1/acl/users/{username}")

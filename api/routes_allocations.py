@@ -56,17 +56,17 @@ async def list_allocations(request: web.Request) -> web.Response:
             400, "invalid_parameter", f"status must be one of {', '.join(CLIENT_STATUSES)}"
         )
     replica = await blocking_view(request, "allocations")
-    with replica.state.read() as s:
+    with replica.read() as view:
         if node is not None:
-            node_doc = s.table("nodes").get(node) or next(
-                (n for n in s.table("nodes").values() if n.get("name") == node), None
+            node_doc = view.nodes.get(node) or next(
+                (n for n in view.nodes.values() if n.get("name") == node), None
             )
-            allocs = s.allocs_of(node=node_doc["id"]) if node_doc else []
+            allocs = view.allocs.by_node(node_doc["id"]) if node_doc else []
         elif job is not None:
-            allocs = s.allocs_of(job=job)
+            allocs = view.allocs.by_job(job)
         else:
-            allocs = sorted(s.table("allocations").values(), key=lambda a: a["id"])
-        index = s.table_index["allocations"]
+            allocs = sorted(view.allocs.values(), key=lambda a: a["id"])
+        index = view.allocs.index
     out = [
         summary(a)
         for a in allocs
@@ -76,10 +76,10 @@ async def list_allocations(request: web.Request) -> web.Response:
 
 
 def _alloc_or_404(request: web.Request, alloc_id: str) -> dict[str, Any]:
-    with replica_of(request).state.read() as s:
-        alloc = s.table("allocations").get(alloc_id)
+    with replica_of(request).read() as view:
+        alloc = view.allocs.get(alloc_id)
         if alloc is None:  # a unique prefix is enough, as with docker and nomad
-            matches = [a for k, a in s.table("allocations").items() if k.startswith(alloc_id)]
+            matches = [a for k, a in view.allocs.items() if k.startswith(alloc_id)]
             alloc = matches[0] if len(matches) == 1 and len(alloc_id) >= 4 else None
     if alloc is None:
         raise ApiError(404, "allocation_not_found", f"allocation '{alloc_id}' does not exist")
@@ -149,8 +149,8 @@ async def allocation_secrets(request: web.Request) -> web.Response:
         for _, _, ref in refs:
             require_secret(request, parse_secret_ref(ref)[0], "read")
     env: dict[str, str] = {}
-    with replica.state.read() as s:
-        docs = s.table("secrets")
+    with replica.read() as view:
+        docs = view.secrets
         for task, var, ref in refs:
             name, version = parse_secret_ref(ref)
             doc = docs.get(name)

@@ -17,14 +17,13 @@ from aiohttp import web
 from api.context import replica_of
 from api.security import jwt_tokens
 from api.security.authn import AuthError, KeyUnavailable
-from api.security.passwords import DUMMY_HASH, verify_password
 from api.security.runtime import Security, security_of
-from api.security.tokens import hash_secret, new_id, new_refresh_token, refresh_session_id
+from domain.passwords import DUMMY_HASH, verify_password
+from domain.tokens import hash_secret, new_id, new_refresh_token, refresh_session_id
 from httpkit.errors import ApiError, read_json_object
 from httpkit.identity import Identity, bearer, client_address, identity_of
 from httpkit.responses import json_response, rfc3339
-from raft.bridge import NoLeader, RaftRefused
-from raft.replica import CommandRejected
+from raft.replica import CommandRejected, NoLeader, RaftRefused
 
 routes = web.RouteTableDef()
 
@@ -124,8 +123,8 @@ async def login(request: web.Request) -> web.Response:
             subject = None
     else:
         assert username is not None and password is not None
-        with replica_of(request).state.read() as s:
-            user = s.table("acl_users").get(username)
+        with replica_of(request).read() as view:
+            user = view.acl_users.get(username)
         stored = user.get("password_hash") if user else None
         loop = asyncio.get_running_loop()
         good = await loop.run_in_executor(None, verify_password, password, stored or DUMMY_HASH)

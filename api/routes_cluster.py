@@ -36,8 +36,8 @@ async def cluster_peers(request: web.Request) -> web.Response:
 
 def _resolve_peer(replica: Replica, ref: str) -> tuple[str, str | None]:
     """A server name or raft address -> (raft address, name)."""
-    with replica.state.read() as s:
-        for row in s.table("servers").values():
+    with replica.read() as view:
+        for row in view.servers.values():
             if ref in (row["name"], row["raft_address"]):
                 return row["raft_address"], row["name"]
     if ":" in ref:
@@ -84,7 +84,7 @@ async def add_peer(request: web.Request) -> web.Response:
         await replica.write(
             "server.register", name=name, raft_address=raft_address, api_address=api_address
         )
-    members = await replica.on_tick(replica.node.members)
+    members = await replica.members()
     return json_response({"raft_address": raft_address, "members": members}, status=201)
 
 

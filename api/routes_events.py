@@ -30,11 +30,7 @@ from raft.fsm_events import (
     EVENT_TYPES,
     EVENTS,
     TOPICS,
-    first_seq,
-    last_seq,
     parse_topics,
-    scan,
-    seq_at_index,
     unknown_topics,
 )
 from raft.replica import Replica
@@ -89,16 +85,16 @@ def _topics(request: web.Request) -> tuple[str, ...] | None:
 
 def _start_seq(replica: Replica, index: int | None, last_event_id: str | None) -> int:
     """The seq to resume after: a Last-Event-ID wins over `index`; neither = the end."""
-    with replica.state.read() as s:
+    with replica.read() as view:
         if last_event_id:
             head, _, tail = last_event_id.strip().partition("-")
             if tail.isdigit():
                 return int(tail)
             if head.isdigit():
-                return seq_at_index(s, int(head))
+                return view.events.seq_at_index(int(head))
         if index is None:
-            return last_seq(s)
-        return seq_at_index(s, index)
+            return view.events.last_seq()
+        return view.events.seq_at_index(index)
 
 
 def _wants_stream(request: web.Request) -> bool:
@@ -123,14 +119,14 @@ async def get_events(request: web.Request) -> web.StreamResponse:
         wait = parse_wait(request.query.get("wait", "5m"))
         deadline = loop.time() + wait + random.uniform(0, wait / 16)
     while True:
-        with replica.state.read() as s:
-            found, scanned = scan(s, start, topics, limit)
-            table_index = s.table_index[EVENTS]
-            done = scanned >= last_seq(s)
+        with replica.read() as view:
+            found, scanned = view.events.scan(start, topics, limit)
+            table_index = view.events.index
+            done = scanned >= view.events.last_seq()
             # what to pass as `index` next time: past everything looked at
             next_index = table_index if done else found[-1]["index"] if found else index or 0
         remaining = deadline - loop.time() if deadline is not None else 0
-        if found or remaining <= 0 or replica.bridge.closing:  # closing: answer now
+        if found or remaining <= 0 or replica.closing:  # closing: answer now
             break
         start = scanned
         await replica.wait_for_change((EVENTS,), table_index, remaining)
@@ -145,12 +141,12 @@ async def _stream(
     seq = _start_seq(replica, index, request.headers.get("Last-Event-ID"))
     headers = read_headers(replica, replica.table_index(EVENTS))
     async with sse_response(request, headers=headers, ping_interval=PING_INTERVAL) as sse:
-        while sse.is_connected() and not replica.bridge.closing:
-            with replica.state.read() as s:
-                first = first_seq(s)
-                found, scanned = scan(s, seq, topics, STREAM_BATCH)
-                table_index = s.table_index[EVENTS]
-                caught_up = scanned >= last_seq(s)
+        while sse.is_connected() and not replica.closing:
+            with replica.read() as view:
+                first = view.events.first_seq()
+                found, scanned = view.events.scan(seq, topics, STREAM_BATCH)
+                table_index = view.events.index
+                caught_up = scanned >= view.events.last_seq()
             if seq + 1 < first:
                 await sse.write(f": events {seq + 1}..{first - 1} are no longer kept\n\n".encode())
             for ev in found:

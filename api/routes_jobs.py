@@ -10,8 +10,7 @@ from api.context import blocking_view, read_headers, replica_of
 from api.jobspec import check_name, parse_submission, summary
 from httpkit.errors import ApiError, read_json_object
 from httpkit.responses import RenderedViews, dumps, json_body_response, json_response
-from raft.fsm_jobs import job_versions
-from raft.state import State
+from raft.replica import StateView
 
 routes = web.RouteTableDef()
 JOB_VIEWS = web.AppKey("job_views", RenderedViews)  # GET /v1/jobs/:name bodies
@@ -20,9 +19,9 @@ JOB_VIEWS = web.AppKey("job_views", RenderedViews)  # GET /v1/jobs/:name bodies
 JOB_TABLES = ("jobs", "allocations", "job_status")
 
 
-def job_state(s: State, name: str) -> str:
+def job_state(view: StateView, name: str) -> str:
     """pending (nothing runs yet), running (something runs) or dead (all stopped/done)."""
-    allocs = s.allocs_of(job=name)
+    allocs = view.allocs.by_job(name)
     if any(a["status"] == "running" and a["desired_status"] == "run" for a in allocs):
         return "running"
     if (
@@ -31,15 +30,15 @@ def job_state(s: State, name: str) -> str:
             a["desired_status"] == "stop" or a["status"] in ("complete", "failed", "lost")
             for a in allocs
         )
-        and not s.table("job_status").get(name, {}).get("failures")
+        and not view.job_status.get(name, {}).get("failures")
     ):
         return "dead"
     return "pending"
 
 
-def placement_view(s: State, name: str) -> dict[str, Any]:
-    st = s.table("job_status").get(name) or {}
-    allocs = s.allocs_of(job=name)
+def placement_view(view: StateView, name: str) -> dict[str, Any]:
+    st = view.job_status.get(name) or {}
+    allocs = view.allocs.by_job(name)
     counts: dict[str, int] = {}
     for a in allocs:
         if a["desired_status"] == "run":
@@ -59,12 +58,12 @@ def placement_view(s: State, name: str) -> dict[str, Any]:
 @routes.get("/v1/jobs")
 async def list_jobs(request: web.Request) -> web.Response:
     replica = await blocking_view(request, *JOB_TABLES)
-    with replica.state.read() as s:
+    with replica.read() as view:
         jobs = [
-            dict(summary(doc), status=job_state(s, name))
-            for name, doc in sorted(s.table("jobs").items())
+            dict(summary(doc), status=job_state(view, name))
+            for name, doc in sorted(view.jobs.items())
         ]
-        index = max(s.table_index[t] for t in JOB_TABLES)
+        index = view.index_of(*JOB_TABLES)
     return json_response(jobs, headers=read_headers(replica, index))
 
 
@@ -73,15 +72,15 @@ async def get_job(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     replica = await blocking_view(request, *JOB_TABLES)
     views = request.app[JOB_VIEWS]
-    with replica.state.read() as s:
-        index = max(s.table_index[t] for t in JOB_TABLES)
+    with replica.read() as view:
+        index = view.index_of(*JOB_TABLES)
         body = views.get(name, index)
         if body is None:
-            doc = s.table("jobs").get(name)
+            doc = view.jobs.get(name)
             if doc is None:
                 raise ApiError(404, "job_not_found", f"job '{name}' does not exist")
-            view = dict(doc, status=job_state(s, name), **placement_view(s, name))
-            body = views.put(name, index, dumps(view))
+            rendered = dict(doc, status=job_state(view, name), **placement_view(view, name))
+            body = views.put(name, index, dumps(rendered))
     return json_body_response(body, headers=read_headers(replica, index))
 
 
@@ -89,9 +88,9 @@ async def get_job(request: web.Request) -> web.Response:
 async def get_job_versions(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     replica = await blocking_view(request, "jobs", "job_versions")
-    with replica.state.read() as s:
-        versions = job_versions(s, name)
-        index = max(s.table_index["jobs"], s.table_index["job_versions"])
+    with replica.read() as view:
+        versions = view.jobs.versions(name)
+        index = max(view.jobs.index, view.job_versions.index)
     if not versions:
         raise ApiError(404, "job_not_found", f"job '{name}' does not exist")
     return json_response(versions, headers=read_headers(replica, index))

@@ -122,11 +122,11 @@ async def find_alloc(request: web.Request, ref: str) -> dict[str, Any]:
     local = request.app[LOCAL_NODE]
     if local.logs is not None and local.logs.has(ref):
         return {"id": ref, "node_name": replica.identity.name}
-    with replica.state.read() as s:
+    with replica.read() as view:
         others: list[tuple[str, str | None]] = [
-            (n, None) for n in s.table("servers") if n != replica.identity.name
+            (n, None) for n in view.servers if n != replica.identity.name
         ]
-        others += [(n["name"], n["id"]) for n in worker_nodes(s) if n.get("status") == "ready"]
+        others += [(n["name"], n["id"]) for n in worker_nodes(view) if n.get("status") == "ready"]
 
     async def probe(name: str, node_id: str | None) -> dict[str, Any] | None:
         try:
@@ -162,10 +162,10 @@ async def get_alloc_logs(request: web.Request) -> web.StreamResponse:
 
 
 def _job_allocs(request: web.Request, job: str) -> list[dict[str, Any]]:
-    with replica_of(request).state.read() as s:
-        if job not in s.table("jobs") and not s.allocs_of(job=job):
+    with replica_of(request).read() as view:
+        if job not in view.jobs and not view.allocs.by_job(job):
             raise ApiError(404, "job_not_found", f"job '{job}' does not exist")
-        return list(s.allocs_of(job=job))
+        return list(view.allocs.by_job(job))
 
 
 def _live(alloc: dict[str, Any]) -> bool:
@@ -382,8 +382,8 @@ async def _watch_job(stream: _Stream, job: str) -> None:
     index = replica.table_index("allocations")
     while True:
         index = await replica.wait_for_change(("allocations",), index, 30.0)
-        with replica.state.read() as s:
-            allocs = list(s.allocs_of(job=job))
+        with replica.read() as view:
+            allocs = list(view.allocs.by_job(job))
         for alloc in allocs:
             if alloc["id"] not in stream.tasks and _live(alloc):
                 stream.add(alloc, from_start=True)

@@ -79,10 +79,10 @@ async def gather_current(
     """(server name -> its current metrics, worker-only node name -> its
     current metrics); None when it did not answer. Workers known to be down
     are not asked (their last sample is stale anyway)."""
-    with replica_of(request).state.read() as s:
-        servers = sorted(s.table("servers"))
+    with replica_of(request).read() as view:
+        servers = sorted(view.servers)
         workers: dict[str, str] = {}
-        for n in worker_nodes(s):
+        for n in worker_nodes(view):
             if n.get("status") == "ready":
                 workers.setdefault(n["name"], n["id"])
     targets = [(name, None) for name in servers] + sorted(workers.items())
@@ -103,10 +103,10 @@ def _pct_of(total: float, percent: float | None) -> float | None:
 async def snapshot(request: web.Request) -> dict[str, Any]:
     replica = replica_of(request)
     currents, worker_currents = await gather_current(request)
-    with replica.state.read() as s:
-        nodes = sorted(s.table("nodes").values(), key=lambda n: n.get("name", ""))
-        allocs = list(s.table("allocations").values())
-        index = s.index
+    with replica.read() as view:
+        nodes = sorted(view.nodes.values(), key=lambda n: n.get("name", ""))
+        allocs = list(view.allocs.values())
+        index = view.index
     leader = replica.leader_server()
     samples: dict[str, dict[str, Any]] = {}  # node name -> sample
     alloc_usage: dict[str, dict[str, Any]] = {}
@@ -182,11 +182,8 @@ async def snapshot(request: web.Request) -> dict[str, Any]:
         "server": replica.identity.name,
         "raft": {
             "leader": leader.get("name") if leader else None,
-            "is_leader": replica.node.is_leader,
+            **replica.raft_status(),
             "index": index,
-            "term": replica.node.term,
-            "commit_index": replica.node.commit_index,
-            "applied_index": replica.node.applied_index,
         },
         "api": {
             "requests_per_second": round(sum(v for v in api_servers.values() if v), 2),
@@ -273,22 +270,22 @@ async def query_metrics(request: web.Request) -> web.Response:
             )
     elif job is not None:
         params["job"] = job
-        with replica.state.read() as s:
-            placed = {(a.get("node_name"), a.get("node")) for a in s.allocs_of(job=job)}
-            if job not in s.table("jobs") and not placed:
+        with replica.read() as view:
+            placed = {(a.get("node_name"), a.get("node")) for a in view.allocs.by_job(job)}
+            if job not in view.jobs and not placed:
                 raise ApiError(404, "job_not_found", f"job '{job}' does not exist")
         targets = sorted(((n, i) for n, i in placed if n), key=lambda t: (t[0], t[1] or ""))
         if metric not in ALLOC_FIELDS:
             raise ApiError(400, "invalid_parameter", f"a job has {', '.join(ALLOC_FIELDS)} only")
     else:
-        with replica.state.read() as s:
+        with replica.read() as view:
             if node_ref is not None:
-                node = find_node(s, node_ref)
+                node = find_node(view, node_ref)
                 if node is None:
                     raise ApiError(404, "node_not_found", f"node '{node_ref}' does not exist")
                 targets = [(node.get("name", ""), node["id"])]
             else:
-                targets = sorted((n.get("name", ""), n["id"]) for n in s.table("nodes").values())
+                targets = sorted((n.get("name", ""), n["id"]) for n in view.nodes.values())
 
     async def ask(name: str, node_id: str | None) -> dict[str, Any]:
         return await _node_query(request, locate(request, name, node_id), params)

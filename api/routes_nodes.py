@@ -14,22 +14,22 @@ from domain.node_credentials import check_node_secret
 from httpkit.errors import ApiError, read_json_object, require_field
 from httpkit.responses import json_response
 from raft.fsm_nodes import NODE_FIELDS, public_node
-from raft.state import State
+from raft.replica import StateView
 
 routes = web.RouteTableDef()
 LIVE = ("pending", "running")
 
 
-def find_node(s: State, ref: str) -> dict[str, Any] | None:
+def find_node(view: StateView, ref: str) -> dict[str, Any] | None:
     """A node by id, or by name (ids are what agents use, names what people type)."""
-    nodes = s.table("nodes")
+    nodes = view.nodes
     if ref in nodes:
         return nodes[ref]
     return next((n for n in nodes.values() if n.get("name") == ref), None)
 
 
-def _node_or_404(s: State, ref: str) -> dict[str, Any]:
-    node = find_node(s, ref)
+def _node_or_404(view: StateView, ref: str) -> dict[str, Any]:
+    node = find_node(view, ref)
     if node is None:
         raise ApiError(404, "node_not_found", f"node '{ref}' does not exist")
     return node
@@ -66,22 +66,22 @@ def node_summary(node: dict[str, Any], allocs: list[dict[str, Any]]) -> dict[str
 @routes.get("/v1/nodes")
 async def list_nodes(request: web.Request) -> web.Response:
     replica = await blocking_view(request, "nodes", "allocations")
-    with replica.state.read() as s:
+    with replica.read() as view:
         out = [
-            node_summary(n, s.allocs_of(node=n["id"]))
-            for n in sorted(s.table("nodes").values(), key=lambda n: n.get("name", ""))
+            node_summary(n, view.allocs.by_node(n["id"]))
+            for n in sorted(view.nodes.values(), key=lambda n: n.get("name", ""))
         ]
-        index = max(s.table_index["nodes"], s.table_index["allocations"])
+        index = max(view.nodes.index, view.allocs.index)
     return json_response(out, headers=read_headers(replica, index))
 
 
 @routes.get("/v1/nodes/{id}")
 async def get_node(request: web.Request) -> web.Response:
     replica = await blocking_view(request, "nodes", "allocations")
-    with replica.state.read() as s:
-        node = _node_or_404(s, request.match_info["id"])
-        allocs = s.allocs_of(node=node["id"])
-        index = max(s.table_index["nodes"], s.table_index["allocations"])
+    with replica.read() as view:
+        node = _node_or_404(view, request.match_info["id"])
+        allocs = view.allocs.by_node(node["id"])
+        index = max(view.nodes.index, view.allocs.index)
     res = node.get("resources", {})
     allocated = _allocated(allocs)
     used = request.app[HEARTBEATS].usage.get(node["id"])
@@ -153,9 +153,9 @@ def _agent_api(request: web.Request, body: dict[str, Any]) -> dict[str, Any]:
         return {"agent_api": None, "agent_secret": None}
     parts = urlsplit(url) if isinstance(url, str) and len(url) <= 512 else None
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ApiError(400, "invalid_field", "field 'agent_api' must be an http(s) URL")
+        raise ApiError(400, "invalid_field", "field 'agent_api' must be an http(view) URL")
     if parts.username or parts.password or parts.query or parts.fragment:
-        raise ApiError(400, "invalid_field", "field 'agent_api' must be a plain http(s) URL")
+        raise ApiError(400, "invalid_field", "field 'agent_api' must be a plain http(view) URL")
     if check_node_secret(secret) is None:
         raise ApiError(
             400, "invalid_field", "field 'agent_secret' must be 32 to 256 printable characters"
@@ -171,8 +171,8 @@ async def heartbeat(request: web.Request) -> web.Response:
         return forwarded  # heartbeats live in the leader's memory
     replica = replica_of(request)
     node_id = request.match_info["id"]
-    with replica.state.read() as s:
-        node = s.table("nodes").get(node_id)
+    with replica.read() as view:
+        node = view.nodes.get(node_id)
     if node is None:
         raise ApiError(404, "node_not_found", f"node '{node_id}' is not registered")
     beats = request.app[HEARTBEATS]
@@ -186,10 +186,10 @@ async def heartbeat(request: web.Request) -> web.Response:
 @routes.get("/v1/nodes/{id}/allocations")
 async def node_allocations(request: web.Request) -> web.Response:
     replica = await blocking_view(request, "allocations")
-    with replica.state.read() as s:
-        node = _node_or_404(s, request.match_info["id"])
-        allocs = s.allocs_of(node=node["id"])
-        index = s.table_index["allocations"]
+    with replica.read() as view:
+        node = _node_or_404(view, request.match_info["id"])
+        allocs = view.allocs.by_node(node["id"])
+        index = view.allocs.index
     return json_response(allocs, headers=read_headers(replica, index))
 
 
@@ -198,8 +198,8 @@ async def node_allocations(request: web.Request) -> web.Response:
 
 def _node_id(request: web.Request) -> str:
     replica = replica_of(request)
-    with replica.state.read() as s:
-        return _node_or_404(s, request.match_info["id"])["id"]
+    with replica.read() as view:
+        return _node_or_404(view, request.match_info["id"])["id"]
 
 
 @routes.post("/v1/nodes/{id}/drain")

@@ -1,18 +1,24 @@
-"""Operator endpoints: a backup of the whole replicated state.
+"""Operator endpoints: a backup of the whole replicated state, raft snapshots,
+the keyring.
 
 The backup is the same msgpack snapshot the servers write for raft log
 compaction: secrets and keys inside it are ciphertext, useless without the
-cluster key. Management only (`/v1/operator` is not in the policy table).
+cluster key. Management only (`/v1/operator` is not in the policy table, so
+the middleware demands a management identity).
 """
 
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 from aiohttp import web
 
-from api.context import read_headers, read_view
-from httpkit.responses import json_response
+from api.context import read_headers, read_view, replica_of
+from domain.crypto import new_key_id
+from httpkit.errors import ApiError
+from httpkit.responses import json_response, ms_to_rfc3339
+from raft.replica import Replica
 
 routes = web.RouteTableDef()
 BACKUP_FORMAT = "heroctl-snapshot-msgpack-v1"
@@ -21,9 +27,7 @@ BACKUP_FORMAT = "heroctl-snapshot-msgpack-v1"
 @routes.get("/v1/operator/backup")
 async def backup(request: web.Request) -> web.Response:
     replica = await read_view(request)
-    with replica.state.read() as s:
-        index = s.index
-        data = s.to_bytes()
+    index, data = replica.snapshot_bytes()
     return json_response(
         {
             "format": BACKUP_FORMAT,
@@ -32,4 +36,63 @@ async def backup(request: web.Request) -> web.Response:
             "snapshot": base64.b64encode(data).decode(),
         },
         headers=read_headers(replica, index),
+    )
+
+
+def _keyring_view(replica: Replica) -> dict[str, Any]:
+    with replica.read() as view:
+        ring = view.secrets.keyring()
+        used = view.secrets.keys_in_use()
+    if ring is None:
+        return {"primary": None, "keys": []}
+    keys = [
+        {
+            "id": k["id"],
+            "primary": k["id"] == ring["primary"],
+            "create_time": ms_to_rfc3339(k["create_time"]),
+            "secret_versions": used.get(k["id"], 0),
+        }
+        for k in sorted(ring["keys"].values(), key=lambda k: k["create_index"])
+    ]
+    return {"primary": ring["primary"], "keys": keys}
+
+
+@routes.get("/v1/operator/keyring")
+async def get_keyring(request: web.Request) -> web.Response:
+    replica = await read_view(request)
+    return json_response(
+        _keyring_view(replica), headers=read_headers(replica, replica.table_index("keyring"))
+    )
+
+
+@routes.post("/v1/operator/keyring/rotate")
+async def rotate_keyring(request: web.Request) -> web.Response:
+    replica = replica_of(request)
+    result = await replica.write("keyring.rotate", key_id=new_key_id())
+    out = _keyring_view(replica)
+    out["reencrypting"] = sum(k["secret_versions"] for k in out["keys"] if not k["primary"])
+    return json_response(out, headers={"X-HeroCtl-Index": str(result["index"])})
+
+
+@routes.post("/v1/operator/snapshot")
+async def force_snapshot(request: web.Request) -> web.Response:
+    """Compact this server's raft log into a snapshot (tests, before backups).
+
+    pysyncobj takes a forced snapshot at the next moment its compaction
+    schedule allows (with `logCompactionSplit`, each server has a slot in every
+    `raft.compaction_min_time` period), so this waits up to `?wait=` seconds
+    (default 10) and says whether the snapshot was written. A `noop` write
+    goes first: pysyncobj writes no snapshot while the last one already covers
+    every applied entry (consistent reads add no entries), and with it the
+    snapshot holds every write acknowledged before the call.
+    """
+    replica = replica_of(request)
+    try:
+        wait = min(max(float(request.query.get("wait", "10")), 0.0), 600.0)
+    except ValueError:
+        raise ApiError(400, "invalid_field", "query 'wait' must be seconds") from None
+    written = await replica.snapshot(wait)
+    return json_response(
+        {"server": replica.identity.name, "applied_index": replica.index, "written": written},
+        status=200 if written else 202,
     )

@@ -10,7 +10,6 @@ listing needs `list`; the middleware already checked the resource as a whole.
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 from typing import Any
 
@@ -22,7 +21,7 @@ from domain.crypto import DecryptError, new_key_id
 from httpkit.errors import ApiError, read_json_object
 from httpkit.identity import identity_of
 from httpkit.responses import json_response, ms_to_rfc3339
-from raft.fsm_secrets import NAME_RE, describe, keyring, keys_in_use, version_entry
+from raft.fsm_secrets import NAME_RE, describe, version_entry
 from raft.replica import CommandRejected, Replica
 
 routes = web.RouteTableDef()
@@ -71,9 +70,9 @@ async def seal_and_put(
     keys = security_of(request).keys
     for _ in range(PUT_ATTEMPTS):
         await replica.consistent()
-        with replica.state.read() as s:
-            doc = s.table("secrets").get(name)
-            ring = keyring(s)
+        with replica.read() as view:
+            doc = view.secrets.get(name)
+            ring = view.secrets.keyring()
         version = (doc["version"] if doc else 0) + 1
         key_id = ring["primary"] if ring else new_key_id()
         nonce, ciphertext = keys.seal_secret(key_id, name, version, plain)
@@ -99,9 +98,9 @@ async def seal_and_put(
 async def list_secrets(request: web.Request) -> web.Response:
     perms = identity_of(request).permissions
     replica = await blocking_view(request, "secrets")
-    with replica.state.read() as s:
-        docs = [doc for _, doc in sorted(s.table("secrets").items())]
-        index = s.table_index["secrets"]
+    with replica.read() as view:
+        docs = [doc for _, doc in sorted(view.secrets.items())]
+        index = view.secrets.index
     visible = [_meta(d) for d in docs if perms.may_secret(d["name"], "list")]
     return json_response(visible, headers=read_headers(replica, index))
 
@@ -146,9 +145,9 @@ async def get_secret(request: web.Request) -> web.Response:
     version = _version_param(request)
     require_secret(request, name, "read")
     replica = await blocking_view(request, "secrets")
-    with replica.state.read() as s:
-        doc = s.table("secrets").get(name)
-        index = s.table_index["secrets"]
+    with replica.read() as view:
+        doc = view.secrets.get(name)
+        index = view.secrets.index
     if doc is None:
         raise _not_found(name)
     entry = version_entry(doc, version if version is not None else doc["version"])
@@ -169,9 +168,9 @@ async def secret_versions(request: web.Request) -> web.Response:
     name = _check_name(request.match_info["name"])
     require_secret(request, name, "list")
     replica = await blocking_view(request, "secrets")
-    with replica.state.read() as s:
-        doc = s.table("secrets").get(name)
-        index = s.table_index["secrets"]
+    with replica.read() as view:
+        doc = view.secrets.get(name)
+        index = view.secrets.index
     if doc is None:
         raise _not_found(name)
     versions = [
@@ -199,8 +198,8 @@ async def rollback_secret(request: web.Request) -> web.Response:
         raise ApiError(400, "invalid_field", "field 'version' must be a positive integer")
     require_secret(request, name, "write")
     replica = await read_view(request)
-    with replica.state.read() as s:
-        doc = s.table("secrets").get(name)
+    with replica.read() as view:
+        doc = view.secrets.get(name)
     if doc is None:
         raise _not_found(name)
     entry = version_entry(doc, version)
@@ -220,79 +219,4 @@ async def delete_secret(request: web.Request) -> web.Response:
     result = await replica_of(request).write("secret.delete", name=name)
     return json_response(
         {"name": name, "deleted": True}, headers={"X-HeroCtl-Index": str(result["index"])}
-    )
-
-
-# --- operator: keyring and snapshots (management only: /v1/operator is not in the
-# route table, so the middleware demands a management identity) --------------------------
-def _keyring_view(replica: Replica) -> dict[str, Any]:
-    with replica.state.read() as s:
-        ring = keyring(s)
-        used = keys_in_use(s)
-    if ring is None:
-        return {"primary": None, "keys": []}
-    keys = [
-        {
-            "id": k["id"],
-            "primary": k["id"] == ring["primary"],
-            "create_time": ms_to_rfc3339(k["create_time"]),
-            "secret_versions": used.get(k["id"], 0),
-        }
-        for k in sorted(ring["keys"].values(), key=lambda k: k["create_index"])
-    ]
-    return {"primary": ring["primary"], "keys": keys}
-
-
-@routes.get("/v1/operator/keyring")
-async def get_keyring(request: web.Request) -> web.Response:
-    replica = await read_view(request)
-    return json_response(
-        _keyring_view(replica), headers=read_headers(replica, replica.table_index("keyring"))
-    )
-
-
-@routes.post("/v1/operator/keyring/rotate")
-async def rotate_keyring(request: web.Request) -> web.Response:
-    replica = replica_of(request)
-    result = await replica.write("keyring.rotate", key_id=new_key_id())
-    out = _keyring_view(replica)
-    out["reencrypting"] = sum(k["secret_versions"] for k in out["keys"] if not k["primary"])
-    return json_response(out, headers={"X-HeroCtl-Index": str(result["index"])})
-
-
-def _mtime(path: str) -> int:
-    try:
-        return os.stat(path).st_mtime_ns
-    except OSError:
-        return 0
-
-
-@routes.post("/v1/operator/snapshot")
-async def force_snapshot(request: web.Request) -> web.Response:
-    """Compact this server's raft log into a snapshot (tests, before backups).
-
-    pysyncobj takes a forced snapshot at the next moment its compaction
-    schedule allows (with `logCompactionSplit`, each server has a slot in every
-    `raft.compaction_min_time` period), so this waits up to `?wait=` seconds
-    (default 10) and says whether the snapshot was written. A `noop` write
-    goes first: pysyncobj writes no snapshot while the last one already covers
-    every applied entry (consistent reads add no entries), and with it the
-    snapshot holds every write acknowledged before the call.
-    """
-    replica = replica_of(request)
-    try:
-        wait = min(max(float(request.query.get("wait", "10")), 0.0), 600.0)
-    except ValueError:
-        raise ApiError(400, "invalid_field", "query 'wait' must be seconds") from None
-    path = replica.node.snapshot_path
-    before = _mtime(path)
-    await replica.write("noop")
-    await replica.on_tick(replica.node.force_compaction)
-    deadline = asyncio.get_running_loop().time() + wait
-    while _mtime(path) == before and asyncio.get_running_loop().time() < deadline:
-        await asyncio.sleep(0.05)
-    written = _mtime(path) != before
-    return json_response(
-        {"server": replica.identity.name, "applied_index": replica.index, "written": written},
-        status=200 if written else 202,
     )

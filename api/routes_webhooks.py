@@ -89,7 +89,7 @@ def check_secret(secret: Any) -> str:
     return secret
 
 
-def view(doc: dict[str, Any], row: dict[str, Any] | None) -> dict[str, Any]:
+def webhook_view(doc: dict[str, Any], row: dict[str, Any] | None) -> dict[str, Any]:
     out = describe(doc)
     out["create_time"] = ms_to_rfc3339(out.get("create_time"))
     row = row or {}
@@ -122,10 +122,10 @@ def _pending(pending: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def _get(request: web.Request, wid: str) -> tuple[dict[str, Any], dict[str, Any] | None, int]:
-    with replica_of(request).state.read() as s:
-        doc = s.table(WEBHOOKS).get(wid)
-        row = s.table(DELIVERIES).get(wid)
-        index = max(s.table_index[WEBHOOKS], s.table_index[DELIVERIES])
+    with replica_of(request).read() as view:
+        doc = view.webhooks.get(wid)
+        row = view.deliveries.get(wid)
+        index = max(view.webhooks.index, view.deliveries.index)
     if doc is None:
         raise ApiError(404, "webhook_not_found", f"webhook '{wid}' does not exist")
     return doc, row, index
@@ -152,11 +152,11 @@ async def create_webhook(request: web.Request) -> web.Response:
 @routes.get("/v1/webhooks")
 async def list_webhooks(request: web.Request) -> web.Response:
     replica = await blocking_view(request, WEBHOOKS, DELIVERIES)
-    with replica.state.read() as s:
-        docs = sorted(s.table(WEBHOOKS).values(), key=lambda d: (d["create_index"], d["id"]))
-        rows = s.table(DELIVERIES)
-        out = [view(d, rows.get(d["id"])) for d in docs]
-        index = max(s.table_index[WEBHOOKS], s.table_index[DELIVERIES])
+    with replica.read() as view:
+        docs = sorted(view.webhooks.values(), key=lambda d: (d["create_index"], d["id"]))
+        rows = view.deliveries
+        out = [webhook_view(d, rows.get(d["id"])) for d in docs]
+        index = max(view.webhooks.index, view.deliveries.index)
     return json_response(out, headers=read_headers(replica, index))
 
 
@@ -164,7 +164,7 @@ async def list_webhooks(request: web.Request) -> web.Response:
 async def get_webhook(request: web.Request) -> web.Response:
     replica = await blocking_view(request, WEBHOOKS, DELIVERIES)
     doc, row, index = _get(request, request.match_info["id"])
-    return json_response(view(doc, row), headers=read_headers(replica, index))
+    return json_response(webhook_view(doc, row), headers=read_headers(replica, index))
 
 
 @routes.delete("/v1/webhooks/{id}")

@@ -16,22 +16,21 @@ from agent.config import AgentConfig, parse_port_range
 from agent.http import endpoints as agent_endpoints
 from api.app import build_app
 from api.security.runtime import SecuritySettings
-from api.security.tokens import generate_password, new_token_secret
 from domain.crypto import KeyMaterial
 from domain.heartbeats import Heartbeats
+from domain.tokens import generate_password, new_token_secret
 from heroctld.config import ServerConfig
+from heroctld.controllers.acl_bootstrap import bootstrap_from_env
 from heroctld.controllers.drainer import drain_loop
 from heroctld.controllers.gc import gc_loop
 from heroctld.controllers.heartbeats import heartbeat_monitor
+from heroctld.controllers.keyring import reencrypt_loop
 from heroctld.controllers.leadership import Leadership, cancel_and_wait
 from heroctld.controllers.scheduling import scheduling_loop
 from heroctld.controllers.webhooks import webhook_loop
 from httpkit.local_node import LOCAL_NODE
-from raft.bridge import NoLeader, RaftBridge
 from raft.keys import derive_key
-from raft.node import RaftConfig, RaftNode
-from raft.replica import CommandRejected, Replica, ServerIdentity
-from raft.state import State
+from raft.replica import CommandRejected, NoLeader, RaftConfig, Replica, ServerIdentity
 
 log = logging.getLogger("heroctld")
 
@@ -84,8 +83,8 @@ async def keep_registered(replica: Replica) -> None:
     me = replica.identity
     row = {"name": me.name, "raft_address": me.raft_address, "api_address": me.api_address}
     while True:
-        with replica.state.read() as s:
-            current = s.table("servers").get(me.name)
+        with replica.read() as view:
+            current = view.servers.get(me.name)
         if current != row:
             try:
                 await replica.write("server.register", **row)
@@ -152,8 +151,6 @@ def embedded_agent_config(cfg: ServerConfig) -> AgentConfig:
 async def serve(cfg: ServerConfig) -> None:
     loop = asyncio.get_running_loop()
     members = await initial_members(cfg)
-    state = State()
-    bridge = RaftBridge(loop, timeout=cfg.raft.no_leader_timeout)
     raft_cfg = RaftConfig(
         self_address=cfg.raft_address,
         partners=members,
@@ -167,15 +164,12 @@ async def serve(cfg: ServerConfig) -> None:
         flush_journal=bool(cfg.raft.flush_journal),
         extra={"bindAddress": f"{cfg.bind}:{cfg.raft_port}"},
     )
-    node = RaftNode(raft_cfg, state, bridge.on_tick)
-    bridge.attach(node)
-    node.start()
     identity = ServerIdentity(cfg.node_name, cfg.raft_address, cfg.api_address)
-    replica = Replica(identity, state, node, bridge)
+    replica = Replica.start(identity, raft_cfg, loop, timeout=cfg.raft.no_leader_timeout)
     heartbeats = Heartbeats(ttl=float(os.environ.get("HEROCTL_NODE_TTL", cfg.node_ttl)))
-    app = build_app(
-        replica, security_settings(cfg), heartbeats, extra_routes=[agent_endpoints.routes]
-    )
+    settings = security_settings(cfg)
+    keys = KeyMaterial(cfg.cluster_key)
+    app = build_app(replica, settings, heartbeats, extra_routes=[agent_endpoints.routes])
     # Blocking queries (agents watching allocations, followers of a deploy)
     # would hold a shutdown up to their wait: give handlers a few seconds.
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
@@ -206,6 +200,14 @@ async def serve(cfg: ServerConfig) -> None:
             "drainer": lambda: drain_loop(replica),
             "webhooks": lambda: webhook_loop(replica, cfg.cluster_key),
             "gc": lambda: gc_loop(replica, cfg.gc),
+            "keyring": lambda: reencrypt_loop(replica, keys),
+            "acl-bootstrap": lambda: bootstrap_from_env(
+                replica,
+                keys,
+                settings.bootstrap_token,
+                settings.admin_password,
+                settings.announce_bootstrap,
+            ),
         },
     )
     tasks = [
@@ -223,10 +225,10 @@ async def serve(cfg: ServerConfig) -> None:
         log.info("shutting down (%s)", ", ".join(received))
         await replica.step_down()
     finally:
-        bridge.close()
+        replica.close()
         await cancel_and_wait(tasks, timeout=5.0)  # Leadership stops the controllers
         if agent is not None:
             await agent.stop()  # its tasks keep running; the next start adopts them
         await runner.cleanup()
-        await loop.run_in_executor(None, node.stop)
+        await replica.stop()
         log.info("stopped")

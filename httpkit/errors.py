@@ -14,9 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from httpkit.responses import json_response, loads
-from raft.bridge import NoLeader, RaftRefused
-from raft.commands import CommandError
-from raft.replica import CommandRejected
+from raft.replica import CommandError, CommandRejected, NoLeader, RaftRefused
 
 log = logging.getLogger("heroctld.api")
 _ids = random.Random(random.SystemRandom().getrandbits(256))

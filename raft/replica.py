@@ -1,27 +1,47 @@
-"""`Replica`: this server's view of the replicated state, for the API and controllers.
+"""`Replica`: the only way into the replicated state from outside raft/.
 
 It bundles the tables, the raft node and the asyncio bridge, and offers the
-few operations callers need: write a command, wait for a consistent view,
-read status, change membership, transfer leadership. Nothing outside raft/
-touches the node's internals.
+few operations the API and the controllers need: write a command, typed reads
+(`with replica.read() as view:`, see raft.views), wait for a consistent view
+or a change, read status, snapshot, change membership, transfer leadership.
+Nobody outside raft/ touches the node, the bridge or the tables.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from raft.bridge import NoLeader, RaftBridge
-from raft.commands import new_command
-from raft.node import OK, RaftNode
+from raft.bridge import NoLeader, RaftBridge, RaftRefused
+from raft.commands import CommandError, new_command
+from raft.node import OK, RaftConfig, RaftNode
 from raft.state import State
+from raft.views import Reading, StateView
 
 log = logging.getLogger("heroctld.replica")
 
-__all__ = ["CommandRejected", "NoLeader", "Replica", "ServerIdentity"]
+
+def _mtime(path: str) -> int | None:
+    try:
+        return os.stat(path).st_mtime_ns
+    except FileNotFoundError:
+        return None
+
+
+__all__ = [
+    "CommandError",
+    "CommandRejected",
+    "NoLeader",
+    "RaftConfig",
+    "RaftRefused",
+    "Replica",
+    "ServerIdentity",
+    "StateView",
+]
 
 
 class CommandRejected(Exception):
@@ -44,32 +64,82 @@ class ServerIdentity:
 class Replica:
     def __init__(self, identity: ServerIdentity, state: State, node: RaftNode, bridge: RaftBridge):
         self.identity = identity
-        self.state = state
-        self.node = node
-        self.bridge = bridge
+        self._state = state
+        self._node = node
+        self._bridge = bridge
+        self._reading = Reading(state)
         self._membership_lock = asyncio.Lock()
         self._table_waiters: dict[str, set[asyncio.Future[None]]] = {}
         self._table_seen: dict[str, int] = {}
         bridge.apply_listeners.append(self._on_applied)
 
+    @classmethod
+    def start(
+        cls,
+        identity: ServerIdentity,
+        config: RaftConfig,
+        loop: asyncio.AbstractEventLoop,
+        timeout: float,
+    ) -> Replica:
+        """Start this server's raft node (its tick thread) over empty tables
+        (the journal and snapshot in `config.data_dir` fill them)."""
+        state = State()
+        bridge = RaftBridge(loop, timeout=timeout)
+        node = RaftNode(config, state, bridge.on_tick)
+        bridge.attach(node)
+        node.start()
+        return cls(identity, state, node, bridge)
+
+    def close(self) -> None:
+        """Shutting down: waiters (blocking queries, controllers) return at once."""
+        self._bridge.close()
+
+    async def stop(self) -> None:
+        """Stop the raft node (after `close`): its thread ends, the journal is closed."""
+        await asyncio.get_running_loop().run_in_executor(None, self._node.stop)
+
+    @property
+    def closing(self) -> bool:
+        return self._bridge.closing
+
+    @property
+    def write_timeout(self) -> float:
+        """How long a write or a consistent read waits for a leader."""
+        return self._bridge.timeout
+
     # --- writes -------------------------------------------------------
     async def write(self, op: str, **fields: Any) -> dict[str, Any]:
-        result = await self.bridge.propose(new_command(op, **fields))
+        result = await self._bridge.propose(new_command(op, **fields))
         if not result.get("ok"):
             raise CommandRejected(result["status"], result["error"], result["message"])
         return result
 
     # --- reads ----------------------------------------------------------
+    def read(self) -> Reading:
+        """`with replica.read() as view:` typed reads of a consistent state
+        (this server's, as applied: call `consistent()` first for a
+        linearizable read)."""
+        return self._reading
+
     async def consistent(self) -> int:
         """Returns once every write acknowledged before the call is applied here."""
-        return await self.bridge.barrier()
+        return await self._bridge.barrier()
 
     @property
     def index(self) -> int:
-        return self.state.index
+        return self._state.index
 
     def table_index(self, table: str) -> int:
-        return self.state.table_index.get(table, 0)
+        return self._state.table_index.get(table, 0)
+
+    def take_changes(self) -> tuple[set[str], bool]:
+        """(jobs changed since the last call, whether nodes changed): for the scheduler."""
+        return self._state.take_changes()
+
+    def snapshot_bytes(self) -> tuple[int, bytes]:
+        """(index, the whole state packed as a raft snapshot): a backup."""
+        with self._state.read() as s:
+            return s.index, s.to_bytes()
 
     async def wait_for_change(self, tables: tuple[str, ...], index: int, timeout: float) -> int:
         """Block until one of `tables` changes past `index` (or the timeout).
@@ -79,14 +149,14 @@ class Replica:
         Returns the tables' index. While the server shuts down it returns
         after a short pause, so loops calling it neither hang nor spin.
         """
-        loop = self.bridge.loop
+        loop = self._bridge.loop
         deadline = loop.time() + timeout
         while True:
-            current = max(self.state.table_index.get(t, 0) for t in tables)
+            current = max(self._state.table_index.get(t, 0) for t in tables)
             remaining = deadline - loop.time()
             if current > index or remaining <= 0:
                 return current
-            if self.bridge.closing:
+            if self._bridge.closing:
                 await asyncio.sleep(min(0.05, remaining))
                 return current
             fut: asyncio.Future[None] = loop.create_future()
@@ -110,69 +180,111 @@ class Replica:
         """After applies reach this loop: wake the waiters of tables that moved."""
         seen = self._table_seen
         for table, waiters in self._table_waiters.items():
-            now = self.state.table_index.get(table, 0)
+            now = self._state.table_index.get(table, 0)
             if seen.get(table) != now:
                 seen[table] = now
                 for fut in waiters:
                     if not fut.done():
                         fut.set_result(None)
-        if self.bridge.closing:
+        if self._bridge.closing:
             for waiters in self._table_waiters.values():
                 for fut in waiters:
                     if not fut.done():
                         fut.set_result(None)
 
+    async def wait_for_leader(self, timeout: float | None = None) -> None:
+        """Until a leader is known (NoLeader after `timeout`, by default the write timeout)."""
+        loop = self._bridge.loop
+        await self._bridge.wait_for_leader(loop.time() + (timeout or self._bridge.timeout))
+
+    @property
+    def is_leader(self) -> bool:
+        return self._node.is_leader
+
+    def raft_status(self) -> dict[str, Any]:
+        """This server's raft numbers (cheap: no tick-thread round trip)."""
+        n = self._node
+        return {
+            "is_leader": n.is_leader,
+            "term": n.term,
+            "commit_index": n.commit_index,
+            "applied_index": n.applied_index,
+        }
+
+    async def members(self) -> list[str]:
+        """The raft addresses of the voting members, as this server's raft sees them."""
+        return await self._on_tick(self._node.members)
+
+    async def snapshot(self, wait: float) -> bool:
+        """Compact this server's raft log into a snapshot; whether it was written
+        within `wait` seconds.
+
+        pysyncobj takes a forced snapshot at the next moment its compaction
+        schedule allows, and writes none while the last one already covers
+        every applied entry (consistent reads add no entries): a `noop` goes
+        first, so the snapshot also holds every write acknowledged before.
+        """
+        path = self._node.snapshot_path
+        before = _mtime(path)
+        await self.write("noop")
+        await self._on_tick(self._node.force_compaction)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while _mtime(path) == before and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        return _mtime(path) != before
+
     def known_leader(self) -> bool:
-        return self.node.leader is not None
+        return self._node.leader is not None
 
     def last_contact_ms(self) -> int | None:
-        age = self.node.leader_contact_age()
+        age = self._node.leader_contact_age()
         return None if age is None else int(age * 1000)
 
     def is_ready(self) -> bool:
-        n = self.node
+        n = self._node
         return n.leader is not None and n.applied_index >= n.commit_index
 
     def leader_server(self) -> dict[str, Any] | None:
         """The leader's row in the servers table (name, api_address), if known."""
-        leader = self.node.leader
+        leader = self._node.leader
         if leader is None:
             return None
-        with self.state.read() as s:
-            for row in s.table("servers").values():
+        with self.read() as view:
+            for row in view.servers.values():
                 if row["raft_address"] == leader:
                     return row
         return {"name": None, "raft_address": leader, "api_address": None}
 
-    async def on_tick(self, fn: Any) -> Any:
-        return await asyncio.wrap_future(self.node.run_on_tick(fn))
+    async def _on_tick(self, fn: Any) -> Any:
+        return await asyncio.wrap_future(self._node.run_on_tick(fn))
 
     async def status(self) -> dict[str, Any]:
-        view = await self.on_tick(self.node.peer_view)
+        view = await self._on_tick(self._node.peer_view)
         leader = self.leader_server()
         members = view["peers"]
         reachable = sum(1 for p in members if p["connected"])
         return {
             "leader": leader["name"] if leader else None,
-            "leader_raft_address": self.node.leader,
+            "leader_raft_address": self._node.leader,
             "leader_api_address": leader["api_address"] if leader else None,
             "node": self.identity.name,
             "raft_address": self.identity.raft_address,
-            "is_leader": self.node.is_leader,
+            "is_leader": self._node.is_leader,
             "members": len(members),
             "reachable_members": reachable,
             "healthy": self.is_ready() and reachable > len(members) // 2,
-            "raft_term": self.node.term,
-            "commit_index": self.node.commit_index,
-            "applied_index": self.node.applied_index,
-            "state_index": self.state.index,
+            "raft_term": self._node.term,
+            "commit_index": self._node.commit_index,
+            "applied_index": self._node.applied_index,
+            "state_index": self._state.index,
         }
 
     async def peers(self) -> list[dict[str, Any]]:
-        view = await self.on_tick(self.node.peer_view)
-        with self.state.read() as s:
-            by_addr = {row["raft_address"]: row for row in s.table("servers").values()}
-        leader = self.node.leader
+        view = await self._on_tick(self._node.peer_view)
+        with self.read() as state:
+            by_addr = {row["raft_address"]: row for row in state.servers.values()}
+        leader = self._node.leader
         out = []
         for p in view["peers"]:
             row = by_addr.get(p["raft_address"], {})
@@ -192,24 +304,24 @@ class Replica:
     # --- membership and leadership (leader only) -------------------------
     async def add_server(self, raft_address: str) -> None:
         async with self._membership_lock:  # pysyncobj does not serialize changes
-            if raft_address in await self.on_tick(self.node.members):
+            if raft_address in await self._on_tick(self._node.members):
                 return
-            reason = await self.bridge.membership("add", raft_address)
+            reason = await self._bridge.membership("add", raft_address)
             if reason != OK:
                 raise CommandRejected(409, "membership_change_failed", f"raft refused: {reason}")
 
     async def remove_server(self, raft_address: str) -> None:
         async with self._membership_lock:
-            if raft_address not in await self.on_tick(self.node.members):
+            if raft_address not in await self._on_tick(self._node.members):
                 raise CommandRejected(404, "peer_not_found", f"{raft_address} is not a member")
-            reason = await self.bridge.membership("remove", raft_address)
+            reason = await self._bridge.membership("remove", raft_address)
             if reason != OK:
                 raise CommandRejected(409, "membership_change_failed", f"raft refused: {reason}")
 
     async def step_down(self, wait: float = 3.0) -> None:
         """Before a clean shutdown: hand leadership over instead of making the
         others wait an election timeout (best effort, bounded)."""
-        if not self.node.is_leader:
+        if not self._node.is_leader:
             return
         try:
             new = await self.transfer_leadership(None, wait)
@@ -219,21 +331,21 @@ class Replica:
 
     async def transfer_leadership(self, target: str | None, wait: float = 5.0) -> str:
         """Ask the leader (this node) to hand over; returns the new leader's raft address."""
-        if len(await self.on_tick(self.node.members)) < 2:
+        if len(await self._on_tick(self._node.members)) < 2:
             raise CommandRejected(409, "transfer_failed", "there is no other server to lead")
-        old = self.node.leader
+        old = self._node.leader
         deadline = time.monotonic() + wait
         reason = "denied"
         # Refused until the target is caught up: retry for a while (notes #"What works").
         while time.monotonic() < deadline:
-            if self.node.leader != old and self.node.leader is not None:
-                return self.node.leader
-            if self.node.is_leader:
-                reason = await self.on_tick(lambda: self.node.transfer_leadership(target))
+            if self._node.leader != old and self._node.leader is not None:
+                return self._node.leader
+            if self._node.is_leader:
+                reason = await self._on_tick(lambda: self._node.transfer_leadership(target))
             if reason == OK:
                 # Confirm by watching the leader change.
                 while time.monotonic() < deadline:
-                    new = self.node.leader
+                    new = self._node.leader
                     if new is not None and new != old:
                         return new
                     await asyncio.sleep(0.01)

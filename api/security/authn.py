@@ -21,11 +21,12 @@ import time
 from collections.abc import Callable
 
 from api.security import jwt_tokens
-from api.security.tokens import hash_secret, is_token_secret
 from domain.crypto import SERVER_TOKEN_PREFIX, DecryptError, KeyMaterial
 from domain.policy import Permissions
+from domain.tokens import hash_secret, is_token_secret
 from httpkit.identity import Identity
-from raft.state import State
+from raft.replica import StateView
+from raft.views import Reading
 
 _CACHE_MAX = 8192
 
@@ -44,36 +45,28 @@ class KeyUnavailable(Exception):
     """The JWT signing key is missing or does not decrypt (not bootstrapped, wrong key)."""
 
 
-def acl_version(state: State) -> tuple[int, ...]:
-    """The indexes of every table an identity depends on (the cache key)."""
-    ti = state.table_index
-    return (
-        ti.get("acl_meta", 0),
-        ti.get("acl_policies", 0),
-        ti.get("acl_roles", 0),
-        ti.get("acl_tokens", 0),
-        ti.get("acl_users", 0),
-        ti.get("acl_sessions", 0),
-    )
+# Every table an identity depends on: the latest change among them is the
+# cache key (table indexes only grow, so any change moves it).
+ACL_TABLES = ("acl_meta", "acl_policies", "acl_roles", "acl_tokens", "acl_users", "acl_sessions")
 
 
-def _permissions(state: State, policies: list[str], roles: list[str], management: bool):
+def _permissions(view: StateView, policies: list[str], roles: list[str], management: bool):
     names = set(policies)
-    role_rows = state.table("acl_roles")
+    role_rows = view.acl_roles
     for role in roles:
         row = role_rows.get(role)
         if row is not None:
             names.update(row["policies"])
-    rows = state.table("acl_policies")
+    rows = view.acl_policies
     rule_sets = [rows[n]["rules"] for n in sorted(names) if n in rows]
     return Permissions.compile(rule_sets, management=management)
 
 
-def identity_for_subject(state: State, subject: str, now_ms: int) -> Identity | None:
+def identity_for_subject(view: StateView, subject: str, now_ms: int) -> Identity | None:
     """The live identity behind `token:<accessor>` or `user:<name>` (None: gone or expired)."""
     kind, _, name = subject.partition(":")
-    table = {"token": "acl_tokens", "user": "acl_users"}.get(kind)
-    row = state.table(table).get(name) if table else None
+    table = view.acl_tokens if kind == "token" else view.acl_users if kind == "user" else None
+    row = table.get(name) if table is not None else None
     if row is None:
         return None
     expires = row["expires_at"] if kind == "token" else None
@@ -86,7 +79,7 @@ def identity_for_subject(state: State, subject: str, now_ms: int) -> Identity | 
         type=row["type"],
         policies=tuple(row["policies"]),
         roles=tuple(row["roles"]),
-        permissions=_permissions(state, row["policies"], row["roles"], row["type"] == "management"),
+        permissions=_permissions(view, row["policies"], row["roles"], row["type"] == "management"),
         via="acl_token" if kind == "token" else "jwt",
         expires_at=None if expires is None else expires / 1000,
     )
@@ -94,21 +87,22 @@ def identity_for_subject(state: State, subject: str, now_ms: int) -> Identity | 
 
 class Authenticator:
     def __init__(
-        self, state: State, keys: KeyMaterial, clock: Callable[[], float] = time.time
+        self, reading: Reading, keys: KeyMaterial, clock: Callable[[], float] = time.time
     ) -> None:
-        self.state = state
+        """`reading`: `replica.read()`, the typed reads of the ACL tables."""
+        self.reading = reading
         self.keys = keys
         self.clock = clock
-        self._cache: dict[str, tuple[tuple[int, ...], Identity]] = {}
+        self._cache: dict[str, tuple[int, Identity]] = {}
         self._jwt_key: tuple[int, bytes] | None = None
 
     # --- the signing key -------------------------------------------------------
     def jwt_key(self) -> bytes:
-        with self.state.read() as s:
-            idx = s.table_index.get("acl_meta", 0)
+        with self.reading as view:
+            idx = view.acl_meta.index
             if self._jwt_key is not None and self._jwt_key[0] == idx:
                 return self._jwt_key[1]
-            wrapped = s.table("acl_meta").get("jwt_key")
+            wrapped = view.acl_meta.get("jwt_key")
         if wrapped is None:
             raise KeyUnavailable("the cluster is not bootstrapped: POST /v1/acl/bootstrap first")
         try:
@@ -119,34 +113,34 @@ class Authenticator:
         return key
 
     def bootstrapped(self) -> bool:
-        with self.state.read() as s:
-            return "bootstrap" in s.table("acl_meta")
+        with self.reading as view:
+            return "bootstrap" in view.acl_meta
 
     # --- resolution --------------------------------------------------------------
     def resolve(self, credential: str) -> Identity:
         """The identity for a credential, from local state; AuthError if none."""
         now = self.clock()
-        with self.state.read() as s:
-            version = acl_version(s)
+        with self.reading as view:
+            version = view.index_of(*ACL_TABLES)
             hit = self._cache.get(credential)
             if hit is not None and hit[0] == version:
                 ident = hit[1]
                 if ident.expires_at is None or ident.expires_at > now:
                     return ident
                 del self._cache[credential]  # expired: resolve again (and refuse)
-            ident = self._resolve(s, credential, now)
+            ident = self._resolve(view, credential, now)
         if len(self._cache) >= _CACHE_MAX:
             self._cache.clear()
         self._cache[credential] = (version, ident)
         return ident
 
-    def _resolve(self, s: State, credential: str, now: float) -> Identity:
+    def _resolve(self, view: StateView, credential: str, now: float) -> Identity:
         now_ms = int(now * 1000)
         if credential.startswith("ht_"):
             if not is_token_secret(credential):
                 raise AuthError("invalid_token", "malformed ACL token")
-            accessor = s.table("acl_token_hashes").get(hash_secret(credential))
-            ident = identity_for_subject(s, f"token:{accessor}", now_ms) if accessor else None
+            accessor = view.acl_token_hashes.get(hash_secret(credential))
+            ident = identity_for_subject(view, f"token:{accessor}", now_ms) if accessor else None
             if ident is None:
                 raise AuthError("invalid_token", "unknown or expired ACL token", True)
             return ident
@@ -157,10 +151,10 @@ class Authenticator:
             # re-verified (fresh timestamp) at least every minute
             return Identity.server(name, via="server", expires_at=now + 60)
         if jwt_tokens.looks_like_jwt(credential):
-            return self._resolve_jwt(s, credential, now, now_ms)
+            return self._resolve_jwt(view, credential, now, now_ms)
         raise AuthError("invalid_token", "the bearer value is not a token this API knows")
 
-    def _resolve_jwt(self, s: State, credential: str, now: float, now_ms: int) -> Identity:
+    def _resolve_jwt(self, view: StateView, credential: str, now: float, now_ms: int) -> Identity:
         try:
             key = self.jwt_key()
         except KeyUnavailable as e:
@@ -169,12 +163,12 @@ class Authenticator:
             claims = jwt_tokens.verify(key, credential, now)
         except jwt_tokens.InvalidJwt as e:
             raise AuthError("invalid_token", str(e)) from None
-        session = s.table("acl_sessions").get(claims["sid"])
+        session = view.acl_sessions.get(claims["sid"])
         if session is None or session["jti"] != claims["jti"]:
             raise AuthError("invalid_token", "the token was revoked or replaced", True)
         if session["subject"] != claims["sub"]:
             raise AuthError("invalid_token", "the token does not match its session")
-        ident = identity_for_subject(s, claims["sub"], now_ms)
+        ident = identity_for_subject(view, claims["sub"], now_ms)
         if ident is None:
             raise AuthError("invalid_token", "the token's identity no longer exists", True)
         expires = float(claims["exp"])

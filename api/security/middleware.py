@@ -23,7 +23,7 @@ from api.security.runtime import RATE_HEADERS, Security, security_of
 from domain.policy import AUTHENTICATED, MANAGEMENT, PUBLIC, Requirement, requirement
 from httpkit.errors import ApiError
 from httpkit.identity import IDENTITY, Identity, bearer, client_address
-from raft.bridge import NoLeader, RaftRefused
+from raft.replica import NoLeader, RaftRefused
 
 log = logging.getLogger("heroctld.auth")
 

@@ -19,7 +19,7 @@ from domain.crypto import KeyMaterial
 from httpkit.errors import ApiError
 from httpkit.identity import Identity, identity_of
 from httpkit.ratelimit import RateLimiter
-from raft.state import State
+from raft.views import Reading
 
 RATE_HEADERS = "heroctl.rate_headers"  # request key: X-RateLimit-* for the response
 
@@ -45,11 +45,11 @@ class SecuritySettings:
 
 class Security:
     def __init__(
-        self, settings: SecuritySettings, state: State, clock: Callable[[], float] = time.time
+        self, settings: SecuritySettings, reading: Reading, clock: Callable[[], float] = time.time
     ) -> None:
         self.settings = settings
         self.keys = KeyMaterial(settings.cluster_key)
-        self.auth = Authenticator(state, self.keys, clock)
+        self.auth = Authenticator(reading, self.keys, clock)
         self.limiter = RateLimiter(clock)
         self.login_guard = LoginGuard(
             time.monotonic,

@@ -8,8 +8,7 @@ import logging
 import time
 from typing import Any
 
-from raft.bridge import NoLeader
-from raft.replica import CommandRejected, Replica
+from raft.replica import CommandRejected, NoLeader, Replica
 
 log = logging.getLogger("heroctld.drainer")
 
@@ -33,12 +32,12 @@ def drain_actions(
 
 async def drain_loop(replica: Replica, every: float = 0.5) -> None:
     while True:
-        with replica.state.read() as s:
-            nodes = {k: v for k, v in s.table("nodes").items() if v.get("drain")}
+        with replica.read() as view:
+            nodes = {k: v for k, v in view.nodes.items() if v.get("drain")}
             live = {
                 node_id: [
                     a["id"]
-                    for a in s.allocs_of(node=node_id)
+                    for a in view.allocs.by_node(node_id)
                     if a["desired_status"] == "run" and a["status"] in ("pending", "running")
                 ]
                 for node_id in nodes

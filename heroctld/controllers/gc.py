@@ -41,9 +41,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from raft.bridge import NoLeader
 from raft.fsm_allocs import TERMINAL
-from raft.replica import CommandRejected, Replica
+from raft.replica import CommandRejected, NoLeader, Replica
 
 log = logging.getLogger("heroctld.gc")
 
@@ -126,9 +125,9 @@ async def collect_once(
     replica: Replica, settings: GCSettings, clock: Callable[[], float] = time.time
 ) -> int:
     """One pass: choose, then propose in batches; returns how many were removed."""
-    with replica.state.read() as s:
-        allocs = list(s.table("allocations").values())
-        jobs = dict(s.table("jobs"))
+    with replica.read() as view:
+        allocs = list(view.allocs.values())
+        jobs = view.jobs.copy()
     ids = collectable(
         allocs, jobs, int(clock() * 1000), settings.alloc_threshold, settings.keep_per_group
     )

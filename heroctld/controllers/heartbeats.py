@@ -6,8 +6,7 @@ import asyncio
 import logging
 
 from domain.heartbeats import Heartbeats
-from raft.bridge import NoLeader
-from raft.replica import CommandRejected, Replica
+from raft.replica import CommandRejected, NoLeader, Replica
 
 log = logging.getLogger("heroctld.heartbeats")
 
@@ -15,8 +14,8 @@ log = logging.getLogger("heroctld.heartbeats")
 async def heartbeat_monitor(replica: Replica, beats: Heartbeats, every: float = 0.5) -> None:
     beats.reset()
     while True:
-        with replica.state.read() as s:
-            nodes = dict(s.table("nodes"))
+        with replica.read() as view:
+            nodes = view.nodes.copy()
         for node_id in beats.expired(nodes):
             try:
                 await replica.write("node.status", id=node_id, status="down")

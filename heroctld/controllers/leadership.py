@@ -47,7 +47,7 @@ class Leadership:
     async def run(self, check_every: float = 0.1) -> None:
         try:
             while True:
-                leading = self.replica.node.is_leader and self.replica.is_ready()
+                leading = self.replica.is_leader and self.replica.is_ready()
                 if leading and not self._tasks:
                     log.info("leading: starting %s", ", ".join(self.controllers))
                     self._tasks = [

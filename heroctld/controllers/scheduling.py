@@ -85,18 +85,17 @@ async def scheduling_loop(replica: Replica, wait: float = 30.0) -> None:
     when nodes changed or this server just became leader. A job that runs
     nowhere and could not be placed is skipped until its placement inputs,
     the nodes or the allocations change (domain.scheduler.blocked)."""
-    state = replica.state
-    state.take_changes()  # what happened before we led: covered by the full first pass
+    replica.take_changes()  # what happened before we led: covered by the full first pass
     everything, retry = True, set()
     blocked = BlockedJobs()
     index = 0
     while True:
         if not everything and not retry:
             index = await replica.wait_for_change(WATCHED, index, wait)
-        changed, nodes_changed = state.take_changes()
-        with state.read() as s:
-            table = s.table("jobs")
-            mark = (s.table_index["nodes"], s.table_index["allocations"])
+        changed, nodes_changed = replica.take_changes()
+        with replica.read() as view:
+            table = view.jobs
+            mark = (view.nodes.index, view.allocs.index)
             if everything or nodes_changed:
                 names = sorted(table)
             else:
@@ -106,10 +105,10 @@ async def scheduling_loop(replica: Replica, wait: float = 30.0) -> None:
                     if n in table and (n in retry or not blocked.still_blocked(table[n], mark))
                 )
             jobs = {n: table[n] for n in names}
-            statuses = {n: s.table("job_status").get(n) for n in names}
-            nodes = list(s.table("nodes").values()) if names else []
-            allocs = list(s.table("allocations").values()) if names else []
-            index = max(index, *(s.table_index[t] for t in WATCHED))
+            statuses = {n: view.job_status.get(n) for n in names}
+            nodes = list(view.nodes.values()) if names else []
+            allocs = list(view.allocs.values()) if names else []
+            index = max(index, *(replica.table_index(t) for t in WATCHED))
             for name in changed - table.keys():
                 blocked.forget(name)
         everything, retry = False, set()

@@ -30,10 +30,9 @@ import aiohttp
 
 from domain import webhook_signing as wd
 from heroctld.controllers.leadership import cancel_and_wait
-from raft.bridge import NoLeader, RaftRefused
-from raft.fsm_events import EVENTS, first_seq, last_seq, matches
+from raft.fsm_events import EVENTS, matches
 from raft.fsm_webhooks import DELIVERIES, WEBHOOKS, delivery_id
-from raft.replica import CommandRejected, Replica
+from raft.replica import CommandRejected, NoLeader, RaftRefused, Replica
 
 log = logging.getLogger("heroctld.webhooks")
 
@@ -85,10 +84,10 @@ class Deliverer:
         try:
             while True:
                 index = await self.replica.wait_for_change(WATCHED, index, wait)
-                if self.replica.bridge.closing:  # shutting down: waits return at once
+                if self.replica.closing:  # shutting down: waits return at once
                     return
-                with self.replica.state.read() as s:
-                    ids = set(s.table(WEBHOOKS))
+                with self.replica.read() as view:
+                    ids = set(view.webhooks)
                 for wid in list(self.workers):
                     if wid not in ids or self.workers[wid].done():
                         self.workers.pop(wid).cancel()
@@ -135,13 +134,13 @@ class Deliverer:
         wake = self.wakes.get(wid)
         if wake is not None:
             wake.clear()
-        with self.replica.state.read() as s:
-            hook = s.table(WEBHOOKS).get(wid)
-            row = s.table(DELIVERIES).get(wid)
+        with self.replica.read() as view:
+            hook = view.webhooks.get(wid)
+            row = view.deliveries.get(wid)
             if hook is None or row is None:
                 return False
-            first, last = first_seq(s), last_seq(s)
-            events = s.table(EVENTS)
+            first, last = view.events.first_seq(), view.events.last_seq()
+            events = view.events
             redeliver = row["redeliver"][0] if row["redeliver"] else None
             redeliver_event = events.get(redeliver["seq"]) if redeliver else None
             cursor = row["cursor"]

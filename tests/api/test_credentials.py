@@ -11,12 +11,13 @@ import pytest
 
 from api.security import jwt_tokens
 from api.security.authn import Authenticator, AuthError
-from api.security.passwords import hash_password, verify_password
-from api.security.tokens import hash_secret, new_token_secret, refresh_session_id
 from domain.crypto import DecryptError, KeyMaterial
+from domain.passwords import hash_password, verify_password
+from domain.tokens import hash_secret, new_token_secret, refresh_session_id
 from raft.fsm import apply_batch
 from raft.keys import generate_cluster_key
 from raft.state import State
+from raft.views import Reading
 
 KEY = b"k" * 64
 NOW = 1_800_000_000
@@ -134,7 +135,7 @@ def test_authenticator_resolves_tokens_jwts_and_revocations() -> None:
     secret = new_token_secret()
     state = _bootstrapped(keys, secret)
     now = [float(NOW)]
-    auth = Authenticator(state, keys, lambda: now[0])
+    auth = Authenticator(Reading(state), keys, lambda: now[0])
     mgmt = auth.resolve(secret)
     assert mgmt.management and mgmt.subject == "token:acc" and mgmt.rate_class == "management"
     ro = auth.resolve("ht_" + "r" * 40)

@@ -13,13 +13,8 @@ from typing import Any
 from heroctld.controllers.leadership import Leadership
 
 
-class FakeNode:
-    is_leader = True
-
-
 class FakeReplica:
-    def __init__(self) -> None:
-        self.node = FakeNode()
+    is_leader = True
 
     def is_ready(self) -> bool:
         return True
@@ -44,9 +39,9 @@ async def test_controllers_follow_leadership() -> None:
     leadership = Leadership(replica, {"c": controller})  # type: ignore[arg-type]
     task = asyncio.create_task(leadership.run(check_every=0.01))
     await wait_for_condition(lambda: started == ["c"])
-    replica.node.is_leader = False
+    replica.is_leader = False
     await wait_for_condition(lambda: not leadership._tasks)
-    replica.node.is_leader = True
+    replica.is_leader = True
     await wait_for_condition(lambda: started == ["c", "c"])
     task.cancel()
     done, _ = await asyncio.wait([task], timeout=2)  # ends, controllers stopped
@@ -71,7 +66,7 @@ async def test_cancelled_while_stopping_a_slow_controller_still_ends() -> None:
     leadership = Leadership(replica, {"slow": slow_to_stop})  # type: ignore[arg-type]
     task = asyncio.create_task(leadership.run(check_every=0.01))
     await wait_for_condition(lambda: bool(leadership._tasks))
-    replica.node.is_leader = False  # Leadership now waits in _stop()
+    replica.is_leader = False  # Leadership now waits in _stop()
     await asyncio.wait_for(stopping.wait(), 2)
     task.cancel()  # the daemon shuts down meanwhile
     done, _ = await asyncio.wait([task], timeout=2)

@@ -399,11 +399,18 @@ async def test_cli_follow_long_polls_from_an_index(cluster: Cluster) -> None:
 class _LocalReplica:
     """Just enough of a Replica for the deliverer: a State that writes apply to at once."""
 
+    closing = False
+
     def __init__(self) -> None:
         from raft.state import State
+        from raft.views import Reading
 
         self.state = State()
         self.index = 1
+        self._reading = Reading(self.state)
+
+    def read(self) -> Any:
+        return self._reading
 
     async def write(self, op: str, **fields: Any) -> dict[str, Any]:
         from raft.fsm import apply_batch

@@ -21,11 +21,11 @@ async def test_wakes_when_a_watched_table_moves() -> None:
     replica, bridge = make_replica()
     waiter = asyncio.create_task(replica.wait_for_change(("jobs",), 0, 5))
     await asyncio.sleep(0)
-    replica.state.touch("nodes", 3)  # not watched
+    replica._state.touch("nodes", 3)  # not watched
     bridge._deliver([], 3, None)
     await asyncio.sleep(0.01)
     assert not waiter.done()
-    replica.state.touch("jobs", 4)
+    replica._state.touch("jobs", 4)
     bridge._deliver([], 4, None)
     assert await asyncio.wait_for(waiter, 1) == 4
     assert await replica.wait_for_change(("jobs",), 4, 0.01) == 4  # times out quietly
