@@ -34,7 +34,7 @@ class LogSubscription(Protocol):
 
 
 class LogSource(Protocol):
-    """The agent's log store (:class:`agent.logs.LogStore`)."""
+    """The agent's log store (:class:`agent.logs.store.LogStore`)."""
 
     def has(self, alloc_id: str) -> bool: ...
 
@@ -61,7 +61,7 @@ class LogSource(Protocol):
 
 
 class MetricSource(Protocol):
-    """The agent's metrics store (:class:`agent.metrics.MetricsStore`)."""
+    """The agent's metrics store (:class:`agent.metrics.store.MetricsStore`)."""
 
     interval: float
 
