@@ -21,21 +21,21 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["UNIT_SECONDS", "DurationError", "format_duration", "parse_duration"]
+__all__ = ["EXAMPLES", "UNIT_SECONDS", "DurationError", "format_duration", "parse_duration"]
 
 UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 _NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
 _BARE = re.compile(_NUMBER)
 _PART = re.compile(rf"({_NUMBER})(ms|s|m|h|d|w)")  # "ms" before "m"
-_EXAMPLES = "500ms, 30s, 5m, 1h30m or 2d"
+EXAMPLES = "500ms, 30s, 5m, 1h30m or 2d"  # for messages
 
 
 class DurationError(ValueError):
     """Not a duration: the message quotes the text and shows the grammar by example."""
 
     def __init__(self, text: str) -> None:
-        super().__init__(f"{text!r} is not a duration (a number of seconds, or like {_EXAMPLES})")
+        super().__init__(f"{text!r} is not a duration (a number of seconds, or like {EXAMPLES})")
         self.text = text
 
 

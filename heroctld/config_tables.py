@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from domain.durations import parse_duration
+from domain.durations import EXAMPLES, parse_duration
 
 Reader = Callable[[Any], Any]  # a raw value -> the setting, or ValueError saying why
 
@@ -102,7 +102,7 @@ def number(minimum: float = 0.0) -> Reader:
     return read
 
 
-_DURATION = "a duration (seconds, or like 500ms, 30s, 5m, 1h30m or 2d)"
+_DURATION = f"a duration (seconds, or like {EXAMPLES})"
 
 
 def duration(minimum: float = 0.0) -> Reader:
