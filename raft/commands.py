@@ -46,6 +46,12 @@ def new_command(op: str, **fields: Any) -> dict[str, Any]:
     return cmd
 
 
+def timestamp(cmd: dict[str, Any]) -> int:
+    """The command's `ts` (ms, set by the proposer: the FSM reads no clock), 0 if it has none."""
+    ts = cmd.get("ts")
+    return ts if isinstance(ts, int) and not isinstance(ts, bool) else 0
+
+
 def encode_command(cmd: dict[str, Any]) -> bytes:
     if not isinstance(cmd.get("op"), str):
         raise CommandError("command without op")

@@ -4,6 +4,10 @@ Pure: no clock, no randomness, no I/O. Every server applies the same entries
 in the same order and ends with the same tables. It never raises (an
 exception inside pysyncobj's apply wedges the cluster, notes/pysyncobj.md #1):
 an unknown op, a malformed command or a bug becomes an error result.
+
+A command runs its operation (raft.operations), then, if it succeeded, the
+events of what it changed are appended (raft.event_derivation). A retried
+request id answers what it answered the first time, without applying again.
 """
 
 from __future__ import annotations
@@ -11,17 +15,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from raft import (  # noqa: F401  (register their ops)
-    fsm_acl,
-    fsm_allocs,
-    fsm_cluster,
-    fsm_events,
-    fsm_jobs,
-    fsm_nodes,
-    fsm_secrets,
-    fsm_webhooks,
-)
-from raft.ops import HANDLERS, fail
+from raft.changes import Changes
+from raft.event_derivation import announce
+from raft.fsm_results import fail
+from raft.operations import OPERATIONS
 from raft.state import State
 
 log = logging.getLogger("heroctld.fsm")
@@ -33,17 +30,20 @@ def apply_command(state: State, cmd: dict[str, Any] | None, index: int) -> dict[
     rid = cmd.get("rid")
     if isinstance(rid, str) and rid in state.requests:
         return state.remembered(rid)
-    handler = HANDLERS.get(cmd.get("op"))  # type: ignore[arg-type]
-    if handler is None:
-        result = fail(400, "unknown_op", f"unknown op {cmd.get('op')!r}")
+    op = cmd.get("op")
+    operation = OPERATIONS.get(op) if isinstance(op, str) else None
+    if operation is None:
+        result = fail(400, "unknown_op", f"unknown op {op!r}")
     else:
-        pre = fsm_events.before(state, cmd)
+        changes = Changes()
         try:
-            result = handler(state, cmd, index)
-            fsm_events.after(state, cmd, result, index, pre)  # total: never raises
+            result = operation(state, cmd, index, changes)
         except Exception as exc:  # a bug must not wedge raft: answer instead
-            log.exception("op %s failed at index %d", cmd.get("op"), index)
-            result = fail(500, "internal", f"{type(exc).__name__} while applying {cmd.get('op')}")
+            log.exception("op %s failed at index %d", op, index)
+            result = fail(500, "internal", f"{type(exc).__name__} while applying {op}")
+        else:
+            if changes.tables and result.get("ok"):
+                announce(state, changes, cmd, index)  # never raises
     result["index"] = index
     if isinstance(rid, str):
         state.remember_request(rid, result)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from raft.ops import fail, ok, op
+from raft.changes import Changes
+from raft.fsm_results import fail, ok
 from raft.state import State
 
 CLIENT_STATUSES = ("pending", "running", "complete", "failed", "lost")
@@ -21,12 +22,14 @@ def _event(ts: int, kind: str, message: str) -> dict[str, Any]:
     return {"ts": ts, "type": kind, "message": message}
 
 
-def _put(state: State, doc: dict[str, Any], index: int) -> None:
+def _put(state: State, changes: Changes, doc: dict[str, Any], index: int) -> None:
     doc["modify_index"] = index
     state.changed_jobs.add(doc["job"])
     table = state.table("allocations")
-    if doc["id"] not in table:
+    before = table.get(doc["id"])
+    if before is None:
         state.index_alloc(doc)
+    changes.wrote("allocations", doc["id"], before)
     table[doc["id"]] = doc
     state.touch("allocations", index)
 
@@ -36,7 +39,13 @@ def _with_events(doc: dict[str, Any], events: list[dict[str, Any]]) -> list[dict
 
 
 def mark_stop(
-    state: State, alloc: dict[str, Any], reason: str, ts: int, index: int, lost: bool = False
+    state: State,
+    changes: Changes,
+    alloc: dict[str, Any],
+    reason: str,
+    ts: int,
+    index: int,
+    lost: bool = False,
 ) -> None:
     """Desired stop (the agent stops it and reports); `lost` when its node is gone."""
     if alloc.get("desired_status") == "stop" and not lost:
@@ -45,7 +54,7 @@ def mark_stop(
     if lost and alloc.get("status") not in TERMINAL:
         doc["status"] = "lost"
     doc["events"] = _with_events(alloc, [_event(ts, "lost" if lost else "stop", reason)])
-    _put(state, doc, index)
+    _put(state, changes, doc, index)
 
 
 def _group_spec(job: dict[str, Any] | None, group: str) -> dict[str, Any] | None:
@@ -55,8 +64,7 @@ def _group_spec(job: dict[str, Any] | None, group: str) -> dict[str, Any] | None
     return None
 
 
-@op("plan.apply")
-def plan_apply(state: State, cmd: dict[str, Any], index: int) -> dict[str, Any]:
+def plan_apply(state: State, cmd: dict[str, Any], index: int, changes: Changes) -> dict[str, Any]:
     """Apply a scheduler plan, unless the job changed since it was computed."""
     name = cmd.get("job")
     job = state.table("jobs").get(name)
@@ -71,6 +79,7 @@ def plan_apply(state: State, cmd: dict[str, Any], index: int) -> dict[str, Any]:
         if alloc is not None:
             mark_stop(
                 state,
+                changes,
                 alloc,
                 str(stop.get("reason", "stopped by the scheduler")),
                 ts,
@@ -107,7 +116,7 @@ def plan_apply(state: State, cmd: dict[str, Any], index: int) -> dict[str, Any]:
                 _event(ts, "placed", f"placed on {node.get('name')} ({p.get('reason', 'new')})")
             ],
         }
-        _put(state, doc, index)
+        _put(state, changes, doc, index)
     status = {
         "failures": cmd.get("failures") or [],
         "deferred": cmd.get("deferred") or {},
@@ -116,13 +125,13 @@ def plan_apply(state: State, cmd: dict[str, Any], index: int) -> dict[str, Any]:
     }
     table = state.table("job_status")
     if job is not None and table.get(name) != {**status, "index": table.get(name, {}).get("index")}:
+        changes.wrote("job_status", name, table.get(name))
         table[name] = {**status, "index": index}
         state.touch("job_status", index)
     return ok(placed=len(places), stopped=len(stops))
 
 
-@op("alloc.update")
-def alloc_update(state: State, cmd: dict[str, Any], index: int) -> dict[str, Any]:
+def alloc_update(state: State, cmd: dict[str, Any], index: int, changes: Changes) -> dict[str, Any]:
     """What a node reports about its allocations (batched)."""
     node = cmd.get("node")
     allocs = state.table("allocations")
@@ -144,22 +153,21 @@ def alloc_update(state: State, cmd: dict[str, Any], index: int) -> dict[str, Any
         if events:
             doc["events"] = _with_events(alloc, events)
         doc["client_updated_at"] = cmd.get("ts", 0)
-        _put(state, doc, index)
+        _put(state, changes, doc, index)
         applied += 1
     return ok(applied=applied, refused=refused)
 
 
-@op("alloc.stop")
-def alloc_stop(state: State, cmd: dict[str, Any], index: int) -> dict[str, Any]:
+def alloc_stop(state: State, cmd: dict[str, Any], index: int, changes: Changes) -> dict[str, Any]:
     alloc = state.table("allocations").get(cmd.get("id"))
     if alloc is None:
         return fail(404, "allocation_not_found", f"allocation '{cmd.get('id')}' does not exist")
-    mark_stop(state, alloc, str(cmd.get("reason") or "stopped by a user"), cmd.get("ts", 0), index)
+    reason = str(cmd.get("reason") or "stopped by a user")
+    mark_stop(state, changes, alloc, reason, cmd.get("ts", 0), index)
     return ok(allocation=state.table("allocations")[alloc["id"]])
 
 
-@op("alloc.gc")
-def alloc_gc(state: State, cmd: dict[str, Any], index: int) -> dict[str, Any]:
+def alloc_gc(state: State, cmd: dict[str, Any], index: int, changes: Changes) -> dict[str, Any]:
     """Forget allocations that are stopped and terminal."""
     allocs = state.table("allocations")
     removed = 0
@@ -167,6 +175,7 @@ def alloc_gc(state: State, cmd: dict[str, Any], index: int) -> dict[str, Any]:
         alloc = allocs.get(alloc_id)
         if alloc and alloc["desired_status"] == "stop" and alloc["status"] in TERMINAL:
             state.unindex_alloc(alloc)
+            changes.wrote("allocations", alloc_id, alloc)
             del allocs[alloc_id]
             removed += 1
     if removed:
@@ -174,10 +183,12 @@ def alloc_gc(state: State, cmd: dict[str, Any], index: int) -> dict[str, Any]:
     return ok(removed=removed)
 
 
-def stop_job_allocs(state: State, job: str, reason: str, ts: int, index: int) -> int:
+def stop_job_allocs(
+    state: State, changes: Changes, job: str, reason: str, ts: int, index: int
+) -> int:
     live = [a for a in state.allocs_of(job=job) if a["desired_status"] == "run"]
     for alloc in live:
-        mark_stop(state, alloc, reason, ts, index)
+        mark_stop(state, changes, alloc, reason, ts, index)
     return len(live)
 
 
@@ -186,7 +197,12 @@ def _without_count(group: dict[str, Any]) -> dict[str, Any]:
 
 
 def update_in_place(
-    state: State, old_job: dict[str, Any], new_job: dict[str, Any], ts: int, index: int
+    state: State,
+    changes: Changes,
+    old_job: dict[str, Any],
+    new_job: dict[str, Any],
+    ts: int,
+    index: int,
 ) -> int:
     """A new version whose group changed only in `count` keeps its allocations.
 
@@ -209,6 +225,6 @@ def update_in_place(
                     alloc,
                     [_event(ts, "updated", f"moved to version {new_job['version']} in place")],
                 )
-                _put(state, doc, index)
+                _put(state, changes, doc, index)
                 moved += 1
     return moved

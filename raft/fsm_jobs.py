@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from raft.changes import Changes
 from raft.fsm_allocs import stop_job_allocs, update_in_place
-from raft.ops import fail, ok, op
+from raft.fsm_results import fail, ok
 from raft.packing import pack, unpack
 from raft.state import State
 
 MAX_VERSIONS = 10  # current + 9 previous
 
 
-@op("job.upsert")
-def job_upsert(state: State, cmd: dict[str, Any], index: int) -> dict[str, Any]:
+def job_upsert(state: State, cmd: dict[str, Any], index: int, changes: Changes) -> dict[str, Any]:
     spec = cmd.get("job")
     if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
         return fail(400, "invalid_job", "job must be an object with a name")
@@ -38,10 +38,11 @@ def job_upsert(state: State, cmd: dict[str, Any], index: int) -> dict[str, Any]:
         submit_time=cmd.get("ts", 0),
         status="pending",
     )
+    changes.wrote("jobs", name, existing)
     jobs[name] = doc
     state.changed_jobs.add(name)
     if existing:
-        update_in_place(state, existing, doc, cmd.get("ts", 0), index)
+        update_in_place(state, changes, existing, doc, cmd.get("ts", 0), index)
         versions = state.table("job_versions")
         # Old versions are kept packed: a few hundred bytes each instead of
         # kilobytes of dicts (10,000 jobs x 10 versions must fit in memory).
@@ -53,18 +54,19 @@ def job_upsert(state: State, cmd: dict[str, Any], index: int) -> dict[str, Any]:
     return ok(job=doc, created=existing is None)
 
 
-@op("job.delete")
-def job_delete(state: State, cmd: dict[str, Any], index: int) -> dict[str, Any]:
+def job_delete(state: State, cmd: dict[str, Any], index: int, changes: Changes) -> dict[str, Any]:
     name = cmd.get("name")
     jobs = state.table("jobs")
     if name not in jobs:
         return fail(404, "job_not_found", f"job '{name}' does not exist")
-    del jobs[name]
+    changes.wrote("jobs", name, jobs.pop(name))
     state.changed_jobs.add(name)
     state.table("job_versions").pop(name, None)
-    if state.table("job_status").pop(name, None) is not None:
+    status = state.table("job_status").pop(name, None)
+    if status is not None:
+        changes.wrote("job_status", name, status)
         state.touch("job_status", index)
-    stop_job_allocs(state, name, "job deleted", cmd.get("ts", 0), index)
+    stop_job_allocs(state, changes, name, "job deleted", cmd.get("ts", 0), index)
     state.touch("jobs", index)
     state.touch("job_versions", index)
     return ok(name=name)

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from raft.ops import fail, ok, op
+from raft.changes import Changes
+from raft.fsm_results import fail, ok
 from raft.state import State
 
 NODE_STATUSES = ("initializing", "ready", "down")
@@ -41,16 +42,22 @@ def _node(state: State, node_id: Any) -> dict[str, Any] | None:
     return state.table("nodes").get(node_id) if isinstance(node_id, str) else None
 
 
-def _put(state: State, doc: dict[str, Any], index: int) -> dict[str, Any]:
+def _put(
+    state: State, changes: Changes, doc: dict[str, Any], index: int, action: str
+) -> dict[str, Any]:
+    """Store a node's new document; `action` is what its `node.updated` event says."""
     doc["modify_index"] = index
     state.nodes_changed = True
-    state.table("nodes")[doc["id"]] = doc
+    nodes = state.table("nodes")
+    changes.wrote("nodes", doc["id"], nodes.get(doc["id"]), action)
+    nodes[doc["id"]] = doc
     state.touch("nodes", index)
     return doc
 
 
-@op("node.register")
-def node_register(state: State, cmd: dict[str, Any], index: int) -> dict[str, Any]:
+def node_register(
+    state: State, cmd: dict[str, Any], index: int, changes: Changes
+) -> dict[str, Any]:
     node = cmd.get("node")
     if not isinstance(node, dict) or not isinstance(node.get("id"), str) or not node.get("name"):
         return fail(400, "invalid_node", "node must have an id and a name")
@@ -74,11 +81,11 @@ def node_register(state: State, cmd: dict[str, Any], index: int) -> dict[str, An
     if doc.get("status") != "ready":
         doc["status"] = "ready"
         doc["status_updated_at"] = cmd.get("ts", 0)
-    return ok(node=_put(state, doc, index))
+    action = "re-registered" if existing else "registered"
+    return ok(node=_put(state, changes, doc, index, action))
 
 
-@op("node.status")
-def node_status(state: State, cmd: dict[str, Any], index: int) -> dict[str, Any]:
+def node_status(state: State, cmd: dict[str, Any], index: int, changes: Changes) -> dict[str, Any]:
     existing = _node(state, cmd.get("id"))
     if existing is None:
         return fail(404, "node_not_found", f"node '{cmd.get('id')}' does not exist")
@@ -88,11 +95,10 @@ def node_status(state: State, cmd: dict[str, Any], index: int) -> dict[str, Any]
     if existing.get("status") == status:
         return ok(node=existing, changed=False)
     doc = dict(existing, status=status, status_updated_at=cmd.get("ts", 0))
-    return ok(node=_put(state, doc, index), changed=True)
+    return ok(node=_put(state, changes, doc, index, "status"), changed=True)
 
 
-@op("node.drain")
-def node_drain(state: State, cmd: dict[str, Any], index: int) -> dict[str, Any]:
+def node_drain(state: State, cmd: dict[str, Any], index: int, changes: Changes) -> dict[str, Any]:
     """Start (`enable`) or cancel a drain; a started drain has a deadline."""
     existing = _node(state, cmd.get("id"))
     if existing is None:
@@ -109,15 +115,18 @@ def node_drain(state: State, cmd: dict[str, Any], index: int) -> dict[str, Any]:
             "deadline_seconds": deadline,
         }
         doc["eligibility"] = "ineligible"
+        action = "drain"
     else:
         doc["drain"] = None
         if not cmd.get("keep_ineligible"):
             doc["eligibility"] = "eligible"
-    return ok(node=_put(state, doc, index))
+        action = "drain cancelled"
+    return ok(node=_put(state, changes, doc, index, action))
 
 
-@op("node.drain_complete")
-def node_drain_complete(state: State, cmd: dict[str, Any], index: int) -> dict[str, Any]:
+def node_drain_complete(
+    state: State, cmd: dict[str, Any], index: int, changes: Changes
+) -> dict[str, Any]:
     existing = _node(state, cmd.get("id"))
     if existing is None or not existing.get("drain"):
         return ok(changed=False)
@@ -127,11 +136,12 @@ def node_drain_complete(state: State, cmd: dict[str, Any], index: int) -> dict[s
         eligibility="ineligible",
         last_drain={**existing["drain"], "completed_at": cmd.get("ts", 0)},
     )
-    return ok(node=_put(state, doc, index), changed=True)
+    return ok(node=_put(state, changes, doc, index, "drain complete"), changed=True)
 
 
-@op("node.eligibility")
-def node_eligibility(state: State, cmd: dict[str, Any], index: int) -> dict[str, Any]:
+def node_eligibility(
+    state: State, cmd: dict[str, Any], index: int, changes: Changes
+) -> dict[str, Any]:
     existing = _node(state, cmd.get("id"))
     if existing is None:
         return fail(404, "node_not_found", f"node '{cmd.get('id')}' does not exist")
@@ -143,4 +153,4 @@ def node_eligibility(state: State, cmd: dict[str, Any], index: int) -> dict[str,
             409, "node_draining", "a draining node cannot be made eligible; cancel the drain"
         )
     doc = dict(existing, eligibility="eligible" if eligible else "ineligible")
-    return ok(node=_put(state, doc, index))
+    return ok(node=_put(state, changes, doc, index, "eligibility"))

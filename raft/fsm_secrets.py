@@ -18,18 +18,15 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from raft.ops import delete_named, fail, ok, op
+from raft.changes import Changes
+from raft.commands import timestamp
+from raft.fsm_results import delete_named, fail, ok
 from raft.state import State
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 MAX_VERSIONS = 20  # per secret; older versions are dropped
 MAX_CIPHERTEXT = 64 * 1024 + 16  # 64 KiB of plaintext plus the GCM tag
 KEYRING_ROW = "keyring"
-
-
-def _ts(cmd: dict[str, Any]) -> int:
-    ts = cmd.get("ts")
-    return ts if isinstance(ts, int) and not isinstance(ts, bool) else 0
 
 
 def keyring(state: State) -> dict[str, Any] | None:
@@ -49,8 +46,7 @@ def _new_keyring(kid: str, ts: int, index: int) -> dict[str, Any]:
     return {"primary": kid, "keys": {kid: {"id": kid, "create_time": ts, "create_index": index}}}
 
 
-@op("secret.put")
-def secret_put(state: State, cmd: dict[str, Any], index: int) -> dict[str, Any]:
+def secret_put(state: State, cmd: dict[str, Any], index: int, changes: Changes) -> dict[str, Any]:
     name, version = cmd.get("name"), cmd.get("version")
     if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         return fail(400, "invalid_name", "secret names are 1-128 of [A-Za-z0-9_.-]")
@@ -59,7 +55,7 @@ def secret_put(state: State, cmd: dict[str, Any], index: int) -> dict[str, Any]:
     sealed = _sealed(cmd)
     if sealed is None:
         return fail(400, "invalid_command", "a secret needs key_id, a 12-byte nonce and ciphertext")
-    ts = _ts(cmd)
+    ts = timestamp(cmd)
     ring = keyring(state)
     if ring is None:
         state.table("keyring")[KEYRING_ROW] = _new_keyring(sealed["key_id"], ts, index)
@@ -86,21 +82,26 @@ def secret_put(state: State, cmd: dict[str, Any], index: int) -> dict[str, Any]:
         "modify_index": index,
         "versions": versions,
     }
+    changes.wrote("secrets", name, existing)
     table[name] = doc
     state.touch("secrets", index)
     return ok(secret=describe(doc), created=existing is None)
 
 
-@op("secret.delete")
-def secret_delete(state: State, cmd: dict[str, Any], index: int) -> dict[str, Any]:
+def secret_delete(
+    state: State, cmd: dict[str, Any], index: int, changes: Changes
+) -> dict[str, Any]:
     name = cmd.get("name")
+    existing = state.table("secrets").get(name) if isinstance(name, str) else None
     if (refused := delete_named(state, "secrets", name, "secret", index)) is not None:
         return refused
+    changes.wrote("secrets", name, existing)
     return ok(name=name)
 
 
-@op("secret.reencrypt")
-def secret_reencrypt(state: State, cmd: dict[str, Any], index: int) -> dict[str, Any]:
+def secret_reencrypt(
+    state: State, cmd: dict[str, Any], index: int, changes: Changes
+) -> dict[str, Any]:
     """Move one version to another key; a no-op if it changed meanwhile."""
     sealed = _sealed(cmd)
     ring = keyring(state)
@@ -115,15 +116,17 @@ def secret_reencrypt(state: State, cmd: dict[str, Any], index: int) -> dict[str,
     for i, entry in enumerate(versions):
         if entry["version"] == cmd.get("version") and entry["key_id"] == cmd.get("old_key_id"):
             versions[i] = {**entry, **sealed}
+            changes.wrote("secrets", doc["name"], doc)
             table[doc["name"]] = {**doc, "versions": versions}
             state.touch("secrets", index)
             return ok(changed=True)
     return ok(changed=False)
 
 
-@op("keyring.rotate")
-def keyring_rotate(state: State, cmd: dict[str, Any], index: int) -> dict[str, Any]:
-    kid, ts = cmd.get("key_id"), _ts(cmd)
+def keyring_rotate(
+    state: State, cmd: dict[str, Any], index: int, changes: Changes
+) -> dict[str, Any]:
+    kid, ts = cmd.get("key_id"), timestamp(cmd)
     if not isinstance(kid, str) or not kid:
         return fail(400, "invalid_command", "rotate needs a key_id")
     ring = keyring(state)
@@ -149,8 +152,9 @@ def keys_in_use(state: State) -> dict[str, int]:
     return used
 
 
-@op("keyring.prune")
-def keyring_prune(state: State, cmd: dict[str, Any], index: int) -> dict[str, Any]:
+def keyring_prune(
+    state: State, cmd: dict[str, Any], index: int, changes: Changes
+) -> dict[str, Any]:
     ring = keyring(state)
     if ring is None:
         return ok(dropped=[])

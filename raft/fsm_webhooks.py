@@ -18,8 +18,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from raft.changes import Changes
+from raft.commands import timestamp
 from raft.fsm_events import EVENTS, first_seq, last_seq, unknown_topics
-from raft.ops import fail, ok, op
+from raft.fsm_results import fail, ok
 from raft.state import State
 
 WEBHOOKS = "webhooks"
@@ -49,12 +51,9 @@ def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def _ts(cmd: dict[str, Any]) -> int:
-    return _int(cmd.get("ts")) or 0
-
-
-@op("webhook.create")
-def webhook_create(state: State, cmd: dict[str, Any], index: int) -> dict[str, Any]:
+def webhook_create(
+    state: State, cmd: dict[str, Any], index: int, changes: Changes
+) -> dict[str, Any]:
     wid, url, events, secret = cmd.get("id"), cmd.get("url"), cmd.get("events"), cmd.get("secret")
     if not isinstance(wid, str) or not ID_RE.fullmatch(wid):
         return fail(400, "invalid_command", "a webhook id looks like wh_<hex>")
@@ -79,7 +78,7 @@ def webhook_create(state: State, cmd: dict[str, Any], index: int) -> dict[str, A
         return fail(409, "webhook_exists", f"webhook '{wid}' already exists")
     if len(table) >= MAX_WEBHOOKS:
         return fail(409, "too_many_webhooks", f"a cluster has at most {MAX_WEBHOOKS} webhooks")
-    ts = _ts(cmd)
+    ts = timestamp(cmd)
     doc = {
         "id": wid,
         "url": url,
@@ -105,8 +104,9 @@ def webhook_create(state: State, cmd: dict[str, Any], index: int) -> dict[str, A
     return ok(webhook=describe(doc))
 
 
-@op("webhook.delete")
-def webhook_delete(state: State, cmd: dict[str, Any], index: int) -> dict[str, Any]:
+def webhook_delete(
+    state: State, cmd: dict[str, Any], index: int, changes: Changes
+) -> dict[str, Any]:
     wid = cmd.get("id")
     table = state.table(WEBHOOKS)
     if not isinstance(wid, str) or wid not in table:
@@ -132,8 +132,9 @@ def _attempt(raw: Any) -> dict[str, Any] | None:
     return out
 
 
-@op("webhook.progress")
-def webhook_progress(state: State, cmd: dict[str, Any], index: int) -> dict[str, Any]:
+def webhook_progress(
+    state: State, cmd: dict[str, Any], index: int, changes: Changes
+) -> dict[str, Any]:
     """What the leader's deliverer did: attempts, the new cursor, the retry state."""
     wid = cmd.get("id")
     rows = state.table(DELIVERIES)
@@ -174,8 +175,9 @@ def webhook_progress(state: State, cmd: dict[str, Any], index: int) -> dict[str,
     return ok(cursor=new["cursor"])
 
 
-@op("webhook.redeliver")
-def webhook_redeliver(state: State, cmd: dict[str, Any], index: int) -> dict[str, Any]:
+def webhook_redeliver(
+    state: State, cmd: dict[str, Any], index: int, changes: Changes
+) -> dict[str, Any]:
     """Queue one past delivery again (the deliverer sends it once more)."""
     wid, delivery = cmd.get("id"), cmd.get("delivery")
     row = state.table(DELIVERIES).get(wid) if isinstance(wid, str) else None
@@ -195,7 +197,10 @@ def webhook_redeliver(state: State, cmd: dict[str, Any], index: int) -> dict[str
     rows = state.table(DELIVERIES)
     rows[wid] = dict(
         row,
-        redeliver=[*row["redeliver"], {"delivery": delivery, "seq": seq, "requested": _ts(cmd)}],
+        redeliver=[
+            *row["redeliver"],
+            {"delivery": delivery, "seq": seq, "requested": timestamp(cmd)},
+        ],
         modify_index=index,
     )
     state.touch(DELIVERIES, index)

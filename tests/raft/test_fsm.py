@@ -9,10 +9,11 @@ import msgpack
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from raft import ops
+from raft.changes import Changes
 from raft.commands import decode_batch, encode_batch, encode_command
 from raft.fsm import apply_batch
 from raft.fsm_jobs import MAX_VERSIONS, job_versions
+from raft.operations import OPERATIONS
 from raft.state import State
 
 
@@ -121,16 +122,14 @@ def test_unknown_op_and_undecodable_command() -> None:
     assert state.index == 2
 
 
-def test_a_bug_in_a_handler_is_an_answer_not_an_exception() -> None:
-    @ops.op("test.explode")
-    def explode(state: State, c: dict[str, Any], index: int) -> dict[str, Any]:
+def test_a_bug_in_an_operation_is_an_answer_not_an_exception(monkeypatch: Any) -> None:
+    def explode(state: State, c: dict[str, Any], index: int, changes: Changes) -> dict[str, Any]:
         raise RuntimeError("boom")
 
-    try:
-        results = apply_batch(State(), [cmd("test.explode")], 2)
-        assert results[0]["status"] == 500 and results[0]["error"] == "internal"
-    finally:
-        ops.HANDLERS.pop("test.explode")
+    monkeypatch.setitem(OPERATIONS, "test.explode", explode)
+    results = apply_batch(State(), [cmd("test.explode"), {"op": ["not", "a", "name"]}], 2)
+    assert results[0]["status"] == 500 and results[0]["error"] == "internal"
+    assert results[1]["error"] == "unknown_op"
 
 
 def test_snapshot_round_trip() -> None:

@@ -1,22 +1,13 @@
-"""The registry of FSM operations and the result helpers they share."""
+"""What FSM operations share: their answer, a result or a refusal (the FSM
+never raises), and the refusals of upserts and deletes of named rows, so every
+table says `409 <kind>_exists` and `404 <kind>_not_found` the same way.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from raft.state import State
-
-Handler = Callable[[State, dict[str, Any], int], dict[str, Any]]
-HANDLERS: dict[str, Handler] = {}
-
-
-def op(name: str) -> Callable[[Handler], Handler]:
-    def register(fn: Handler) -> Handler:
-        HANDLERS[name] = fn
-        return fn
-
-    return register
 
 
 def ok(**fields: Any) -> dict[str, Any]:
@@ -26,6 +17,11 @@ def ok(**fields: Any) -> dict[str, Any]:
 def fail(status: int, code: str, message: str) -> dict[str, Any]:
     """A refused command: the FSM never raises, it answers."""
     return {"ok": False, "status": status, "error": code, "message": message}
+
+
+def filled(value: Any) -> bool:
+    """A command field that must be a non-empty string."""
+    return isinstance(value, str) and bool(value)
 
 
 def upsert_refused(

@@ -1,0 +1,124 @@
+"""FSM operations on sessions: a JWT and its refresh token, per subject.
+
+Subjects are `user:<username>` or `token:<accessor_id>`. Only hashes travel
+(the refresh token's), like every credential in raft.fsm_acl. A session
+ends when it expires, when it is revoked, when its refresh token is replayed,
+or with its subject (raft.fsm_acl deletes a user's or a token's sessions in
+the command that deletes it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from raft.changes import Changes
+from raft.commands import timestamp
+from raft.fsm_results import fail, filled, ok
+from raft.state import State
+
+
+def _delete_where(state: State, index: int, ended: Callable[[dict[str, Any]], bool]) -> int:
+    sessions = state.table("acl_sessions")
+    dead = [sid for sid, row in sessions.items() if ended(row)]
+    for sid in dead:
+        del sessions[sid]
+    if dead:
+        state.touch("acl_sessions", index)
+    return len(dead)
+
+
+def drop_sessions(state: State, subject: str, index: int) -> int:
+    """Delete every session of `subject`; how many there were."""
+    return _delete_where(state, index, lambda row: row["subject"] == subject)
+
+
+def subject_exists(state: State, subject: str) -> bool:
+    kind, _, ident = subject.partition(":")
+    if kind == "user":
+        return ident in state.table("acl_users")
+    if kind == "token":
+        return ident in state.table("acl_tokens")
+    return False
+
+
+def session_create(
+    state: State, cmd: dict[str, Any], index: int, changes: Changes
+) -> dict[str, Any]:
+    s = cmd.get("session")
+    ts = timestamp(cmd)
+    if not (
+        isinstance(s, dict)
+        and all(filled(s.get(k)) for k in ("id", "subject", "jti", "refresh_hash"))
+        and isinstance(s.get("expires_at"), int)
+    ):
+        return fail(400, "invalid_command", "a session needs id, subject, jti, refresh_hash")
+    _delete_where(state, index, lambda row: row["expires_at"] <= ts)  # the expired ones
+    if not subject_exists(state, s["subject"]):
+        return fail(401, "invalid_credentials", "the identity no longer exists")
+    sessions = state.table("acl_sessions")
+    if s["id"] in sessions:
+        return fail(409, "session_exists", "session id already in use")
+    doc = {
+        "id": s["id"],
+        "subject": s["subject"],
+        "jti": s["jti"],
+        "refresh_hash": s["refresh_hash"],
+        "expires_at": s["expires_at"],
+        "create_time": ts,
+        "create_index": index,
+        "modify_index": index,
+    }
+    sessions[doc["id"]] = doc
+    state.touch("acl_sessions", index)
+    return ok(session_id=doc["id"], subject=doc["subject"])
+
+
+def session_rotate(
+    state: State, cmd: dict[str, Any], index: int, changes: Changes
+) -> dict[str, Any]:
+    """Swap a session's JWT and refresh token for new ones, once.
+
+    The caller proves itself with the current JWT's `jti` or the current
+    refresh token's hash. A refresh token presented a second time kills the
+    whole session (it was stolen or replayed).
+    """
+    sessions = state.table("acl_sessions")
+    sid, ts = cmd.get("id"), timestamp(cmd)
+    row = sessions.get(sid) if isinstance(sid, str) else None
+    if row is None or row["expires_at"] <= ts:
+        if row is not None:
+            del sessions[sid]
+            state.touch("acl_sessions", index)
+        return fail(401, "invalid_session", "the session has ended; log in again")
+    if not (filled(cmd.get("jti")) and filled(cmd.get("refresh_hash"))):
+        return fail(400, "invalid_command", "rotate needs the new jti and refresh hash")
+    if cmd.get("expect_refresh_hash") is not None:
+        if cmd["expect_refresh_hash"] != row["refresh_hash"]:
+            del sessions[sid]
+            state.touch("acl_sessions", index)
+            return fail(401, "invalid_refresh_token", "refresh token was already used")
+    elif cmd.get("expect_jti") != row["jti"]:
+        return fail(401, "invalid_token", "that token is no longer current for its session")
+    if not subject_exists(state, row["subject"]):
+        del sessions[sid]
+        state.touch("acl_sessions", index)
+        return fail(401, "invalid_session", "the identity no longer exists")
+    doc = dict(row)
+    doc.update(jti=cmd["jti"], refresh_hash=cmd["refresh_hash"], modify_index=index)
+    if isinstance(cmd.get("expires_at"), int):
+        doc["expires_at"] = cmd["expires_at"]
+    sessions[sid] = doc
+    state.touch("acl_sessions", index)
+    return ok(session_id=sid, subject=doc["subject"])
+
+
+def session_delete(
+    state: State, cmd: dict[str, Any], index: int, changes: Changes
+) -> dict[str, Any]:
+    sessions = state.table("acl_sessions")
+    sid = cmd.get("id")
+    existed = isinstance(sid, str) and sessions.pop(sid, None) is not None
+    if existed:
+        state.touch("acl_sessions", index)
+    return ok(revoked=existed)
