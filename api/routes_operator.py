@@ -14,9 +14,8 @@ from typing import Any
 
 from aiohttp import web
 
-from api.context import read_headers, read_view, replica_of
+from api.context import parse_wait, read_headers, read_view, replica_of
 from domain.crypto import new_key_id
-from httpkit.errors import ApiError
 from httpkit.responses import json_response, ms_to_rfc3339
 from raft.replica import Replica
 
@@ -87,10 +86,7 @@ async def force_snapshot(request: web.Request) -> web.Response:
     snapshot holds every write acknowledged before the call.
     """
     replica = replica_of(request)
-    try:
-        wait = min(max(float(request.query.get("wait", "10")), 0.0), 600.0)
-    except ValueError:
-        raise ApiError(400, "invalid_field", "query 'wait' must be seconds") from None
+    wait = parse_wait(request.query.get("wait", "10"))
     written = await replica.snapshot(wait)
     return json_response(
         {"server": replica.identity.name, "applied_index": replica.index, "written": written},

@@ -39,6 +39,7 @@ from raft.keys import ClusterKeyError, check_cluster_key, generate_cluster_key
 ENV_CLUSTER_KEY = "HEROCTL_CLUSTER_KEY"
 ENV_BOOTSTRAP_TOKEN = "HEROCTL_BOOTSTRAP_TOKEN"  # the first leader bootstraps ACLs with it
 ENV_ADMIN_PASSWORD = "HEROCTL_ADMIN_PASSWORD"  # optional, with the bootstrap token
+ENV_NODE_TTL = "HEROCTL_NODE_TTL"  # overrides node_ttl (tests shorten it)
 DEFAULT_SOURCE = "the config file"  # what messages call a config given as data
 
 
@@ -284,6 +285,8 @@ def read_config(path: str | None, env: dict[str, str]) -> ServerConfig:
     cfg.admin_password = env.get(ENV_ADMIN_PASSWORD, "")
     if not cfg.cluster_key and env.get(ENV_CLUSTER_KEY):
         cfg.cluster_key = env[ENV_CLUSTER_KEY]
+    if env.get(ENV_NODE_TTL):
+        cfg.node_ttl = read_value(_seconds, env[ENV_NODE_TTL], ENV_NODE_TTL)
     return cfg
 
 

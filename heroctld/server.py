@@ -166,7 +166,7 @@ async def serve(cfg: ServerConfig) -> None:
     )
     identity = ServerIdentity(cfg.node_name, cfg.raft_address, cfg.api_address)
     replica = Replica.start(identity, raft_cfg, loop, timeout=cfg.raft.no_leader_timeout)
-    heartbeats = Heartbeats(ttl=float(os.environ.get("HEROCTL_NODE_TTL", cfg.node_ttl)))
+    heartbeats = Heartbeats(ttl=cfg.node_ttl)
     settings = security_settings(cfg)
     keys = KeyMaterial(cfg.cluster_key)
     app = build_app(replica, settings, heartbeats, extra_routes=[agent_endpoints.routes])
