@@ -17,6 +17,7 @@ from aiohttp import web
 from api.context import replica_of
 from api.security import jwt_tokens
 from api.security.authn import AuthError, KeyUnavailable
+from api.security.login_guard import Throttled
 from api.security.runtime import Security, security_of
 from domain.passwords import DUMMY_HASH, verify_password
 from domain.tokens import hash_secret, new_id, new_refresh_token, refresh_session_id
@@ -102,7 +103,6 @@ async def _catch_up(request: web.Request) -> None:
 async def login(request: web.Request) -> web.Response:
     sec = security_of(request)
     body = await read_json_object(request)
-    address = client_address(request)
     acl_token = _string_field(body, "acl_token")
     username = _string_field(body, "username")
     password = _string_field(body, "password")
@@ -110,32 +110,40 @@ async def login(request: web.Request) -> web.Response:
         raise ApiError(
             400, "missing_field", "send {'username', 'password'} or {'acl_token'} to log in"
         )
-    if (retry := sec.login_guard.retry_after(username, address)) is not None:
-        raise _too_many(retry)
+    try:  # counted before the check, so a concurrent burst cannot outrun the count
+        attempt = sec.login_guard.reserve(username, client_address(request))
+    except Throttled as e:
+        raise _too_many(e.retry_after) from None
     await _catch_up(request)
-    subject: str | None = None
+    subject = await _verified_subject(request, sec, acl_token, username, password)
+    if subject is None:  # the reserved slot stays: it is this failure
+        await asyncio.sleep(sec.settings.login_failure_delay)
+        raise ApiError(401, "invalid_credentials", "unknown user, wrong password or invalid token")
+    attempt.succeeded()
+    return await _issue(request, subject)
+
+
+async def _verified_subject(
+    request: web.Request,
+    sec: Security,
+    acl_token: str | None,
+    username: str | None,
+    password: str | None,
+) -> str | None:
+    """`token:<accessor>` or `user:<name>` if the credentials are good, else None."""
     if acl_token is not None:
         try:
             ident = sec.auth.resolve(acl_token)
-            if ident.kind == "token" and ident.via == "acl_token":
-                subject = ident.subject
         except AuthError:
-            subject = None
-    else:
-        assert username is not None and password is not None
-        with replica_of(request).read() as view:
-            user = view.acl_users.get(username)
-        stored = user.get("password_hash") if user else None
-        loop = asyncio.get_running_loop()
-        good = await loop.run_in_executor(None, verify_password, password, stored or DUMMY_HASH)
-        if good and stored:
-            subject = f"user:{username}"
-    if subject is None:
-        sec.login_guard.failed(username, address)
-        await asyncio.sleep(sec.settings.login_failure_delay)
-        raise ApiError(401, "invalid_credentials", "unknown user, wrong password or invalid token")
-    sec.login_guard.succeeded(username)
-    return await _issue(request, subject)
+            return None
+        return ident.subject if ident.kind == "token" and ident.via == "acl_token" else None
+    assert username is not None and password is not None
+    with replica_of(request).read() as view:
+        user = view.acl_users.get(username)
+    stored = user.get("password_hash") if user else None
+    loop = asyncio.get_running_loop()
+    good = await loop.run_in_executor(None, verify_password, password, stored or DUMMY_HASH)
+    return f"user:{username}" if good and stored else None
 
 
 def _jwt_identity(request: web.Request, sec: Security) -> Identity | None:

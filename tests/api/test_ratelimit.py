@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from api.security.login_guard import LoginGuard
+import pytest
+
+from api.security.login_guard import LoginGuard, Throttled
 from httpkit.ratelimit import RateLimiter
 
 
@@ -68,19 +70,46 @@ def test_unlimited_and_pruning() -> None:
     assert len(rl) < 5000  # old windows were pruned
 
 
+def _retry_after(g: LoginGuard, username: str | None, address: str) -> int | None:
+    """The guard's answer to a new attempt that then fails (its slot stays counted)."""
+    try:
+        g.reserve(username, address)
+    except Throttled as e:
+        return e.retry_after
+    return None
+
+
 def test_login_guard_per_user_and_per_address() -> None:
     clock = Clock(0.0)
     g = LoginGuard(clock, max_per_user=3, max_per_address=5, window=60)
     for _ in range(3):
-        assert g.retry_after("bob", "1.1.1.1") is None
-        g.failed("bob", "1.1.1.1")
-    assert g.retry_after("bob", "2.2.2.2") == 60  # the user is locked from everywhere
-    assert g.retry_after("alice", "1.1.1.1") is None  # the address still has budget
-    g.failed("alice", "1.1.1.1")
-    g.failed(None, "1.1.1.1")
-    assert g.retry_after("carol", "1.1.1.1") == 60  # the address is now locked
+        assert _retry_after(g, "bob", "1.1.1.1") is None
+    assert _retry_after(g, "bob", "2.2.2.2") == 60  # the user is locked from everywhere
+    assert _retry_after(g, "alice", "1.1.1.1") is None  # the address still has budget
+    assert _retry_after(g, None, "1.1.1.1") is None
+    assert _retry_after(g, "carol", "1.1.1.1") == 60  # the address is now locked
     clock.t = 61
-    assert g.retry_after("bob", "1.1.1.1") is None
-    g.failed("bob", "3.3.3.3")
-    g.succeeded("bob")
-    assert g.retry_after("bob", "3.3.3.3") is None
+    assert _retry_after(g, "bob", "3.3.3.3") is None
+    g.reserve("bob", "3.3.3.3").succeeded()  # clears bob's failures, gives its own slot back
+    assert _retry_after(g, "bob", "3.3.3.3") is None
+
+
+def test_login_guard_counts_an_attempt_before_its_verdict() -> None:
+    """Attempts in flight hold their slots: a burst gets exactly the limit through."""
+    g = LoginGuard(Clock(0.0), max_per_user=3, max_per_address=100, window=60)
+    in_flight = [g.reserve("bob", "1.1.1.1") for _ in range(3)]  # none has a verdict yet
+    with pytest.raises(Throttled):
+        g.reserve("bob", "1.1.1.1")
+    in_flight[0].succeeded()  # a success clears the user's count, in-flight ones too
+    for _ in range(3):
+        g.reserve("bob", "1.1.1.1")
+    with pytest.raises(Throttled):
+        g.reserve("bob", "1.1.1.1")
+    # a success gives back only its own slot on the address
+    h = LoginGuard(Clock(0.0), max_per_user=100, max_per_address=2, window=60)
+    h.reserve("a", "9.9.9.9").succeeded()
+    h.reserve("b", "9.9.9.9")
+    h.reserve("c", "9.9.9.9").succeeded()
+    h.reserve("d", "9.9.9.9")
+    with pytest.raises(Throttled):
+        h.reserve("e", "9.9.9.9")

@@ -1,0 +1,69 @@
+"""Logins and sessions under pressure, against a real 3-server cluster: a burst of
+concurrent guesses, the cap on sessions per identity, parallel refreshes of one
+session and a replay after the grace window."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from tests.api.authutil import anon
+from tests.support.cluster import Cluster, Server
+from tests.support.http import Reply
+
+T = TypeVar("T")
+MAX_PER_USER = 5  # SecuritySettings.login_max_per_user
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    root: Path = tmp_path_factory.mktemp("hardening")
+    c = Cluster(root, 3).start()
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+def at_once(calls: list[Callable[[], T]]) -> list[T]:
+    """Run every call on its own thread, released together by a barrier."""
+    barrier = threading.Barrier(len(calls))
+    results: list[Any] = [None] * len(calls)
+
+    def run(i: int) -> None:
+        barrier.wait()
+        results[i] = calls[i]()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return results
+
+
+def add_user(server: Server, name: str, password: str) -> None:
+    r = server.post("/v1/acl/users", {"username": name, "password": password})
+    assert r.status == 201, r.raw
+
+
+def test_a_burst_of_guesses_gets_exactly_the_limit_to_the_password_check(
+    cluster: Cluster,
+) -> None:
+    s = cluster.servers[0]
+    add_user(s, "burst", "burst-password-1")
+    guess = {"username": "burst", "password": "wrong-wrong-wrong"}
+    replies: list[Reply] = at_once([lambda: anon(s, "POST", "/v1/auth/login", guess)] * 16)
+    codes = Counter((r.status, r.body["error"]) for r in replies)
+    assert codes == {
+        (401, "invalid_credentials"): MAX_PER_USER,
+        (429, "too_many_login_attempts"): 16 - MAX_PER_USER,
+    }, codes
+    # the right password is refused too while the user's budget is spent
+    r = anon(s, "POST", "/v1/auth/login", {"username": "burst", "password": "burst-password-1"})
+    assert r.status == 429 and int(r.header("Retry-After") or 0) > 0
