@@ -77,7 +77,9 @@ async def _issue(
             "refresh_hash": hash_secret(refresh),
             "expires_at": expires_ms,
         }
-        await replica.write("auth.session.create", session=session)
+        await replica.write(
+            "auth.session.create", session=session, max_sessions=sec.settings.max_sessions
+        )
     else:
         result = await replica.write(
             "auth.session.rotate",

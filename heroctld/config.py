@@ -65,10 +65,12 @@ class RateLimits:
 
 @dataclass
 class AuthSettings:
-    """[auth] jwt_ttl / refresh_ttl, seconds (or HEROCTL_AUTH_JWT_TTL, ..._REFRESH_TTL)."""
+    """[auth] jwt_ttl / refresh_ttl, seconds (or HEROCTL_AUTH_JWT_TTL, ..._REFRESH_TTL);
+    ``max_sessions``: login sessions kept per identity (a new login ends the oldest)."""
 
     jwt_ttl: int = 86_400
     refresh_ttl: int = 30 * 86_400
+    max_sessions: int = 20
 
 
 @dataclass
@@ -142,7 +144,15 @@ RAFT = Table(
 RATE_LIMIT = Table(
     "rate_limit", RateLimits, dict.fromkeys(("default", "management", "service"), integer())
 )
-AUTH = Table("auth", AuthSettings, {"jwt_ttl": _whole_seconds, "refresh_ttl": _whole_seconds})
+AUTH = Table(
+    "auth",
+    AuthSettings,
+    {
+        "jwt_ttl": _whole_seconds,
+        "refresh_ttl": _whole_seconds,
+        "max_sessions": integer(minimum=1),
+    },
+)
 LOGS = Table("logs", LogSettings, {"retention": _seconds, "max_bytes_per_alloc": size})
 METRICS = Table("metrics", MetricsSettings, {"interval": duration(minimum=0.05)})
 GC = Table(

@@ -115,6 +115,7 @@ def security_settings(cfg: ServerConfig) -> SecuritySettings:
         rate_service=cfg.rate_limit.service,
         jwt_ttl=max(1, cfg.auth.jwt_ttl),
         refresh_ttl=max(1, cfg.auth.refresh_ttl),
+        max_sessions=cfg.auth.max_sessions,
         bootstrap_token=cfg.bootstrap_token or None,
         admin_password=cfg.admin_password or None,
     )

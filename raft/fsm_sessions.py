@@ -3,8 +3,9 @@
 Subjects are `user:<username>` or `token:<accessor_id>`. Only hashes travel
 (the refresh token's), like every credential in raft.fsm_acl. A session
 ends when it expires, when it is revoked, when its refresh token is replayed,
-or with its subject (raft.fsm_acl deletes a user's or a token's sessions in
-the command that deletes it).
+when its subject opens more than `max_sessions` (the oldest end first), or
+with its subject (raft.fsm_acl deletes a user's or a token's sessions in the
+command that deletes it).
 """
 
 from __future__ import annotations
@@ -42,23 +43,47 @@ def subject_exists(state: State, subject: str) -> bool:
     return False
 
 
+def _positive(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _end_oldest(state: State, subject: str, keep: int) -> int:
+    """Delete `subject`'s oldest sessions beyond `keep`; how many."""
+    sessions = state.table("acl_sessions")
+    # Oldest first: by creation index, then table order (a batch shares one
+    # index; the table keeps insertion order, in snapshots too).
+    mine = sorted(
+        (sid for sid, row in sessions.items() if row["subject"] == subject),
+        key=lambda sid: sessions[sid]["create_index"],
+    )
+    for sid in mine[: max(0, len(mine) - keep)]:
+        del sessions[sid]
+    return max(0, len(mine) - keep)
+
+
 def session_create(
     state: State, cmd: dict[str, Any], index: int, changes: Changes
 ) -> dict[str, Any]:
+    """A new session; with `max_sessions` (the proposer's `[auth] max_sessions`),
+    the subject's oldest sessions beyond it end in the same command, so logins
+    cannot grow the replicated table without bound."""
     s = cmd.get("session")
     ts = timestamp(cmd)
+    cap = cmd.get("max_sessions")
     if not (
         isinstance(s, dict)
         and all(filled(s.get(k)) for k in ("id", "subject", "jti", "refresh_hash"))
         and isinstance(s.get("expires_at"), int)
     ):
         return fail(400, "invalid_command", "a session needs id, subject, jti, refresh_hash")
-    _delete_where(state, index, lambda row: row["expires_at"] <= ts)  # the expired ones
+    if cap is not None and not _positive(cap):
+        return fail(400, "invalid_command", "max_sessions must be a positive integer")
     if not subject_exists(state, s["subject"]):
         return fail(401, "invalid_credentials", "the identity no longer exists")
     sessions = state.table("acl_sessions")
     if s["id"] in sessions:
         return fail(409, "session_exists", "session id already in use")
+    _delete_where(state, index, lambda row: row["expires_at"] <= ts)  # the expired ones
     doc = {
         "id": s["id"],
         "subject": s["subject"],
@@ -70,8 +95,9 @@ def session_create(
         "modify_index": index,
     }
     sessions[doc["id"]] = doc
+    ended = _end_oldest(state, doc["subject"], cap) if cap is not None else 0
     state.touch("acl_sessions", index)
-    return ok(session_id=doc["id"], subject=doc["subject"])
+    return ok(session_id=doc["id"], subject=doc["subject"], sessions_ended=ended)
 
 
 def session_rotate(

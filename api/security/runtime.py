@@ -34,6 +34,7 @@ class SecuritySettings:
     rate_service: int = 10_000
     jwt_ttl: int = DAY  # seconds a JWT from /v1/auth/login lives
     refresh_ttl: int = 30 * DAY  # seconds a session can be refreshed
+    max_sessions: int = 20  # sessions per identity; a new login ends the oldest beyond it
     bootstrap_token: str | None = None  # HEROCTL_BOOTSTRAP_TOKEN: first leader bootstraps
     admin_password: str | None = None  # HEROCTL_ADMIN_PASSWORD, with the token above
     announce_bootstrap: Callable[[str, str | None], None] | None = None  # dev mode

@@ -12,18 +12,20 @@ from typing import Any, TypeVar
 
 import pytest
 
-from tests.api.authutil import anon
-from tests.support.cluster import Cluster, Server
+from tests.api.authutil import anon, as_, assert_error, login
+from tests.support.cluster import Cluster, Server, wait_until
 from tests.support.http import Reply
 
 T = TypeVar("T")
 MAX_PER_USER = 5  # SecuritySettings.login_max_per_user
+MAX_SESSIONS = 4
+WHOAMI = "/v1/acl/tokens/self"  # any live identity may read it
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     root: Path = tmp_path_factory.mktemp("hardening")
-    c = Cluster(root, 3).start()
+    c = Cluster(root, 3, env={"HEROCTL_AUTH_MAX_SESSIONS": str(MAX_SESSIONS)}).start()
     try:
         yield c
     finally:
@@ -67,3 +69,31 @@ def test_a_burst_of_guesses_gets_exactly_the_limit_to_the_password_check(
     # the right password is refused too while the user's budget is spent
     r = anon(s, "POST", "/v1/auth/login", {"username": "burst", "password": "burst-password-1"})
     assert r.status == 429 and int(r.header("Retry-After") or 0) > 0
+
+
+def refused_everywhere(cluster: Cluster, token: str) -> None:
+    """`token` gets 401 from every server once it applied what ended it."""
+    for s in cluster.servers:
+        wait_until(
+            lambda s=s: as_(s, token, "GET", WHOAMI).status == 401,
+            timeout=5.0,
+            message=f"the end of the session to reach {s.name}",
+        )
+
+
+def test_sessions_per_identity_are_capped_oldest_first(cluster: Cluster) -> None:
+    add_user(cluster.servers[0], "many", "many-password-1")
+    logins = [
+        login(cluster.servers[i % 3], username="many", password="many-password-1")
+        for i in range(MAX_SESSIONS + 3)
+    ]
+    oldest, kept = logins[:3], logins[3:]
+    for got in oldest:
+        refused_everywhere(cluster, got["token"])
+        r = anon(
+            cluster.servers[1], "POST", "/v1/auth/refresh", {"refresh_token": got["refresh_token"]}
+        )
+        assert_error(r, 401)
+    for got in kept:  # the newest MAX_SESSIONS still work everywhere
+        for s in cluster.servers:
+            assert as_(s, got["token"], "GET", WHOAMI).status == 200

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from raft.state import State
-from tests.raft.test_fsm_acl import boot, cmd, one, session
+from tests.raft.test_fsm_acl import apply, boot, cmd, one, session
 
 
 def test_sessions_rotate_once_and_die_with_their_subject() -> None:
@@ -64,3 +64,45 @@ def test_expired_sessions_are_pruned_and_refused() -> None:
     assert set(s.table("acl_sessions")) == {"s3"}
     assert one(s, cmd("auth.session.delete", id="s3"))["revoked"] is True
     assert one(s, cmd("auth.session.delete", id="s3"))["revoked"] is False
+
+
+def test_sessions_per_subject_are_capped_oldest_first() -> None:
+    s = State()
+    boot(s)
+    one(s, cmd("acl.token.create", token={"accessor_id": "acc-1", "secret_hash": "h1"}))
+    for i in range(3):
+        r = one(
+            s, cmd("auth.session.create", max_sessions=3, session=session(f"a{i}", "user:admin"))
+        )
+        assert r["ok"] and r["sessions_ended"] == 0
+    one(s, cmd("auth.session.create", max_sessions=3, session=session("t0", "token:acc-1")))
+    # two logins in one raft entry share an index: the table's order breaks the tie
+    both = apply(
+        s,
+        cmd("auth.session.create", max_sessions=3, session=session("a3", "user:admin")),
+        cmd("auth.session.create", max_sessions=3, session=session("a4", "user:admin")),
+    )
+    assert [r["sessions_ended"] for r in both] == [1, 1]
+    assert set(s.table("acl_sessions")) == {"a2", "a3", "a4", "t0"}  # another subject's kept
+    # a restored snapshot ends the same ones next
+    restored = State.from_bytes(s.to_bytes())
+    for state in (s, restored):
+        one(state, cmd("auth.session.create", max_sessions=2, session=session("a5", "user:admin")))
+        assert set(state.table("acl_sessions")) == {"a4", "a5", "t0"}
+
+
+def test_bad_session_commands_change_nothing() -> None:
+    s = State()
+    boot(s)
+    one(s, cmd("auth.session.create", ts=1000, session=session("old", "user:admin", expires=2000)))
+    before = dict(s.table("acl_sessions")), dict(s.table_index)
+    for bad in (
+        cmd("auth.session.create", ts=5000, max_sessions=0, session=session("x", "user:admin")),
+        cmd("auth.session.create", ts=5000, max_sessions="3", session=session("x", "user:admin")),
+        cmd("auth.session.create", ts=5000, max_sessions=True, session=session("x", "user:admin")),
+        cmd("auth.session.create", ts=5000, session=session("x", "user:nobody")),
+        cmd("auth.session.create", ts=5000, session={"id": "x"}),
+    ):
+        r = one(s, bad)
+        assert not r["ok"] and r["status"] in (400, 401), r
+    assert (dict(s.table("acl_sessions")), dict(s.table_index)) == before  # "old" not even pruned
