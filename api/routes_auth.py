@@ -2,8 +2,9 @@
 
 A login proposes `auth.session.create` (the refresh token's hash, the JWT's
 `jti`) and returns a JWT signed with the cluster's key plus a refresh token
-that works once. Refresh rotates both; logout deletes the session, which
-every server sees at the same index, so the JWT dies everywhere.
+that works once (a second use within the grace window gets the same new pair:
+api.security.refresh_grace). Refresh rotates both; logout deletes the
+session, which every server sees at the same index, so the JWT dies everywhere.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from api.context import replica_of
 from api.security import jwt_tokens
 from api.security.authn import AuthError, KeyUnavailable
 from api.security.login_guard import Throttled
+from api.security.refresh_grace import SealError
 from api.security.runtime import Security, security_of
 from domain.passwords import DUMMY_HASH, verify_password
 from domain.tokens import hash_secret, new_id, new_refresh_token, refresh_session_id
@@ -56,43 +58,32 @@ def _too_many(retry: int) -> ApiError:
     )
 
 
-async def _issue(
-    request: web.Request, subject: str, *, rotate: dict[str, Any] | None = None
+def _pair(
+    sec: Security, subject: str, sid: str, jti: str, issued: int, expires: int, refresh: str
 ) -> web.Response:
-    """Create (or rotate) a session and answer with its JWT and refresh token."""
+    """The answer of a login or refresh: the JWT (rebuilt identically from the
+    same claims), when it expires, and the refresh token."""
+    token = jwt_tokens.issue(_signing_key(sec), subject, sid, jti, issued, expires - issued)
+    return json_response({"token": token, "expires_at": rfc3339(expires), "refresh_token": refresh})
+
+
+async def _issue(request: web.Request, subject: str) -> web.Response:
+    """Create a session (ending the subject's oldest beyond the cap) and answer with its pair."""
     sec = security_of(request)
-    key = _signing_key(sec)
-    now = int(sec.clock())
-    ttl, refresh_ttl = sec.settings.jwt_ttl, sec.settings.refresh_ttl
-    jti = new_id()
-    sid = rotate["id"] if rotate else new_id()
+    _signing_key(sec)  # before the write: no session without a key to sign its JWT
+    now, sid, jti = int(sec.clock()), new_id(), new_id()
     refresh = new_refresh_token(sid)
-    expires_ms = (now + refresh_ttl) * 1000
-    replica = replica_of(request)
-    if rotate is None:
-        session = {
-            "id": sid,
-            "subject": subject,
-            "jti": jti,
-            "refresh_hash": hash_secret(refresh),
-            "expires_at": expires_ms,
-        }
-        await replica.write(
-            "auth.session.create", session=session, max_sessions=sec.settings.max_sessions
-        )
-    else:
-        result = await replica.write(
-            "auth.session.rotate",
-            jti=jti,
-            refresh_hash=hash_secret(refresh),
-            expires_at=expires_ms,
-            **rotate,
-        )
-        subject = result["subject"]
-    token = jwt_tokens.issue(key, subject, sid, jti, now, ttl)
-    return json_response(
-        {"token": token, "expires_at": rfc3339(now + ttl), "refresh_token": refresh}
+    session = {
+        "id": sid,
+        "subject": subject,
+        "jti": jti,
+        "refresh_hash": hash_secret(refresh),
+        "expires_at": (now + sec.settings.refresh_ttl) * 1000,
+    }
+    await replica_of(request).write(
+        "auth.session.create", session=session, max_sessions=sec.settings.max_sessions
     )
+    return _pair(sec, subject, sid, jti, now, now + sec.settings.jwt_ttl, refresh)
 
 
 async def _catch_up(request: web.Request) -> None:
@@ -183,12 +174,38 @@ async def refresh(request: web.Request) -> web.Response:
 
 
 async def _rotate(request: web.Request, rotate: dict[str, Any]) -> web.Response:
+    """Swap the session's pair for a new one; within the grace window of the
+    last swap, the pair that swap made (api.security.refresh_grace)."""
+    sec = security_of(request)
+    _signing_key(sec)
+    now, sid, jti = int(sec.clock()), rotate["id"], new_id()
+    expires = now + sec.settings.jwt_ttl
+    refresh = new_refresh_token(sid)
+    window_ms = int(sec.settings.refresh_grace * 1000)
+    grace = None
+    if window_ms > 0:
+        sealed = sec.refresh_seal.seal(sid, jti, refresh)
+        grace = {"ms": window_ms, "issued_at": now, "token_expires": expires, "sealed": sealed}
     try:
-        return await _issue(request, "", rotate=rotate)
+        result = await replica_of(request).write(
+            "auth.session.rotate",
+            jti=jti,
+            refresh_hash=hash_secret(refresh),
+            expires_at=(now + sec.settings.refresh_ttl) * 1000,
+            grace=grace,
+            **rotate,
+        )
     except CommandRejected as e:
         if e.status == 401:
             raise ApiError(401, e.code, e.message) from None
         raise
+    if result.get("grace"):  # a second refresh in the window: the first one's pair
+        jti, now, expires = result["jti"], result["issued_at"], result["token_expires"]
+        try:
+            refresh = sec.refresh_seal.open(sid, jti, result["sealed"])
+        except SealError as e:
+            raise ApiError(500, "decryption_failed", str(e)) from None
+    return _pair(sec, result["subject"], sid, jti, now, expires, refresh)
 
 
 @routes.post("/v1/auth/logout")

@@ -66,11 +66,14 @@ class RateLimits:
 @dataclass
 class AuthSettings:
     """[auth] jwt_ttl / refresh_ttl, seconds (or HEROCTL_AUTH_JWT_TTL, ..._REFRESH_TTL);
-    ``max_sessions``: login sessions kept per identity (a new login ends the oldest)."""
+    ``max_sessions``: login sessions kept per identity (a new login ends the oldest);
+    ``refresh_grace``: how long a refresh token just replaced still gets the pair
+    that replaced it (parallel clients of one login), instead of ending the session."""
 
     jwt_ttl: int = 86_400
     refresh_ttl: int = 30 * 86_400
     max_sessions: int = 20
+    refresh_grace: float = 10.0
 
 
 @dataclass
@@ -151,6 +154,7 @@ AUTH = Table(
         "jwt_ttl": _whole_seconds,
         "refresh_ttl": _whole_seconds,
         "max_sessions": integer(minimum=1),
+        "refresh_grace": _seconds,
     },
 )
 LOGS = Table("logs", LogSettings, {"retention": _seconds, "max_bytes_per_alloc": size})

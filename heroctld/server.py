@@ -116,6 +116,7 @@ def security_settings(cfg: ServerConfig) -> SecuritySettings:
         jwt_ttl=max(1, cfg.auth.jwt_ttl),
         refresh_ttl=max(1, cfg.auth.refresh_ttl),
         max_sessions=cfg.auth.max_sessions,
+        refresh_grace=cfg.auth.refresh_grace,
         bootstrap_token=cfg.bootstrap_token or None,
         admin_password=cfg.admin_password or None,
     )

@@ -1,7 +1,9 @@
 """FSM operations on sessions: a JWT and its refresh token, per subject.
 
 Subjects are `user:<username>` or `token:<accessor_id>`. Only hashes travel
-(the refresh token's), like every credential in raft.fsm_acl. A session
+(the refresh token's), like every credential in raft.fsm_acl, and, for the
+refresh grace window, the new refresh token sealed under a key derived from
+the cluster key (why: api.security.refresh_grace). A session
 ends when it expires, when it is revoked, when its refresh token is replayed,
 when its subject opens more than `max_sessions` (the oldest end first), or
 with its subject (raft.fsm_acl deletes a user's or a token's sessions in the
@@ -43,8 +45,8 @@ def subject_exists(state: State, subject: str) -> bool:
     return False
 
 
-def _positive(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _end_oldest(state: State, subject: str, keep: int) -> int:
@@ -76,7 +78,7 @@ def session_create(
         and isinstance(s.get("expires_at"), int)
     ):
         return fail(400, "invalid_command", "a session needs id, subject, jti, refresh_hash")
-    if cap is not None and not _positive(cap):
+    if cap is not None and not (_whole(cap) and cap > 0):
         return fail(400, "invalid_command", "max_sessions must be a positive integer")
     if not subject_exists(state, s["subject"]):
         return fail(401, "invalid_credentials", "the identity no longer exists")
@@ -100,38 +102,72 @@ def session_create(
     return ok(session_id=doc["id"], subject=doc["subject"], sessions_ended=ended)
 
 
+def _well_formed_grace(value: Any) -> bool:
+    """A rotate command's `grace`: the window in ms, the new JWT's `iat` and
+    `exp` (seconds) and the new refresh token sealed by the proposer."""
+    if not isinstance(value, dict):
+        return False
+    sealed = value.get("sealed")
+    return (
+        all(_whole(value.get(k)) for k in ("ms", "issued_at", "token_expires"))
+        and value["ms"] >= 0
+        and isinstance(sealed, dict)
+        and all(isinstance(sealed.get(k), bytes) for k in ("nonce", "ciphertext"))
+    )
+
+
+def _end(state: State, sid: str, index: int) -> None:
+    del state.table("acl_sessions")[sid]
+    state.touch("acl_sessions", index)
+
+
 def session_rotate(
     state: State, cmd: dict[str, Any], index: int, changes: Changes
 ) -> dict[str, Any]:
     """Swap a session's JWT and refresh token for new ones, once.
 
     The caller proves itself with the current JWT's `jti` or the current
-    refresh token's hash. A refresh token presented a second time kills the
-    whole session (it was stolen or replayed).
+    refresh token's hash. The refresh token just replaced, presented again
+    before the grace window of that rotation closes, gets the pair that
+    replaced it (`grace: true` and what the proposer needs to rebuild it);
+    presented after, it ends the whole session (it was stolen or replayed).
     """
     sessions = state.table("acl_sessions")
     sid, ts = cmd.get("id"), timestamp(cmd)
+    grace = cmd.get("grace")
+    if not (filled(cmd.get("jti")) and filled(cmd.get("refresh_hash"))):
+        return fail(400, "invalid_command", "rotate needs the new jti and refresh hash")
+    if grace is not None and not _well_formed_grace(grace):
+        return fail(400, "invalid_command", "grace needs ms, issued_at, token_expires, sealed")
     row = sessions.get(sid) if isinstance(sid, str) else None
     if row is None or row["expires_at"] <= ts:
         if row is not None:
-            del sessions[sid]
-            state.touch("acl_sessions", index)
+            _end(state, sid, index)
         return fail(401, "invalid_session", "the session has ended; log in again")
-    if not (filled(cmd.get("jti")) and filled(cmd.get("refresh_hash"))):
-        return fail(400, "invalid_command", "rotate needs the new jti and refresh hash")
-    if cmd.get("expect_refresh_hash") is not None:
-        if cmd["expect_refresh_hash"] != row["refresh_hash"]:
-            del sessions[sid]
-            state.touch("acl_sessions", index)
+    presented = cmd.get("expect_refresh_hash")
+    if presented is not None:
+        last = row.get("grace")
+        if last is not None and presented == last["replaced"] and ts < last["until"]:
+            answer = {k: last[k] for k in ("issued_at", "token_expires", "sealed")}
+            return ok(session_id=sid, subject=row["subject"], grace=True, jti=row["jti"], **answer)
+        if presented != row["refresh_hash"]:
+            _end(state, sid, index)
             return fail(401, "invalid_refresh_token", "refresh token was already used")
     elif cmd.get("expect_jti") != row["jti"]:
         return fail(401, "invalid_token", "that token is no longer current for its session")
     if not subject_exists(state, row["subject"]):
-        del sessions[sid]
-        state.touch("acl_sessions", index)
+        _end(state, sid, index)
         return fail(401, "invalid_session", "the identity no longer exists")
     doc = dict(row)
-    doc.update(jti=cmd["jti"], refresh_hash=cmd["refresh_hash"], modify_index=index)
+    doc.update(jti=cmd["jti"], refresh_hash=cmd["refresh_hash"], modify_index=index, grace=None)
+    if grace is not None:
+        doc["grace"] = {
+            "replaced": row["refresh_hash"],
+            "until": ts + grace["ms"],
+            "issued_at": grace["issued_at"],
+            "token_expires": grace["token_expires"],
+            "sealed": {k: grace["sealed"][k] for k in ("nonce", "ciphertext")},
+        }
     if isinstance(cmd.get("expires_at"), int):
         doc["expires_at"] = cmd["expires_at"]
     sessions[sid] = doc

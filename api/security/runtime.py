@@ -15,6 +15,7 @@ from aiohttp import web
 
 from api.security.authn import Authenticator
 from api.security.login_guard import LoginGuard
+from api.security.refresh_grace import RefreshSeal
 from domain.crypto import KeyMaterial
 from httpkit.errors import ApiError
 from httpkit.identity import Identity, identity_of
@@ -35,6 +36,7 @@ class SecuritySettings:
     jwt_ttl: int = DAY  # seconds a JWT from /v1/auth/login lives
     refresh_ttl: int = 30 * DAY  # seconds a session can be refreshed
     max_sessions: int = 20  # sessions per identity; a new login ends the oldest beyond it
+    refresh_grace: float = 10.0  # seconds a replaced refresh token still gets the new pair
     bootstrap_token: str | None = None  # HEROCTL_BOOTSTRAP_TOKEN: first leader bootstraps
     admin_password: str | None = None  # HEROCTL_ADMIN_PASSWORD, with the token above
     announce_bootstrap: Callable[[str, str | None], None] | None = None  # dev mode
@@ -52,6 +54,7 @@ class Security:
         self.keys = KeyMaterial(settings.cluster_key)
         self.auth = Authenticator(reading, self.keys, clock)
         self.limiter = RateLimiter(clock)
+        self.refresh_seal = RefreshSeal(settings.cluster_key)
         self.login_guard = LoginGuard(
             time.monotonic,
             max_per_user=settings.login_max_per_user,

@@ -167,10 +167,10 @@ def test_refresh_and_logout_apply_on_every_server(cluster: Cluster) -> None:
     r = anon(c, "POST", "/v1/auth/refresh", {"refresh_token": second["refresh_token"]})
     assert r.status == 200, r.raw
     third = r.body
-    replay = anon(a, "POST", "/v1/auth/refresh", {"refresh_token": second["refresh_token"]})
-    assert_error(replay, 401, "invalid_refresh_token")
-    # a replayed refresh token ends the whole session (it was stolen)
-    revoked(b, third["token"])
+    # used again at once (a parallel client): the same pair, within the grace window
+    # (a replay after it ends the session: tests/api/test_login_hardening.py)
+    again = anon(a, "POST", "/v1/auth/refresh", {"refresh_token": second["refresh_token"]})
+    assert again.status == 200 and again.body == third, again.raw
     # logout: the JWT and its refresh token die everywhere
     fourth = login(a, username="admin", password=ADMIN_PASSWORD)
     r = as_(b, fourth["token"], "POST", "/v1/auth/logout")

@@ -19,13 +19,15 @@ from tests.support.http import Reply
 T = TypeVar("T")
 MAX_PER_USER = 5  # SecuritySettings.login_max_per_user
 MAX_SESSIONS = 4
+GRACE = 2.0  # seconds ([auth] refresh_grace); short, so the replay test need not wait 10 s
 WHOAMI = "/v1/acl/tokens/self"  # any live identity may read it
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     root: Path = tmp_path_factory.mktemp("hardening")
-    c = Cluster(root, 3, env={"HEROCTL_AUTH_MAX_SESSIONS": str(MAX_SESSIONS)}).start()
+    env = {"HEROCTL_AUTH_MAX_SESSIONS": str(MAX_SESSIONS), "HEROCTL_AUTH_REFRESH_GRACE": str(GRACE)}
+    c = Cluster(root, 3, env=env).start()
     try:
         yield c
     finally:
@@ -97,3 +99,43 @@ def test_sessions_per_identity_are_capped_oldest_first(cluster: Cluster) -> None
     for got in kept:  # the newest MAX_SESSIONS still work everywhere
         for s in cluster.servers:
             assert as_(s, got["token"], "GET", WHOAMI).status == 200
+
+
+def refresh(server: Server, refresh_token: str) -> Reply:
+    return anon(server, "POST", "/v1/auth/refresh", {"refresh_token": refresh_token})
+
+
+def test_parallel_refreshes_of_one_session_get_the_same_pair(cluster: Cluster) -> None:
+    a, b, c = cluster.servers
+    add_user(a, "twins", "twins-password-1")
+    got = login(a, username="twins", password="twins-password-1")
+    replies = at_once(
+        [lambda: refresh(a, got["refresh_token"]), lambda: refresh(b, got["refresh_token"])]
+    )
+    assert [r.status for r in replies] == [200, 200], [r.raw for r in replies]
+    assert replies[0].body == replies[1].body  # one rotation, the same pair for both
+    new = replies[0].body
+    assert new["refresh_token"] != got["refresh_token"] and new["token"] != got["token"]
+    for s in cluster.servers:  # the session lives on, with the new pair
+        wait_until(lambda s=s: as_(s, new["token"], "GET", WHOAMI).status == 200, 5.0)
+    assert refresh(c, new["refresh_token"]).status == 200
+
+
+def test_a_replay_after_the_grace_window_ends_the_session(cluster: Cluster) -> None:
+    a, b, c = cluster.servers
+    add_user(a, "replayed", "replayed-password-1")
+    got = login(a, username="replayed", password="replayed-password-1")
+    first = refresh(a, got["refresh_token"])
+    assert first.status == 200, first.raw
+
+    replays: list[Reply] = []
+
+    def replay() -> Reply | None:
+        replays.append(r := refresh(b, got["refresh_token"]))
+        return r if r.status == 401 else None
+
+    ended = wait_until(replay, GRACE + 10, 0.2, "the grace window to close")
+    assert_error(ended, 401, "invalid_refresh_token")
+    assert all(r.body == first.body for r in replays[:-1])  # in the window: the same pair
+    refused_everywhere(cluster, first.body["token"])  # the whole session ended
+    assert_error(refresh(c, first.body["refresh_token"]), 401)

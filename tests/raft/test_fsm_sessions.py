@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from raft.state import State
 from tests.raft.test_fsm_acl import apply, boot, cmd, one, session
 
@@ -106,3 +108,62 @@ def test_bad_session_commands_change_nothing() -> None:
         r = one(s, bad)
         assert not r["ok"] and r["status"] in (400, 401), r
     assert (dict(s.table("acl_sessions")), dict(s.table_index)) == before  # "old" not even pruned
+
+
+SEALED = {"nonce": b"n" * 12, "ciphertext": b"sealed-rt-j2"}
+
+
+def rotate(ts: int, presented: str, new: str, window: int | None = 5000, **field: Any) -> Any:
+    """Rotate s1 presenting refresh hash `presented`, opening a grace window of `window` ms."""
+    grace = {"ms": window, "issued_at": ts // 1000, "token_expires": ts // 1000 + 60}
+    return cmd(
+        "auth.session.rotate",
+        ts=ts,
+        id="s1",
+        expect_refresh_hash=presented,
+        jti=new,
+        refresh_hash="rh-" + new,
+        grace=None if window is None else {**grace, "sealed": SEALED, **field},
+    )
+
+
+def test_a_replaced_refresh_token_gets_the_same_pair_within_the_grace_window() -> None:
+    s = State()
+    boot(s)
+    one(s, cmd("auth.session.create", session=session("s1", "user:admin", expires=10**9)))
+    first = one(s, rotate(1000, "rh-j1", "j2"))
+    assert first["ok"] and "grace" not in first
+    row = dict(s.table("acl_sessions")["s1"])
+    # a second client with the same token, on any server, 3 s later: the first one's pair
+    second = one(s, rotate(4000, "rh-j1", "j3"))
+    assert second["grace"] is True and second["jti"] == "j2" and second["sealed"] == SEALED
+    assert (second["issued_at"], second["token_expires"]) == (1, 61)
+    assert s.table("acl_sessions")["s1"] == row  # nothing changed
+    # the new token rotates on as usual; the window belongs to the last swap only
+    assert one(s, rotate(5000, "rh-j2", "j4", window=100))["ok"]
+    assert one(s, rotate(5050, "rh-j2", "j5"))["jti"] == "j4"
+    replay = one(s, rotate(5100, "rh-j2", "j6"))  # the window (100 ms) has closed
+    assert replay["error"] == "invalid_refresh_token" and "s1" not in s.table("acl_sessions")
+
+
+def test_no_grace_without_a_window_and_malformed_grace_changes_nothing() -> None:
+    s = State()
+    boot(s)
+    one(s, cmd("auth.session.create", session=session("s1", "user:admin", expires=10**9)))
+    assert one(s, rotate(1000, "rh-j1", "j2", window=None))[
+        "ok"
+    ]  # grace off ([auth] refresh_grace 0)
+    assert s.table("acl_sessions")["s1"]["grace"] is None
+    before = dict(s.table("acl_sessions"))
+    for bad in (
+        {"ms": -1},
+        {"ms": "5000"},
+        {"issued_at": None},
+        {"sealed": {"nonce": "n", "ciphertext": b"c"}},
+        {"sealed": "plaintext"},
+    ):
+        r = one(s, rotate(2000, "rh-j2", "j3", **bad))
+        assert r["status"] == 400 and r["error"] == "invalid_command", (bad, r)
+    assert dict(s.table("acl_sessions")) == before
+    replay = one(s, rotate(2000, "rh-j1", "j3"))  # no window was opened: a replay at once
+    assert replay["error"] == "invalid_refresh_token" and "s1" not in s.table("acl_sessions")
