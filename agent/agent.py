@@ -1,30 +1,37 @@
 """The node agent: registers this node, heartbeats, watches its allocations
 and keeps its tasks in line, all through the HTTP API.
 
-Five loops on one event loop (the daemon's, for an embedded agent):
+These loops on one event loop (the daemon's, for an embedded agent):
 
 * **register + heartbeat**: ``POST /v1/nodes/register`` until it works,
   then ``POST /v1/nodes/{id}/heartbeat`` every ``ttl/3``; a 404
   ``node_not_found`` (the cluster forgot us) means register again;
 * **watch**: ``GET /v1/nodes/{id}/allocations?index=N&wait=30s``, a
   blocking query; every answer replaces the desired allocations;
-* **poll**: one ``list()`` per driver every ``poll_interval`` seconds (one
-  Docker API call), to notice exits and vanished containers;
+* **poll**: each driver's ``list()`` every ``poll_interval`` seconds (one
+  Docker API call), to notice exits and vanished containers; one loop per
+  driver, so an engine that fails or hangs delays no exec task's exit;
+* **engine**: while the Docker engine does not answer, probe it until it
+  does, then offer its driver (:mod:`agent.engine_probe`);
 * **reconcile**: woken by the three above, by finished driver actions and
   by timers (delayed restarts, health deadlines); see
   :mod:`agent.supervisor`;
 * **report**: what changed, batched after a short debounce, to
-  ``POST /v1/allocations/status``; retried until the cluster takes it.
+  ``POST /v1/allocations/status``; retried until the cluster takes it
+  (:mod:`agent.report`).
 
 Drivers block, so they run on the agent's own thread pool, never on the
-event loop (and never starving the daemon's default executor). Stopping the
-agent leaves every task running: the next agent adopts them.
+event loop (and never starving the daemon's default executor); the Docker
+engine has threads of its own and a deadline per call
+(:mod:`agent.drivers.calls`). Stopping the agent leaves every task running:
+the next agent adopts them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -38,7 +45,8 @@ import aiohttp
 from agent.cluster import ClusterClient
 from agent.config import AgentConfig
 from agent.drivers.base import Driver
-from agent.drivers.choose import build_drivers
+from agent.drivers.calls import DriverCalls, EngineLimits
+from agent.engine_probe import await_engine, choose_drivers
 from agent.logs.collector import LogCollector
 from agent.logs.store import LogStore
 from agent.metrics.sampler import MetricsSampler
@@ -51,6 +59,7 @@ from agent.node import (
     load_node_id,
     load_node_secret,
 )
+from agent.report import Reporter
 from agent.supervisor import Supervisor
 from client import ApiClientError
 
@@ -88,6 +97,12 @@ class Agent:
         self.executor = ThreadPoolExecutor(
             max_workers=config.driver_threads, thread_name_prefix="agent-driver"
         )
+        self.calls = DriverCalls(self.executor)
+        self.calls.isolate(
+            "docker",
+            EngineLimits(timeout=config.engine_timeout, threads=config.engine_threads),
+        )
+        self.sampler: MetricsSampler | None = None
         self.identity: NodeIdentity | None = None
         self.supervisor: Supervisor | None = None
         self.registered = asyncio.Event()
@@ -95,7 +110,14 @@ class Agent:
         self.ttl = config.default_ttl
         self.node: dict[str, Any] = {}
         self._wake = asyncio.Event()
-        self._report = asyncio.Event()
+        self.reporter = Reporter(
+            self.client,
+            self.node_id,
+            self.registered,
+            debounce=config.report_debounce,
+            forgotten=self._forgotten,
+            backoff=self._backoff,
+        )
         self._tasks: list[asyncio.Task[None]] = []
         self._http: aiohttp.ClientSession | None = None
         self._cpu = CpuSampler()
@@ -106,9 +128,10 @@ class Agent:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         cfg = self.config
+        engine: Driver | None = None  # wanted, not answering yet
         if self._drivers is None:
-            self._drivers = await loop.run_in_executor(
-                self.executor, build_drivers, cfg.driver, self.node_id, cfg.data_dir
+            self._drivers, engine = await choose_drivers(
+                cfg, self.node_id, self.calls, self.executor
             )
         totals = await loop.run_in_executor(self.executor, detect_totals, cfg.data_dir)
         self.identity = NodeIdentity(
@@ -121,7 +144,7 @@ class Agent:
             drivers=tuple(self._drivers),
             port_range=cfg.port_range,
             labels=dict(cfg.labels),
-            attributes={"driver.docker": str("docker" in self._drivers).lower(), **cfg.attributes},
+            attributes=self._attributes(),
             agent_api=cfg.api_url,
             agent_secret=self.node_secret,
         )
@@ -135,12 +158,17 @@ class Agent:
             executor=self.executor,
             wake=self._wake.set,
             http=self._http,
+            calls=self.calls,
         )
         self.log_collector = LogCollector(self.logs, self._drivers, executor=self.executor)
-        sampler = MetricsSampler(
-            self.metrics, self._drivers, data_dir=cfg.data_dir, executor=self.executor
+        sampler = self.sampler = MetricsSampler(
+            self.metrics,
+            self._drivers,
+            data_dir=cfg.data_dir,
+            executor=self.executor,
+            calls=self.calls,
         )
-        supervisor = self.supervisor
+        supervisor = self.reporter.supervisor = self.supervisor
         log.info(
             "agent: node %s (%s) drivers %s, cpu %d MHz, memory %d MB, ports %d-%d on %s",
             cfg.node_name,
@@ -152,15 +180,37 @@ class Agent:
             cfg.port_range[1],
             cfg.host_ip,
         )
-        for name, coro in (
+        loops = [
             ("heartbeat", self._heartbeat_loop()),
             ("watch", self._watch_loop()),
-            ("poll", self._poll_loop()),
+            *((f"poll-{name}", self._poll_loop(name)) for name in self._drivers),
             ("reconcile", self._reconcile_loop()),
-            ("report", self._report_loop()),
+            ("report", self.reporter.run()),
             ("metrics", sampler.run(lambda: list(supervisor.observed.values()))),
-        ):
+        ]
+        if engine is not None:
+            supervisor.awaited[engine.name] = self.clock() + cfg.engine_grace
+            probe = await_engine(
+                engine, self.calls, self._engine_ready, interval=cfg.engine_probe_interval
+            )
+            loops.append(("engine", probe))
+        for name, coro in loops:
             self._tasks.append(asyncio.create_task(coro, name=f"agent-{name}"))
+
+    async def _engine_ready(self, driver: Driver) -> None:
+        """The awaited engine answers: poll its driver (the first listing
+        adopts its containers, as after an agent restart), run and follow
+        its tasks, and register again: the cluster places them here now."""
+        assert self.supervisor and self.log_collector and self.sampler and self.identity
+        name = driver.name
+        self._drivers = {name: driver, **(self._drivers or {})}
+        self.log_collector.drivers[name] = self.sampler.drivers[name] = driver
+        self.supervisor.add_driver(driver)
+        self._tasks.append(asyncio.create_task(self._poll_loop(name), name=f"agent-poll-{name}"))
+        self.identity = dataclasses.replace(
+            self.identity, drivers=tuple(self._drivers), attributes=self._attributes()
+        )
+        await self._register()
 
     async def run(self) -> None:
         """Start and run until :meth:`stop` (or cancellation)."""
@@ -188,13 +238,18 @@ class Agent:
         await loop.run_in_executor(None, self.metrics.close)
         # A last report, so a clean shutdown loses no status.
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._send_updates(), 2)
+            await asyncio.wait_for(self.reporter.send(), 2)
         await self.client.close()
         if self._http is not None:
             await self._http.close()
+        self.calls.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
 
     # --- helpers -----------------------------------------------------------------------
+
+    def _attributes(self) -> dict[str, str]:
+        docker = "docker" in (self._drivers or {})
+        return {"driver.docker": str(docker).lower(), **self.config.attributes}
 
     def _path(self, suffix: str = "") -> str:
         return f"/v1/nodes/{quote(self.node_id, safe='')}{suffix}"
@@ -309,13 +364,13 @@ class Agent:
 
     # --- poll and reconcile ---------------------------------------------------------------
 
-    async def _poll_loop(self) -> None:
+    async def _poll_loop(self, name: str) -> None:
         assert self.supervisor is not None
         while True:
             try:
-                await self.supervisor.poll()
+                await self.supervisor.poll(name)
             except Exception:  # noqa: BLE001 - keep polling whatever a driver does
-                log.exception("agent: polling the drivers failed")
+                log.exception("agent: polling the %s driver failed", name)
             self._wake.set()
             await asyncio.sleep(self.config.poll_interval)
 
@@ -338,53 +393,4 @@ class Agent:
                 # Hook: follow the output of every task started or adopted.
                 self.log_collector.sync_supervisor(sup)
             if sup.pending_updates():
-                self._report.set()
-
-    # --- report --------------------------------------------------------------------------------
-
-    async def _send_updates(self) -> bool:
-        """Send what changed; True when nothing is left to send."""
-        sup = self.supervisor
-        if sup is None or not self.registered.is_set():
-            return False
-        updates = sup.pending_updates()
-        if not updates:
-            return True
-        body = {
-            "node": self.node_id,
-            "updates": [{k: v for k, v in u.items() if k != "_seq"} for u in updates],
-        }
-        try:
-            await self.client.post("/v1/allocations/status", body)
-        except ApiClientError as exc:
-            if self._forgotten(exc):
-                return False
-            if 400 <= exc.status < 500 and exc.status not in (401, 403, 404, 408, 429):
-                # The cluster will never take this batch: drop it rather than
-                # retry forever (the next change is reported afresh).
-                log.warning("agent: status update refused, dropped: %s", exc)
-                sup.acknowledge(updates)
-                return True
-            raise
-        sup.acknowledge(updates)
-        return True
-
-    async def _report_loop(self) -> None:
-        failures = 0
-        while True:
-            await self._report.wait()
-            await asyncio.sleep(self.config.report_debounce)
-            self._report.clear()
-            try:
-                done = await self._send_updates()
-            except ApiClientError as exc:
-                failures += 1
-                if failures in (1, 5) or failures % 30 == 0:
-                    log.warning("agent: reporting allocation status failed: %s", exc)
-                await self._backoff(failures)
-                self._report.set()
-                continue
-            failures = 0
-            if not done:
-                await self._backoff(1)
-                self._report.set()
+                self.reporter.wanted.set()

@@ -73,6 +73,15 @@ class AgentConfig:
     default_ttl: float = 10.0
     request_timeout: float = 15.0
     driver_threads: int = 8
+    # The Docker engine (agent.drivers.calls.EngineLimits): seconds one call
+    # may take, calls in flight on its own threads; while it does not answer
+    # it is probed every <= engine_probe_interval s, and its tasks wait up to
+    # engine_grace s from the agent's start to be adopted before they are
+    # started anyway (and fail with driver_error, under their restart policy).
+    engine_timeout: float = 30.0
+    engine_threads: int = 8
+    engine_probe_interval: float = 5.0
+    engine_grace: float = 300.0
     # Logs and metrics (agent.logs, agent.metrics): how long a stopped
     # allocation's logs are kept, their cap per allocation, the sample interval.
     log_retention: float = 24 * 3600.0

@@ -21,7 +21,11 @@ The rules:
 * desired ``stop``, or an allocation the cluster no longer lists: its tasks
   are stopped and removed, and it is reported ``complete``;
 * a task of this node that belongs to no allocation at all is removed;
-* a task with an action in flight (``busy``) gets no other.
+* a task with an action in flight (``busy``) gets no other;
+* a task of a ``held`` driver (one not listed yet: its engine has not
+  answered since the agent started) is neither started nor judged exited,
+  and an allocation with such a task is not reported stopped: a container
+  of it may run, waiting to be adopted once the engine answers.
 """
 
 from __future__ import annotations
@@ -85,9 +89,11 @@ def decide(
     runtimes: dict[str, AllocRuntime],
     busy: Collection[Key],
     now: float,
+    held: Collection[str] = (),
 ) -> list[Action]:
     """The actions that bring the tasks in line; updates ``runtimes``
-    (exits seen, restarts planned, health) as a side effect."""
+    (exits seen, restarts planned, health) as a side effect. ``held``: the
+    drivers whose tasks wait (not listed yet)."""
     actions: list[Action] = []
     by_alloc: dict[str, dict[str, TaskState]] = defaultdict(dict)
     for (alloc_id, task), st in observed.items():
@@ -98,16 +104,16 @@ def decide(
             rt = runtimes[alloc_id] = AllocRuntime.from_doc(doc, now)
         else:
             rt.doc = doc
+        observed_here = by_alloc.get(alloc_id, {})
         if rt.desired_run and not rt.lost:
-            _decide_run(rt, by_alloc.get(alloc_id, {}), busy, actions, now)
+            _decide_run(rt, observed_here, busy, actions, now, held)
         else:
-            _decide_stop(rt, by_alloc.get(alloc_id, {}), busy, "allocation stopped", actions, now)
+            _decide_stop(rt, observed_here, busy, "allocation stopped", actions, now, held)
     for alloc_id, rt in list(runtimes.items()):
         if alloc_id in desired:
             continue
         left = by_alloc.get(alloc_id, {})
-        _decide_stop(rt, left, busy, "allocation gone", actions, now)
-        if not left and not _busy_alloc(busy, alloc_id):
+        if _decide_stop(rt, left, busy, "allocation gone", actions, now, held):
             del runtimes[alloc_id]  # gone from the cluster and from the node
     for alloc_id, tasks in by_alloc.items():
         if alloc_id in runtimes:
@@ -122,12 +128,17 @@ def _busy_alloc(busy: Collection[Key], alloc_id: str) -> bool:
     return any(key[0] == alloc_id for key in busy)
 
 
+def _held(rt: AllocRuntime, held: Collection[str]) -> bool:
+    return bool(held) and any(t.driver in held for t in rt.tasks.values())
+
+
 def _decide_run(
     rt: AllocRuntime,
     observed: Mapping[str, TaskState],
     busy: Collection[Key],
     actions: list[Action],
     now: float,
+    held: Collection[str],
 ) -> None:
     if rt.terminal:
         # Failed or complete: nothing of it may run any more.
@@ -140,7 +151,7 @@ def _decide_run(
         if key in busy:
             continue
         st = observed.get(name)
-        if t.state == DEAD:
+        if t.state == DEAD or t.driver in held:
             continue
         if st is not None and st.running:
             if t.state != RUNNING:
@@ -165,7 +176,8 @@ def _decide_run(
             st = observed.get(name)
             if st is not None and st.running and (rt.id, name) not in busy:
                 actions.append(Stop(rt.id, name, st.driver, "another task failed"))
-    _observe_health(rt, now)
+    if not _held(rt, held):
+        _observe_health(rt, now)
 
 
 def _exited(rt: AllocRuntime, t: TaskRuntime, st: TaskState | None, now: float) -> None:
@@ -212,12 +224,14 @@ def _decide_stop(
     reason: str,
     actions: list[Action],
     now: float,
-) -> None:
+    held: Collection[str],
+) -> bool:
+    """Kill what is left of ``rt``; True once nothing of it is left."""
     for task, st in observed.items():
         if (rt.id, task) not in busy:
             actions.append(Kill(rt.id, task, st.driver, reason))
-    if observed or _busy_alloc(busy, rt.id):
-        return
+    if observed or _busy_alloc(busy, rt.id) or _held(rt, held):
+        return False
     if not rt.stopped:
         rt.stopped = True
         for t in rt.tasks.values():
@@ -225,6 +239,7 @@ def _decide_stop(
                 t.state = DEAD
                 t.finished_at = t.finished_at or ms(now)
             t.check_ok = None
+    return True
 
 
 def _observe_health(rt: AllocRuntime, now: float) -> None:

@@ -1,12 +1,20 @@
 """Keeps this node's tasks in line with the allocations the cluster wants.
 
 Two inputs, both replaced wholesale: the desired allocations (every watch
-result) and what the drivers observe (one ``list()`` per driver every poll).
+result) and what each driver observes (its ``list()`` every poll, each
+driver on its own: one that fails or hangs keeps what it showed last and
+delays no other's).
 :meth:`Supervisor.decide` hands them, with what the agent remembers, to the
 rules of :mod:`agent.decisions` (no I/O, unit-tested with a fake driver);
-:meth:`Supervisor.reconcile` runs the actions they return in an executor
-(drivers block), records their outcome, and keeps one health-check loop
-per running task that has a check.
+:meth:`Supervisor.reconcile` runs the actions they return through
+:class:`agent.drivers.calls.DriverCalls` (off the loop, with deadlines, every
+failure a ``DriverError``: a failed start is that allocation's
+``driver_error``, handed to its restart policy), records their outcome, and
+keeps one health-check loop per running task that has a check.
+
+A driver expected but not answering yet (an engine that starts after the
+agent) is *awaited*: until it is listed, or its grace ends, its tasks are
+held (see :mod:`agent.decisions`) so its containers can still be adopted.
 
 At most one action per task is in flight. An observation taken before an
 action on the same task finished is stale for that task and ignored, so a
@@ -28,6 +36,7 @@ import aiohttp
 from agent import decisions
 from agent.decisions import Action, Key, Kill, Start, Stop
 from agent.drivers.base import Driver, DriverError, TaskNotFound, TaskState
+from agent.drivers.calls import DriverCalls
 from agent.health import CheckResult, run_check
 from agent.state import DEAD, RUNNING, AllocRuntime, ms
 from agent.task_spec import SecretsUnavailable, build_task_spec, task_secrets
@@ -44,7 +53,8 @@ SecretsFetcher = Callable[[str], Awaitable[Mapping[str, Any]]]
 class Supervisor:
     """``drivers``: driver name -> driver (each already scoped to this node).
     ``fetch_secrets(alloc_id)``: the secrets endpoint's answer.
-    ``wake``: called whenever there is something new to reconcile or report."""
+    ``wake``: called whenever there is something new to reconcile or report.
+    ``calls``: how drivers are called (default: on ``executor``, no deadline)."""
 
     def __init__(
         self,
@@ -57,21 +67,24 @@ class Supervisor:
         executor: Executor | None = None,
         wake: Callable[[], None] = lambda: None,
         http: aiohttp.ClientSession | None = None,
+        calls: DriverCalls | None = None,
     ) -> None:
         self.node_id = node_id
         self.drivers = dict(drivers)
         self.fetch_secrets = fetch_secrets
         self.host_ip = host_ip
         self.clock = clock
-        self.executor = executor
+        self.calls = calls if calls is not None else DriverCalls(executor)
         self.wake = wake
         self.http = http
         self.desired: dict[str, dict[str, Any]] | None = None
-        self.polled = False  # the drivers were listed at least once
+        self.listed: set[str] = set()  # drivers listed at least once
+        self.awaited: dict[str, float] = {}  # driver not answering yet -> hold its tasks until
+        self._list_failures: dict[str, int] = {}
         self.runtimes: dict[str, AllocRuntime] = {}
         self.observed: dict[Key, TaskState] = {}
         self._gen = 0  # bumped by every finished action
-        self._key_gen: dict[Key, int] = {}
+        self._key_gen: dict[Key, tuple[int, str]] = {}  # -> (gen, the action's driver)
         self.busy: dict[Key, asyncio.Task[None]] = {}
         self._checks: dict[Key, asyncio.Task[None]] = {}
         self._closing = False
@@ -88,18 +101,40 @@ class Supervisor:
             desired[str(doc["id"])] = dict(doc)
         self.desired = desired
 
+    def add_driver(self, driver: Driver) -> None:
+        """A driver that answers now (an awaited engine came up); its first
+        listing adopts what it runs."""
+        self.drivers[driver.name] = driver
+        self.awaited.pop(driver.name, None)
+
+    @property
+    def polled(self) -> bool:
+        """Every driver was listed at least once."""
+        return self.listed >= set(self.drivers)
+
+    def held(self) -> set[str]:
+        """The drivers whose tasks wait: not listed yet, or awaited within their grace."""
+        now = self.clock()
+        waiting = {name for name, until in self.awaited.items() if now < until}
+        return (set(self.drivers) | waiting) - self.listed
+
     def observation_gen(self) -> int:
-        """Call before listing the drivers; pass the value to :meth:`observe`."""
+        """Call before listing a driver; pass the value to :meth:`observe`."""
         return self._gen
 
-    def observe(self, states: Iterable[TaskState], gen: int) -> None:
-        """What the drivers report, listed when :meth:`observation_gen` was ``gen``.
-        Tasks acted on since keep what those actions reported."""
+    def observe(self, states: Iterable[TaskState], gen: int, driver: str | None = None) -> None:
+        """What ``driver`` reports (None: every driver), listed when
+        :meth:`observation_gen` was ``gen``. Tasks acted on since keep what
+        those actions reported; other drivers' tasks keep what they showed."""
         fresh: dict[Key, TaskState] = {}
+        if driver is not None:
+            fresh = {k: st for k, st in self.observed.items() if st.driver != driver}
         for st in states:
             if st.alloc_id and st.task:
                 fresh[(st.alloc_id, st.task)] = st
-        for key, key_gen in list(self._key_gen.items()):
+        for key, (key_gen, key_driver) in list(self._key_gen.items()):
+            if driver is not None and key_driver != driver:
+                continue  # another driver's task: this listing says nothing of it
             if key_gen <= gen:
                 del self._key_gen[key]  # this listing already saw the action's outcome
                 continue
@@ -109,32 +144,39 @@ class Supervisor:
             else:
                 fresh[key] = current
         self.observed = fresh
-        self.polled = True
+        self.listed.update(self.drivers if driver is None else (driver,))
 
-    async def poll(self) -> None:
-        """List every driver (in the executor) and :meth:`observe` the result."""
+    async def poll(self, name: str | None = None) -> None:
+        """List driver ``name`` (None: every driver, at once) and
+        :meth:`observe` each answer as it comes. A driver that cannot list
+        keeps what it showed last: without a listing we cannot tell running
+        from gone, so we do not guess."""
+        if name is None:
+            await asyncio.gather(*(self.poll(n) for n in list(self.drivers)))
+            return
         gen = self.observation_gen()
-        loop = asyncio.get_running_loop()
-        states: list[TaskState] = []
-        for name, driver in self.drivers.items():
-            try:
-                states.extend(await loop.run_in_executor(self.executor, driver.list))
-            except DriverError as exc:
-                # Without a listing we cannot tell running from gone: keep
-                # what we saw last for this driver rather than guess.
-                log.warning("agent: cannot list %s tasks: %s", name, exc)
-                states.extend(st for st in self.observed.values() if st.driver == name)
-        self.observe(states, gen)
+        try:
+            states = await self.calls.list(self.drivers[name])
+        except DriverError as exc:
+            failures = self._list_failures[name] = self._list_failures.get(name, 0) + 1
+            if failures in (1, 5) or failures % 30 == 0:
+                log.warning("agent: cannot list %s tasks (%d in a row): %s", name, failures, exc)
+            return
+        if self._list_failures.pop(name, 0):
+            log.info("agent: %s tasks are listed again", name)
+        self.observe(states, gen, name)
 
     # --- decisions ----------------------------------------------------------------
 
     def decide(self) -> list[Action]:
         """The actions that bring the tasks in line (:func:`agent.decisions.decide`)."""
-        if self.desired is None or not self.polled:
-            # Until we know both what the cluster wants and what runs here,
-            # any action could start a duplicate or remove a task to adopt.
+        if self.desired is None:
+            # Until we know what the cluster wants, any action could remove
+            # a task to adopt. (Until a driver is listed, its tasks are held.)
             return []
-        return decisions.decide(self.desired, self.observed, self.runtimes, self.busy, self.clock())
+        return decisions.decide(
+            self.desired, self.observed, self.runtimes, self.busy, self.clock(), self.held()
+        )
 
     def wake_at(self) -> float | None:
         """The next time :meth:`decide` has something to do on its own
@@ -158,6 +200,7 @@ class Supervisor:
 
     async def _run(self, action: Action) -> None:
         key = (action.alloc_id, action.task)
+        driver = self._driver_of(action)
         try:
             if isinstance(action, Start):
                 await self._start(action)
@@ -170,9 +213,16 @@ class Supervisor:
         finally:
             self.busy.pop(key, None)
             self._gen += 1
-            self._key_gen[key] = self._gen
+            self._key_gen[key] = (self._gen, driver)
             if not self._closing:
                 self.wake()
+
+    def _driver_of(self, action: Action) -> str:
+        if not isinstance(action, Start):
+            return action.driver
+        rt = self.runtimes.get(action.alloc_id)
+        t = rt.tasks.get(action.task) if rt is not None else None
+        return t.driver if t is not None else ""
 
     async def _start(self, action: Start) -> None:
         rt = self.runtimes.get(action.alloc_id)
@@ -180,7 +230,6 @@ class Supervisor:
             return
         t = rt.tasks[action.task]
         task = rt.task_spec(action.task)
-        loop = asyncio.get_running_loop()
         driver = self.drivers.get(t.driver)
         try:
             if driver is None:
@@ -207,7 +256,7 @@ class Supervisor:
                 restarted = True
             else:
                 restarted = False
-            state = await loop.run_in_executor(self.executor, driver.start, spec)
+            state = await self.calls.start(driver, spec)
             del secrets, spec  # the secrets live no longer than the start
         except SecretsUnavailable as exc:
             now = self.clock()
@@ -242,16 +291,13 @@ class Supervisor:
         if driver is None:
             return
         rt = self.runtimes.get(action.alloc_id)
-        loop = asyncio.get_running_loop()
         timeout: float | None = None
         if rt is not None:
             with contextlib.suppress(KeyError):
                 timeout = float(rt.task_spec(action.task).get("kill_timeout", 5))
         key = (action.alloc_id, action.task)
         try:
-            state = await loop.run_in_executor(
-                self.executor, lambda: driver.stop(action.alloc_id, action.task, timeout)
-            )
+            state = await self.calls.stop(driver, action.alloc_id, action.task, timeout)
         except TaskNotFound:
             state = None  # nothing left to stop
         except DriverError as exc:
@@ -259,9 +305,7 @@ class Supervisor:
             log.warning("agent: cannot stop %s/%s: %s", action.alloc_id, action.task, exc)
         if isinstance(action, Kill):
             try:
-                await loop.run_in_executor(
-                    self.executor, driver.remove, action.alloc_id, action.task
-                )
+                await self.calls.remove(driver, action.alloc_id, action.task)
             except DriverError as exc:
                 log.warning("agent: cannot remove %s/%s: %s", action.alloc_id, action.task, exc)
                 return  # observed again next poll: tried again
@@ -326,11 +370,9 @@ class Supervisor:
         driver = self.drivers.get(t.driver)
 
         async def run_command(argv: list[str], timeout: float) -> tuple[int, str]:
-            runner = getattr(driver, "exec_command", None)
-            if runner is None:
-                raise DriverError(f"the {t.driver} driver cannot run command checks")
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self.executor, runner, rt.id, name, argv, timeout)
+            if driver is None:
+                raise DriverError(f"driver {t.driver!r} is not available on this node")
+            return await self.calls.exec_command(driver, rt.id, name, argv, timeout)
 
         return await run_check(
             check,

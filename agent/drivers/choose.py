@@ -3,8 +3,10 @@
 Apart from the agent because it is the one place that knows every driver
 and what each needs: the docker driver is imported only here and only when
 wanted (it needs the docker SDK and an engine that answers), the exec
-driver always works. Blocking: it probes the Docker engine, so the agent
-calls it from its executor.
+driver always works. Nothing here asks the engine: whether it answers is
+the agent's question, asked with a deadline and asked again until it does
+(:mod:`agent.engine_probe`), because an engine may start after the agent,
+or hang.
 """
 
 from __future__ import annotations
@@ -20,37 +22,29 @@ log = logging.getLogger("heroctl.agent")
 
 
 def build_drivers(
-    choice: str, node_id: str, data_dir: str, executor_log: logging.Logger = log
-) -> dict[str, Driver]:
-    """The drivers this node offers (blocking: probes the Docker engine).
+    choice: str, node_id: str, data_dir: str, engine_timeout: float = 30.0
+) -> tuple[dict[str, Driver], Driver | None]:
+    """The drivers that work now, and the engine-backed one to offer once
+    its engine answers (None: not wanted, or no SDK). Blocking (the exec
+    driver reads its state file): call it from an executor.
 
-    ``auto``: docker when an engine answers, and exec always; ``docker`` or
+    ``auto``: docker (when its engine answers) and exec; ``docker`` or
     ``exec``: that one only. Both are scoped to ``node_id``: containers are
     labelled with it, so agents of other nodes (or other clusters) sharing
-    one engine never touch each other's containers.
+    one engine never touch each other's containers. ``engine_timeout``:
+    seconds one engine request may take.
     """
     from agent.drivers.exec import ExecDriver
 
-    drivers: dict[str, Driver] = {}
+    engine: Driver | None = None
     if choice in ("auto", "docker"):
         try:
             from agent.drivers.docker import DockerDriver
 
-            docker_driver = DockerDriver(node_id)
-            if docker_driver.available():
-                drivers["docker"] = docker_driver
-            elif choice == "docker":
-                executor_log.error(
-                    "agent: driver 'docker' configured but no Docker engine answers; "
-                    "docker tasks cannot run on this node"
-                )
-            else:
-                executor_log.warning(
-                    "agent: no Docker engine answers: falling back to the exec driver "
-                    "(docker tasks will not be placed on this node)"
-                )
+            engine = DockerDriver(node_id, timeout=engine_timeout)
         except ImportError as exc:
-            executor_log.warning("agent: docker driver unavailable (%s)", exc)
+            log.warning("agent: docker driver unavailable (%s)", exc)
+    drivers: dict[str, Driver] = {}
     if choice in ("auto", "exec"):
         drivers["exec"] = ExecDriver(node_id, Path(data_dir) / "agent")
-    return drivers
+    return drivers, engine

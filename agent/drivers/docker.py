@@ -21,10 +21,19 @@ What a container gets, and why:
 
 Images are never pulled unless the driver was built with ``allow_pull``:
 a missing image is a clear error (tests use only locally built images).
+
+Every public method raises only :class:`DriverError` (whatever the SDK or
+the socket raised, :mod:`agent.drivers.docker_errors`), and every request
+to the engine gives up after ``timeout`` seconds (the client's socket
+timeout), so a hung engine fails calls instead of holding their threads.
+A pull is the exception: the SDK streams it with no socket timeout, so its
+bound is the caller's deadline (:mod:`agent.drivers.calls`), and its thread
+stays until the engine ends the pull.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
@@ -50,7 +59,9 @@ from agent.drivers.docker_secrets import deliver_secrets, find_shim, secrets_pay
 
 try:  # the SDK is a dependency, but keep import errors readable
     import docker
-    from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+    from docker.errors import APIError, ImageNotFound, NotFound
+
+    from agent.drivers.docker_errors import ENGINE_FAILURES, engine_errors
 except ImportError as exc:  # pragma: no cover
     raise ImportError("the docker driver needs the 'docker' package (pip install docker)") from exc
 
@@ -61,8 +72,9 @@ MIN_NANO_CPUS = 10_000_000  # 0.01 core: the engine refuses less
 
 class DockerDriver:
     """Docker tasks of one node. ``client``: a docker SDK client (default:
-    ``docker.from_env()``); ``host_cores``/``mhz_per_core``: how MHz map to
-    cores (default: read from this machine)."""
+    ``docker.from_env()`` with ``timeout``, seconds per engine request);
+    ``host_cores``/``mhz_per_core``: how MHz map to cores (default: read
+    from this machine)."""
 
     name = "docker"
 
@@ -75,7 +87,7 @@ class DockerDriver:
         mhz_per_core: int | None = None,
         allow_pull: bool = False,
         use_init: bool = True,
-        timeout: float = 60.0,
+        timeout: float = 30.0,
         shim_binary: str | None = None,
     ) -> None:
         self.node = node
@@ -95,10 +107,8 @@ class DockerDriver:
     @property
     def client(self) -> docker.DockerClient:
         if self._client is None:
-            try:
-                self._client = docker.from_env(timeout=int(self._timeout))
-            except DockerException as exc:
-                raise DriverError(f"cannot reach the Docker engine: {exc}") from exc
+            # Asks the engine its API version: raises when none answers.
+            self._client = docker.from_env(timeout=max(1, math.ceil(self._timeout)))
         return self._client
 
     def close(self) -> None:
@@ -109,7 +119,7 @@ class DockerDriver:
     def available(self) -> bool:
         try:
             return bool(self.client.ping())
-        except (DockerException, DriverError, OSError):
+        except (*ENGINE_FAILURES, DriverError):
             return False
 
     def shim_binary(self) -> str:
@@ -128,8 +138,6 @@ class DockerDriver:
             container = self.client.containers.get(container_name(alloc_id, task))
         except NotFound:
             raise TaskNotFound(f"no container for task {task!r} of allocation {alloc_id}") from None
-        except (APIError, DockerException) as exc:
-            raise DriverError(f"docker: {exc}") from exc
         labels = container.labels or {}
         if labels.get("heroctl.node") != self.node or labels.get("heroctl.alloc_id") != alloc_id:
             raise TaskNotFound(
@@ -140,6 +148,7 @@ class DockerDriver:
 
     # --- the Driver contract ------------------------------------------------
 
+    @engine_errors("cannot start the task's container")
     def start(self, spec: TaskSpec) -> TaskState:
         if spec.node != self.node:
             raise DriverError(f"task is for node {spec.node!r}, this driver runs {self.node!r}")
@@ -151,7 +160,7 @@ class DockerDriver:
             existing = None
         if existing is not None:
             existing.reload()
-            if existing.attrs["State"].get("Running"):
+            if (existing.attrs.get("State") or {}).get("Running"):
                 return inspected_state(existing.attrs, self.name)  # adopt: never a second copy
             self._remove_container(existing)
         self._ensure_image(spec.image)
@@ -187,26 +196,24 @@ class DockerDriver:
                 # a concurrent start won the race: that container is the task
                 return inspected_state(self._container(spec.alloc_id, spec.task).attrs, self.name)
             raise DriverError(f"cannot create container for {spec.task!r}: {explain(exc)}") from exc
-        except DockerException as exc:
-            raise DriverError(f"cannot create container for {spec.task!r}: {exc}") from exc
         try:
             if payload:
                 self._start_with_secrets(container, payload)
             else:
                 container.start()
-        except (APIError, DockerException, OSError) as exc:
-            self._remove_container(container)
-            raise DriverError(f"cannot start container for {spec.task!r}: {explain(exc)}") from exc
+        except Exception:
+            # Never leave a created, unstarted container behind (the next
+            # start would find it); the engine may be gone too: best effort.
+            with contextlib.suppress(*ENGINE_FAILURES, DriverError):
+                self._remove_container(container)
+            raise
         container.reload()
         return inspected_state(container.attrs, self.name)
 
     def _image_argv(self, spec: TaskSpec) -> list[str]:
         """What the container would run without the shim: the image's
         entrypoint followed by the task's command (or the image's cmd)."""
-        try:
-            config = self.client.images.get(spec.image).attrs.get("Config") or {}
-        except (APIError, DockerException) as exc:
-            raise DriverError(f"cannot inspect image {spec.image!r}: {explain(exc)}") from exc
+        config = self.client.images.get(spec.image).attrs.get("Config") or {}
         entrypoint = config.get("Entrypoint") or []
         cmd = spec.command if spec.command is not None else (config.get("Cmd") or [])
         argv = [*entrypoint, *cmd]
@@ -228,13 +235,12 @@ class DockerDriver:
                 raise DriverError(
                     f"image {image!r} is not present on node {self.node} and pulling is disabled"
                 ) from None
-        except (APIError, DockerException) as exc:
-            raise DriverError(f"docker: {exc}") from exc
         try:
             self.client.images.pull(image)
-        except (APIError, DockerException) as exc:
+        except ENGINE_FAILURES as exc:
             raise DriverError(f"cannot pull image {image!r}: {explain(exc)}") from exc
 
+    @engine_errors("cannot stop the task's container")
     def stop(self, alloc_id: str, task: str, timeout: float | None = None) -> TaskState:
         container = self._container(alloc_id, task)
         if timeout is None:
@@ -242,16 +248,12 @@ class DockerDriver:
                 timeout = float(container.labels.get("heroctl.kill_timeout", "5"))
             except ValueError:
                 timeout = 5.0
-        try:
-            if container.status in ("running", "paused", "restarting", "created"):
-                container.stop(timeout=max(0, math.ceil(timeout)))
-            container.reload()
-        except NotFound:
-            raise TaskNotFound(f"container for task {task!r} of {alloc_id} vanished") from None
-        except (APIError, DockerException) as exc:
-            raise DriverError(f"cannot stop container for {task!r}: {explain(exc)}") from exc
+        if container.status in ("running", "paused", "restarting", "created"):
+            container.stop(timeout=max(0, math.ceil(timeout)))
+        container.reload()  # gone meanwhile: NotFound, a TaskNotFound to the caller
         return inspected_state(container.attrs, self.name)
 
+    @engine_errors("cannot remove the task's container")
     def remove(self, alloc_id: str, task: str) -> None:
         try:
             container = self._container(alloc_id, task)
@@ -267,26 +269,26 @@ class DockerDriver:
         except NotFound:
             pass
         except APIError as exc:
-            if exc.response is not None and exc.response.status_code == 409:
-                return  # removal already in progress
-            raise DriverError(f"cannot remove container {container.name}: {explain(exc)}") from exc
+            if exc.response is None or exc.response.status_code != 409:
+                raise
+            # 409: a removal is already in progress
 
+    @engine_errors("cannot inspect the task's container")
     def inspect(self, alloc_id: str, task: str) -> TaskState:
         return inspected_state(self._container(alloc_id, task).attrs, self.name)
 
+    @engine_errors("cannot list containers")
     def list(self) -> list[TaskState]:
         """This node's containers, from one API call (no per-container
         inspect), so the agent can afford it on every reconcile. Here
         ``started_at`` is the container's creation time and ``finished_at``
         is unknown; :meth:`inspect` has the exact times."""
-        try:
-            rows = self.client.api.containers(
-                all=True, filters={"label": [f"heroctl.node={self.node}"]}
-            )
-        except (APIError, DockerException) as exc:
-            raise DriverError(f"cannot list containers: {explain(exc)}") from exc
+        rows = self.client.api.containers(
+            all=True, filters={"label": [f"heroctl.node={self.node}"]}
+        )
         return [listed_state(row, self.name) for row in rows]
 
+    @engine_errors("cannot run a command in the task")
     def exec_command(
         self, alloc_id: str, task: str, argv: list[str], timeout: float = 10.0
     ) -> tuple[int, str]:
@@ -294,30 +296,21 @@ class DockerDriver:
         (exit code, output). The engine has no exec timeout: the caller
         bounds its wait (``timeout`` is accepted for the protocol's sake)."""
         container = self._container(alloc_id, task)
-        try:
-            result = container.exec_run(list(argv), stdout=True, stderr=True, demux=False)
-        except (APIError, DockerException) as exc:
-            raise DriverError(f"cannot run a command in {task!r}: {explain(exc)}") from exc
+        result = container.exec_run(list(argv), stdout=True, stderr=True, demux=False)
         output = result.output or b""
         code = result.exit_code if result.exit_code is not None else -1
         return code, output.decode("utf-8", errors="replace")
 
+    @engine_errors("cannot read the task's logs")
     def logs(self, alloc_id: str, task: str, tail: int | None = 100) -> str:
         container = self._container(alloc_id, task)
-        try:
-            raw = container.logs(
-                stdout=True, stderr=True, tail="all" if tail is None else max(0, tail)
-            )
-        except (APIError, DockerException) as exc:
-            raise DriverError(f"cannot read logs of {task!r}: {explain(exc)}") from exc
+        raw = container.logs(stdout=True, stderr=True, tail="all" if tail is None else max(0, tail))
         return raw.decode("utf-8", errors="replace")
 
+    @engine_errors("cannot read the task's stats")
     def stats(self, alloc_id: str, task: str) -> TaskStats:
         container = self._container(alloc_id, task)
-        try:
-            raw = container.stats(stream=False, one_shot=True)
-        except (APIError, DockerException) as exc:
-            raise DriverError(f"cannot read stats of {task!r}: {explain(exc)}") from exc
+        raw = container.stats(stream=False, one_shot=True)
         now = time.time()
         cpu = (raw.get("cpu_stats") or {}).get("cpu_usage") or {}
         usage = int(cpu.get("total_usage") or 0)

@@ -72,11 +72,16 @@ def load_tasks(path: Path, node: str) -> dict[tuple[str, str], ExecTask]:
     except FileNotFoundError:
         return tasks
     except (OSError, ValueError):
-        # A torn or foreign file: keep it for a human, start empty.
+        doc = None
+    if not isinstance(doc, dict) or not isinstance(doc.get("tasks", []), list):
+        # A torn or foreign file (valid JSON of another shape included):
+        # keep it for a human, start empty.
         with contextlib.suppress(OSError):
             path.replace(path.with_suffix(".corrupt"))
         return tasks
     for rec in doc.get("tasks", []):
+        if not isinstance(rec, dict):
+            continue
         try:
             task = ExecTask(
                 alloc_id=str(rec["alloc_id"]),
@@ -95,7 +100,7 @@ def load_tasks(path: Path, node: str) -> dict[tuple[str, str], ExecTask]:
                 finished_at=rec.get("finished_at"),
                 exit_code=rec.get("exit_code"),
             )
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, AttributeError):  # ports/labels not objects
             continue
         if task.node == node:
             tasks[(task.alloc_id, task.task)] = task

@@ -63,7 +63,10 @@ class LogCollector:
 
     def docker_client(self) -> Any:
         """A docker client of the collector's own, so long-lived log streams
-        never take the driver's connections (nor it theirs)."""
+        never take the driver's connections (nor it theirs). Its read
+        timeout is long: a stream is as silent as its task, and a short one
+        would reconnect every quiet stream; a hung engine holds only that
+        follower's thread (liveness is asked through the driver)."""
         with self._docker_lock:
             if self._docker is None:
                 if self._docker_factory is not None:

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agent.drivers.base import TaskState
+from agent.drivers.base import DriverError, TaskState
 from agent.logs.lines import MAX_LINE, STREAMS, LogLine, clean_line, parse_docker_ts
 
 if TYPE_CHECKING:
@@ -138,11 +138,15 @@ class DockerFollower(Follower):
             self.stopping.wait(0.2)  # the stream ended with the container running: resume
 
     def _still_running(self) -> bool:
+        """Asked through the driver (its engine timeout, its errors), not
+        the collector's streaming client, whose long read timeout is for
+        silent streams, not for an engine that hangs."""
+        driver = self.collector.drivers.get("docker")
         try:
-            info = self.collector.docker_client().api.inspect_container(self.handle)
-        except Exception:  # noqa: BLE001 - not found, engine gone
+            st = driver.inspect(self.alloc_id, self.task) if driver is not None else None
+        except DriverError:  # not found, engine gone
             return False
-        return bool((info.get("State") or {}).get("Running"))
+        return st is not None and st.running and st.handle == self.handle
 
     def _copy(
         self, logs: Iterable[bytes], stream: str, key: str, cursor: tuple[int, int]

@@ -1,8 +1,9 @@
 """Sampling: what this node and its running allocations use, every interval.
 
 Apart from the store because it does the blocking I/O (/proc, the disk,
-one driver ``stats()`` call per running task, in the executor and in
-parallel) and the arithmetic from task to allocation (cpu and memory
+in the executor; one driver ``stats()`` call per running task, in parallel,
+through :class:`agent.drivers.calls.DriverCalls`, so an engine that hangs
+costs a round its tasks' figures, never the node's) and the arithmetic from task to allocation (cpu and memory
 summed over the allocation's tasks); the store only keeps what it is given.
 """
 
@@ -16,6 +17,7 @@ from concurrent.futures import Executor
 from typing import Any
 
 from agent.drivers.base import Driver, DriverError, TaskState
+from agent.drivers.calls import DriverCalls
 from agent.metrics.store import MetricsStore
 from agent.node import CpuSampler, disk_mb, memory_mb
 
@@ -49,37 +51,35 @@ class MetricsSampler:
         *,
         data_dir: str,
         executor: Executor | None = None,
+        calls: DriverCalls | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.drivers = dict(drivers)
         self.data_dir = data_dir
         self.executor = executor
+        self.calls = calls if calls is not None else DriverCalls(executor)
         self.clock = clock
         self._cpu = CpuSampler()
         self._cpu.busy_fraction()  # the first reading only sets the baseline
 
-    def _task_stats(self, st: TaskState) -> tuple[TaskState, float, int] | None:
+    async def _task_stats(self, st: TaskState) -> tuple[TaskState, float, int] | None:
         driver = self.drivers.get(st.driver)
         if driver is None:
             return None
         try:
-            stats = driver.stats(st.alloc_id, st.task)
-        except DriverError:
-            return None  # exited since it was listed
-        except Exception as exc:  # noqa: BLE001 - one task's stats must not stop sampling
+            stats = await self.calls.stats(driver, st.alloc_id, st.task)
+        except DriverError as exc:  # exited since it was listed, engine away...
             log.debug("metrics: stats of %s/%s failed: %s", st.alloc_id, st.task, exc)
             return None
         return st, float(stats.cpu_percent), int(stats.memory_bytes)
 
     async def sample(self, states: Iterable[TaskState]) -> dict[str, Any]:
-        """One round: every running task's stats (in parallel on the
-        executor) and the node's, recorded; returns what was recorded."""
+        """One round: every running task's stats (in parallel) and the
+        node's, recorded; returns what was recorded."""
         loop = asyncio.get_running_loop()
         running = [st for st in states if st.running and st.alloc_id]
-        results = await asyncio.gather(
-            *(loop.run_in_executor(self.executor, self._task_stats, st) for st in running)
-        )
+        results = await asyncio.gather(*(self._task_stats(st) for st in running))
         node = await loop.run_in_executor(self.executor, node_stats, self.data_dir, self._cpu)
         allocs: dict[str, dict[str, Any]] = {}
         for result in results:

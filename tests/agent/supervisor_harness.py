@@ -1,5 +1,6 @@
 """A supervisor with a fake driver passed in (no Docker) and a fake clock
-(no sleeps decide anything), and the allocation documents it is given."""
+(no sleeps decide anything), and the allocation documents it is given.
+Tests of several drivers pass their own (``drivers``, ``calls``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any
 
+from agent.drivers.base import Driver
+from agent.drivers.calls import DriverCalls
 from agent.supervisor import Supervisor
 from tests.agent.fake_driver import FakeDriver
 
@@ -81,7 +84,13 @@ def alloc(
 
 
 class Harness:
-    def __init__(self, secrets: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        secrets: Mapping[str, Any] | None = None,
+        *,
+        drivers: Mapping[str, Driver] | None = None,
+        calls: DriverCalls | None = None,
+    ) -> None:
         self.clock = Clock()
         self.driver = FakeDriver(NODE)
         self.secrets_asked: list[str] = []
@@ -93,7 +102,13 @@ class Harness:
                 raise RuntimeError("secrets endpoint unreachable")
             return self._secrets
 
-        self.sup = Supervisor(NODE, {"docker": self.driver}, fetch_secrets=fetch, clock=self.clock)
+        self.sup = Supervisor(
+            NODE,
+            drivers if drivers is not None else {"docker": self.driver},
+            fetch_secrets=fetch,
+            clock=self.clock,
+            calls=calls,
+        )
 
     def poll(self) -> None:
         self.sup.observe(self.driver.list(), self.sup.observation_gen())
