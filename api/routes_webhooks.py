@@ -1,15 +1,19 @@
 """Webhooks: register a URL for events; see and requeue its deliveries.
 
 The secret is sealed here (AES-256-GCM, key derived from the cluster key)
-before the command is proposed, and no answer ever contains it. Delivery is
+before the command is proposed, and no answer ever contains it. A URL that
+reaches a non-public address is refused here (unless `[webhooks]
+allow_private`), before anything connects to it. Delivery is
 the leader's job (heroctld.controllers.webhooks); these handlers only read
 and write the replicated tables, so they never wait on a receiver.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import secrets
+import socket
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -17,7 +21,8 @@ from aiohttp import web
 
 from api.context import blocking_view, read_headers, replica_of
 from api.security.runtime import security_of
-from domain.webhook_signing import WebhookSecrets
+from domain.webhook_signing import STANDARD_PREFIX, WebhookSecrets, standard_key
+from domain.webhook_targets import ALLOW_HINT, IPAddress, first_refusal, ip_literal
 from httpkit.errors import ApiError, read_json_object
 from httpkit.responses import json_response, ms_to_rfc3339
 from raft.fsm_events import EVENT_TYPES, TOPICS, unknown_topics
@@ -27,6 +32,7 @@ routes = web.RouteTableDef()
 
 MAX_SECRET = 1024
 MAX_EVENTS = 64
+RESOLVE_TIMEOUT = 5.0  # seconds to resolve a new webhook's host before accepting it unchecked
 
 
 @functools.lru_cache(maxsize=8)
@@ -86,7 +92,44 @@ def check_secret(secret: Any) -> str:
         raise ApiError(400, "missing_field", "field 'secret' is required (it signs every delivery)")
     if not isinstance(secret, str) or not secret or len(secret) > MAX_SECRET:
         raise ApiError(400, "invalid_field", f"field 'secret' must be 1-{MAX_SECRET} characters")
+    if standard_key(secret.encode()) is None:
+        raise ApiError(
+            400,
+            "invalid_field",
+            f"field 'secret' starts with '{STANDARD_PREFIX}' but is not {STANDARD_PREFIX}"
+            "<base64 of 24-64 bytes> (the Standard Webhooks form)",
+        )
     return secret
+
+
+async def check_target(url: str) -> None:
+    """Refuse a URL whose host is, or resolves to, a non-public address
+    (domain.webhook_targets). A name that does not resolve now is accepted:
+    the deliverer checks again at every attempt anyway."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    literal = ip_literal(host)
+    addresses: list[str | IPAddress] = []
+    if literal is not None:
+        addresses.append(literal)
+    else:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            async with asyncio.timeout(RESOLVE_TIMEOUT):
+                infos = await asyncio.get_running_loop().getaddrinfo(
+                    host, port, type=socket.SOCK_STREAM
+                )
+        except (OSError, TimeoutError):
+            return
+        addresses.extend(str(info[4][0]) for info in infos)
+    reason = first_refusal(addresses)
+    if reason is not None:
+        raise ApiError(
+            400,
+            "url_not_public",
+            f"field 'url' reaches {reason}: a webhook may only reach public addresses "
+            f"({ALLOW_HINT})",
+        )
 
 
 def webhook_view(doc: dict[str, Any], row: dict[str, Any] | None) -> dict[str, Any]:
@@ -140,6 +183,8 @@ async def create_webhook(request: web.Request) -> web.Response:
     url = check_url(body.get("url"))
     events = check_events(body.get("events"))
     secret = check_secret(body.get("secret"))
+    if not security_of(request).settings.webhooks_allow_private:
+        await check_target(url)
     wid = "wh_" + secrets.token_hex(8)
     sealed = _secrets(request).seal(wid, secret)
     result = await replica_of(request).write(

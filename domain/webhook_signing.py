@@ -6,14 +6,25 @@
 - The request: a JSON body `{"id", "event", "timestamp", "index", "data"}`
   (id = the delivery id, stable across retries of one event to one webhook),
   and the headers `X-HeroCtl-Signature: sha256=<hex HMAC-SHA256(secret, raw
-  body)>`, `X-HeroCtl-Delivery`, `X-HeroCtl-Timestamp` (unix seconds of this
-  attempt) and `X-HeroCtl-Event`.
+  body)>` (the API contract's), `X-HeroCtl-Delivery`, `X-HeroCtl-Timestamp`
+  (unix seconds of this attempt) and `X-HeroCtl-Event`. The contract's
+  signature covers the body only, so a captured request could be replayed
+  with a fresh timestamp; the Standard Webhooks headers (standardwebhooks.com)
+  sign the delivery id and the timestamp with it: `webhook-id` (the delivery
+  id), `webhook-timestamp` (the same seconds) and `webhook-signature: v1,<base64
+  HMAC-SHA256(key, "<id>.<timestamp>.<body>")>`, where the key is the secret as
+  that spec serializes it (`whsec_<base64>`: the decoded bytes) or, for any
+  other secret, its own bytes, as for the contract's signature.
 - The retry schedule: exponential backoff from 1 s, capped (5 min), for up to
   24 h from the first attempt.
+- The answer: its status decides; at most RESPONSE_CAP bytes of its body are
+  read (a receiver cannot make the leader read, or hold, more).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import json
@@ -31,6 +42,8 @@ BACKOFF_BASE = 1.0
 BACKOFF_CAP = 300.0
 MAX_AGE = 24 * 3600.0  # seconds from the first attempt before an event is given up
 TIMEOUT = 10.0  # seconds for one attempt (connect + answer)
+RESPONSE_CAP = 4096  # bytes of a receiver's answer read at most
+STANDARD_PREFIX = "whsec_"  # Standard Webhooks' serialization of a secret: whsec_<base64>
 USER_AGENT = "HeroCtl-Webhooks/1"
 
 
@@ -82,6 +95,29 @@ def signature(secret: bytes, raw: bytes) -> str:
     return "sha256=" + hmac.new(secret, raw, hashlib.sha256).hexdigest()
 
 
+def standard_key(secret: bytes) -> bytes | None:
+    """The Standard Webhooks HMAC key of a secret: `whsec_<base64>` decoded, any
+    other secret's own bytes; None for a `whsec_` secret that is not base64 of
+    24-64 bytes (that spec's bounds)."""
+    if not secret.startswith(STANDARD_PREFIX.encode()):
+        return secret
+    encoded = secret[len(STANDARD_PREFIX) :]
+    try:
+        key = base64.b64decode(encoded + b"=" * (-len(encoded) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return key if 24 <= len(key) <= 64 else None
+
+
+def standard_signature(secret: bytes, did: str, ts: int, raw: bytes) -> str:
+    """`v1,<base64 HMAC-SHA256>` over `<id>.<timestamp>.<body>` (Standard Webhooks)."""
+    key = standard_key(secret)
+    if key is None:  # refused when the webhook was created; never sign with a guess
+        raise SecretError(f"the secret is not a valid {STANDARD_PREFIX}<base64> secret")
+    mac = hmac.new(key, f"{did}.{ts}.".encode() + raw, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(mac).decode()
+
+
 def verify(secret: bytes, raw: bytes, header: str | None) -> bool:
     """What a receiver does (documented in the README; used by the tests)."""
     return header is not None and hmac.compare_digest(signature(secret, raw), header)
@@ -90,13 +126,17 @@ def verify(secret: bytes, raw: bytes, header: str | None) -> bool:
 def headers(
     secret: bytes, raw: bytes, did: str, event_type: str, now: float, redelivery: bool = False
 ) -> dict[str, str]:
+    ts = int(now)
     out = {
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
         "X-HeroCtl-Event": event_type,
         "X-HeroCtl-Delivery": did,
-        "X-HeroCtl-Timestamp": str(int(now)),
+        "X-HeroCtl-Timestamp": str(ts),
         "X-HeroCtl-Signature": signature(secret, raw),
+        "webhook-id": did,
+        "webhook-timestamp": str(ts),
+        "webhook-signature": standard_signature(secret, did, ts, raw),
     }
     if redelivery:
         out["X-HeroCtl-Redelivery"] = "true"

@@ -2,7 +2,7 @@
 
 The keys of the TOML file are the flags' names with `_` for `-`
 (`node_name`, `data_dir`, `api_port`, ...) plus a table per part of the
-server (`[raft]`, `[rate_limit]`, `[auth]`, `[agent]`, `[logs]`, `[metrics]`,
+server (`[raft]`, `[rate_limit]`, `[auth]`, `[webhooks]`, `[agent]`, `[logs]`, `[metrics]`,
 `[gc]`), each of whose keys `HEROCTL_<TABLE>_<KEY>` overrides. Secrets (the
 cluster key) may come from the environment so they stay out of files and
 process listings. An unknown key or a value of the wrong type stops the
@@ -74,6 +74,15 @@ class AuthSettings:
     refresh_ttl: int = 30 * 86_400
     max_sessions: int = 20
     refresh_grace: float = 10.0
+
+
+@dataclass
+class WebhookSettings:
+    """[webhooks] or HEROCTL_WEBHOOKS_<KEY>: ``allow_private``: let webhook URLs reach
+    loopback, link-local and private addresses, refused by default so that a
+    webhook is no way into the cluster's own network (domain.webhook_targets)."""
+
+    allow_private: bool = False
 
 
 @dataclass
@@ -157,6 +166,7 @@ AUTH = Table(
         "refresh_grace": _seconds,
     },
 )
+WEBHOOKS = Table("webhooks", WebhookSettings, {"allow_private": boolean})
 LOGS = Table("logs", LogSettings, {"retention": _seconds, "max_bytes_per_alloc": size})
 METRICS = Table("metrics", MetricsSettings, {"interval": duration(minimum=0.05)})
 GC = Table(
@@ -183,7 +193,7 @@ AGENT = Table(
         "api_bind": text,
     },
 )
-TABLES = {t.name: t for t in (RAFT, RATE_LIMIT, AUTH, AGENT, LOGS, METRICS, GC)}
+TABLES = {t.name: t for t in (RAFT, RATE_LIMIT, AUTH, WEBHOOKS, AGENT, LOGS, METRICS, GC)}
 
 
 def load_logs_metrics(
@@ -224,6 +234,7 @@ class ServerConfig:
     raft: RaftTimeouts = field(default_factory=RaftTimeouts)
     rate_limit: RateLimits = field(default_factory=RateLimits)
     auth: AuthSettings = field(default_factory=AuthSettings)
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     agent: AgentSettings = field(default_factory=AgentSettings)
     logs: LogSettings = field(default_factory=LogSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)

@@ -117,6 +117,7 @@ def security_settings(cfg: ServerConfig) -> SecuritySettings:
         refresh_ttl=max(1, cfg.auth.refresh_ttl),
         max_sessions=cfg.auth.max_sessions,
         refresh_grace=cfg.auth.refresh_grace,
+        webhooks_allow_private=cfg.webhooks.allow_private,
         bootstrap_token=cfg.bootstrap_token or None,
         admin_password=cfg.admin_password or None,
     )
@@ -200,7 +201,9 @@ async def serve(cfg: ServerConfig) -> None:
             "scheduler": lambda: scheduling_loop(replica),
             "heartbeats": lambda: heartbeat_monitor(replica, heartbeats),
             "drainer": lambda: drain_loop(replica),
-            "webhooks": lambda: webhook_loop(replica, cfg.cluster_key),
+            "webhooks": lambda: webhook_loop(
+                replica, cfg.cluster_key, allow_private=cfg.webhooks.allow_private
+            ),
             "gc": lambda: gc_loop(replica, cfg.gc),
             "keyring": lambda: reencrypt_loop(replica, keys),
             "acl-bootstrap": lambda: bootstrap_from_env(

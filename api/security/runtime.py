@@ -44,6 +44,7 @@ class SecuritySettings:
     login_max_per_user: int = 5
     login_max_per_address: int = 20
     login_window: float = 300.0
+    webhooks_allow_private: bool = False  # [webhooks] allow_private: URLs may reach 10.x, ::1 ...
 
 
 class Security:

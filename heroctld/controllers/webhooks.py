@@ -12,7 +12,17 @@ go first, once each.
 
 Every HTTP call has a timeout and runs in the webhook's own task: an
 unreachable receiver delays only its own webhook, never the API nor the other
-webhooks.
+webhooks. At most a few KiB of an answer are read (wd.RESPONSE_CAP).
+
+Unless `[webhooks] allow_private`, an attempt never connects to a non-public
+address (domain.webhook_targets): a literal IP in the URL is checked before
+the request, and a name is resolved by `PublicResolver`, the session's
+resolver, which refuses the whole answer if any address in it is not public.
+The connector connects only to the addresses that resolver returned, so a
+name that resolves to a public address when checked and to a private one a
+moment later (DNS rebinding) cannot slip through: the check and the
+connection use the same answer. A refused attempt is a failed one (retried,
+then given up), recorded with why.
 """
 
 from __future__ import annotations
@@ -22,13 +32,18 @@ import contextlib
 import logging
 import os
 import random
+import socket
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
 
 from domain import webhook_signing as wd
+from domain.webhook_targets import ALLOW_HINT, first_refusal, ip_literal, refusal
 from heroctld.controllers.leadership import cancel_and_wait
 from raft.fsm_events import EVENTS, matches
 from raft.fsm_webhooks import DELIVERIES, WEBHOOKS, delivery_id
@@ -40,12 +55,37 @@ WATCHED = (EVENTS, WEBHOOKS, DELIVERIES)
 SKIP_WRITE_EVERY = 500  # move a cursor over unwanted events after this many
 
 
+class RefusedAddress(OSError):
+    """A webhook's host is, or resolves to, an address it may not reach."""
+
+
+class PublicResolver(AbstractResolver):
+    """Resolves with `inner` (aiohttp's default) and refuses any answer holding
+    a non-public address: what it returns is what the connector connects to."""
+
+    def __init__(self, inner: AbstractResolver | None = None) -> None:
+        self.inner = inner or DefaultResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        answer = await self.inner.resolve(host, port, family)
+        reason = first_refusal(r["host"] for r in answer)
+        if reason is not None:
+            raise RefusedAddress(f"{host} resolves to {reason}; {ALLOW_HINT}")
+        return answer
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
 @dataclass
 class DeliverySettings:
     backoff_base: float = wd.BACKOFF_BASE
     backoff_cap: float = wd.BACKOFF_CAP
     max_age: float = wd.MAX_AGE
     timeout: float = wd.TIMEOUT
+    allow_private: bool = False  # [webhooks] allow_private: no address check at all
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> DeliverySettings:
@@ -76,10 +116,18 @@ class Deliverer:
         self.workers: dict[str, asyncio.Task[None]] = {}
         self.wakes: dict[str, asyncio.Event] = {}
 
+    def new_session(self, resolver: AbstractResolver | None = None) -> aiohttp.ClientSession:
+        """The HTTP client of the deliveries: timeouts, and, unless private
+        addresses are allowed, a `PublicResolver` around `resolver`."""
+        s = self.settings
+        if not s.allow_private:
+            resolver = PublicResolver(resolver)
+        connector = aiohttp.TCPConnector(limit=200, limit_per_host=8, resolver=resolver)
+        timeout = aiohttp.ClientTimeout(total=s.timeout, connect=s.timeout)
+        return aiohttp.ClientSession(timeout=timeout, connector=connector)
+
     async def run(self, wait: float = 30.0) -> None:
-        timeout = aiohttp.ClientTimeout(total=self.settings.timeout, connect=self.settings.timeout)
-        connector = aiohttp.TCPConnector(limit=200, limit_per_host=8)
-        self.session = aiohttp.ClientSession(timeout=timeout, connector=connector)
+        self.session = self.new_session()
         index = -1
         try:
             while True:
@@ -240,11 +288,12 @@ class Deliverer:
             secret = self.secrets.open(hook["id"], hook["secret"])
             did, raw = wd.body(hook["id"], event)
             hdrs = wd.headers(secret, raw, did, event["type"], time.time(), redelivery)
+            self._check_literal(hook["url"])
             assert self.session is not None
             async with self.session.post(
                 hook["url"], data=raw, headers=hdrs, allow_redirects=False
             ) as r:
-                await r.read()
+                await r.content.read(wd.RESPONSE_CAP)  # the rest is never read
                 record["code"] = r.status
                 if 200 <= r.status < 300:
                     record["status"] = "delivered"
@@ -253,12 +302,25 @@ class Deliverer:
                     record["error"] = f"HTTP {r.status}"
         except TimeoutError:
             record.update(status="failed", error=f"no answer within {self.settings.timeout:g}s")
-        except aiohttp.ClientConnectorError as e:
-            record.update(status="failed", error=f"cannot connect: {e.os_error or e}")
+        except RefusedAddress as e:  # an IP literal, checked before the request
+            record.update(status="failed", error=f"refused: {e}")
+        except aiohttp.ClientConnectorError as e:  # PublicResolver's refusals arrive wrapped
+            cause = e.os_error
+            what = "refused" if isinstance(cause, RefusedAddress) else "cannot connect"
+            record.update(status="failed", error=f"{what}: {cause or e}")
         except (aiohttp.ClientError, OSError, ValueError, wd.SecretError) as e:
             record.update(status="failed", error=f"{type(e).__name__}: {e}"[:300])
         record["duration_ms"] = int((time.monotonic() - started) * 1000)
         return record
+
+    def _check_literal(self, url: str) -> None:
+        """A URL naming an IP literally never meets the resolver: check it here."""
+        host = urlsplit(url).hostname or ""
+        literal = ip_literal(host)
+        if self.settings.allow_private or literal is None:
+            return
+        if (reason := refusal(literal)) is not None:
+            raise RefusedAddress(f"{reason}; {ALLOW_HINT}")
 
     async def _progress(self, wid: str, **fields: Any) -> None:
         try:
@@ -270,7 +332,15 @@ class Deliverer:
 
 
 async def webhook_loop(
-    replica: Replica, cluster_key: str, settings: DeliverySettings | None = None
+    replica: Replica,
+    cluster_key: str,
+    settings: DeliverySettings | None = None,
+    *,
+    allow_private: bool = False,
 ) -> None:
-    """The leader-only controller (see heroctld.controllers.leadership)."""
-    await Deliverer(replica, cluster_key, settings or DeliverySettings.from_env()).run()
+    """The leader-only controller (see heroctld.controllers.leadership);
+    `allow_private`: `[webhooks] allow_private` (when no `settings` are given)."""
+    if settings is None:
+        settings = DeliverySettings.from_env()
+        settings.allow_private = allow_private
+    await Deliverer(replica, cluster_key, settings).run()

@@ -225,7 +225,9 @@ def test_a_wrong_environment_variable_is_named() -> None:
 
 def test_every_settings_field_has_a_reader() -> None:
     # Table() refuses a table whose readers do not match its dataclass: importing proves it.
-    assert set(TABLES) == {"raft", "rate_limit", "auth", "agent", "logs", "metrics", "gc"}
+    assert set(TABLES) == {
+        *("raft", "rate_limit", "auth", "webhooks", "agent", "logs", "metrics", "gc")
+    }
 
 
 def test_logs_and_metrics_settings() -> None:
@@ -274,3 +276,28 @@ def test_gc_settings_from_toml_and_env() -> None:
         load_gc({"batch_size": 0}, {})
     cfg = load_config(None, {"dev": True}, env={"HEROCTL_GC_ALLOC_THRESHOLD": "90"})
     assert cfg.gc.alloc_threshold == 90.0 and cfg.gc.keep_per_group == 3
+
+
+def test_session_and_webhook_settings_from_toml_and_env(tmp_path: Path) -> None:
+    cfg = read_config(None, {})
+    assert (cfg.auth.max_sessions, cfg.auth.refresh_grace, cfg.webhooks.allow_private) == (
+        20,
+        10.0,
+        False,
+    )
+    text = "[auth]\nmax_sessions = 5\nrefresh_grace = '2s'\n[webhooks]\nallow_private = true\n"
+    cfg = from_file(tmp_path, 'data_dir = "/tmp/x"\n' + text)
+    assert (cfg.auth.max_sessions, cfg.auth.refresh_grace, cfg.webhooks.allow_private) == (
+        5,
+        2.0,
+        True,
+    )
+    env = {"HEROCTL_AUTH_MAX_SESSIONS": "3", "HEROCTL_WEBHOOKS_ALLOW_PRIVATE": "false"}
+    cfg = from_file(tmp_path, 'data_dir = "/tmp/x"\n' + text, env)
+    assert (cfg.auth.max_sessions, cfg.webhooks.allow_private) == (3, False)
+    for bad, message in (
+        ("[auth]\nmax_sessions = 0", "[auth] max_sessions: must be at least 1, got 0"),
+        ("[webhooks]\nallow_private = 'yes'", "[webhooks] allow_private: expected true or false"),
+        ("[webhooks]\nallow_privat = true", 'unknown key "webhooks.allow_privat"'),
+    ):
+        assert error_of(tmp_path, 'data_dir = "/tmp/x"\n' + bad).startswith(message)

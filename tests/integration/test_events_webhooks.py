@@ -1,15 +1,19 @@
 """Webhooks end to end: real servers deliver to a real receiver on 127.0.0.1.
 
 The receiver (an aiohttp server in this process, on its own thread and loop)
-verifies every signature, records every request, and can be taken down or
-made to fail. Delivery is at least once, so a receiver may see a delivery id
-twice; what must hold is: every event arrives, and first arrivals are in
-order of index.
+verifies every signature (the contract's, and the Standard Webhooks one with
+an implementation of its own written from that spec), records every request,
+and can be taken down or made to fail. Delivery is at least once, so a
+receiver may see a delivery id twice; what must hold is: every event
+arrives, and first arrivals are in order of index.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
 import json
 import threading
 import time
@@ -36,8 +40,29 @@ class Received:
     index: int
     body: dict[str, Any]
     headers: dict[str, str]
-    signed: bool
+    signed: bool  # X-HeroCtl-Signature verifies, and so does webhook-signature
     at: float
+
+
+def standard_verified(secret: str, raw: bytes, headers: Any) -> bool:
+    """A Standard Webhooks receiver's check, written from the spec (not with
+    domain.webhook_signing): HMAC-SHA256 over `<webhook-id>.<webhook-timestamp>.<body>`
+    with the secret (a `whsec_` one base64-decoded), any `v1,` signature matching,
+    the timestamp within 5 minutes."""
+    msg_id, ts = headers.get("webhook-id"), headers.get("webhook-timestamp")
+    signatures = headers.get("webhook-signature")
+    if not (msg_id and ts and signatures) or abs(time.time() - int(ts)) > 300:
+        return False
+    if secret.startswith("whsec_"):
+        key = base64.b64decode(secret[len("whsec_") :])
+    else:
+        key = secret.encode()
+    mac = hmac.new(key, msg_id.encode() + b"." + ts.encode() + b"." + raw, hashlib.sha256)
+    expected = base64.b64encode(mac.digest()).decode()
+    return any(
+        version == "v1" and hmac.compare_digest(sig, expected)
+        for version, _, sig in (s.partition(",") for s in signatures.split(" "))
+    )
 
 
 @dataclass
@@ -45,6 +70,7 @@ class Receiver:
     """A webhook receiver on 127.0.0.1:port that can go down and come back."""
 
     port: int = field(default_factory=free_port)
+    secret: str = SECRET
     status: int = 200  # what it answers while up
     hang: bool = False  # never answer (to test that nothing waits on it)
     got: list[Received] = field(default_factory=list)
@@ -66,7 +92,9 @@ class Receiver:
         if self.hang:
             await self.never.wait()
         body = json.loads(raw)
-        signed = verify(SECRET.encode(), raw, request.headers.get("X-HeroCtl-Signature"))
+        signed = verify(
+            self.secret.encode(), raw, request.headers.get("X-HeroCtl-Signature")
+        ) and standard_verified(self.secret, raw, request.headers)
         rec = Received(
             request.headers.get("X-HeroCtl-Delivery", ""),
             body["event"],
@@ -171,6 +199,8 @@ def assert_delivered_in_order(
         assert set(r.body) == {"id", "event", "timestamp", "index", "data"}
         assert r.body["id"] == r.delivery == r.headers["X-HeroCtl-Delivery"]
         assert abs(int(r.headers["X-HeroCtl-Timestamp"]) - time.time()) < 600
+        assert r.headers["webhook-timestamp"] == r.headers["X-HeroCtl-Timestamp"]
+        assert r.headers["webhook-id"] == r.delivery
         assert r.headers["X-HeroCtl-Event"] == e["type"]
         assert "not-in-any-event" not in json.dumps(r.body)
 
@@ -424,31 +454,33 @@ class _LocalReplica:
             raise CommandRejected(result["status"], result["error"], result["message"])
         return result
 
+    async def add_webhook(self, cluster_key: str, wid: str, url: str, secret: str = SECRET) -> None:
+        from domain.webhook_signing import WebhookSecrets
+
+        sealed = WebhookSecrets(cluster_key).seal(wid, secret)
+        await self.write("webhook.create", id=wid, url=url, events=["secret"], secret=sealed)
+
+    async def put_secret(self, version: int) -> None:
+        await self.write(
+            "secret.put", name="s", version=version, key_id="k1", nonce=b"n" * 12, ciphertext=b"c"
+        )
+
 
 async def test_deliverer_gives_up_after_max_age_and_goes_on(receiver: Receiver) -> None:
-    import aiohttp
-
-    from domain.webhook_signing import WebhookSecrets
     from heroctld.controllers.webhooks import Deliverer, DeliverySettings
     from raft.keys import generate_cluster_key
 
     key = generate_cluster_key()
     replica = _LocalReplica()
     wid = "wh_00000000000000aa"
-    await replica.write(
-        "webhook.create",
-        id=wid,
-        url=receiver.url,
-        events=["secret"],
-        secret=WebhookSecrets(key).seal(wid, SECRET),
-    )
+    await replica.add_webhook(key, wid, receiver.url)
     for v in (1, 2):
-        await replica.write(
-            "secret.put", name="s", version=v, key_id="k1", nonce=b"n" * 12, ciphertext=b"c"
-        )
-    settings = DeliverySettings(backoff_base=0.05, backoff_cap=0.05, max_age=0.3, timeout=2)
+        await replica.put_secret(v)
+    settings = DeliverySettings(
+        backoff_base=0.05, backoff_cap=0.05, max_age=0.3, timeout=2, allow_private=True
+    )
     d = Deliverer(replica, key, settings)  # type: ignore[arg-type]
-    d.session = aiohttp.ClientSession()
+    d.session = d.new_session()
     receiver.status = 500
     try:
 

@@ -267,6 +267,8 @@ class Cluster:
         self.cluster_key = cluster_key or generate_cluster_key()
         self.extra_args = extra_args or []
         self.env = dict(env or {})
+        # The tests' webhook receivers listen on 127.0.0.1, a private address.
+        self.env.setdefault("HEROCTL_WEBHOOKS_ALLOW_PRIVATE", "true")
         self.token: str | None = None
         if bootstrap:
             self.token = self.env.setdefault("HEROCTL_BOOTSTRAP_TOKEN", new_bootstrap_token())
