@@ -95,17 +95,6 @@ def proxy() -> Iterator[EngineProxy]:
         p.close()
 
 
-@pytest.fixture
-def docker_client() -> Iterator[Any]:
-    import docker
-
-    client = docker.from_env(timeout=60)
-    try:
-        yield client
-    finally:
-        client.close()
-
-
 def node_drivers(server: Server) -> list[str]:
     (node,) = server.get("/v1/nodes").body
     return node["drivers"]
@@ -117,8 +106,11 @@ def last_line(lines: list[dict[str, Any]]) -> int:
 
 
 def test_a_late_engine_runs_the_job_and_adopts_its_container(
-    tmp_path: Path, proxy: EngineProxy, docker_client: Any
+    tmp_path: Path, proxy: EngineProxy
 ) -> None:
+    import docker
+
+    docker_client = docker.from_env(timeout=60)  # the real engine, for the test's own looks
     c = Cluster(tmp_path, 1, agent=True, env={"DOCKER_HOST": f"unix://{proxy.path}"})
     c.start()
     try:
@@ -158,3 +150,4 @@ def test_a_late_engine_runs_the_job_and_adopts_its_container(
         assert doc["task_states"]["main"]["restarts"] == 0
     finally:
         c.stop()
+        docker_client.close()
