@@ -18,8 +18,8 @@ import msgpack
 from raft.packing import pack, unpack
 
 # pysyncobj's chunked path for entries >= appendEntriesBatchSizeBytes is
-# buggy (notes/pysyncobj.md #8): the node raises that to 4 MiB and we keep
-# every entry well below it.
+# buggy (notes/pysyncobj.md #8): raft.pysyncobj_glue raises that to 4 MiB
+# and we keep every entry well below it.
 MAX_COMMAND_BYTES = 2 * 1024 * 1024
 MAX_BATCH_BYTES = 3 * 1024 * 1024
 

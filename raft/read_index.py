@@ -47,7 +47,7 @@ Complete = Callable[[Any, "int | None", str], None]  # (token, index, reason)
 
 
 class Peers(Protocol):
-    """What the protocol needs from the raft library (raft.node provides it)."""
+    """What the protocol needs from the raft library (raft.pysyncobj_glue.Peers)."""
 
     def is_leader(self) -> bool: ...
     def term(self) -> int: ...

@@ -1,5 +1,5 @@
 """The cipher pysyncobj's transport uses for every message between servers
-(raft.node installs it in place of pysyncobj's Fernet)."""
+(raft.pysyncobj_glue installs it in place of pysyncobj's Fernet)."""
 
 from __future__ import annotations
 

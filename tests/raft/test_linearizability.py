@@ -524,10 +524,10 @@ def test_deposed_leader_does_not_ack_a_write_the_new_leader_compacted_away(
     server commits and applies its own stale entries from its old term. Its
     pending callback sees a matching term and reports success; the HTTP client
     gets 200 for a write the cluster never committed, and the snapshot then
-    silently replaces the state. Proposed fix, in raft/node.py's `on_message`
-    wrapper: for `append_entries` without `prevLogIdx`, clamp `commit_index` to the
-    local `raftCommitIndex` before handing the message to pysyncobj (checked:
-    this test then passes and the old leader answers 503, an unknown outcome).
+    silently replaces the state. The fix, in raft/pysyncobj_glue.py's
+    `route_messages`: for `append_entries` without `prevLogIdx`, clamp `commit_index`
+    to the local `raftCommitIndex` before handing the message to pysyncobj (this
+    test then passes and the old leader answers 503, an unknown outcome).
     """
     if not iptables_usable():
         pytest.skip("needs iptables as root")

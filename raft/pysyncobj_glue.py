@@ -1,0 +1,236 @@
+"""The one module that imports pysyncobj, and everything we reach inside it.
+
+pysyncobj runs raft for us (log, elections, replication, snapshots, the
+journal). raft.node drives it from one thread through `ReplicatedLog`, whose
+methods below are the only places that touch pysyncobj's private attributes:
+
+- its transport encrypts every message with raft.transport_cipher (instead of
+  Fernet);
+- messages of our own (raft.read_index) are taken before pysyncobj sees them,
+  and a snapshot chunk may not raise the commit index;
+- a leader can hand its completions over before it sends the new commit index
+  to its followers (`before_sending_entries`);
+- a tick spent busy can push the election deadline back (`postpone_election`);
+- the journal, the no-op index of the leader's term, the pipe that ends a
+  tick's poll.
+
+pysyncobj's outcomes become raft.completions' reasons here too.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import pysyncobj.syncobj as _syncobj_module
+from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
+from pysyncobj.node import TCPNode
+
+from raft.commands import decode_batch
+from raft.completions import DENIED, DISCARDED, NO_LEADER, NOT_LEADER, OK, QUEUE_FULL, UNKNOWN
+from raft.config import RaftConfig
+from raft.fsm import apply_batch
+from raft.snapshot_file import read_snapshot, write_snapshot
+from raft.state import State
+from raft.transport_cipher import TransportCipher
+
+log = logging.getLogger("heroctld.raft")
+
+_syncobj_module.getEncryptor = TransportCipher  # every peer message, both ways
+
+_REASONS = {
+    FAIL_REASON.SUCCESS: OK,
+    FAIL_REASON.QUEUE_FULL: QUEUE_FULL,
+    FAIL_REASON.MISSING_LEADER: NO_LEADER,
+    FAIL_REASON.DISCARDED: DISCARDED,
+    FAIL_REASON.NOT_LEADER: NOT_LEADER,
+    FAIL_REASON.LEADER_CHANGED: DISCARDED,
+    FAIL_REASON.REQUEST_DENIED: DENIED,
+}
+if hasattr(FAIL_REASON, "UNKNOWN_OUTCOME"):
+    _REASONS[FAIL_REASON.UNKNOWN_OUTCOME] = UNKNOWN
+
+
+def reason(err: int) -> str:
+    """pysyncobj's outcome of a call as one of raft.completions' reasons."""
+    return _REASONS.get(err, str(err))
+
+
+def sync_conf(
+    config: RaftConfig,
+    state: State,
+    journal_path: str,
+    snapshot_path: str,
+    on_state_changed: Callable[[int, int], None],
+) -> SyncObjConf:
+    c = config
+
+    def serialize(path: str, raft_data: tuple[Any, Any, Any]) -> None:
+        last, prev, cluster = raft_data
+        write_snapshot(path, state, last, prev, [n.id for n in cluster])
+
+    def deserialize(path: str) -> tuple[Any, Any, Any]:
+        last, prev, cluster = read_snapshot(path, state)
+        return last, prev, [TCPNode(a) for a in cluster]
+
+    return SyncObjConf(
+        password=base64.urlsafe_b64encode(c.raft_key),
+        autoTick=False,
+        journalFile=journal_path,
+        fullDumpFile=snapshot_path,
+        serializer=serialize,
+        deserializer=deserialize,
+        dynamicMembershipChange=True,
+        appendEntriesUseBatch=False,
+        commandsWaitLeader=False,
+        raftMinTimeout=c.election_timeout_min,
+        raftMaxTimeout=c.election_timeout_max,
+        leaderFallbackTimeout=c.leader_fallback_timeout,
+        appendEntriesBatchSizeBytes=4 * 1024 * 1024,
+        sendBufferSize=2**20,
+        recvBufferSize=2**20,
+        connectionRetryTime=1.0,
+        connectionTimeout=3.0,
+        logCompactionSplit=True,
+        logCompactionMinEntries=c.compaction_min_entries,
+        logCompactionMinTime=c.compaction_min_time,
+        onStateChanged=on_state_changed,
+        **c.extra,
+    )
+
+
+class ReplicatedLog(SyncObj):
+    """pysyncobj's SyncObj applying raft entries (batches of commands) to the
+    FSM. Not thread-safe: made and used on the tick thread only, except where
+    raft.node says otherwise."""
+
+    def __init__(self, config: RaftConfig, state: State, conf: SyncObjConf) -> None:
+        self._state = state
+        others = [p for p in config.partners if p != config.self_address]
+        super().__init__(config.self_address, others, conf)
+
+    @replicated
+    def apply_entry(self, entry: bytes) -> Any:
+        # Total by construction: apply_batch never raises, and this guard
+        # catches anything around it (notes/pysyncobj.md #1).
+        try:
+            index = self.raftLastApplied + 1
+            return apply_batch(self._state, decode_batch(entry), index)
+        except BaseException:
+            log.exception("apply failed")
+            return []
+
+    # --- state pysyncobj keeps private ------------------------------------
+    def is_leader(self) -> bool:
+        return bool(self._isLeader())
+
+    def leader_node(self) -> Any | None:
+        """The leader as pysyncobj knows it (a node with an `id`), if any."""
+        return self._getLeader()
+
+    def has_other_voters(self) -> bool:
+        return bool(len(self._SyncObj__otherNodes))  # type: ignore[attr-defined]
+
+    def committed_in_term(self) -> bool:
+        """Whether the leader committed the no-op of its term."""
+        noop = self._SyncObj__noopIDx  # type: ignore[attr-defined]
+        return noop is not None and self.raftCommitIndex >= noop
+
+    @property
+    def journal_log(self) -> Any:
+        """pysyncobj's journal object (its length, its mmap)."""
+        return self._SyncObj__raftLog  # type: ignore[attr-defined]
+
+    def peer_progress(self) -> tuple[dict[str, tuple[bool, Any]], Any]:
+        """({raft address: (connected, match index)} of the other members, the log's length)."""
+        status = self.getStatus()
+        peers = {
+            n.id: (
+                bool(status.get(f"partner_node_status_server_{n.id}")),
+                status.get(f"match_idx_server_{n.id}"),
+            )
+            for n in self.otherNodes
+        }
+        return peers, status.get("log_len")
+
+    # --- what we change in pysyncobj ----------------------------------------
+    def route_messages(self, ours: Callable[[Any, Any], bool]) -> None:
+        """Every message from a peer goes to `ours` first; it returns True for
+        the ones it took (pysyncobj never sees those)."""
+        original = self._SyncObj__onMessageReceived  # type: ignore[attr-defined]
+
+        def on_message(node: Any, message: Any) -> None:
+            if ours(node, message):
+                return
+            if (
+                isinstance(message, dict)
+                and message.get("type") == "append_entries"
+                and "prevLogIdx" not in message
+            ):
+                # pysyncobj 0.3.17 lets a snapshot chunk raise the commit index
+                # over this node's own, unverified log: a deposed leader then
+                # applies and acknowledges an entry the cluster never committed.
+                # A snapshot chunk must not commit anything.
+                message = {
+                    **message,
+                    "commit_index": min(message.get("commit_index", 0), self.raftCommitIndex),
+                }
+            original(node, message)
+
+        self._SyncObj__transport.setOnMessageReceivedCallback(on_message)  # type: ignore[attr-defined]
+
+    def before_sending_entries(self, first: Callable[[], None]) -> None:
+        """Run `first` each time a leader is about to send entries (and its
+        commit index) to its followers."""
+        send_entries = self._SyncObj__sendAppendEntries  # type: ignore[attr-defined]
+
+        def first_then_send() -> None:
+            first()
+            send_entries()
+
+        self._SyncObj__sendAppendEntries = first_then_send  # type: ignore[attr-defined]
+
+    def postpone_election(self, deadline: float) -> None:
+        """Start no election before `deadline` (time.monotonic)."""
+        if self._SyncObj__raftElectionDeadline < deadline:  # type: ignore[attr-defined]
+            self._SyncObj__raftElectionDeadline = deadline  # type: ignore[attr-defined]
+
+    def wake(self) -> None:
+        """End the tick's idle poll now (any thread)."""
+        notifier = getattr(self, "_SyncObj__pipeNotifier", None)
+        if notifier is not None:
+            notifier.notify()
+
+    def send(self, node: Any, message: dict[str, Any]) -> bool:
+        """Send a message of our own to a peer over pysyncobj's transport."""
+        return bool(self._SyncObj__transport.send(node, message))  # type: ignore[attr-defined]
+
+
+class Peers:
+    """What raft.read_index needs from pysyncobj (tick thread only)."""
+
+    def __init__(self, sync: ReplicatedLog) -> None:
+        self._sync = sync
+
+    def is_leader(self) -> bool:
+        return self._sync.is_leader()
+
+    def term(self) -> int:
+        return int(self._sync.raftCurrentTerm)
+
+    def commit_index(self) -> int:
+        return int(self._sync.raftCommitIndex)
+
+    def committed_in_term(self) -> bool:
+        return self._sync.committed_in_term()
+
+    def leader(self) -> Any | None:
+        return self._sync.leader_node()
+
+    def voters(self) -> list[Any]:
+        return list(self._sync.otherNodes)
+
+    def send(self, node: Any, message: dict[str, Any]) -> bool:
+        return self._sync.send(node, message)
