@@ -29,7 +29,6 @@ def job_row_events(state: State, changes: Changes) -> Derived:
         job = jobs.get(name)
         if job is None:
             out.append(("job.updated", {"job": name, "status": "deleted"}))
-            state.table(MARKS).pop(f"job:{name}", None)
             continue
         data = {
             "job": name,
@@ -101,9 +100,8 @@ def job_status_events(state: State, changes: Changes) -> Derived:
         job = jobs.get(name)
         key = f"job:{name}"
         mark = marks.get(key) or {}
-        if job is None:
-            if key in marks:
-                del marks[key]
+        if job is None:  # deleted: its marks go with it
+            marks.pop(key, None)
             continue
         version = job.get("version")
         new = dict(mark)
