@@ -1,8 +1,8 @@
 """The one module that imports pysyncobj, and everything we reach inside it.
 
 pysyncobj runs raft for us (log, elections, replication, snapshots, the
-journal). raft.node drives it from one thread through `ReplicatedLog`, whose
-methods below are the only places that touch pysyncobj's private attributes:
+journal). raft.node drives it from one thread through `ReplicatedLog`. Nothing
+else in raft/ touches pysyncobj's private parts; what we change or reach:
 
 - its transport encrypts every message with raft.transport_cipher (instead of
   Fernet);
