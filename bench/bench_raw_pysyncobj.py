@@ -1,7 +1,7 @@
 """Raw pysyncobj on this machine: the ceiling under our API numbers.
 
 A plain 3-node pysyncobj cluster, one process per node, configured like
-raft/node.py (password, journal + dump, batching off, commandsWaitLeader off,
+raft/pysyncobj_glue.py (password, journal + dump, batching off, commandsWaitLeader off,
 same timeouts and buffer sizes, own tick thread with doTick(0.01)) and one
 replicated method taking a ~450-byte payload (the size of a job command).
 Measured on the leader: async commits/s (many proposals in flight, callbacks)
