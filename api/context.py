@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+import ssl
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -13,6 +15,10 @@ from raft.replica import Replica
 
 REPLICA = web.AppKey("replica", Replica)
 HEARTBEATS = web.AppKey("heartbeats", Heartbeats)
+# How this server verifies the servers it calls (forwards, relays): the cluster CA.
+TLS_CLIENT = web.AppKey("tls_client", ssl.SSLContext)
+# The PEM of the CA this server's certificate chains to (None: TLS off), for GET /v1/cluster/ca.
+CLUSTER_CA = web.AppKey("cluster_ca", Callable[[], str | None])
 
 
 def replica_of(request: web.Request) -> Replica:

@@ -6,8 +6,10 @@ import asyncio
 
 from aiohttp import web
 
-from api.context import blocking_view, read_headers, replica_of
+from api.context import CLUSTER_CA, blocking_view, read_headers, replica_of
 from api.forward import leader_or_forward
+from api.tls_ca import ca_keys
+from domain.pki import CA_MAC_HEADER, fingerprint
 from httpkit.errors import ApiError, read_json_object
 from httpkit.identity import IDENTITY
 from httpkit.responses import json_response
@@ -20,6 +22,27 @@ routes = web.RouteTableDef()
 async def cluster_status(request: web.Request) -> web.Response:
     replica = replica_of(request)
     return json_response(await replica.status(), headers=read_headers(replica, replica.index))
+
+
+@routes.get("/v1/cluster/ca")
+async def cluster_ca(request: web.Request) -> web.Response:
+    """The CA certificate (PEM; public, no token) clients verify this server
+    with, its fingerprint, and the MAC a server joining with the cluster key
+    checks before it trusts the CA (domain.pki.CaKeys.mac)."""
+    source = request.app.get(CLUSTER_CA)  # what this server serves; else the state's CA
+    if source is not None:
+        pem = source()
+    else:
+        with replica_of(request).read() as view:
+            row = view.pki.ca()
+        pem = str(row["cert"]) if row is not None else None
+    if pem is None:
+        raise ApiError(404, "no_ca", "this server serves plain HTTP: it has no CA (TLS is off)")
+    headers = {
+        "X-HeroCtl-CA-Fingerprint": fingerprint(pem),
+        CA_MAC_HEADER: ca_keys(request).mac(pem),
+    }
+    return web.Response(text=pem, content_type="application/x-pem-file", headers=headers)
 
 
 @routes.get("/v1/cluster/peers")

@@ -174,6 +174,7 @@ _PUBLIC_ROUTES = {
     ("POST", "/v1/auth/login"),
     ("POST", "/v1/auth/refresh"),
     ("POST", "/v1/acl/bootstrap"),
+    ("GET", "/v1/cluster/ca"),  # the public CA certificate, what a client pins
 }
 _PUBLIC_PREFIXES = ("/v1/health/",)
 _SELF_ROUTES = {

@@ -21,6 +21,7 @@ from raft import (
     fsm_cluster,
     fsm_jobs,
     fsm_nodes,
+    fsm_pki,
     fsm_secrets,
     fsm_sessions,
     fsm_webhooks,
@@ -74,4 +75,6 @@ OPERATIONS: dict[str, Operation] = {
     "webhook.delete": fsm_webhooks.webhook_delete,
     "webhook.progress": fsm_webhooks.webhook_progress,
     "webhook.redeliver": fsm_webhooks.webhook_redeliver,
+    # the cluster's TLS certificate authority
+    "pki.ca.create": fsm_pki.ca_create,
 }

@@ -40,6 +40,7 @@ TABLES: tuple[str, ...] = (
     "event_marks",  # "seq" -> last seq; "job:<name>" -> what was announced for it
     "webhooks",  # id -> {id, url, events, secret (sealed), ...}
     "deliveries",  # webhook id -> {cursor, pending, history, redeliver}
+    "pki",  # "ca" -> {cert (PEM), key (sealed), fingerprint}: the cluster's TLS CA (raft.fsm_pki)
 )
 
 # How many request ids the FSM remembers for idempotent retries.

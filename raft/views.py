@@ -16,12 +16,12 @@ from __future__ import annotations
 from collections.abc import ItemsView, Iterator, KeysView, ValuesView
 from typing import Any
 
-from raft import fsm_events, fsm_jobs, fsm_secrets
+from raft import fsm_events, fsm_jobs, fsm_pki, fsm_secrets
 from raft.state import State
 
 Doc = dict[str, Any]
 
-__all__ = ["Allocations", "Events", "Jobs", "Secrets", "StateView", "Table"]
+__all__ = ["Allocations", "Events", "Jobs", "Pki", "Secrets", "StateView", "Table"]
 
 
 class Table:
@@ -102,6 +102,14 @@ class Secrets(Table):
         return fsm_secrets.keys_in_use(self._state)
 
 
+class Pki(Table):
+    __slots__ = ()
+
+    def ca(self) -> Doc | None:
+        """`{cert, key (sealed), fingerprint, ...}`: the cluster's CA, once made."""
+        return fsm_pki.ca(self._state)
+
+
 class Events(Table):
     """The bounded ring of events (raft.fsm_events), by seq."""
 
@@ -138,6 +146,7 @@ class StateView:
         "events",
         "webhooks",
         "deliveries",
+        "pki",
         "acl_meta",
         "acl_policies",
         "acl_roles",
@@ -159,6 +168,7 @@ class StateView:
         self.events = Events(state, fsm_events.EVENTS)
         self.webhooks = Table(state, "webhooks")
         self.deliveries = Table(state, "deliveries")
+        self.pki = Pki(state, "pki")
         self.acl_meta = Table(state, "acl_meta")
         self.acl_policies = Table(state, "acl_policies")
         self.acl_roles = Table(state, "acl_roles")

@@ -29,6 +29,7 @@ PROPOSED = re.compile(r'(?:\.write|new_command)\(\s*"([a-z_]+(?:\.[a-z_]+)*)"')
 SEALED = {"nonce": b"n" * 12, "ciphertext": b"c" * 16}
 SECRET = {"key_id": "k1", **SEALED}
 WID = "wh_00000000000000aa"
+CA_PEM = "-----BEGIN CERTIFICATE-----\nMII=\n-----END CERTIFICATE-----\n"
 SESSION = {"id": "s1", "subject": "user:admin", "jti": "j1", "refresh_hash": "r1"}
 BOOT = cmd(
     "acl.bootstrap",
@@ -160,6 +161,7 @@ SAMPLES: list[tuple[list[dict[str, Any]], dict[str, Any]]] = [
         ],
         cmd("webhook.redeliver", id=WID, delivery=f"{WID}-1"),
     ),
+    ([], cmd("pki.ca.create", cert=CA_PEM, key=SEALED, fingerprint="sha256:ab")),
 ]
 
 
