@@ -267,8 +267,9 @@ class Agent:
             return True
         return False
 
-    async def _fetch_secrets(self, alloc_id: str) -> Mapping[str, Any]:
-        return await self.client.get(f"/v1/allocations/{quote(alloc_id, safe='')}/secrets")
+    async def _fetch_secrets(self, alloc_id: str, task: str) -> Mapping[str, Any]:
+        path = f"/v1/allocations/{quote(alloc_id, safe='')}/secrets"
+        return await self.client.get(path, {"task": task})
 
     # --- register and heartbeat ----------------------------------------------------------
 

@@ -47,12 +47,12 @@ log = logging.getLogger("heroctl.agent")
 
 SECRET_RETRY = 2.0  # seconds before another try when the secrets could not be fetched
 
-SecretsFetcher = Callable[[str], Awaitable[Mapping[str, Any]]]
+SecretsFetcher = Callable[[str, str], Awaitable[Mapping[str, Any]]]
 
 
 class Supervisor:
     """``drivers``: driver name -> driver (each already scoped to this node).
-    ``fetch_secrets(alloc_id)``: the secrets endpoint's answer.
+    ``fetch_secrets(alloc_id, task)``: the secrets endpoint's answer for one task.
     ``wake``: called whenever there is something new to reconcile or report.
     ``calls``: how drivers are called (default: on ``executor``, no deadline)."""
 
@@ -240,7 +240,7 @@ class Supervisor:
             secrets: Mapping[str, str] = {}
             if task.get("secrets"):
                 try:
-                    secrets = task_secrets(await self.fetch_secrets(rt.id), task)
+                    secrets = task_secrets(await self.fetch_secrets(rt.id, action.task), task)
                 except SecretsUnavailable:
                     raise
                 except Exception as exc:  # noqa: BLE001 - the API client's errors, unreachable...

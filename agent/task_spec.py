@@ -24,10 +24,9 @@ class SecretsUnavailable(Exception):
 
 def task_secrets(doc: Mapping[str, Any], task: Mapping[str, Any]) -> dict[str, str]:
     """The values of this task's secret env vars from the secrets endpoint's
-    answer (``{"env": {...}}``, or per task ``{"tasks": {name: {...}}}``)."""
+    answer for it (``{"env": {...}}``)."""
     wanted = task.get("secrets") or {}
-    per_task = (doc.get("tasks") or {}).get(task["name"])
-    source = per_task if isinstance(per_task, Mapping) else doc.get("env") or {}
+    source = doc.get("env") or {}
     missing = [k for k in wanted if k not in source]
     if missing:
         raise SecretsUnavailable(f"the secrets endpoint did not return {', '.join(missing)}")

@@ -129,37 +129,42 @@ async def report_status(request: web.Request) -> web.Response:
 
 @routes.get("/v1/allocations/{id}/secrets")
 async def allocation_secrets(request: web.Request) -> web.Response:
-    """The secret env of an allocation, decrypted only for the server running it."""
+    """The secret env of one task of an allocation (``?task=NAME``), for the
+    node running it: an agent gets what that task references, nothing else."""
+    name = request.query.get("task")
+    if not name:
+        raise ApiError(400, "missing_parameter", "say whose secrets: ?task=NAME")
     replica = await read_view(request)
     alloc = _alloc_or_404(request, request.match_info["id"])
+    task = next(
+        (t for t in (alloc.get("group_spec") or {}).get("tasks", []) if t["name"] == name), None
+    )
+    if task is None:
+        raise ApiError(400, "invalid_parameter", f"allocation {alloc['id']} has no task '{name}'")
+    refs = sorted((task.get("secrets") or {}).items())
     identity = identity_of(request)
-    own_server = identity.kind == "server" and identity.name == alloc.get("node_name")
-    refs = [
-        (task, var, ref)
-        for task in (alloc.get("group_spec") or {}).get("tasks", [])
-        for var, ref in (task.get("secrets") or {}).items()
-    ]
-    if not own_server:
-        # A worker-only node's token: it must be allowed to run nodes and to
-        # read every secret this allocation uses.
-        if not identity.permissions.allows("nodes", "write"):
-            raise ApiError(
-                403, "forbidden", "only the node running an allocation may read its secrets"
-            )
-        for _, _, ref in refs:
-            require_secret(request, parse_secret_ref(ref)[0], "read")
+    # A server's embedded agent runs its own node's allocations only; a
+    # worker-only node's token must be allowed to run nodes and to read
+    # every secret this task uses.
+    server = identity.kind == "server"
+    if server:
+        allowed = identity.name == alloc.get("node_name")
+    else:
+        allowed = identity.permissions.allows("nodes", "write")
+    if not allowed:
+        raise ApiError(403, "forbidden", "only the node running an allocation may read its secrets")
+    for _, ref in () if server else refs:
+        require_secret(request, parse_secret_ref(ref)[0], "read")
     env: dict[str, str] = {}
     with replica.read() as view:
         docs = view.secrets
-        for task, var, ref in refs:
-            name, version = parse_secret_ref(ref)
-            doc = docs.get(name)
+        for var, ref in refs:
+            secret, version = parse_secret_ref(ref)
+            doc = docs.get(secret)
             entry = version_entry(doc, version or doc["version"]) if doc else None
             if entry is None:
                 raise ApiError(
-                    404,
-                    "secret_not_found",
-                    f"secret '{ref}' for {task['name']}.{var} does not exist",
+                    404, "secret_not_found", f"secret '{ref}' for {name}.{var} does not exist"
                 )
-            env[var] = _open(request, name, entry)
+            env[var] = _open(request, secret, entry)
     return json_response({"env": env})

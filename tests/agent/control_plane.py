@@ -102,7 +102,7 @@ class FakeControlPlane:
 
     async def read_secrets(self, request: web.Request) -> web.Response:
         self._seen(request)
-        self.secret_reads.append(request.match_info["id"])
+        self.secret_reads.append(f"{request.match_info['id']}/{request.query.get('task')}")
         return web.json_response({"env": dict(self.secrets)})
 
     def last_update(self, alloc_id: str) -> dict[str, Any] | None:

@@ -96,7 +96,7 @@ class Harness:
         self.secrets_asked: list[str] = []
         self._secrets = secrets
 
-        async def fetch(alloc_id: str) -> Mapping[str, Any]:
+        async def fetch(alloc_id: str, task: str) -> Mapping[str, Any]:
             self.secrets_asked.append(alloc_id)
             if self._secrets is None:
                 raise RuntimeError("secrets endpoint unreachable")

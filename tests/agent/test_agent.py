@@ -76,7 +76,7 @@ async def test_runs_what_it_is_given_and_reports_through_failures(
         await until(lambda: (u := cp.last_update("a1")) and u["healthy"] is True)
         assert driver.count("start") == 1
         assert driver.specs[("a1", "web")].secret_env == {"DB_PASSWORD": "hunter2"}
-        assert cp.secret_reads == ["a1"]
+        assert cp.secret_reads == ["a1/web"]  # the one task's secrets
         kinds = [e["type"] for r in cp.reports for u in r["updates"] for e in u["events"]]
         assert kinds.count("started") == 1  # retried, never duplicated
         assert all("hunter2" not in str(r) for r in cp.reports)
