@@ -9,6 +9,7 @@ from aiohttp import web
 from api.context import blocking_view, read_headers, replica_of
 from api.jobspec import check_name, parse_submission, summary
 from httpkit.errors import ApiError, read_json_object
+from httpkit.identity import identity_of
 from httpkit.responses import RenderedViews, dumps, json_body_response, json_response
 from raft.replica import StateView
 
@@ -99,6 +100,13 @@ async def get_job_versions(request: web.Request) -> web.Response:
 @routes.post("/v1/jobs")
 async def submit_job(request: web.Request) -> web.Response:
     spec, cas = parse_submission(await read_json_object(request))
+    # jobs: write is not root on every node: what the job asks of the nodes,
+    # and every secret it references, must be granted to its submitter.
+    refused = identity_of(request).permissions.job_refusals(spec)
+    if refused:
+        raise ApiError(
+            403, "forbidden", "this token may not submit this job: " + "; ".join(refused)
+        )
     result = await replica_of(request).write("job.upsert", job=spec, cas=cas)
     status = 201 if result["created"] else 200
     return json_response(

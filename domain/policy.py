@@ -11,6 +11,8 @@ the same as `{"*": <access>}`. Merging several policies: for one resource
 (or one secret pattern) `deny` wins over everything, otherwise the highest
 access; for a secret name the most specific matching pattern decides (exact
 names first, then the pattern with the most literal characters).
+`jobs` also takes an object saying what the jobs of a token may ask of the
+nodes (drivers, privilege, host paths: :mod:`domain.job_policy`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,14 @@ import functools
 import re
 from dataclasses import dataclass, field
 from typing import Any
+
+from domain.job_policy import (
+    JobGrants,
+    job_refusals,
+    jobs_rule_access,
+    jobs_rule_grants,
+    validate_jobs_rule,
+)
 
 RESOURCES = (
     "jobs",
@@ -69,6 +79,11 @@ def validate_rules(rules: Any) -> dict[str, Any]:
                     )
                 patterns[pattern] = level
             out[resource] = patterns
+        elif resource == "jobs" and isinstance(access, dict):
+            try:
+                out[resource] = validate_jobs_rule(access)
+            except ValueError as e:
+                raise PolicyError(str(e)) from None
         else:
             if access not in ACCESS:
                 raise PolicyError(f"access for '{resource}' must be one of {', '.join(ACCESS)}")
@@ -100,11 +115,13 @@ class Permissions:
     resources: dict[str, str] = field(default_factory=dict)
     # (specificity, pattern, regex, access), most specific first
     secret_rules: tuple[tuple[tuple[int, int], str, re.Pattern[str], str], ...] = ()
+    job_grants: JobGrants = JobGrants()
 
     @classmethod
     def compile(cls, rule_sets: list[dict[str, Any]], management: bool = False) -> Permissions:
         resources: dict[str, str] = {}
         patterns: dict[str, str] = {}
+        grants = JobGrants()
         for rules in rule_sets:
             if not isinstance(rules, dict):
                 continue
@@ -117,7 +134,11 @@ class Permissions:
                     for pattern, level in access.items():
                         if isinstance(pattern, str) and level in SECRET_ACCESS:
                             patterns[pattern] = _merge(patterns.get(pattern), level)
-                elif resource in RESOURCES and access in ACCESS:
+                    continue
+                if resource == "jobs":
+                    grants |= jobs_rule_grants(access)
+                    access = jobs_rule_access(access)
+                if resource in RESOURCES and access in ACCESS:
                     resources[resource] = _merge(resources.get(resource), access)
         secret_rules = tuple(
             sorted(
@@ -126,7 +147,9 @@ class Permissions:
                 reverse=True,
             )
         )
-        return cls(management=management, resources=resources, secret_rules=secret_rules)
+        if resources.get("jobs") != "write":
+            grants = JobGrants()  # denied (or read only): nothing to grant
+        return cls(management, resources, secret_rules, grants)
 
     def allows(self, resource: str, access: str) -> bool:
         """May this identity use `access` on `resource` at all (any secret name)?"""
@@ -155,6 +178,13 @@ class Permissions:
     def may_secret(self, name: str, access: str) -> bool:
         have = self.secret_access(name)
         return have not in ("none", "deny") and _RANK[have] >= _RANK[access]
+
+    def job_refusals(self, job: dict[str, Any]) -> list[str]:
+        """What a normalized job asks that this identity may not grant it
+        (:func:`domain.job_policy.job_refusals`); management: nothing."""
+        if self.management:
+            return []
+        return job_refusals(job, self.job_grants, lambda name: self.may_secret(name, "read"))
 
 
 # --- which requests need what ------------------------------------------------------

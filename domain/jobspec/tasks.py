@@ -1,5 +1,6 @@
 """One task of a group: driver, image or command, env, secrets, resources,
-ports, health check, labels, constraints."""
+ports, health check, labels, constraints, and what it asks of the node
+(user, privileged, volumes: :mod:`domain.jobspec.privileges`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 from domain.jobspec.constraints import constraint_list
 from domain.jobspec.errors import JobSpecError
+from domain.jobspec.privileges import DEFAULT_EXEC_USER, as_bool, user_name, volumes
 from domain.jobspec.values import (
     as_int,
     as_list,
@@ -53,6 +55,9 @@ TASK_KEYS = {
     "labels",
     "constraints",
     "kill_timeout",
+    "user",
+    "privileged",
+    "volumes",
 }
 
 
@@ -216,6 +221,12 @@ def normalize_task(value: Any, path: str) -> dict[str, Any]:
                 "is also set in env: set it in one place",
             )
     ports = _present(doc, "ports", path, _ports, [])
+    privileged = _present(doc, "privileged", path, as_bool, False)
+    mounts = _present(doc, "volumes", path, volumes, [])
+    if driver == "exec":
+        for key, used in (("privileged", privileged), ("volumes", mounts)):
+            if used:
+                raise JobSpecError(join_path(path, key), "is used by the docker driver only")
     return {
         "name": name,
         "driver": driver,
@@ -230,4 +241,10 @@ def normalize_task(value: Any, path: str) -> dict[str, Any]:
         "labels": _present(doc, "labels", path, string_map, {}, _label_key),
         "constraints": _present(doc, "constraints", path, constraint_list, []),
         "kill_timeout": _present(doc, "kill_timeout", path, parse_duration, DEFAULT_KILL_TIMEOUT),
+        # exec: nobody unless set; docker: the image's user unless set
+        "user": _present(
+            doc, "user", path, user_name, DEFAULT_EXEC_USER if driver == "exec" else None
+        ),
+        "privileged": privileged,
+        "volumes": mounts,
     }

@@ -237,6 +237,39 @@ def test_normalize_is_idempotent_and_drops_server_fields() -> None:
         (lambda d: d.update(name="a" * 64), "name"),
         (lambda d: d.update(name="-web"), "name"),
         (lambda d: d.pop("name"), "name"),
+        (lambda d: d["groups"][0]["tasks"][0].update(user="Root!"), "groups[0].tasks[0].user"),
+        (
+            lambda d: d["groups"][0]["tasks"][0].update(privileged="yes"),
+            "groups[0].tasks[0].privileged",
+        ),
+        (
+            lambda d: d["groups"][0]["tasks"][0].update(volumes=[{"source": "/srv"}]),
+            "groups[0].tasks[0].volumes[0].target",
+        ),
+        (
+            lambda d: d["groups"][0]["tasks"][0].update(
+                volumes=[{"source": "srv", "target": "/srv"}]
+            ),
+            "groups[0].tasks[0].volumes[0].source",
+        ),
+        (
+            lambda d: d["groups"][0]["tasks"][0].update(
+                volumes=[{"source": "/srv/../etc", "target": "/srv"}]
+            ),
+            "groups[0].tasks[0].volumes[0].source",
+        ),
+        (
+            lambda d: d["groups"][0]["tasks"][0].update(
+                volumes=[{"source": "/a", "target": "/x"}, {"source": "/b", "target": "/x/"}]
+            ),
+            "groups[0].tasks[0].volumes[1].target",
+        ),
+        (
+            lambda d: d["groups"][0]["tasks"][0].update(
+                volumes=[{"source": "/a", "target": "/x", "read_only": "no"}]
+            ),
+            "groups[0].tasks[0].volumes[0].read_only",
+        ),
     ],
 )
 def test_errors_carry_the_path(mutate: Any, path: str) -> None:
@@ -257,6 +290,36 @@ def test_exec_driver_needs_a_command_and_no_image() -> None:
     assert err.path == "groups[0].tasks[0].command"
     err = error_of({"name": "j", "groups": [{"name": "g", "tasks": [dict(base, image="busybox")]}]})
     assert err.path == "groups[0].tasks[0].image"
+
+
+def test_what_a_task_asks_of_the_node() -> None:
+    """exec tasks run as nobody unless they say otherwise; privileged and
+    host volumes are docker's, off unless asked for."""
+    exec_task = {"name": "t", "driver": "exec", "command": ["id"]}
+    task = normalize_job({"name": "j", "groups": [{"name": "g", "tasks": [exec_task]}]})
+    (t,) = task["groups"][0]["tasks"]
+    assert (t["user"], t["privileged"], t["volumes"]) == ("nobody", False, [])
+    (t,) = normalize_job({"name": "j", "driver": "exec", "command": "id", "user": "1000"})[
+        "groups"
+    ][0]["tasks"]
+    assert t["user"] == "1000"
+    docker = normalize_job(
+        {
+            "name": "j",
+            "image": "busybox",
+            "privileged": True,
+            "volumes": [{"source": "//srv/data/", "target": "/data", "read_only": False}],
+        }
+    )
+    (t,) = docker["groups"][0]["tasks"]
+    assert (t["user"], t["privileged"]) == (None, True)
+    assert t["volumes"] == [{"source": "/srv/data", "target": "/data", "read_only": False}]
+    assert normalize_job(docker) == docker
+    for field, value in (("privileged", True), ("volumes", [{"source": "/a", "target": "/b"}])):
+        bad = dict(exec_task, **{field: value})
+        err = error_of({"name": "j", "groups": [{"name": "g", "tasks": [bad]}]})
+        assert err.path == f"groups[0].tasks[0].{field}"
+        assert err.message == "is used by the docker driver only"
 
 
 def test_string_command_is_split_like_a_shell() -> None:
@@ -409,6 +472,12 @@ def job_docs(draw: st.DrawFn) -> dict[str, Any]:
                         max_size=3,
                     )
                 )
+            if draw(st.booleans()):
+                task["privileged"] = draw(st.booleans())
+                task["volumes"] = [
+                    {"source": "/" + draw(names), "target": f"/mnt/{i}"}
+                    for i in range(draw(st.integers(0, 2)))
+                ]
             tasks.append(task)
         group: dict[str, Any] = {"name": gname, "tasks": tasks, "count": draw(st.integers(0, 50))}
         if draw(st.booleans()):
