@@ -118,4 +118,4 @@ def test_every_path_gets_a_requirement(path: str, method: str) -> None:
     req = requirement(method, path)
     assert req.kind in (PUBLIC, AUTHENTICATED, MANAGEMENT, "resource")
     if req.kind == PUBLIC:
-        assert path.startswith(("/v1/health/", "/v1/auth/", "/v1/acl/bootstrap"))
+        assert path.startswith(("/v1/health/", "/v1/auth/", "/v1/acl/bootstrap", "/v1/cluster/ca"))
