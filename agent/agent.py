@@ -70,7 +70,7 @@ log = logging.getLogger("heroctl.agent")
 
 class Agent:
     """One node's agent. ``drivers`` (name -> driver) may be passed in;
-    otherwise they are built from ``config.driver`` when the agent starts."""
+    otherwise they are built from ``config.drivers`` when the agent starts."""
 
     def __init__(
         self,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 __all__ = ["AgentConfig", "DRIVER_CHOICES", "parse_port_range", "DEFAULT_PORT_RANGE"]
 
-DRIVER_CHOICES = ("auto", "docker", "exec")
+DRIVER_CHOICES = ("docker", "exec")
 DEFAULT_PORT_RANGE = (20000, 32000)
 
 
@@ -59,7 +59,7 @@ class AgentConfig:
     cpu: int = 0
     memory: int = 0
     disk: int = 0
-    driver: str = "auto"
+    drivers: tuple[str, ...] = ("docker",)  # what the node offers; exec only when told
     labels: dict[str, str] = field(default_factory=dict)
     attributes: dict[str, str] = field(default_factory=dict)
     # Timing (seconds); tests shorten them.
@@ -93,8 +93,8 @@ class AgentConfig:
     def __post_init__(self) -> None:
         if not self.servers:
             raise ValueError("the agent needs at least one server address")
-        if self.driver not in DRIVER_CHOICES:
-            raise ValueError(f"agent driver must be one of {', '.join(DRIVER_CHOICES)}")
+        if any(d not in DRIVER_CHOICES for d in self.drivers):
+            raise ValueError(f"agent drivers must be among {', '.join(DRIVER_CHOICES)}")
         self.port_range = parse_port_range(self.port_range)
         if not self.address:
             self.address = self.host_ip

@@ -41,7 +41,7 @@ async def choose_drivers(
     """The drivers to start with, and the engine-backed one to wait for
     (None: none wanted, or it answers already and is among the first)."""
     drivers, engine = await asyncio.get_running_loop().run_in_executor(
-        executor, build_drivers, cfg.driver, node_id, cfg.data_dir, cfg.engine_timeout
+        executor, build_drivers, cfg.drivers, node_id, cfg.data_dir, cfg.engine_timeout
     )
     if engine is None:
         return drivers, None

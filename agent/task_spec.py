@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from agent.drivers.base import DriverError, PortMapping, TaskSpec
+from agent.drivers.base import DriverError, HostVolume, PortMapping, TaskSpec
 from agent.state import AllocRuntime
 
 __all__ = ["SecretsUnavailable", "build_task_spec", "task_secrets"]
@@ -58,6 +58,12 @@ def build_task_spec(
         env=dict(task.get("env") or {}),
         secret_env=dict(secrets),
         ports=tuple(ports),
+        user=task.get("user"),
+        privileged=bool(task.get("privileged")),
+        volumes=tuple(
+            HostVolume(v["source"], v["target"], bool(v.get("read_only", True)))
+            for v in task.get("volumes") or ()
+        ),
         cpu=int(res.get("cpu", 100)),
         memory=int(res.get("memory", 128)),
         labels=dict(task.get("labels") or {}),

@@ -12,6 +12,7 @@ component live with it (GCSettings in heroctld.controllers.gc).
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import tempfile
@@ -29,12 +30,15 @@ from heroctld.config_tables import (
     number,
     one_of,
     read_value,
+    shown,
     size,
     text,
     unknown_key,
 )
 from heroctld.controllers.gc import GCSettings
 from raft.keys import ClusterKeyError, check_cluster_key, generate_cluster_key
+
+log = logging.getLogger("heroctl")
 
 ENV_CLUSTER_KEY = "HEROCTL_CLUSTER_KEY"
 ENV_BOOTSTRAP_TOKEN = "HEROCTL_BOOTSTRAP_TOKEN"  # the first leader bootstraps ACLs with it
@@ -102,7 +106,11 @@ class MetricsSettings:
     interval: float = 10.0
 
 
-AGENT_DRIVERS = ("auto", "docker", "exec")
+AGENT_DRIVERS = ("docker", "exec")
+DEFAULT_DRIVERS = ["docker"]
+# The deprecated [agent] driver, as the list it stands for.
+LEGACY_DRIVER = {"auto": ["docker", "exec"], "docker": ["docker"], "exec": ["exec"]}
+
 
 
 @dataclass
@@ -113,8 +121,10 @@ class AgentSettings:
     ("20000-32000"); ``cpu`` (MHz), ``memory`` and ``disk`` (MB): totals
     offered (0: detected from /proc); ``host_ip``: where task ports are
     published (default: the advertised address; 127.0.0.1 with --dev);
-    ``driver``: docker, exec, or auto (docker when an engine answers, with
-    exec beside it). A worker-only node (``heroctld agent``) only:
+    ``drivers``: the drivers it offers (default docker only: exec runs tasks
+    as plain processes on the host, so a node offers it only when told to);
+    ``driver`` (deprecated): docker, exec or auto (both), read as ``drivers``
+    when that is not set. A worker-only node (``heroctld agent``) only:
     ``api_port``, the port of its agent API, through which the servers read
     its logs and metrics (0: none), on ``api_bind`` (default: ``host_ip``)."""
 
@@ -123,9 +133,33 @@ class AgentSettings:
     memory: int = 0
     disk: int = 0
     host_ip: str = ""
-    driver: str = "auto"
+    drivers: list[str] = field(default_factory=list)  # empty until read: DEFAULT_DRIVERS
+    driver: str = ""
     api_port: int = 7072
     api_bind: str = ""
+
+
+def _drivers(value: Any) -> list[str]:
+    """A TOML list (``["docker", "exec"]``) or, from the environment, ``docker,exec``."""
+    names = [v.strip() for v in value.split(",")] if isinstance(value, str) else value
+    if not isinstance(names, list) or not names or any(n not in AGENT_DRIVERS for n in names):
+        raise ValueError(f"expected a list of {', '.join(AGENT_DRIVERS)}, got {shown(value)}")
+    return list(dict.fromkeys(names))
+
+
+def _resolve_drivers(agent: AgentSettings, source: str) -> None:
+    """``drivers`` from the deprecated ``driver`` when only that is set
+    (with a warning), else the default; both set is a mistake."""
+    if agent.driver and agent.drivers:
+        raise ConfigError(f"[agent] driver and drivers in {source}: drivers replaces driver")
+    if agent.driver:
+        agent.drivers = LEGACY_DRIVER[agent.driver]
+        log.warning(
+            '[agent] driver = "%s" is deprecated: it stands for drivers = %s; set that instead',
+            agent.driver,
+            shown(agent.drivers),
+        )
+    agent.drivers = agent.drivers or list(DEFAULT_DRIVERS)
 
 
 def _port_range(value: Any) -> str:
@@ -188,7 +222,8 @@ AGENT = Table(
         "memory": integer(),
         "disk": integer(),
         "host_ip": text,
-        "driver": one_of(*AGENT_DRIVERS),
+        "drivers": _drivers,
+        "driver": one_of(*LEGACY_DRIVER),
         "api_port": integer(maximum=65535),
         "api_bind": text,
     },
@@ -213,7 +248,9 @@ def load_gc(data: Any, env: dict[str, str], source: str = DEFAULT_SOURCE) -> GCS
 def load_agent_settings(
     data: Any, env: dict[str, str], source: str = DEFAULT_SOURCE
 ) -> AgentSettings:
-    return AGENT.read(data, env, source)
+    settings = AGENT.read(data, env, source)
+    _resolve_drivers(settings, source)
+    return settings
 
 
 @dataclass
@@ -306,6 +343,7 @@ def read_config(path: str | None, env: dict[str, str]) -> ServerConfig:
             raise unknown_key(key, everything, source)
     for name, table in TABLES.items():
         setattr(cfg, name, table.read(tables.get(name, {}), env, source))
+    _resolve_drivers(cfg.agent, source)
     cfg.bootstrap_token = env.get(ENV_BOOTSTRAP_TOKEN, "").strip()
     cfg.admin_password = env.get(ENV_ADMIN_PASSWORD, "")
     if not cfg.cluster_key and env.get(ENV_CLUSTER_KEY):

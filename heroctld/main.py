@@ -150,7 +150,7 @@ def agent_command(
             cpu=settings.cpu,
             memory=settings.memory,
             disk=settings.disk,
-            driver=settings.driver,
+            drivers=tuple(settings.drivers),
             log_retention=logs.retention,
             log_max_bytes=logs.max_bytes_per_alloc,
             metrics_interval=metrics.interval,

@@ -144,7 +144,7 @@ def embedded_agent_config(cfg: ServerConfig) -> AgentConfig:
         cpu=cfg.agent.cpu,
         memory=cfg.agent.memory,
         disk=cfg.agent.disk,
-        driver=cfg.agent.driver,
+        drivers=tuple(cfg.agent.drivers),
         log_retention=cfg.logs.retention,
         log_max_bytes=cfg.logs.max_bytes_per_alloc,
         metrics_interval=cfg.metrics.interval,

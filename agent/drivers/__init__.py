@@ -10,6 +10,7 @@ from __future__ import annotations
 from agent.drivers.base import (
     Driver,
     DriverError,
+    HostVolume,
     PortMapping,
     TaskNotFound,
     TaskSpec,
@@ -20,6 +21,7 @@ from agent.drivers.base import (
 __all__ = [
     "Driver",
     "DriverError",
+    "HostVolume",
     "PortMapping",
     "TaskNotFound",
     "TaskSpec",

@@ -29,6 +29,7 @@ __all__ = [
     "DriverError",
     "TaskNotFound",
     "PortMapping",
+    "HostVolume",
     "TaskSpec",
     "TaskState",
     "TaskStats",
@@ -68,6 +69,16 @@ class PortMapping:
         return self.to if self.to is not None else self.host_port
 
 
+@dataclass(frozen=True, slots=True)
+class HostVolume:
+    """Host directory ``source`` mounted at ``target`` in a container (docker
+    only; the job's submitter was granted it at submit)."""
+
+    source: str
+    target: str
+    read_only: bool = True
+
+
 @dataclass(frozen=True)
 class TaskSpec:
     """Everything a driver needs to run one task of one allocation.
@@ -91,6 +102,11 @@ class TaskSpec:
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
     secret_env: Mapping[str, str] = field(default_factory=dict, repr=False)
     ports: tuple[PortMapping, ...] = ()
+    # Who the task runs as (exec: None is nobody; docker: the image's user),
+    # and what a docker task may have of the host: all granted at submit.
+    user: str | None = None
+    privileged: bool = False
+    volumes: tuple[HostVolume, ...] = ()
     cpu: int = 100  # MHz
     memory: int = 128  # MB
     labels: Mapping[str, str] = field(default_factory=dict)

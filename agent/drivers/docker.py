@@ -17,7 +17,13 @@ What a container gets, and why:
   through an env file; its secrets through a shim, over the engine's API
   socket only (:mod:`agent.drivers.docker_secrets`);
 * ``init`` (docker-init) as PID 1, so SIGTERM reaches the task and zombies
-  are reaped even when the image's program does not expect to be PID 1.
+  are reaped even when the image's program does not expect to be PID 1;
+* nothing of the host but what its job's submitter was granted at submit
+  (:mod:`domain.job_policy`): not privileged unless the task says so, no
+  added capabilities or devices, the default network, its own pid and ipc
+  namespaces, ``no-new-privileges`` (a setuid binary gains nothing), and
+  host directories only as the task's ``volumes`` (bind mounts whose source
+  must exist: the engine never creates one).
 
 Images are never pulled unless the driver was built with ``allow_pull``:
 a missing image is a clear error (tests use only locally built images).
@@ -60,6 +66,7 @@ from agent.drivers.docker_secrets import deliver_secrets, find_shim, secrets_pay
 try:  # the SDK is a dependency, but keep import errors readable
     import docker
     from docker.errors import APIError, ImageNotFound, NotFound
+    from docker.types import Mount
 
     from agent.drivers.docker_errors import ENGINE_FAILURES, engine_errors
 except ImportError as exc:  # pragma: no cover
@@ -180,7 +187,15 @@ class DockerDriver:
             "detach": True,
             "log_config": {"type": "json-file", "config": {"max-size": "10m", "max-file": "2"}},
             "hostname": container_hostname(spec.task),
+            "privileged": spec.privileged,
+            "ipc_mode": "private",
+            "security_opt": [] if spec.privileged else ["no-new-privileges:true"],
+            "mounts": [
+                Mount(v.target, v.source, type="bind", read_only=v.read_only) for v in spec.volumes
+            ],
         }
+        if spec.user:
+            kwargs["user"] = spec.user
         if spec.command is not None:
             kwargs["command"] = list(spec.command)
         secrets = dict(spec.secret_env)

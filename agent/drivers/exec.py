@@ -20,8 +20,16 @@ executor.
 * A process the driver started itself gives its exit code; one adopted
   after a restart is not our child, so its exit code is unknown (None).
 * Ports are the host ports themselves (a process binds its
-  ``HEROCTL_PORT_<NAME>`` on ``HEROCTL_IP_<NAME>``); cpu and memory limits
-  are recorded but not enforced (as with Nomad's raw_exec).
+  ``HEROCTL_PORT_<NAME>`` on ``HEROCTL_IP_<NAME>``).
+* It runs as its ``user`` (``nobody`` by default), never as the agent
+  unless told so, in a cgroup of its own with its cpu and memory as limits
+  where cgroup v2 allows it (:mod:`agent.drivers.exec_spawn`,
+  :mod:`agent.drivers.cgroups`). Its working directory (and ``HOME``) is
+  ``<alloc>/<task>/work``, owned by that user, which it reaches as its
+  working directory: the directories above stay the agent's (0700), so no
+  task reaches another's files or the agent's. The output file beside it is
+  the agent's too, so the task can neither read it back nor swap it for a
+  link to a file it may not read.
 """
 
 from __future__ import annotations
@@ -45,7 +53,10 @@ from agent.drivers.base import (
     TaskSpec,
     TaskState,
     TaskStats,
+    host_cpu,
 )
+from agent.drivers.cgroups import Cgroups, cpu_max
+from agent.drivers.exec_spawn import resolve_user, spawn
 from agent.drivers.exec_tasks import STATE_FILE, ExecTask, load_tasks, save_tasks
 from agent.drivers.procfs import alive, group_members, group_usage, start_ticks
 
@@ -55,12 +66,17 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 class ExecDriver:
-    """Exec tasks of one node; ``state_dir`` is the agent's data directory."""
+    """Exec tasks of one node; ``state_dir`` is the agent's data directory,
+    ``cgroups`` where task cgroups are made (default: /sys/fs/cgroup)."""
 
     name = "exec"
 
-    def __init__(self, node: str, state_dir: str | os.PathLike[str]) -> None:
+    def __init__(
+        self, node: str, state_dir: str | os.PathLike[str], cgroups: Cgroups | None = None
+    ) -> None:
         self.node = node
+        self.cgroups = cgroups if cgroups is not None else Cgroups()
+        self._cores, self._mhz = host_cpu()
         self.state_dir = Path(state_dir)
         self.tasks_dir = self.state_dir / "exec"
         self.tasks_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -93,8 +109,29 @@ class ExecDriver:
         elif alive(t.pid, t.start_ticks):
             return True
         t.finished_at = time.time()
+        if not group_members(t.pid):
+            self._release_cgroup(t)  # nothing left in it
         self._save()
         return False
+
+    def _cgroup(self, spec: TaskSpec) -> Path | None:
+        """The task's cgroup with its limits; None where there can be none."""
+        if not self.cgroups.usable():
+            return None
+        limit = cpu_max(spec.cpu, self._mhz, self._cores)
+        try:
+            return self.cgroups.create(
+                spec.alloc_id, spec.task, cpu_max=limit, memory_mb=spec.memory
+            )
+        except OSError as exc:
+            raise DriverError(f"cannot create the task's cgroup: {exc.strerror or exc}") from exc
+
+    @staticmethod
+    def _release_cgroup(t: ExecTask) -> None:
+        """Kill what is left of an ended task, wherever it went, and remove its cgroup."""
+        if t.cgroup is not None:
+            Cgroups.remove(t.cgroup)
+            t.cgroup = None
 
     def _state(self, t: ExecTask) -> TaskState:
         running = self._refresh(t)
@@ -133,31 +170,30 @@ class ExecDriver:
             existing = self._tasks.get((spec.alloc_id, spec.task))
             if existing is not None and self._refresh(existing):
                 return self._state(existing)  # adopt: never a second copy
+            if existing is not None:
+                self._release_cgroup(existing)  # what its last run left behind
+            run_as = resolve_user(spec.user)
             workdir = self.task_dir(spec.alloc_id, spec.task)
-            workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            home = workdir / "work"
+            for directory in (workdir.parent, workdir, home):  # closed to every other task
+                directory.mkdir(exist_ok=True, mode=0o700)
+            if os.geteuid() == 0:
+                os.chown(home, run_as.uid, run_as.gid, follow_symlinks=False)
             log_path = workdir / "output.log"
             # Exec tasks listen on the host port itself: no port mapping.
             direct = replace(spec, ports=tuple(replace(p, to=None) for p in spec.ports))
-            env = {"PATH": os.environ.get("PATH", DEFAULT_PATH), "HOME": str(workdir)}
+            env = {"PATH": os.environ.get("PATH", DEFAULT_PATH), "HOME": str(home)}
             env.update(direct.env_with_secrets())
-            fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            cgroup = self._cgroup(spec)
+            fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
             try:
-                popen = subprocess.Popen(
-                    list(spec.command),
-                    env=env,
-                    cwd=workdir,
-                    stdin=subprocess.DEVNULL,
-                    stdout=fd,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                    close_fds=True,
+                popen = spawn(
+                    list(spec.command), env=env, cwd=home, run_as=run_as, cgroup=cgroup, stdout=fd
                 )
-            except FileNotFoundError:
-                raise DriverError(f"command not found: {spec.command[0]!r}") from None
-            except PermissionError:
-                raise DriverError(f"command not executable: {spec.command[0]!r}") from None
-            except OSError as exc:
-                raise DriverError(f"cannot start {spec.command[0]!r}: {exc}") from exc
+            except DriverError:
+                if cgroup is not None:
+                    Cgroups.remove(cgroup)
+                raise
             finally:
                 os.close(fd)
             task = ExecTask(
@@ -174,6 +210,8 @@ class ExecDriver:
                 log_path=str(log_path),
                 ports={p.name: p.host_port for p in spec.ports},
                 labels=spec.all_labels(),
+                user=run_as.name,
+                cgroup=str(cgroup) if cgroup else None,
                 popen=popen,
             )
             self._tasks[(spec.alloc_id, spec.task)] = task
@@ -198,6 +236,10 @@ class ExecDriver:
                 deadline = time.monotonic() + 5.0
                 while self._refresh(t) and time.monotonic() < deadline:
                     time.sleep(0.01)
+        if t.cgroup is not None:
+            self._release_cgroup(t)
+            with self._lock:
+                self._save()
         with self._lock:
             return self._state(t)
 
@@ -236,29 +278,29 @@ class ExecDriver:
     def exec_command(
         self, alloc_id: str, task: str, argv: list[str], timeout: float = 10.0
     ) -> tuple[int, str]:
-        """Run ``argv`` beside the task (a ``command`` health check), in its
-        directory with a clean environment: (exit code, output)."""
+        """Run ``argv`` beside the task (a ``command`` health check), as its
+        user, in its directory and cgroup, with a clean environment: (exit
+        code, output)."""
         with self._lock:
             t = self._get(alloc_id, task)
-        workdir = Path(t.log_path).parent
-        env = {"PATH": os.environ.get("PATH", DEFAULT_PATH), "HOME": str(workdir)}
+        home = Path(t.log_path).parent / "work"
+        env = {"PATH": os.environ.get("PATH", DEFAULT_PATH), "HOME": str(home)}
         env.update({"HEROCTL_ALLOC_ID": alloc_id, "HEROCTL_TASK": task, "HEROCTL_JOB": t.job})
         try:
-            done = subprocess.run(
-                list(argv),
-                env=env,
-                cwd=workdir,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                timeout=timeout,
-                start_new_session=True,
+            run_as = resolve_user(t.user)
+            cgroup = Path(t.cgroup) if t.cgroup and Path(t.cgroup).is_dir() else None
+            proc = spawn(
+                list(argv), env=env, cwd=home, run_as=run_as, cgroup=cgroup, stdout=subprocess.PIPE
             )
+        except DriverError as exc:
+            return 127, str(exc)
+        try:
+            out, _ = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
             return 124, f"timed out after {timeout:g}s"
-        except OSError as exc:
-            return 127, f"cannot run {argv[0] if argv else '?'!r}: {exc}"
-        return done.returncode, done.stdout.decode("utf-8", errors="replace")
+        return proc.returncode, out.decode("utf-8", errors="replace")
 
     def logs(self, alloc_id: str, task: str, tail: int | None = 100) -> str:
         with self._lock:

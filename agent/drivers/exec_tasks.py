@@ -41,6 +41,8 @@ class ExecTask:
     labels: dict[str, str] = field(default_factory=dict)
     finished_at: float | None = None
     exit_code: int | None = None
+    user: str = ""  # who it runs as ("": recorded before users, i.e. the agent's)
+    cgroup: str | None = None  # its cgroup until it ended and was cleaned up
     popen: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     def record(self) -> dict[str, Any]:
@@ -61,6 +63,8 @@ class ExecTask:
             "labels": self.labels,
             "finished_at": self.finished_at,
             "exit_code": self.exit_code,
+            "user": self.user,
+            "cgroup": self.cgroup,
         }
 
 
@@ -99,6 +103,8 @@ def load_tasks(path: Path, node: str) -> dict[tuple[str, str], ExecTask]:
                 labels={str(k): str(v) for k, v in (rec.get("labels") or {}).items()},
                 finished_at=rec.get("finished_at"),
                 exit_code=rec.get("exit_code"),
+                user=str(rec.get("user") or ""),
+                cgroup=rec.get("cgroup"),
             )
         except (KeyError, TypeError, ValueError, AttributeError):  # ports/labels not objects
             continue

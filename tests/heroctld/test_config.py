@@ -5,6 +5,7 @@ where it came from)."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +78,7 @@ def test_every_table_from_the_file(tmp_path: Path) -> None:
 
         [agent]
         port_range = [21000, 22000]
-        driver = "exec"
+        drivers = ["docker", "exec"]
         memory = 2048
 
         [logs]
@@ -104,9 +105,9 @@ def test_every_table_from_the_file(tmp_path: Path) -> None:
     assert (cfg.raft.compaction_min_entries, cfg.raft.flush_journal) == (100, False)
     assert (cfg.rate_limit.default, cfg.rate_limit.service) == (5, 10_000)
     assert (cfg.auth.jwt_ttl, cfg.auth.refresh_ttl) == (3600, 600)
-    assert (cfg.agent.port_range, cfg.agent.driver, cfg.agent.memory) == (
+    assert (cfg.agent.port_range, cfg.agent.drivers, cfg.agent.memory) == (
         "21000-22000",
-        "exec",
+        ["docker", "exec"],
         2048,
     )
     assert (cfg.logs.retention, cfg.logs.max_bytes_per_alloc) == (5400, 2**20)
@@ -153,8 +154,8 @@ def test_flags_win_over_the_file(tmp_path: Path) -> None:
         ),  # a key of a table, at the top level
         ("[auth]\nttl = 5", 'unknown key "auth.ttl" in heroctl.toml: did you mean "auth.jwt_ttl"?'),
         (
-            "[agent]\ndrivers = 'exec'",
-            'unknown key "agent.drivers" in heroctl.toml: did you mean "agent.driver"?',
+            "[agent]\ndrivrs = ['exec']",
+            'unknown key "agent.drivrs" in heroctl.toml: did you mean "agent.drivers"?',
         ),
         (
             "[logs]\ncolour = 1",
@@ -258,6 +259,29 @@ def test_agent_api_settings_from_table_and_environment() -> None:
     for bad in ({"api_port": 70000}, {"api_port": "many"}, {"api_port": -1}):
         with pytest.raises(ConfigError):
             load_agent_settings(bad, {})
+
+
+def test_agent_drivers_default_to_docker_and_exec_is_enabled_on_purpose(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    assert load_agent_settings({}, {}).drivers == ["docker"]
+    assert load_agent_settings({"drivers": ["exec"]}, {}).drivers == ["exec"]
+    env = {"HEROCTL_AGENT_DRIVERS": "docker, exec"}
+    assert load_agent_settings({}, env).drivers == ["docker", "exec"]
+    for bad in (["qemu"], [], "", 3):
+        with pytest.raises(
+            ConfigError, match=r"\[agent\] drivers: expected a list of docker, exec"
+        ):
+            load_agent_settings({"drivers": bad}, {})
+    # The deprecated `driver` still works, and says what it stands for.
+    with caplog.at_level(logging.WARNING, logger="heroctl"):
+        assert load_agent_settings({"driver": "auto"}, {}).drivers == ["docker", "exec"]
+    assert '[agent] driver = "auto" is deprecated: it stands for drivers = ["docker", "exec"]' in (
+        caplog.text
+    )
+    assert load_agent_settings({}, {"HEROCTL_AGENT_DRIVER": "exec"}).drivers == ["exec"]
+    with pytest.raises(ConfigError, match="drivers replaces driver"):
+        load_agent_settings({"driver": "exec", "drivers": ["exec"]}, {})
 
 
 def test_gc_settings_from_toml_and_env() -> None:

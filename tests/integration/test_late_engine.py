@@ -111,7 +111,9 @@ def test_a_late_engine_runs_the_job_and_adopts_its_container(
     import docker
 
     docker_client = docker.from_env(timeout=60)  # the real engine, for the test's own looks
-    c = Cluster(tmp_path, 1, agent=True, env={"DOCKER_HOST": f"unix://{proxy.path}"})
+    # exec offered on purpose beside docker: the node registers with it before the engine answers
+    env = {"DOCKER_HOST": f"unix://{proxy.path}", "HEROCTL_AGENT_DRIVERS": "docker,exec"}
+    c = Cluster(tmp_path, 1, agent=True, env=env)
     c.start()
     try:
         (server,) = c.servers

@@ -533,7 +533,7 @@ def test_worker_only_node_runs_exec_tasks(tmp_path: Path) -> None:
         "HEROCTL_AGENT_PORT_RANGE": "29800-29899",
         "HEROCTL_AGENT_CPU": "1000",
         "HEROCTL_AGENT_MEMORY": "512",
-        "HEROCTL_AGENT_DRIVER": "exec",
+        "HEROCTL_AGENT_DRIVERS": "exec",
     }
     worker = Worker(c, "worker-1", tmp_path, env=env).start()
     try:
@@ -545,7 +545,8 @@ def test_worker_only_node_runs_exec_tasks(tmp_path: Path) -> None:
             "command": [
                 "sh",
                 "-c",
-                "echo plain > index.html; exec busybox httpd -f -p $HEROCTL_ADDR_HTTP",
+                # -h .: its directory is reached as the working directory (README)
+                "echo plain > index.html; exec busybox httpd -f -h . -p $HEROCTL_ADDR_HTTP",
             ],
             "ports": [{"name": "http"}],
             "resources": {"cpu": 100, "memory": 32},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import sys
 import time
 from collections.abc import Iterator
@@ -19,10 +20,13 @@ from tests.support.cluster import free_port
 from tests.support.drivers import get_text, poll, task_spec
 
 NODE = "exec-node-1"
+ME = pwd.getpwuid(
+    os.geteuid()
+).pw_name  # the mechanics run as the agent's user; see test_exec_isolation
 
 
 def spec(command: list[str], **kw: object) -> TaskSpec:
-    fields: dict[str, object] = {"node": NODE, "command": command, "kill_timeout": 2.0}
+    fields: dict[str, object] = {"node": NODE, "command": command, "kill_timeout": 2.0, "user": ME}
     fields.update(kw)
     return task_spec(**fields)
 
