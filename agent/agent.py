@@ -93,7 +93,9 @@ class Agent:
         self.metrics = MetricsStore(agent_dir / "metrics", interval=config.metrics_interval)
         self.log_collector: LogCollector | None = None
         self._drivers = dict(drivers) if drivers is not None else None
-        self.client = ClusterClient(config.servers, config.token, timeout=config.request_timeout)
+        self.client = ClusterClient(
+            config.servers, config.token, timeout=config.request_timeout, ca_file=config.ca_file
+        )
         self.executor = ThreadPoolExecutor(
             max_workers=config.driver_threads, thread_name_prefix="agent-driver"
         )
@@ -147,6 +149,7 @@ class Agent:
             attributes=self._attributes(),
             agent_api=cfg.api_url,
             agent_secret=self.node_secret,
+            agent_csr=cfg.api_csr,
         )
         self._http = aiohttp.ClientSession()
         self.supervisor = Supervisor(

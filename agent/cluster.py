@@ -37,6 +37,7 @@ class ClusterClient:
         *,
         timeout: float = 15.0,
         clock: Callable[[], float] = time.monotonic,
+        ca_file: str | None = None,
     ) -> None:
         if not servers:
             raise ValueError("no server addresses")
@@ -44,6 +45,7 @@ class ClusterClient:
         self._token = token
         self.timeout = timeout
         self.clock = clock
+        self.ca_file = ca_file  # https servers are verified against it (the cluster CA)
         self._current = 0
         self._clients: dict[str, ApiClient] = {}
         self._minted = 0.0
@@ -67,7 +69,7 @@ class ClusterClient:
         key = f"{address} {timeout:g}"
         client = self._clients.get(key)
         if client is None:
-            client = ApiClient(address, self._token_now(), timeout=timeout)
+            client = ApiClient(address, self._token_now(), timeout=timeout, ca_file=self.ca_file)
             self._clients[key] = client
         return client
 

@@ -47,7 +47,10 @@ class AgentConfig:
     MB); 0 means detect from this machine. ``host_ip``: where task ports are
     published and health checks connect. ``api_port``: a worker-only node's
     agent API (0: none; the embedded agent of a server is reached through
-    its server's API), on ``api_bind`` (default: ``host_ip``)."""
+    its server's API), on ``api_bind`` (default: ``host_ip``). ``ca_file``:
+    the cluster's CA (PEM) https servers are verified against (None: the
+    system's trust store); with ``api_csr`` the agent API is served over TLS
+    (agent.http.worker_tls)."""
 
     servers: list[str]
     token: str | Callable[[], str] | None
@@ -60,6 +63,8 @@ class AgentConfig:
     memory: int = 0
     disk: int = 0
     drivers: tuple[str, ...] = ("docker",)  # what the node offers; exec only when told
+    ca_file: str | None = None
+    api_csr: str | None = None  # its agent API over TLS: the signing request the cluster signs
     labels: dict[str, str] = field(default_factory=dict)
     attributes: dict[str, str] = field(default_factory=dict)
     # Timing (seconds); tests shorten them.
@@ -113,4 +118,4 @@ class AgentConfig:
         host = self.address if self.api_bind in ("0.0.0.0", "::", "") else self.api_bind
         if ":" in host and not host.startswith("["):
             host = f"[{host}]"
-        return f"http://{host}:{self.api_port}"
+        return f"{'https' if self.api_csr else 'http'}://{host}:{self.api_port}"

@@ -184,6 +184,7 @@ class NodeIdentity:
     # for it are made with (sent once per registration, never logged).
     agent_api: str | None = None
     agent_secret: str | None = field(default=None, repr=False)
+    agent_csr: str | None = field(default=None, repr=False)  # https agent API: signed back
 
     def register_body(self) -> dict[str, object]:
         body: dict[str, object] = {
@@ -199,4 +200,6 @@ class NodeIdentity:
         if self.agent_api and self.agent_secret:
             body["agent_api"] = self.agent_api
             body["agent_secret"] = self.agent_secret
+            if self.agent_csr:
+                body["agent_csr"] = self.agent_csr
         return body

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import ssl
+from collections.abc import Callable, Iterable
 
 from aiohttp import web
 
@@ -21,7 +22,7 @@ from api import (
     routes_secrets,
     routes_webhooks,
 )
-from api.context import HEARTBEATS, REPLICA
+from api.context import CLUSTER_CA, HEARTBEATS, REPLICA, TLS_CLIENT
 from api.forward import http_session_ctx
 from api.security.middleware import add_rate_headers, admit, throttle
 from api.security.runtime import SECURITY, Security, SecuritySettings
@@ -59,17 +60,25 @@ def build_app(
     security: SecuritySettings | None = None,
     heartbeats: Heartbeats | None = None,
     extra_routes: Iterable[web.RouteTableDef] = (),
+    tls_client: ssl.SSLContext | None = None,
+    cluster_ca: Callable[[], str | None] | None = None,
 ) -> web.Application:
     """`security` carries the cluster key and limits; without it (tests of other
     parts) a throwaway key is used, so nothing from a real cluster decrypts.
     `extra_routes`: what the daemon adds behind the same middleware (the
-    embedded agent's endpoints)."""
+    embedded agent's endpoints). `tls_client`: how this server verifies the
+    servers it calls (default: the system's trust store); `cluster_ca`: the CA
+    PEM it serves at GET /v1/cluster/ca (default: the CA in the state)."""
     app = web.Application(
         client_max_size=MAX_BODY,
         middlewares=[api_middleware],
     )
     app[REPLICA] = replica
     app[HEARTBEATS] = heartbeats or Heartbeats()
+    if tls_client is not None:
+        app[TLS_CLIENT] = tls_client
+    if cluster_ca is not None:
+        app[CLUSTER_CA] = cluster_ca
     app[routes_jobs.JOB_VIEWS] = RenderedViews()
     app[SECURITY] = Security(security or SecuritySettings(generate_cluster_key()), replica.read())
     app.on_response_prepare.append(add_rate_headers)

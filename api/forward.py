@@ -10,7 +10,7 @@ from __future__ import annotations
 import aiohttp
 from aiohttp import web
 
-from api.context import replica_of
+from api.context import TLS_CLIENT, replica_of
 from raft.replica import NoLeader
 
 HTTP_SESSION = web.AppKey("http_session", aiohttp.ClientSession)
@@ -19,7 +19,10 @@ _PASS_HEADERS = ("Content-Type", "Authorization")
 
 
 async def http_session_ctx(app: web.Application):  # cleanup_ctx
-    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15))
+    session = aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=15),
+        connector=aiohttp.TCPConnector(ssl=app.get(TLS_CLIENT, True)),
+    )
     app[HTTP_SESSION] = session
     yield
     await session.close()

@@ -24,7 +24,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from api.context import replica_of
+from api.context import TLS_CLIENT, replica_of
 from api.security.runtime import SECURITY, security_of
 from domain.node_credentials import NodeSecretError, NodeSecrets, node_token
 from httpkit.local_node import LOCAL_NODE
@@ -35,11 +35,12 @@ RELAY_SESSION = web.AppKey("relay_session", aiohttp.ClientSession)
 
 async def relay_session_ctx(app: web.Application):  # cleanup_ctx
     """A session for talking to other nodes' agent endpoints: no total
-    timeout (streams last), big line buffer (NDJSON lines of long logs)."""
+    timeout (streams last), big line buffer (NDJSON lines of long logs),
+    servers verified against the cluster CA."""
     session = aiohttp.ClientSession(
         timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
         read_bufsize=2**20,
-        connector=aiohttp.TCPConnector(limit=0),
+        connector=aiohttp.TCPConnector(limit=0, ssl=app.get(TLS_CLIENT, True)),
     )
     app[RELAY_SESSION] = session
     yield

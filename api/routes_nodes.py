@@ -10,6 +10,7 @@ from aiohttp import web
 from api.context import HEARTBEATS, blocking_view, read_headers, read_view, replica_of
 from api.forward import leader_or_forward
 from api.relay import node_secrets
+from api.tls_ca import sign_agent_csr
 from domain.node_credentials import check_node_secret
 from httpkit.errors import ApiError, read_json_object, require_field
 from httpkit.responses import json_response
@@ -139,9 +140,13 @@ async def register_node(request: web.Request) -> web.Response:
             raise ApiError(400, "invalid_field", f"field '{field}' must be a {kind.__name__}")
     node = {k: body[k] for k in ("id", *NODE_FIELDS) if k in body}
     node.update(_agent_api(request, body))
+    cert = sign_agent_csr(request, body)
     result = await replica_of(request).write("node.register", node=node)
     request.app[HEARTBEATS].beat(node["id"], None)
-    return json_response(public_node(result["node"]))
+    answer = public_node(result["node"])
+    if cert is not None:  # the certificate of its agent API (api.tls_ca)
+        answer["agent_cert"] = cert
+    return json_response(answer)
 
 
 def _agent_api(request: web.Request, body: dict[str, Any]) -> dict[str, Any]:
@@ -153,9 +158,9 @@ def _agent_api(request: web.Request, body: dict[str, Any]) -> dict[str, Any]:
         return {"agent_api": None, "agent_secret": None}
     parts = urlsplit(url) if isinstance(url, str) and len(url) <= 512 else None
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ApiError(400, "invalid_field", "field 'agent_api' must be an http(view) URL")
+        raise ApiError(400, "invalid_field", "field 'agent_api' must be an http(s) URL")
     if parts.username or parts.password or parts.query or parts.fragment:
-        raise ApiError(400, "invalid_field", "field 'agent_api' must be a plain http(view) URL")
+        raise ApiError(400, "invalid_field", "field 'agent_api' must be a plain http(s) URL")
     if check_node_secret(secret) is None:
         raise ApiError(
             400, "invalid_field", "field 'agent_secret' must be 32 to 256 printable characters"

@@ -28,6 +28,7 @@ import os
 import queue
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -260,10 +261,11 @@ BENCH_ENV = {
 
 
 @contextlib.contextmanager
-def running_cluster(size: int = 3, name: str = "bench") -> Iterator[Cluster]:
-    """A started, ready cluster of real heroctld processes; always torn down."""
+def running_cluster(size: int = 3, name: str = "bench", tls: bool = False) -> Iterator[Cluster]:
+    """A started, ready cluster of real heroctld processes; always torn down.
+    Plain HTTP unless ``tls`` (bench_tls compares the two)."""
     root = Path(tempfile.mkdtemp(prefix=f"heroctl-bench-{name}-"))
-    cluster = Cluster(root, size, env=dict(BENCH_ENV))
+    cluster = Cluster(root, size, env=dict(BENCH_ENV), tls=tls)
     ok = False
     try:
         log(f"{name}: starting a {size}-server cluster in {root}")
@@ -366,6 +368,7 @@ class LoadSpec:
     retries: int = 0
     headers: dict[str, str] = field(default_factory=dict)
     timeout: float = 15.0
+    ca_file: str | None = None  # https URLs: the cluster CA they are verified with
 
 
 @dataclass
@@ -439,7 +442,8 @@ async def _generate_one(
         [build_request(spec.method, f"{h}:{p}", path, body, headers) for path, body in items]
         for h, p in targets
     ]
-    conns = [LeanConnection(*targets[(index + t) % len(targets)]) for t in range(conc)]
+    tls = ssl.create_default_context(cafile=spec.ca_file) if urls[0].startswith("https") else None
+    conns = [LeanConnection(*targets[(index + t) % len(targets)], tls) for t in range(conc)]
     live = build_request("GET", "x", "/v1/health/live", None, {})
 
     async def warm(t: int) -> None:  # opens one kept-alive connection per client
@@ -622,6 +626,7 @@ def sequential(
     headers: dict[str, str],
     watch_pids: dict[str, int] | None = None,
     max_duration: float = 120.0,
+    ca_file: str | None = None,
 ) -> LoadResult:
     """One client, one request at a time (latency), in a separate process."""
     return generate(
@@ -634,6 +639,7 @@ def sequential(
             duration=max_duration,
             count_mode=True,
             headers=headers,
+            ca_file=ca_file,
         ),
         watch_pids,
     )

@@ -1,6 +1,8 @@
 """`heroctl login` / `heroctl logout`, and keeping the saved login fresh.
 
-`login` asks the API for a JWT (username + password prompt, or `--token` with
+`login` first settles which CA an https API is verified with (cli.trust:
+the cluster's own CA is shown by its fingerprint and pinned on first use),
+then asks the API for a JWT (username + password prompt, or `--token` with
 an ACL token) and saves `{address, token, expires_at, refresh_token}` to
 ~/.config/heroctl/credentials.json with mode 0600 (directory 0700). Before
 each command, `refresh_saved_login()` swaps a saved JWT that is close to
@@ -25,6 +27,7 @@ import click
 from cli.common import Settings, api_options, error_text, pass_settings
 from cli.credentials import credentials_path
 from cli.output import echo, print_json
+from cli.trust import establish_trust, pinned_ca
 from client import ApiClient, ApiClientError
 
 REFRESH_BEFORE = 3600.0  # seconds before expiry when a saved JWT is refreshed
@@ -63,19 +66,19 @@ def _epoch(rfc3339: Any) -> float | None:
         return None
 
 
-def _run(coro: Any) -> Any:
+def _run(coro: Any, ca_file: str | None) -> Any:
     try:
         return asyncio.run(coro)
     except ApiClientError as e:
-        raise click.ClickException(error_text(e)) from None
+        raise click.ClickException(error_text(e, ca_file)) from None
 
 
-async def _login(address: str, body: dict[str, str]) -> dict[str, Any]:
-    async with ApiClient(address) as api:
+async def _login(address: str, body: dict[str, str], ca_file: str | None) -> dict[str, Any]:
+    async with ApiClient(address, ca_file=ca_file) as api:
         return (await api.post("/v1/auth/login", body))[0]
 
 
-def _store(address: str, answer: dict[str, Any], via: str) -> Path:
+def _store(address: str, answer: dict[str, Any], via: str, ca_file: str | None) -> Path:
     return save_credentials(
         {
             "address": address,
@@ -83,6 +86,7 @@ def _store(address: str, answer: dict[str, Any], via: str) -> Path:
             "expires_at": answer.get("expires_at"),
             "refresh_token": answer.get("refresh_token"),
             "via": via,
+            "ca_file": ca_file,
         }
     )
 
@@ -102,7 +106,8 @@ def refresh_saved_login(now: float | None = None, path: Path | None = None) -> b
         return False
 
     async def refresh() -> dict[str, Any]:
-        async with ApiClient(creds["address"], timeout=10) as api:
+        ca_file = creds.get("ca_file") or pinned_ca()
+        async with ApiClient(creds["address"], timeout=10, ca_file=ca_file) as api:
             return (await api.post("/v1/auth/refresh", {"refresh_token": creds["refresh_token"]}))[
                 0
             ]
@@ -125,14 +130,33 @@ def refresh_saved_login(now: float | None = None, path: Path | None = None) -> b
 @click.option(
     "--password-stdin", is_flag=True, help="Read the password from stdin instead of a prompt."
 )
+@click.option(
+    "--ca-fingerprint",
+    metavar="SHA256",
+    help="Trust the cluster CA only if its fingerprint is this (sha256:HEX), without asking.",
+)
+@click.option("--yes", "-y", is_flag=True, help="Trust the cluster's CA without asking (scripts).")
 @api_options
 @pass_settings
-def login(settings: Settings, username: str | None, password_stdin: bool) -> None:
+def login(
+    settings: Settings,
+    username: str | None,
+    password_stdin: bool,
+    ca_fingerprint: str | None,
+    yes: bool,
+) -> None:
     """Log in and save the credentials (~/.config/heroctl, mode 0600).
 
-    With `--token ht_...` (or `--token -` to read it from stdin) the ACL token
-    is exchanged for a session; otherwise a user name and password are asked.
+    An https API whose certificate the system does not trust shows its CA's
+    fingerprint first; once confirmed, the CA is pinned beside the credentials
+    and every later command verifies the API with it. With `--token ht_...`
+    (or `--token -` to read it from stdin) the ACL token is exchanged for a
+    session; otherwise a user name and password are asked.
     """
+    try:
+        ca_file = establish_trust(settings.address, settings.ca_cert, ca_fingerprint, yes)
+    except ValueError as e:  # a malformed --ca-fingerprint
+        raise click.BadParameter(str(e), param_hint="--ca-fingerprint") from None
     acl_token = None if username else settings.token
     if acl_token == "-":
         acl_token = sys.stdin.readline().strip()
@@ -147,8 +171,8 @@ def login(settings: Settings, username: str | None, password_stdin: bool) -> Non
             password = click.prompt("Password", hide_input=True)
         body = {"username": username, "password": password}
         via = f"user:{username}"
-    answer = _run(_login(settings.address, body))
-    path = _store(settings.address, answer, via)
+    answer = _run(_login(settings.address, body, ca_file), ca_file)
+    path = _store(settings.address, answer, via, ca_file)
     if settings.json_output:
         print_json({"expires_at": answer.get("expires_at"), "credentials": str(path)})
         return
@@ -167,9 +191,10 @@ def logout(settings: Settings) -> None:
         echo("Not logged in.")
         return
     token, address = creds.get("token"), creds.get("address") or settings.address
+    ca_file = settings.ca_cert or creds.get("ca_file") or pinned_ca()
 
     async def end() -> None:
-        async with ApiClient(address, token) as api:
+        async with ApiClient(address, token, ca_file=ca_file) as api:
             await api.post("/v1/auth/logout")
 
     if token and creds.get("refresh_token"):

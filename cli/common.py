@@ -15,7 +15,8 @@ from typing import Any, TypeVar
 import click
 
 from cli.credentials import CredentialsError, read_saved_token
-from client import DEFAULT_ADDRESS, ApiClient, ApiClientError, ApiUnreachable
+from cli.trust import CA_ENV, pinned_ca, untrusted_text
+from client import DEFAULT_ADDRESS, ApiClient, ApiClientError, ApiUnreachable, CertificateUntrusted
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -31,6 +32,11 @@ class Settings:
     address: str = DEFAULT_ADDRESS
     token: str | None = None
     json_output: bool = False
+    ca_cert: str | None = None  # --ca-cert / $HEROCTL_CACERT
+
+    def resolved_ca(self) -> str | None:
+        """The CA file https servers are verified with (cli.trust: flag, pinned, system)."""
+        return self.ca_cert or pinned_ca()
 
     def resolved_token(self) -> str | None:
         if self.token:
@@ -77,6 +83,14 @@ def api_options(fn: F) -> F:
             callback=_override("token"),
             help=f"Bearer token (overrides the global option and ${TOKEN_ENV}).",
         ),
+        click.option(
+            "--ca-cert",
+            metavar="FILE",
+            default=None,
+            expose_value=False,
+            callback=_override("ca_cert"),
+            help=f"CA certificate to verify the API with (overrides ${CA_ENV}).",
+        ),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -86,8 +100,10 @@ def api_options(fn: F) -> F:
 pass_settings = click.make_pass_decorator(Settings, ensure=True)
 
 
-def error_text(e: ApiClientError) -> str:
+def error_text(e: ApiClientError, ca_file: str | None = None) -> str:
     """One line for people: the message, then the code and request id to quote."""
+    if isinstance(e, CertificateUntrusted):
+        return untrusted_text(e.address, e.reason, ca_file)
     if isinstance(e, ApiUnreachable):
         return (
             f"could not reach the HeroCtl API at {e.address}: {e.reason} "
@@ -99,12 +115,13 @@ def error_text(e: ApiClientError) -> str:
 def call(settings: Settings, fn: Callable[[ApiClient], Awaitable[T]]) -> T:
     """Run one API conversation; any API failure exits 1 with a readable line."""
     token = settings.resolved_token()
+    ca_file = settings.resolved_ca()
 
     async def conversation() -> T:
-        async with ApiClient(settings.address, token) as api:
+        async with ApiClient(settings.address, token, ca_file=ca_file) as api:
             return await fn(api)
 
     try:
         return asyncio.run(conversation())
     except ApiClientError as e:
-        raise click.ClickException(error_text(e)) from None
+        raise click.ClickException(error_text(e, ca_file)) from None

@@ -19,6 +19,7 @@ from cli import (
     cmd_webhook,
 )
 from cli.common import ADDRESS_ENV, TOKEN_ENV, Settings
+from cli.trust import CA_ENV
 from client import DEFAULT_ADDRESS
 
 # A new group (node, alloc, acl, secret, login) is one module and one line here.
@@ -54,12 +55,24 @@ COMMANDS: list[click.Command] = [
     default=None,
     help=f"Bearer token [env {TOKEN_ENV}; else ~/.config/heroctl/credentials.json].",
 )
+@click.option(
+    "--ca-cert",
+    envvar=CA_ENV,
+    default=None,
+    metavar="FILE",
+    help=f"CA certificate (PEM) to verify the API with [env {CA_ENV}; else the one "
+    "`heroctl login` pinned].",
+)
 @click.option("--json", "json_output", is_flag=True, help="Print the API's JSON instead of tables.")
 @click.version_option(package_name="heroctl", prog_name="heroctl")
 @click.pass_context
-def cli(ctx: click.Context, address: str, token: str | None, json_output: bool) -> None:
+def cli(
+    ctx: click.Context, address: str, token: str | None, ca_cert: str | None, json_output: bool
+) -> None:
     """Operate a HeroCtl cluster through its REST API."""
-    ctx.obj = Settings(address=address, token=token or None, json_output=json_output)
+    ctx.obj = Settings(
+        address=address, token=token or None, json_output=json_output, ca_cert=ca_cert or None
+    )
     if not token and ctx.invoked_subcommand not in ("login", "logout"):
         cmd_auth.refresh_saved_login()  # a saved login near expiry is renewed first
 

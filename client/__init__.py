@@ -5,7 +5,8 @@ Import from here: `from client import ApiClient, ApiClientError`.
 """
 
 from client.api_client import ApiClient
-from client.errors import ApiClientError, ApiUnreachable
+from client.ca import fetch_ca_unverified
+from client.errors import ApiClientError, ApiUnreachable, CertificateUntrusted
 from client.transport import (
     DEFAULT_ADDRESS,
     INDEX_HEADER,
@@ -14,6 +15,7 @@ from client.transport import (
     format_wait,
     normalize_address,
     response_index,
+    tls_context,
 )
 
 __all__ = [
@@ -22,9 +24,12 @@ __all__ = [
     "ApiClient",
     "ApiClientError",
     "ApiUnreachable",
+    "CertificateUntrusted",
+    "fetch_ca_unverified",
     "HttpClient",
     "Params",
     "format_wait",
     "normalize_address",
     "response_index",
+    "tls_context",
 ]

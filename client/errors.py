@@ -47,6 +47,11 @@ class ApiUnreachable(ApiClientError):
         self.reason = reason
 
 
+class CertificateUntrusted(ApiUnreachable):
+    """The server's TLS certificate does not verify against the CA we trust:
+    no CA given for a cluster with its own, another cluster, or a spoof."""
+
+
 def error_from(
     status: int, reason: str, payload: Any, headers: Mapping[str, str]
 ) -> ApiClientError:

@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import ssl
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Self
 
 import aiohttp
 
-from client.errors import ApiUnreachable, error_from
+from client.errors import ApiUnreachable, CertificateUntrusted, error_from
 
 __all__ = [
     "DEFAULT_ADDRESS",
@@ -26,6 +27,7 @@ __all__ = [
     "format_wait",
     "normalize_address",
     "response_index",
+    "tls_context",
 ]
 
 DEFAULT_ADDRESS = "http://127.0.0.1:7070"
@@ -67,7 +69,7 @@ def response_index(headers: Mapping[str, str]) -> int:
         return 0
 
 
-def _decode(raw: bytes) -> Any:
+def decode_body(raw: bytes) -> Any:
     """A response body: its JSON, or its text when it is not JSON."""
     try:
         return json.loads(raw)
@@ -75,7 +77,20 @@ def _decode(raw: bytes) -> Any:
         return raw.decode(errors="replace")
 
 
-def _failure_reason(e: aiohttp.ClientError) -> str:
+def tls_context(ca_file: str | None = None) -> ssl.SSLContext:
+    """How a client verifies an https server: against ``ca_file`` (the
+    cluster's CA, a PEM file) when given, else the system's trust store."""
+    return ssl.create_default_context(cafile=ca_file)
+
+
+def _unreachable(address: str, e: aiohttp.ClientError) -> ApiUnreachable:
+    if isinstance(e, aiohttp.ClientConnectorCertificateError):
+        why = getattr(e.certificate_error, "verify_message", None) or str(e.certificate_error)
+        return CertificateUntrusted(address, f"TLS certificate not trusted: {why}")
+    return ApiUnreachable(address, failure_reason(e))
+
+
+def failure_reason(e: aiohttp.ClientError) -> str:
     """Why a request got no HTTP answer, in words."""
     if not isinstance(e, aiohttp.ClientConnectorError):
         return str(e) or type(e).__name__
@@ -87,16 +102,25 @@ def _failure_reason(e: aiohttp.ClientError) -> str:
 
 
 class HttpClient:
-    """Async JSON over HTTP: `async with HttpClient(address, token) as http: ...`."""
+    """Async JSON over HTTP: `async with HttpClient(address, token) as http: ...`.
+
+    An https server is verified against ``ca_file`` (the cluster's CA) when
+    given, else the system's trust store."""
 
     DEFAULT_WAIT = 300.0  # seconds a blocking query waits when no `wait` is given
 
     def __init__(
-        self, address: str = DEFAULT_ADDRESS, token: str | None = None, *, timeout: float = 60.0
+        self,
+        address: str = DEFAULT_ADDRESS,
+        token: str | None = None,
+        *,
+        timeout: float = 60.0,
+        ca_file: str | None = None,
     ) -> None:
         self.address = normalize_address(address)
         self.token = token
         self.timeout = timeout
+        self.ca_file = ca_file
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Self:
@@ -116,8 +140,11 @@ class HttpClient:
             headers = {"Accept": "application/json", "User-Agent": "heroctl"}
             if self.token:
                 headers["Authorization"] = f"Bearer {self.token}"
+            tls = tls_context(self.ca_file) if self.address.startswith("https:") else None
             self._session = aiohttp.ClientSession(
-                headers=headers, timeout=aiohttp.ClientTimeout(total=self.timeout)
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+                connector=aiohttp.TCPConnector(ssl=tls if tls is not None else True),
             )
         return self._session
 
@@ -155,8 +182,8 @@ class HttpClient:
         except TimeoutError:
             raise ApiUnreachable(self.address, f"no answer within {limit:g}s") from None
         except aiohttp.ClientError as e:
-            raise ApiUnreachable(self.address, _failure_reason(e)) from None
-        payload = _decode(raw) if raw else None
+            raise _unreachable(self.address, e) from None
+        payload = decode_body(raw) if raw else None
         if status >= 400:
             raise error_from(status, reason, payload, resp_headers)
         return payload, resp_headers
@@ -243,7 +270,7 @@ class HttpClient:
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.timeout),
             ) as r:
                 if r.status >= 400:
-                    payload = _decode(await r.read())
+                    payload = decode_body(await r.read())
                     raise error_from(r.status, r.reason or "", payload, r.headers)
                 buf = b""
                 event, data = "", []
@@ -270,4 +297,4 @@ class HttpClient:
                             elif name == "data":
                                 data.append(value)
         except aiohttp.ClientError as e:
-            raise ApiUnreachable(self.address, _failure_reason(e)) from None
+            raise _unreachable(self.address, e) from None

@@ -258,12 +258,8 @@ class CertInfo:
     issuer_key_id: bytes  # the authority key id (b"" when absent)
     names: frozenset[str]
 
-    def due(self, now: float, renew_fraction: float = 1 / 3) -> bool:
-        """True once less than ``renew_fraction`` of its lifetime is left."""
-        left = self.not_after - now
-        return left <= (self.not_after - self.not_before) * renew_fraction
-
     def renew_at(self, renew_fraction: float = 1 / 3) -> float:
+        """When to renew: once less than ``renew_fraction`` of its lifetime is left."""
         return self.not_after - (self.not_after - self.not_before) * renew_fraction
 
 

@@ -3,7 +3,7 @@
 The keys of the TOML file are the flags' names with `_` for `-`
 (`node_name`, `data_dir`, `api_port`, ...) plus a table per part of the
 server (`[raft]`, `[rate_limit]`, `[auth]`, `[webhooks]`, `[agent]`, `[logs]`, `[metrics]`,
-`[gc]`), each of whose keys `HEROCTL_<TABLE>_<KEY>` overrides. Secrets (the
+`[gc]`, `[tls]`), each of whose keys `HEROCTL_<TABLE>_<KEY>` overrides. Secrets (the
 cluster key) may come from the environment so they stay out of files and
 process listings. An unknown key or a value of the wrong type stops the
 server at start (heroctld.config_tables reads the tables); the settings of a
@@ -36,6 +36,7 @@ from heroctld.config_tables import (
     unknown_key,
 )
 from heroctld.controllers.gc import GCSettings
+from heroctld.tls import TLS_MODES, TlsSettings
 from raft.keys import ClusterKeyError, check_cluster_key, generate_cluster_key
 
 log = logging.getLogger("heroctl")
@@ -110,7 +111,6 @@ AGENT_DRIVERS = ("docker", "exec")
 DEFAULT_DRIVERS = ["docker"]
 # The deprecated [agent] driver, as the list it stands for.
 LEGACY_DRIVER = {"auto": ["docker", "exec"], "docker": ["docker"], "exec": ["exec"]}
-
 
 
 @dataclass
@@ -228,7 +228,18 @@ AGENT = Table(
         "api_bind": text,
     },
 )
-TABLES = {t.name: t for t in (RAFT, RATE_LIMIT, AUTH, WEBHOOKS, AGENT, LOGS, METRICS, GC)}
+TLS = Table(
+    "tls",
+    TlsSettings,
+    {
+        "mode": one_of(*TLS_MODES),
+        "cert_file": text,
+        "key_file": text,
+        "ca_file": text,
+        "cert_lifetime": duration(minimum=2.0),
+    },
+)
+TABLES = {t.name: t for t in (RAFT, RATE_LIMIT, AUTH, WEBHOOKS, AGENT, LOGS, METRICS, GC, TLS)}
 
 
 def load_logs_metrics(
@@ -276,6 +287,7 @@ class ServerConfig:
     logs: LogSettings = field(default_factory=LogSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     gc: GCSettings = field(default_factory=GCSettings)
+    tls: TlsSettings = field(default_factory=TlsSettings)
     bootstrap_token: str = ""  # env only: HEROCTL_BOOTSTRAP_TOKEN
     admin_password: str = ""  # env only: HEROCTL_ADMIN_PASSWORD
 
@@ -290,8 +302,12 @@ class ServerConfig:
         return f"{self.advertise_host}:{self.raft_port}"
 
     @property
+    def scheme(self) -> str:
+        return "http" if self.tls.mode == "off" else "https"
+
+    @property
     def api_address(self) -> str:
-        return f"http://{self.advertise_host}:{self.api_port}"
+        return f"{self.scheme}://{self.advertise_host}:{self.api_port}"
 
 
 def _split_peers(value: Any) -> list[str]:
@@ -371,6 +387,7 @@ def finish(cfg: ServerConfig) -> ServerConfig:
         cfg.data_dir = cfg.data_dir or tempfile.mkdtemp(prefix="heroctl-dev-")
         cfg.cluster_key = cfg.cluster_key or generate_cluster_key()
         cfg.agent.host_ip = cfg.agent.host_ip or "127.0.0.1"
+        cfg.tls.mode = "off"  # plain HTTP on 127.0.0.1, and it says so
     cfg.agent.host_ip = cfg.agent.host_ip or cfg.advertise_host
     if not cfg.node_name:
         cfg.node_name = socket.gethostname().split(".")[0]
@@ -393,6 +410,8 @@ def finish(cfg: ServerConfig) -> ServerConfig:
         raise ConfigError("use --peers to form a new cluster or --join to enter one, not both")
     if not cfg.join and cfg.raft_address not in cfg.peers:
         cfg.peers = [cfg.raft_address, *cfg.peers]
+    if cfg.tls.mode == "files" and not (cfg.tls.cert_file and cfg.tls.key_file):
+        raise ConfigError('[tls] mode = "files" needs cert_file and key_file (and ca_file)')
     t = cfg.raft
     if not 0.2 <= t.election_timeout_min < t.election_timeout_max:
         raise ConfigError("raft.election_timeout_min must be >= 0.2 and below election_timeout_max")

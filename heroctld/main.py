@@ -113,6 +113,15 @@ def exit_soon(loop: asyncio.AbstractEventLoop | None = None, grace: float = 5.0)
 )
 @click.option("--api-bind", help="address the agent API listens on (default: --bind-ip)")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML with [agent]")
+@click.option(
+    "--ca-file",
+    type=click.Path(dir_okay=False, exists=True),
+    help="the cluster CA's certificate (PEM, <data-dir>/tls/ca.pem on a server)",
+)
+@click.option(
+    "--ca-fingerprint",
+    help="sha256:HEX of the cluster CA: fetched from the servers, refused unless it matches",
+)
 @click.option("--log-level", default="info", help="debug, info, warning, error")
 def agent_command(
     servers: str,
@@ -123,9 +132,14 @@ def agent_command(
     api_port: int | None,
     api_bind: str | None,
     config_path: str | None,
+    ca_file: str | None,
+    ca_fingerprint: str | None,
     log_level: str,
 ) -> None:
-    """Run a worker-only node: an agent that is not a raft member."""
+    """Run a worker-only node: an agent that is not a raft member.
+
+    With --ca-file or --ca-fingerprint the servers are reached over HTTPS
+    (HOST:PORT without a scheme means https) and verified against the cluster CA."""
     import socket
 
     from agent.config import AgentConfig, parse_port_range
@@ -135,7 +149,12 @@ def agent_command(
     except ConfigError as e:
         raise click.UsageError(str(e)) from None
     settings, logs, metrics = cfg.agent, cfg.logs, cfg.metrics
-    addresses = [a.strip() for a in servers.split(",") if a.strip()]
+    if ca_file and ca_fingerprint:
+        raise click.UsageError("give the cluster CA as --ca-file or --ca-fingerprint, not both")
+    scheme = "https" if ca_file or ca_fingerprint else "http"
+    addresses = [
+        a if "://" in a else f"{scheme}://{a}" for a in (x.strip() for x in servers.split(",")) if a
+    ]
     if not addresses:
         raise click.UsageError("--servers needs at least one HOST:APIPORT")
     host_ip = bind_ip or settings.host_ip or "127.0.0.1"
@@ -156,6 +175,7 @@ def agent_command(
             metrics_interval=metrics.interval,
             api_port=settings.api_port if api_port is None else api_port,
             api_bind=api_bind or settings.api_bind or host_ip,
+            ca_file=ca_file,
         )
     except ValueError as e:
         raise click.UsageError(str(e)) from None
@@ -163,7 +183,7 @@ def agent_command(
     from agent.standalone import run_agent
 
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_agent(config))
+        asyncio.run(run_agent(config, ca_fingerprint))
 
 
 @main.command()

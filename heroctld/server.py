@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import signal
+import ssl
 
 import aiohttp
 from aiohttp import web
@@ -25,9 +26,11 @@ from heroctld.controllers.drainer import drain_loop
 from heroctld.controllers.gc import gc_loop
 from heroctld.controllers.heartbeats import heartbeat_monitor
 from heroctld.controllers.keyring import reencrypt_loop
-from heroctld.controllers.leadership import Leadership, cancel_and_wait
+from heroctld.controllers.leadership import Controller, Leadership, cancel_and_wait
+from heroctld.controllers.pki import ensure_ca
 from heroctld.controllers.scheduling import scheduling_loop
 from heroctld.controllers.webhooks import webhook_loop
+from heroctld.tls import CaMismatch, ServerTls, fetch_join_ca
 from httpkit.local_node import LOCAL_NODE
 from raft.keys import derive_key
 from raft.replica import CommandRejected, NoLeader, RaftConfig, Replica, ServerIdentity
@@ -37,17 +40,24 @@ log = logging.getLogger("heroctld")
 MEMBERS_FILE = "members.json"
 
 
-async def join_cluster(cfg: ServerConfig) -> list[str]:
+async def join_cluster(cfg: ServerConfig, tls: ServerTls) -> list[str]:
     """Ask a server of the cluster to add us; returns the full member list.
 
     A joining pysyncobj node does not discover peers, so it must start with
-    the complete current membership (notes/pysyncobj.md #12).
+    the complete current membership (notes/pysyncobj.md #12). With TLS, the
+    server's CA is checked first (heroctld.tls.fetch_join_ca: its MAC proves
+    it holds our cluster key) and the request verifies the server with it,
+    so no spoofed server ever sees our credential.
     """
-    url = cfg.join if cfg.join.startswith("http") else f"http://{cfg.join}"
+    url = cfg.join if cfg.join.startswith("http") else f"{cfg.scheme}://{cfg.join}"
     body = {"raft_address": cfg.raft_address, "name": cfg.node_name, "api_address": cfg.api_address}
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+    connector = aiohttp.TCPConnector(ssl=tls.client_ctx if tls.enabled else True)
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
         for attempt in range(30):
             try:
+                if tls.mode == "cluster-ca" and tls.ca_pem is None:
+                    tls.trust(await fetch_join_ca(session, url, tls.keys))
                 auth = KeyMaterial(cfg.cluster_key).server_token(cfg.node_name)
                 headers = {"Authorization": f"Bearer {auth}"}
                 async with session.post(url + "/v1/cluster/peers", json=body, headers=headers) as r:
@@ -60,18 +70,21 @@ async def join_cluster(cfg: ServerConfig) -> list[str]:
                         )
                         raise SystemExit(2)
                     log.warning("join: %s answered %s: %s", url, r.status, data.get("message"))
+            except (aiohttp.ClientConnectorCertificateError, CaMismatch) as e:
+                log.error("join: refusing %s: %s", url, e)
+                raise SystemExit(2) from None
             except (aiohttp.ClientError, TimeoutError, ValueError) as e:
                 log.warning("join: %s not reachable (%s), attempt %d", url, e, attempt + 1)
             await asyncio.sleep(1.0)
     raise SystemExit(f"could not join the cluster through {url}")
 
 
-async def initial_members(cfg: ServerConfig) -> list[str]:
+async def initial_members(cfg: ServerConfig, tls: ServerTls) -> list[str]:
     path = os.path.join(cfg.data_dir, MEMBERS_FILE)
     if os.path.exists(path):  # restart: our first boot decided the members
         with open(path) as f:
             return list(json.load(f))
-    members = await join_cluster(cfg) if cfg.join else list(cfg.peers)
+    members = await join_cluster(cfg, tls) if cfg.join else list(cfg.peers)
     os.makedirs(cfg.data_dir, exist_ok=True)
     with open(path, "w") as f:
         json.dump(members, f)
@@ -94,6 +107,15 @@ async def keep_registered(replica: Replica) -> None:
             except (NoLeader, CommandRejected) as e:
                 log.debug("registration postponed: %s", e)
         await asyncio.sleep(1.0 if current != row else 5.0)
+
+
+async def first_of(event: asyncio.Event, stop: asyncio.Event) -> bool:
+    """Wait for ``event`` or ``stop``; True when ``event`` came first."""
+    waits = [asyncio.ensure_future(event.wait()), asyncio.ensure_future(stop.wait())]
+    _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    for w in pending:
+        w.cancel()
+    return event.is_set()
 
 
 def _announce_dev_bootstrap(token: str, password: str | None) -> None:
@@ -128,13 +150,18 @@ def security_settings(cfg: ServerConfig) -> SecuritySettings:
     return settings
 
 
-def embedded_agent_config(cfg: ServerConfig) -> AgentConfig:
+def embedded_agent_config(cfg: ServerConfig, ca_file: str | None = None) -> AgentConfig:
     """The agent every server runs (unless --no-agent): it talks to this
-    server's own API with a server credential minted from the cluster key."""
+    server's own API with a server credential minted from the cluster key,
+    verifying it with ``ca_file`` (the cluster CA's certificate does name
+    127.0.0.1; a certificate of your own PKI names the advertise address)."""
     keys = KeyMaterial(cfg.cluster_key)
     local = "127.0.0.1" if cfg.bind in ("0.0.0.0", "::", "") else cfg.bind
+    if cfg.tls.mode == "files":
+        local = cfg.advertise_host
     return AgentConfig(
-        servers=[f"http://{local}:{cfg.api_port}"],
+        servers=[f"{cfg.scheme}://{local}:{cfg.api_port}"],
+        ca_file=ca_file,
         token=lambda: keys.server_token(cfg.node_name),
         node_name=cfg.node_name,
         data_dir=cfg.data_dir,
@@ -151,9 +178,33 @@ def embedded_agent_config(cfg: ServerConfig) -> AgentConfig:
     )
 
 
+def server_tls(cfg: ServerConfig) -> ServerTls:
+    """This server's TLS (heroctld.tls), with what it can load before raft
+    runs: the files of `files` mode, the certificate of its last run."""
+    names = [cfg.advertise_host, *(() if cfg.bind in ("0.0.0.0", "::", "") else (cfg.bind,))]
+    tls = ServerTls(cfg.tls, cfg.data_dir, cfg.cluster_key, cfg.node_name, names)
+    if not tls.enabled:
+        if cfg.dev:
+            print(f"==> --dev: plain HTTP (no TLS) on {cfg.api_address}", flush=True)
+        else:
+            log.warning(
+                "TLS is off ([tls] mode = off): the API and agent traffic are plain HTTP; "
+                "serve it only behind a TLS proxy or on a trusted network"
+            )
+        return tls
+    try:
+        tls.start()
+    except (OSError, ssl.SSLError, ValueError) as e:
+        raise SystemExit(
+            f"tls: cannot load {cfg.tls.cert_file} / {cfg.tls.key_file}: {e}"
+        ) from None
+    return tls
+
+
 async def serve(cfg: ServerConfig) -> None:
     loop = asyncio.get_running_loop()
-    members = await initial_members(cfg)
+    tls = server_tls(cfg)
+    members = await initial_members(cfg, tls)
     raft_cfg = RaftConfig(
         self_address=cfg.raft_address,
         partners=members,
@@ -172,20 +223,18 @@ async def serve(cfg: ServerConfig) -> None:
     heartbeats = Heartbeats(ttl=cfg.node_ttl)
     settings = security_settings(cfg)
     keys = KeyMaterial(cfg.cluster_key)
-    app = build_app(replica, settings, heartbeats, extra_routes=[agent_endpoints.routes])
+    app = build_app(
+        replica,
+        settings,
+        heartbeats,
+        extra_routes=[agent_endpoints.routes],
+        tls_client=tls.client_ctx if tls.enabled else None,
+        cluster_ca=lambda: tls.ca_pem,
+    )
     # Blocking queries (agents watching allocations, followers of a deploy)
     # would hold a shutdown up to their wait: give handlers a few seconds.
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
     await runner.setup()
-    site = web.TCPSite(runner, cfg.bind, cfg.api_port, reuse_address=True)
-    await site.start()
-    log.info(
-        "heroctld %s serving API on %s, raft on %s, members %s",
-        cfg.node_name,
-        cfg.api_address,
-        cfg.raft_address,
-        ",".join(members),
-    )
     stop = asyncio.Event()
     received: list[str] = []
 
@@ -195,35 +244,56 @@ async def serve(cfg: ServerConfig) -> None:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
-    leadership = Leadership(
-        replica,
-        {
-            "scheduler": lambda: scheduling_loop(replica),
-            "heartbeats": lambda: heartbeat_monitor(replica, heartbeats),
-            "drainer": lambda: drain_loop(replica),
-            "webhooks": lambda: webhook_loop(
-                replica, cfg.cluster_key, allow_private=cfg.webhooks.allow_private
-            ),
-            "gc": lambda: gc_loop(replica, cfg.gc),
-            "keyring": lambda: reencrypt_loop(replica, keys),
-            "acl-bootstrap": lambda: bootstrap_from_env(
-                replica,
-                keys,
-                settings.bootstrap_token,
-                settings.admin_password,
-                settings.announce_bootstrap,
-            ),
-        },
-    )
+    controllers: dict[str, Controller] = {
+        "scheduler": lambda: scheduling_loop(replica),
+        "heartbeats": lambda: heartbeat_monitor(replica, heartbeats),
+        "drainer": lambda: drain_loop(replica),
+        "webhooks": lambda: webhook_loop(
+            replica, cfg.cluster_key, allow_private=cfg.webhooks.allow_private
+        ),
+        "gc": lambda: gc_loop(replica, cfg.gc),
+        "keyring": lambda: reencrypt_loop(replica, keys),
+        "acl-bootstrap": lambda: bootstrap_from_env(
+            replica,
+            keys,
+            settings.bootstrap_token,
+            settings.admin_password,
+            settings.announce_bootstrap,
+        ),
+    }
+    if tls.mode == "cluster-ca":
+        controllers["tls-ca"] = lambda: ensure_ca(replica, tls.keys)
+    leadership = Leadership(replica, controllers)
     tasks = [
         asyncio.create_task(keep_registered(replica), name="register"),
         asyncio.create_task(leadership.run(), name="leadership"),
+        asyncio.create_task(tls.run(replica), name="tls"),
     ]
-    agent = None if cfg.no_agent else Agent(embedded_agent_config(cfg))
+    agent = None if cfg.no_agent else Agent(embedded_agent_config(cfg, tls.ca_file))
     if agent is not None:  # the API reads this node's logs and metrics from its agent
         local = app[LOCAL_NODE]
         local.logs, local.metrics, local.node_id = agent.logs, agent.metrics, agent.node_id
     try:
+        # A new server of a cluster-ca cluster listens once it has signed its
+        # certificate: raft (its own port) elects, the leader makes the CA.
+        if tls.enabled and not await first_of(tls.ready, stop):
+            log.info("shutting down before serving (%s)", ", ".join(received))
+            return
+        site = web.TCPSite(
+            runner,
+            cfg.bind,
+            cfg.api_port,
+            reuse_address=True,
+            ssl_context=tls.server_ctx if tls.enabled else None,
+        )
+        await site.start()
+        log.info(
+            "heroctld %s serving API on %s, raft on %s, members %s",
+            cfg.node_name,
+            cfg.api_address,
+            cfg.raft_address,
+            ",".join(members),
+        )
         if agent is not None:
             await agent.start()
         await stop.wait()

@@ -16,6 +16,7 @@ body; failed attempts are limited per client address (429 beyond
 from __future__ import annotations
 
 import logging
+import ssl
 
 from aiohttp import web
 
@@ -82,15 +83,18 @@ def build_worker_app(local: LocalNode, secret: str) -> web.Application:
     return app
 
 
-async def start_worker_api(local: LocalNode, secret: str, host: str, port: int) -> web.AppRunner:
-    """Listen on ``host:port`` (OSError when it cannot); ``cleanup()`` the
-    runner to stop. Streams still open get two seconds to end."""
+async def start_worker_api(
+    local: LocalNode, secret: str, host: str, port: int, tls: ssl.SSLContext | None = None
+) -> web.AppRunner:
+    """Listen on ``host:port`` (OSError when it cannot), over TLS with ``tls``
+    (agent.http.worker_tls); ``cleanup()`` the runner to stop. Streams still
+    open get two seconds to end."""
     runner = web.AppRunner(
         build_worker_app(local, secret), access_log=None, handle_signals=False, shutdown_timeout=2.0
     )
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port, reuse_address=True).start()
+        await web.TCPSite(runner, host, port, reuse_address=True, ssl_context=tls).start()
     except OSError:
         await runner.cleanup()
         raise

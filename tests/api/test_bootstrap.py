@@ -105,6 +105,7 @@ def test_dev_mode_bootstraps_and_prints_credentials_once(tmp_path: Path) -> None
         password = re.search(r"admin password:\s+(\S+)", text).group(1)
         token = re.search(r"management token:\s+(ht_\S+)", text).group(1)
         url = f"http://127.0.0.1:{api}"
+        assert f"plain HTTP (no TLS) on {url}" in text  # --dev says it is not TLS
         r = request("POST", url + "/v1/auth/login", {"username": "admin", "password": password})
         assert r.status == 200, r.raw
         r = request("GET", url + "/v1/jobs", headers={"Authorization": f"Bearer {token}"})

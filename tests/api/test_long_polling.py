@@ -18,10 +18,16 @@ import aiohttp
 import pytest
 
 from tests.api.authutil import as_, assert_error, make_token, put_policy
+from tests.support import tls as test_tls
 from tests.support.cluster import Cluster, Server, wait_until
 from tests.support.http import Reply
 
 WAKE_BUDGET = 0.100  # seconds from the leader's ack to the follower's answer
+
+
+def _connector() -> aiohttp.TCPConnector:
+    """The test clusters' CAs trusted (tests/support/tls.py)."""
+    return aiohttp.TCPConnector(ssl=test_tls.context())
 
 
 @pytest.fixture(scope="module")
@@ -233,7 +239,10 @@ async def _read_sse(
     events: list[dict[str, Any]] = []
     ids: list[str] = []
     comments = 0
-    async with aiohttp.ClientSession() as session, session.get(url, headers=headers) as r:
+    async with (
+        aiohttp.ClientSession(connector=_connector()) as session,
+        session.get(url, headers=headers) as r,
+    ):
         assert r.status == 200, await r.text()
         assert r.headers["Content-Type"].startswith("text/event-stream")
         fields: dict[str, str] = {}
@@ -292,7 +301,10 @@ async def test_sse_stream_sends_heartbeats(cluster: Cluster, follower: Server) -
     """An idle stream sends `: ping` comments (every 15 s; 1 s in this cluster)."""
     auth = {"Authorization": f"Bearer {cluster.token}"}
     url = follower.url + "/v1/events?stream=true&topic=cert.renewed"
-    async with aiohttp.ClientSession() as session, session.get(url, headers=auth) as r:
+    async with (
+        aiohttp.ClientSession(connector=_connector()) as session,
+        session.get(url, headers=auth) as r,
+    ):
         assert r.status == 200
         line = await asyncio.wait_for(r.content.readline(), 10)
         assert line.startswith(b": ping")

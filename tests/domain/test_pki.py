@@ -33,7 +33,7 @@ def test_a_server_certificate_chains_to_the_ca_and_names_its_addresses(tmp_path)
     assert info.names == {"10.0.0.11", "server-1", "127.0.0.1", "localhost"}
     assert info.issuer_key_id == key_id(ca.cert_pem)
     assert 86_000 < info.not_after - time.time() <= 86_400
-    assert not info.due(time.time()) and info.due(info.renew_at())
+    assert info.renew_at() - time.time() == pytest.approx(86_400 * 2 / 3, abs=300)
     (tmp_path / "cert.pem").write_text(leaf.cert_pem)
     (tmp_path / "key.pem").write_text(leaf.key_pem)
     server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

@@ -227,7 +227,7 @@ def test_a_wrong_environment_variable_is_named() -> None:
 def test_every_settings_field_has_a_reader() -> None:
     # Table() refuses a table whose readers do not match its dataclass: importing proves it.
     assert set(TABLES) == {
-        *("raft", "rate_limit", "auth", "webhooks", "agent", "logs", "metrics", "gc")
+        *("raft", "rate_limit", "auth", "webhooks", "agent", "logs", "metrics", "gc", "tls")
     }
 
 
@@ -300,6 +300,29 @@ def test_gc_settings_from_toml_and_env() -> None:
         load_gc({"batch_size": 0}, {})
     cfg = load_config(None, {"dev": True}, env={"HEROCTL_GC_ALLOC_THRESHOLD": "90"})
     assert cfg.gc.alloc_threshold == 90.0 and cfg.gc.keep_per_group == 3
+
+
+def test_tls_is_on_by_default_and_off_in_dev(tmp_path: Path) -> None:
+    cfg = from_file(tmp_path, 'data_dir = "/tmp/x"\n')
+    assert cfg.tls.mode == "cluster-ca" and cfg.api_address.startswith("https://")
+    cfg = from_file(tmp_path, 'data_dir = "/tmp/x"\n', {"HEROCTL_TLS_MODE": "off"})
+    assert cfg.api_address.startswith("http://")
+    cfg = load_config(None, {"dev": True, "data_dir": str(tmp_path)}, env={})
+    assert cfg.tls.mode == "off" and cfg.api_address == "http://127.0.0.1:7070"
+    cfg = from_file(tmp_path, 'data_dir = "/tmp/x"\n[tls]\ncert_lifetime = "30d"\n')
+    assert cfg.tls.cert_lifetime == 30 * 86400
+
+
+def test_tls_mistakes_stop_the_server(tmp_path: Path) -> None:
+    assert "expected one of cluster-ca, files, off" in error_of(
+        tmp_path, 'data_dir = "/tmp/x"\n[tls]\nmode = "on"\n'
+    )
+    assert "needs cert_file and key_file" in error_of(
+        tmp_path, 'data_dir = "/tmp/x"\n[tls]\nmode = "files"\ncert_file = "c.pem"\n'
+    )
+    assert "HEROCTL_TLS_CERT_LIFETIME" in error_of(
+        tmp_path, 'data_dir = "/tmp/x"\n', {"HEROCTL_TLS_CERT_LIFETIME": "1s"}
+    )
 
 
 def test_session_and_webhook_settings_from_toml_and_env(tmp_path: Path) -> None:

@@ -44,7 +44,7 @@ def test_bootstrap_elects_one_leader(cluster3: Cluster) -> None:
     peers = cluster3.servers[0].get("/v1/cluster/peers").body
     assert sorted(p["name"] for p in peers) == ["server-1", "server-2", "server-3"]
     assert [p["role"] for p in peers].count("leader") == 1
-    assert all(p["voter"] and p["api_address"].startswith("http://127.0.0.1:") for p in peers)
+    assert all(p["voter"] and p["api_address"].startswith("https://127.0.0.1:") for p in peers)
 
 
 def test_write_on_follower_is_readable_everywhere_at_once(cluster3: Cluster) -> None:

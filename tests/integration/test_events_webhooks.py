@@ -27,6 +27,7 @@ from aiohttp import web
 
 from domain.webhook_signing import verify
 from tests.api.authutil import assert_error
+from tests.support import tls as test_tls
 from tests.support.cluster import Cluster, Server, free_port, wait_until
 
 SECRET = "whk_test_a1b2c3"
@@ -416,7 +417,7 @@ async def test_cli_follow_long_polls_from_an_index(cluster: Cluster) -> None:
 
     s = cluster.servers[0]
     got: list[dict[str, Any]] = []
-    async with ApiClient(s.url, s.token) as api:
+    async with ApiClient(s.url, s.token, ca_file=str(test_tls.bundle())) as api:
         _, index = await api.blocking_get("/v1/events")
         task = asyncio.create_task(follow(api, ("secret",), index, got.append, max_polls=1))
         await asyncio.to_thread(put_secret, s, "followed")

@@ -1,6 +1,9 @@
 """Real heroctld processes on 127.0.0.1 with free ports and temp dirs.
 
 Used by the tests and by bench/. Every wait polls a condition with a deadline.
+Clusters serve HTTPS with their own CA, the product's default (``tls=False``:
+plain HTTP, ``[tls] mode = off``); a server's CA joins the tests' trust
+bundle (tests/support/tls.py) before the first request to it.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from raft.keys import generate_cluster_key
+from tests.support import tls as test_tls
 from tests.support.http import Reply, request
 
 T = TypeVar("T")
@@ -152,8 +156,11 @@ class Server(DaemonProcess):
         extra_args: list[str] | None = None,
         env: dict[str, str] | None = None,
         agent: bool = False,
+        tls: bool = True,
     ) -> None:
         super().__init__(name, root, env)
+        self.tls = tls
+        self._trusted = False
         self.api_port = api_port or free_port()
         self.raft_port = raft_port or free_port()
         self.cluster_key = cluster_key
@@ -163,7 +170,12 @@ class Server(DaemonProcess):
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.api_port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.api_port}"
+
+    @property
+    def ca_file(self) -> Path:
+        """The cluster CA's certificate, as this server wrote it."""
+        return self.data_dir / "tls" / "ca.pem"
 
     @property
     def raft_address(self) -> str:
@@ -190,7 +202,10 @@ class Server(DaemonProcess):
             args += ["--peers", ",".join(peers)]
         if join:
             args += ["--join", join]
-        self._spawn(args, {"HEROCTL_CLUSTER_KEY": self.cluster_key, **self.env})
+        env = {"HEROCTL_CLUSTER_KEY": self.cluster_key, **self.env}
+        if not self.tls:
+            env["HEROCTL_TLS_MODE"] = "off"
+        self._spawn(args, env)
         return self
 
     def pause(self) -> None:
@@ -203,6 +218,9 @@ class Server(DaemonProcess):
 
     # --- HTTP ---------------------------------------------------------
     def _auth(self, kw: dict[str, Any]) -> dict[str, Any]:
+        if self.tls and not self._trusted and self.ca_file.exists():  # written before it serves
+            test_tls.trust(self.ca_file)
+            self._trusted = True
         if self.token and "Authorization" not in kw.setdefault("headers", {}):
             kw["headers"] = {**kw["headers"], "Authorization": f"Bearer {self.token}"}
         return kw
@@ -252,6 +270,7 @@ class Cluster:
         agent_cpu: int = 2000,
         agent_memory: int = 1024,
         ports_per_node: int = 200,
+        tls: bool = True,
     ) -> None:
         """`agent=True`: every server runs its agent, offering `agent_cpu` MHz and
         `agent_memory` MB (so placements do not depend on the machine) and its own
@@ -259,6 +278,7 @@ class Cluster:
         clusters on one machine rarely meet), and `stop()` removes what they ran."""
         self.root = root
         self.agent = agent
+        self.tls = tls
         self.agent_cpu = agent_cpu
         self.agent_memory = agent_memory
         self.ports_per_node = ports_per_node
@@ -284,7 +304,13 @@ class Cluster:
             env.setdefault("HEROCTL_AGENT_MEMORY", str(self.agent_memory))
             env.setdefault("HEROCTL_AGENT_HOST_IP", "127.0.0.1")
         s = Server(
-            name, self.root, self.cluster_key, extra_args=self.extra_args, env=env, agent=self.agent
+            name,
+            self.root,
+            self.cluster_key,
+            extra_args=self.extra_args,
+            env=env,
+            agent=self.agent,
+            tls=self.tls,
         )
         s.token = self.token
         return s

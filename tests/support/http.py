@@ -8,6 +8,8 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
+from tests.support import tls
+
 
 @dataclass
 class Reply:
@@ -40,7 +42,8 @@ def request(
     if data is not None and "Content-Type" not in (headers or {}):
         req.add_header("Content-Type", "application/json")
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
+        context = tls.context() if url.startswith("https:") else None
+        with urllib.request.urlopen(req, timeout=timeout, context=context) as r:
             return Reply(r.status, dict(r.headers), r.read())
     except urllib.error.HTTPError as e:
         return Reply(e.code, dict(e.headers), e.read())

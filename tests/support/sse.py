@@ -8,13 +8,20 @@ import threading
 from typing import Any
 from urllib.parse import urlsplit
 
+from tests.support import tls
+
 
 class SseReader:
     """Reads an SSE stream on a thread; `events` holds (event, data) so far."""
 
     def __init__(self, url: str, token: str | None) -> None:
         parts = urlsplit(url)
-        self._conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+        if parts.scheme == "https":  # the test clusters' CAs trusted (tests/support/tls.py)
+            self._conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+                parts.hostname, parts.port, timeout=60, context=tls.context()
+            )
+        else:
+            self._conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._conn.request("GET", f"{parts.path}?{parts.query}", headers=headers)
         self.response = self._conn.getresponse()

@@ -10,7 +10,9 @@ from tests.support.cluster import HEROCTLD, Cluster, DaemonProcess, free_port
 
 class Worker(DaemonProcess):
     """``env`` carries its ``HEROCTL_AGENT_*`` settings (port range, cpu,
-    memory, driver, ...); ``api_port=0`` starts it without an agent API."""
+    memory, driver, ...); ``api_port=0`` starts it without an agent API. With
+    a TLS cluster it trusts the cluster CA as a file (``--ca-file``), or by
+    ``ca_fingerprint`` (``--ca-fingerprint``) when given."""
 
     def __init__(
         self,
@@ -20,17 +22,20 @@ class Worker(DaemonProcess):
         *,
         env: dict[str, str] | None = None,
         api_port: int | None = None,
+        ca_fingerprint: str | None = None,
     ) -> None:
         super().__init__(name, root, env)
         self.cluster = cluster
+        self.ca_fingerprint = ca_fingerprint
         self.api_port = free_port() if api_port is None else api_port
 
     @property
     def api_url(self) -> str:
-        return f"http://127.0.0.1:{self.api_port}"
+        scheme = "https" if self.cluster.tls else "http"  # a TLS cluster signs its certificate
+        return f"{scheme}://127.0.0.1:{self.api_port}"
 
     def start(self) -> Worker:
-        servers = ",".join(f"127.0.0.1:{s.api_port}" for s in self.cluster.servers)
+        servers = ",".join(s.url for s in self.cluster.servers)
         args = [
             *HEROCTLD,
             "agent",
@@ -47,6 +52,10 @@ class Worker(DaemonProcess):
             "--api-port",
             str(self.api_port),
         ]
+        if self.ca_fingerprint:
+            args += ["--ca-fingerprint", self.ca_fingerprint]
+        elif self.cluster.tls:  # the CA as a file: nothing on the network can spoof it
+            args += ["--ca-file", str(self.cluster.servers[0].ca_file)]
         self._spawn(args, self.env)
         return self
 
