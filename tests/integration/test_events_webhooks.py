@@ -398,6 +398,12 @@ def test_cli_webhook_and_events(cluster: Cluster, receiver: Receiver, tmp_path: 
     delivery = receiver.first_arrivals()[0].delivery
     assert "queued" in _heroctl(s, tmp_path, "webhook", "redeliver", wid, delivery).stdout
     wait_until(lambda: len(receiver.received()) >= 2, 15, message="the redelivery")
+
+    def settled() -> bool:  # the redelivery's outcome is replicated after the receiver got it
+        delivery = s.get(f"/v1/webhooks/{wid}").body["delivery"]
+        return not delivery["redeliver_queued"] and delivery["pending"] is None
+
+    wait_until(settled, 15, message="the redelivery recorded")
     # --wait: nothing changes within 1s -> printed unchanged, note on stderr
     waited = _heroctl(s, tmp_path, "webhook", "list", "--wait", "1s")
     assert wid in waited.stdout and "No change within" in waited.stderr
