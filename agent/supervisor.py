@@ -37,7 +37,7 @@ from agent import decisions
 from agent.decisions import Action, Key, Kill, Start, Stop
 from agent.drivers.base import Driver, DriverError, TaskNotFound, TaskState
 from agent.drivers.calls import DriverCalls
-from agent.health import CheckResult, run_check
+from agent.health_checks import HealthCheckLoops
 from agent.state import DEAD, RUNNING, AllocRuntime, ms
 from agent.task_spec import SecretsUnavailable, build_task_spec, task_secrets
 
@@ -86,7 +86,7 @@ class Supervisor:
         self._gen = 0  # bumped by every finished action
         self._key_gen: dict[Key, tuple[int, str]] = {}  # -> (gen, the action's driver)
         self.busy: dict[Key, asyncio.Task[None]] = {}
-        self._checks: dict[Key, asyncio.Task[None]] = {}
+        self.checks = HealthCheckLoops(self.drivers, self.calls, host_ip, http, clock, wake)
         self._closing = False
 
     # --- inputs -------------------------------------------------------------------
@@ -195,7 +195,7 @@ class Supervisor:
                 continue
             task = asyncio.create_task(self._run(action), name=f"agent-{type(action).__name__}")
             self.busy[key] = task
-        self._sync_checks()
+        self.checks.sync(self.runtimes.values())
         return actions
 
     async def _run(self, action: Action) -> None:
@@ -322,66 +322,6 @@ class Supervisor:
                     t.exit_code = state.exit_code
             rt.event(now, "killed", action.reason or "task stopped", action.task)
 
-    # --- health checks -----------------------------------------------------------------
-
-    def _sync_checks(self) -> None:
-        """One check loop per running task with a check; none for the rest."""
-        want: dict[Key, tuple[AllocRuntime, dict[str, Any]]] = {}
-        for rt in self.runtimes.values():
-            if rt.terminal or not rt.desired_run:
-                continue
-            for name, t in rt.tasks.items():
-                if t.state != RUNNING:
-                    continue
-                check = rt.task_spec(name).get("check")
-                if check:
-                    want[(rt.id, name)] = (rt, check)
-        for key in list(self._checks):
-            if key not in want:
-                self._checks.pop(key).cancel()
-        for key, (rt, check) in want.items():
-            if key not in self._checks:
-                self._checks[key] = asyncio.create_task(
-                    self._check_loop(rt, key[1], check), name=f"check-{key[0][:8]}-{key[1]}"
-                )
-
-    async def _check_loop(self, rt: AllocRuntime, name: str, check: Mapping[str, Any]) -> None:
-        interval = max(0.05, float(check.get("interval", 10)))
-        await asyncio.sleep(min(0.2, interval))
-        while True:
-            result = await self.check_once(rt, name, check)
-            t = rt.tasks.get(name)
-            if t is None or t.state != RUNNING:
-                return
-            if result.passing != t.check_ok:
-                now = self.clock()
-                if t.check_ok is not None or not result.passing:
-                    state = "passing" if result.passing else "failing"
-                    rt.event(now, "health", f"check {state}: {result.output}", name)
-                t.check_ok = result.passing
-                self.wake()
-            t.check_output = result.output
-            await asyncio.sleep(interval)
-
-    async def check_once(
-        self, rt: AllocRuntime, name: str, check: Mapping[str, Any]
-    ) -> CheckResult:
-        t = rt.tasks[name]
-        driver = self.drivers.get(t.driver)
-
-        async def run_command(argv: list[str], timeout: float) -> tuple[int, str]:
-            if driver is None:
-                raise DriverError(f"driver {t.driver!r} is not available on this node")
-            return await self.calls.exec_command(driver, rt.id, name, argv, timeout)
-
-        return await run_check(
-            check,
-            host_ip=self.host_ip,
-            ports=rt.doc.get("ports") or {},
-            session=self.http,
-            run_command=run_command,
-        )
-
     # --- reporting -------------------------------------------------------------------------
 
     def pending_updates(self) -> list[dict[str, Any]]:
@@ -403,9 +343,6 @@ class Supervisor:
     async def close(self) -> None:
         """Stop checking and wait for actions in flight; tasks keep running."""
         self._closing = True
-        for task in self._checks.values():
-            task.cancel()
-        pending = [*self._checks.values(), *self.busy.values()]
-        self._checks.clear()
+        pending = [*self.checks.cancel_all(), *self.busy.values()]
         if pending:
             await asyncio.wait(pending, timeout=30)
