@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from domain.durations import DurationError, parse_duration
+from domain.durations import EXAMPLES, DurationError, parse_duration
 from domain.heartbeats import Heartbeats
 from httpkit.errors import ApiError
 from raft.replica import Replica
@@ -60,7 +60,7 @@ def parse_wait(value: str) -> float:
     try:
         seconds = parse_duration(value)
     except DurationError:
-        raise ApiError(400, "invalid_parameter", "wait must look like 30s, 5m or 500ms") from None
+        raise ApiError(400, "invalid_parameter", f"wait must look like {EXAMPLES}") from None
     return min(seconds, MAX_WAIT)
 
 

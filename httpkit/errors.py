@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from httpkit.responses import json_response, loads
-from raft.replica import CommandError, CommandRejected, NoLeader, RaftRefused
+from raft.errors import CommandError, CommandRejected, NoLeader, RaftRefused
 
 log = logging.getLogger("heroctld.api")
 _ids = random.Random(random.SystemRandom().getrandbits(256))

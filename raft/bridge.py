@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from raft.commands import MAX_BATCH_BYTES, encode_batch, encode_command
+from raft.errors import NoLeader, RaftRefused
 from raft.node import (
     DISCARDED,
     NO_LEADER,
@@ -41,16 +42,6 @@ log = logging.getLogger("heroctld.bridge")
 
 RETRYABLE = {NOT_LEADER, NO_LEADER, DISCARDED, QUEUE_FULL, UNKNOWN}
 TIMEOUT = "timeout"
-
-
-class NoLeader(Exception):
-    """No leader answered in time; the outcome of a write is unknown."""
-
-
-class RaftRefused(Exception):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 class _Batch:

@@ -15,6 +15,7 @@ from typing import Any
 
 import msgpack
 
+from raft.errors import CommandError
 from raft.packing import pack, unpack
 
 # pysyncobj's chunked path for entries >= appendEntriesBatchSizeBytes is
@@ -24,10 +25,6 @@ MAX_COMMAND_BYTES = 2 * 1024 * 1024
 MAX_BATCH_BYTES = 3 * 1024 * 1024
 
 BATCH_MARKER = 1  # first element of an entry; lets the format evolve
-
-
-class CommandError(ValueError):
-    """A command that must not be proposed (caught before it reaches the log)."""
 
 
 # Request ids only need to be unique (the FSM's retry dedupe key), not secret:

@@ -16,8 +16,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from raft.bridge import NoLeader, RaftBridge, RaftRefused
-from raft.commands import CommandError, new_command
+from raft.bridge import RaftBridge
+from raft.commands import new_command
+from raft.errors import CommandError, CommandRejected, NoLeader, RaftRefused
 from raft.node import OK, RaftConfig, RaftNode
 from raft.state import State
 from raft.views import Reading, StateView
@@ -28,7 +29,7 @@ log = logging.getLogger("heroctld.replica")
 def _mtime(path: str) -> int | None:
     try:
         return os.stat(path).st_mtime_ns
-    except FileNotFoundError:
+    except OSError:  # not written yet (or unreadable: then "not written" too)
         return None
 
 
@@ -42,16 +43,6 @@ __all__ = [
     "ServerIdentity",
     "StateView",
 ]
-
-
-class CommandRejected(Exception):
-    """The FSM refused a command (a 4xx for the caller)."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
 
 
 @dataclass(frozen=True)
@@ -101,11 +92,6 @@ class Replica:
     @property
     def closing(self) -> bool:
         return self._bridge.closing
-
-    @property
-    def write_timeout(self) -> float:
-        """How long a write or a consistent read waits for a leader."""
-        return self._bridge.timeout
 
     # --- writes -------------------------------------------------------
     async def write(self, op: str, **fields: Any) -> dict[str, Any]:

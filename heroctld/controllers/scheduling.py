@@ -15,7 +15,7 @@ from domain.scheduler import ClusterState, Plan, schedule_on
 from domain.scheduler.blocked import BlockedJobs, ClusterMark
 from raft.replica import CommandRejected, Replica
 
-log = logging.getLogger("domain.scheduler")
+log = logging.getLogger("heroctld.scheduler")
 
 WATCHED = ("jobs", "nodes", "allocations")
 MAX_PLACES_PER_COMMAND = 2000

@@ -15,6 +15,7 @@ import pytest
 from agent.drivers.calls import DriverCalls, EngineLimits
 from agent.drivers.docker import DockerDriver
 from agent.drivers.docker_containers import container_name
+from tests.agent.control_plane import until
 from tests.agent.engine_fakes import EngineFake, HangingEngineFake, RefusingEngineFake
 from tests.agent.fake_driver import FakeDriver
 from tests.agent.supervisor_harness import NODE, Harness, alloc, kinds, task
@@ -92,9 +93,8 @@ async def test_a_hung_engine_fails_the_start_at_its_deadline_and_exec_goes_on(
         engine.hanging = True
         exec_driver.exit("b1", "job", code=3)
         polling = asyncio.ensure_future(h.sup.poll())  # the engine's listing hangs
-        await asyncio.sleep(0.05)
-        assert not polling.done()
-        assert h.sup.observed[("b1", "job")].exit_code == 3  # seen without waiting for it
+        exited = await until(lambda: h.sup.observed[("b1", "job")].exit_code == 3)
+        assert exited and not polling.done()  # seen without waiting for the engine
         await h.settle()  # the start hangs until its deadline
         a1 = h.update("a1")
         assert kinds(a1) == ["driver_error", "restarting"]

@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from raft.bridge import NoLeader, RaftBridge
+from raft.bridge import RaftBridge
 from raft.commands import decode_batch, new_command
+from raft.errors import NoLeader
 from raft.fsm import apply_batch
 from raft.node import NOT_LEADER, OK
 from raft.state import State

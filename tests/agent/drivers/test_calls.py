@@ -13,6 +13,7 @@ import pytest
 from agent.drivers.base import DriverError, TaskSpec, TaskState
 from agent.drivers.calls import DriverCalls, EngineLimits
 from agent.drivers.docker import DockerDriver
+from tests.agent.control_plane import until
 from tests.agent.engine_fakes import HangingEngineFake
 from tests.agent.fake_driver import FakeDriver
 
@@ -44,7 +45,7 @@ async def test_a_hung_engine_fails_each_call_at_its_deadline_and_nothing_else(
     began = loop.time()
     # Twice as many engine calls as the engine has threads: all hang or queue.
     engine_calls = [asyncio.ensure_future(calls.list(docker)) for _ in range(4)]
-    await asyncio.sleep(0.05)
+    await until(lambda: engine.entered == 2)  # both engine threads are taken
     # Meanwhile exec work runs at once on the agent's own threads.
     listed: list[TaskState] = await asyncio.wait_for(calls.list(exec_driver), 0.2)
     assert [st.alloc_id for st in listed] == ["a1"]
