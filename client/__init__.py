@@ -15,7 +15,6 @@ from client.transport import (
     format_wait,
     normalize_address,
     response_index,
-    tls_context,
 )
 
 __all__ = [
@@ -31,5 +30,4 @@ __all__ = [
     "format_wait",
     "normalize_address",
     "response_index",
-    "tls_context",
 ]

@@ -27,7 +27,6 @@ __all__ = [
     "format_wait",
     "normalize_address",
     "response_index",
-    "tls_context",
 ]
 
 DEFAULT_ADDRESS = "http://127.0.0.1:7070"
@@ -75,12 +74,6 @@ def decode_body(raw: bytes) -> Any:
         return json.loads(raw)
     except ValueError:
         return raw.decode(errors="replace")
-
-
-def tls_context(ca_file: str | None = None) -> ssl.SSLContext:
-    """How a client verifies an https server: against ``ca_file`` (the
-    cluster's CA, a PEM file) when given, else the system's trust store."""
-    return ssl.create_default_context(cafile=ca_file)
 
 
 def _unreachable(address: str, e: aiohttp.ClientError) -> ApiUnreachable:
@@ -140,11 +133,14 @@ class HttpClient:
             headers = {"Accept": "application/json", "User-Agent": "heroctl"}
             if self.token:
                 headers["Authorization"] = f"Bearer {self.token}"
-            tls = tls_context(self.ca_file) if self.address.startswith("https:") else None
+            # https: verified against the CA file (the cluster's), else the system's store.
+            tls: ssl.SSLContext | bool = True
+            if self.address.startswith("https:"):
+                tls = ssl.create_default_context(cafile=self.ca_file)
             self._session = aiohttp.ClientSession(
                 headers=headers,
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
-                connector=aiohttp.TCPConnector(ssl=tls if tls is not None else True),
+                connector=aiohttp.TCPConnector(ssl=tls),
             )
         return self._session
 

@@ -11,6 +11,7 @@ test saying how.
 
 from __future__ import annotations
 
+import atexit
 import os
 import ssl
 import tempfile
@@ -29,6 +30,7 @@ def bundle() -> Path:
         fd, name = tempfile.mkstemp(prefix="heroctl-test-cas-", suffix=".pem")
         os.close(fd)
         _bundle = Path(name)
+        atexit.register(_bundle.unlink, missing_ok=True)
         os.environ[ENV] = name
     return _bundle
 
