@@ -37,7 +37,11 @@ async def cluster_ca(request: web.Request) -> web.Response:
             row = view.pki.ca()
         pem = str(row["cert"]) if row is not None else None
     if pem is None:
-        raise ApiError(404, "no_ca", "this server serves plain HTTP: it has no CA (TLS is off)")
+        raise ApiError(
+            404,
+            "no_ca",
+            "this server has no CA to serve: TLS is off, or [tls] mode = files has no ca_file",
+        )
     headers = {
         "X-HeroCtl-CA-Fingerprint": fingerprint(pem),
         CA_MAC_HEADER: ca_keys(request).mac(pem),

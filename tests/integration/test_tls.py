@@ -3,6 +3,7 @@ cluster's own CA (tests/support/cluster.py runs every cluster this way)."""
 
 from __future__ import annotations
 
+import datetime
 import http.client
 import os
 import ssl
@@ -17,7 +18,7 @@ from click.testing import CliRunner, Result
 from cryptography import x509
 
 from cli.main import cli
-from domain.pki import fingerprint
+from domain.pki import cert_info, fingerprint, issue_server_cert, new_ca
 from tests.support import tls as test_tls
 from tests.support.cluster import Cluster, Server, wait_until
 from tests.support.http import request
@@ -237,3 +238,28 @@ def test_a_worker_trusts_the_ca_by_fingerprint_and_serves_tls(
     finally:
         worker.stop()
         worker.remove_tasks()
+
+
+def test_files_mode_serves_your_own_pki(tmp_path: Path) -> None:
+    ca = new_ca("own")
+    leaf = issue_server_cert(ca, "server-1", ["127.0.0.1"], datetime.timedelta(days=1))
+    files = {"ca.pem": ca.cert_pem, "cert.pem": leaf.cert_pem, "key.pem": leaf.key_pem}
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    test_tls.trust(tmp_path / "ca.pem")
+    env = {
+        "HEROCTL_TLS_MODE": "files",
+        "HEROCTL_TLS_CERT_FILE": str(tmp_path / "cert.pem"),
+        "HEROCTL_TLS_KEY_FILE": str(tmp_path / "key.pem"),
+        "HEROCTL_TLS_CA_FILE": str(tmp_path / "ca.pem"),
+    }
+    c = Cluster(tmp_path, 1, env=env)
+    try:
+        c.start()
+        s = c.servers[0]
+        assert _served_serial(s.api_port) == cert_info(leaf.cert_pem).serial
+        r = request("GET", s.url + "/v1/cluster/ca")
+        assert r.status == 200 and r.raw.decode() == ca.cert_pem
+        assert not (s.data_dir / "tls").exists()  # no cluster CA made or used
+    finally:
+        c.stop()
