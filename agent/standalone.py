@@ -58,16 +58,16 @@ async def run_agent(config: AgentConfig, ca_fingerprint: str | None = None) -> N
     await agent.start()
     log.info("agent for node %s talking to %s", config.node_name, ", ".join(config.servers))
     renewal: asyncio.Task[None] | None = None
-    if api_tls is not None and await _registered(agent, stop):
-        if api_tls.load(agent.node):
-            runner = await _listen(agent, config, api_tls.ctx)
-            renewal = asyncio.create_task(api_tls.keep_current(agent), name="agent-api-tls")
-        else:
-            log.error(
-                "agent API off: the servers signed no certificate for it (the cluster has "
-                "no CA of its own, [tls] mode = files): its logs and metrics stay on it"
-            )
     try:
+        if api_tls is not None and await _registered(agent, stop):
+            if api_tls.load(agent.node):
+                runner = await _listen(agent, config, api_tls.ctx)
+                renewal = asyncio.create_task(api_tls.keep_current(agent), name="agent-api-tls")
+            else:
+                log.error(
+                    "agent API off: the servers signed no certificate for it (the cluster has "
+                    "no CA of its own, [tls] mode = files): its logs and metrics stay on it"
+                )
         await stop.wait()
         log.info("agent shutting down (tasks keep running)")
     finally:
