@@ -33,6 +33,8 @@ RETRY = 60.0  # seconds between attempts at a renewal that failed
 
 
 class AgentApiTls:
+    """The key, certificate and listening TLS context of this node's agent API."""
+
     def __init__(self, data_dir: str, node_name: str) -> None:
         self.dir = Path(data_dir) / "agent"
         self.key_path = self.dir / "api-key.pem"
@@ -41,7 +43,6 @@ class AgentApiTls:
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         self.renew_at = 0.0
-        self.serial: int | None = None
 
     def csr(self) -> str:
         """A signing request for this node's key (made on first use, 0600)."""
@@ -65,7 +66,7 @@ class AgentApiTls:
         os.replace(tmp, self.cert_path)
         self.ctx.load_cert_chain(self.cert_path, self.key_path)
         info = cert_info(cert)
-        self.serial, self.renew_at = info.serial, info.renew_at()
+        self.renew_at = info.renew_at()
         log.info("agent API: serving a certificate signed by the cluster (serial %x)", info.serial)
         return True
 
