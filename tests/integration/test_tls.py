@@ -18,11 +18,11 @@ from click.testing import CliRunner, Result
 from cryptography import x509
 
 from cli.main import cli
-from domain.pki import cert_info, fingerprint, issue_server_cert, new_ca
+from domain.pki import cert_info, fingerprint, issue_server_cert, new_ca, new_csr, new_key
 from tests.support import tls as test_tls
 from tests.support.cluster import Cluster, Server, wait_until
 from tests.support.http import request
-from tests.support.worker import Worker
+from tests.support.worker import WORKER_API_HOST, Worker
 
 
 @pytest.fixture(scope="module")
@@ -34,10 +34,10 @@ def tls_single(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         c.stop()
 
 
-def _served_serial(port: int) -> int:
+def _served_serial(port: int, host: str = "127.0.0.1") -> int:
     """The serial of the certificate a new connection to the server gets."""
     ctx = test_tls.context()
-    conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=5, context=ctx)
+    conn = http.client.HTTPSConnection(host, port, timeout=5, context=ctx)
     try:
         conn.connect()
         der = conn.sock.getpeercert(binary_form=True)  # type: ignore[union-attr]
@@ -233,7 +233,11 @@ def test_a_worker_trusts_the_ca_by_fingerprint_and_serves_tls(
         )
         assert fingerprint((worker.data_dir / "ca.pem").read_text()) == good
         # Its agent API is TLS too, with a certificate the cluster signed for its address.
-        wait_until(lambda: _served_serial(worker.api_port), 15, message="the agent API's TLS")
+        wait_until(
+            lambda: _served_serial(worker.api_port, WORKER_API_HOST),
+            15,
+            message="the agent API's TLS",
+        )
         assert stat.S_IMODE(os.stat(worker.data_dir / "agent" / "api-key.pem").st_mode) == 0o600
     finally:
         worker.stop()
@@ -263,3 +267,23 @@ def test_files_mode_serves_your_own_pki(tmp_path: Path) -> None:
         assert not (s.data_dir / "tls").exists()  # no cluster CA made or used
     finally:
         c.stop()
+
+
+def test_no_node_certificate_for_a_server_s_address(tls_single: Cluster) -> None:
+    """Servers trust each other by host name under the cluster CA: a node (any
+    `nodes: write` token) gets no certificate for an address a server has."""
+    s = tls_single.servers[0]
+    csr = new_csr(new_key(), "n-impostor")
+    for host in ("127.0.0.1", "localhost", s.name):
+        reply = s.post(
+            "/v1/nodes/register",
+            {
+                "id": "n-impostor",
+                "name": "impostor",
+                "agent_api": f"https://{host}:7072",
+                "agent_secret": "s" * 40,
+                "agent_csr": csr,
+            },
+        )
+        assert reply.status == 403 and "cannot stand for a server" in reply.body["message"], reply
+    assert s.get("/v1/nodes/n-impostor").status == 404  # nothing registered

@@ -7,6 +7,10 @@ from pathlib import Path
 
 from tests.support.cluster import HEROCTLD, Cluster, DaemonProcess, free_port
 
+# A worker-only node's agent API listens apart from the servers (all on loopback
+# here): the cluster signs no node certificate for a server's address.
+WORKER_API_HOST = "127.0.0.2"
+
 
 class Worker(DaemonProcess):
     """``env`` carries its ``HEROCTL_AGENT_*`` settings (port range, cpu,
@@ -31,8 +35,9 @@ class Worker(DaemonProcess):
 
     @property
     def api_url(self) -> str:
-        scheme = "https" if self.cluster.tls else "http"  # a TLS cluster signs its certificate
-        return f"{scheme}://127.0.0.1:{self.api_port}"
+        if self.cluster.tls:  # signed by the cluster, for an address no server has
+            return f"https://{WORKER_API_HOST}:{self.api_port}"
+        return f"http://127.0.0.1:{self.api_port}"
 
     def start(self) -> Worker:
         servers = ",".join(s.url for s in self.cluster.servers)
@@ -52,6 +57,8 @@ class Worker(DaemonProcess):
             "--api-port",
             str(self.api_port),
         ]
+        if self.cluster.tls:
+            args += ["--api-bind", WORKER_API_HOST]
         if self.ca_fingerprint:
             args += ["--ca-fingerprint", self.ca_fingerprint]
         elif self.cluster.tls:  # the CA as a file: nothing on the network can spoof it
