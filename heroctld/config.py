@@ -37,6 +37,7 @@ from heroctld.config_tables import (
 )
 from heroctld.controllers.gc import GCSettings
 from heroctld.tls import TLS_MODES, TlsSettings
+from raft.config import DEFAULT_MAX_FRAME, MIN_FRAME
 from raft.keys import ClusterKeyError, check_cluster_key, generate_cluster_key
 
 log = logging.getLogger("heroctl")
@@ -57,6 +58,7 @@ class RaftTimeouts:
     compaction_min_entries: float = 5000  # raft log entries before a snapshot is taken
     compaction_min_time: float = 300.0  # or seconds since the last one
     flush_journal: bool = True  # false turns off the journal flush (benchmarks of its cost only)
+    max_frame: int = DEFAULT_MAX_FRAME  # the largest message a raft peer may send (bytes)
 
 
 @dataclass
@@ -185,6 +187,7 @@ RAFT = Table(
         "compaction_min_entries": number(),
         "compaction_min_time": _seconds,
         "flush_journal": boolean,
+        "max_frame": size,
     },
 )
 RATE_LIMIT = Table(
@@ -272,6 +275,7 @@ class ServerConfig:
     advertise: str = ""
     api_port: int = 7070
     raft_port: int = 7071
+    raft_bind: str = ""  # the raft port's address (default: bind)
     peers: list[str] = field(default_factory=list)
     join: str = ""
     cluster_key: str = ""
@@ -299,7 +303,13 @@ class ServerConfig:
 
     @property
     def raft_address(self) -> str:
-        return f"{self.advertise_host}:{self.raft_port}"
+        """What other servers dial: the raft bind address when it is a specific one."""
+        host = self.raft_bind if self.raft_bind not in ("", "0.0.0.0", "::") else None
+        return f"{host or self.advertise_host}:{self.raft_port}"
+
+    @property
+    def raft_listen(self) -> str:
+        return f"{self.raft_bind or self.bind}:{self.raft_port}"
 
     @property
     def scheme(self) -> str:
@@ -326,6 +336,7 @@ TOP_LEVEL = {
     "advertise": text,
     "api_port": integer(),
     "raft_port": integer(),
+    "raft_bind": text,
     "peers": _split_peers,
     "join": text,
     "cluster_key": text,
@@ -415,4 +426,8 @@ def finish(cfg: ServerConfig) -> ServerConfig:
     t = cfg.raft
     if not 0.2 <= t.election_timeout_min < t.election_timeout_max:
         raise ConfigError("raft.election_timeout_min must be >= 0.2 and below election_timeout_max")
+    if t.max_frame < MIN_FRAME:
+        raise ConfigError(
+            f"raft.max_frame must be at least {MIN_FRAME} bytes (what a server sends)"
+        )
     return cfg

@@ -50,6 +50,7 @@ def setup_process(level: str) -> None:
 @click.option("--advertise", help="address other servers use to reach this one (default: --bind)")
 @click.option("--api-port", type=int, help="HTTP API port (default 7070)")
 @click.option("--raft-port", type=int, help="raft port (default 7071)")
+@click.option("--raft-bind", help="address the raft port listens on (default: --bind)")
 @click.option("--peers", help="HOST:RAFTPORT,... the initial servers, itself included")
 @click.option("--join", help="HOST:APIPORT of a server of an existing cluster to join")
 @click.option("--cluster-key", help="shared cluster key (or env HEROCTL_CLUSTER_KEY)")

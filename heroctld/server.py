@@ -216,7 +216,8 @@ async def serve(cfg: ServerConfig) -> None:
         compaction_min_entries=int(cfg.raft.compaction_min_entries),
         compaction_min_time=cfg.raft.compaction_min_time,
         flush_journal=bool(cfg.raft.flush_journal),
-        extra={"bindAddress": f"{cfg.bind}:{cfg.raft_port}"},
+        max_frame=cfg.raft.max_frame,
+        extra={"bindAddress": cfg.raft_listen},
     )
     identity = ServerIdentity(cfg.node_name, cfg.raft_address, cfg.api_address)
     replica = Replica.start(identity, raft_cfg, loop, timeout=cfg.raft.no_leader_timeout)

@@ -1,11 +1,13 @@
-"""The one module that imports pysyncobj, and everything we reach inside it.
+"""pysyncobj's configuration and our replicated log: what we change or reach in pysyncobj.
 
 pysyncobj runs raft for us (log, elections, replication, snapshots, the
-journal). raft.node drives it from one thread through `ReplicatedLog`. Nothing
-else in raft/ touches pysyncobj's private parts; what we change or reach:
+journal). raft.node drives it from one thread through `ReplicatedLog`. Only
+the raft/pysyncobj_*.py modules import pysyncobj or touch its private parts
+(this one; `_transport`: the raft port's connections). What we change or reach:
 
 - its transport encrypts every message with raft.transport_cipher (instead of
-  Fernet);
+  Fernet), and refuses frames above a limit before buffering them
+  (raft.pysyncobj_transport);
 - messages of our own (raft.read_index) are taken before pysyncobj sees them,
   and a snapshot chunk may not raise the commit index;
 - a leader can hand its completions over before it sends the new commit index
@@ -20,6 +22,7 @@ pysyncobj's outcomes become raft.completions' reasons here too.
 from __future__ import annotations
 
 import base64
+import functools
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -30,8 +33,9 @@ from pysyncobj.node import TCPNode
 
 from raft.commands import decode_batch
 from raft.completions import DENIED, DISCARDED, NO_LEADER, NOT_LEADER, OK, QUEUE_FULL, UNKNOWN
-from raft.config import RaftConfig
+from raft.config import RaftConfig, append_batch_bytes
 from raft.fsm import apply_batch
+from raft.pysyncobj_transport import GuardedTransport
 from raft.snapshot_file import read_snapshot, write_snapshot
 from raft.state import State
 from raft.transport_cipher import TransportCipher
@@ -88,7 +92,7 @@ def sync_conf(
         raftMinTimeout=c.election_timeout_min,
         raftMaxTimeout=c.election_timeout_max,
         leaderFallbackTimeout=c.leader_fallback_timeout,
-        appendEntriesBatchSizeBytes=4 * 1024 * 1024,
+        appendEntriesBatchSizeBytes=append_batch_bytes(c.max_frame),
         sendBufferSize=2**20,
         recvBufferSize=2**20,
         connectionRetryTime=1.0,
@@ -109,7 +113,8 @@ class ReplicatedLog(SyncObj):
     def __init__(self, config: RaftConfig, state: State, conf: SyncObjConf) -> None:
         self._state = state
         others = [p for p in config.partners if p != config.self_address]
-        super().__init__(config.self_address, others, conf)
+        transport = functools.partial(GuardedTransport, max_frame=config.max_frame)
+        super().__init__(config.self_address, others, conf, transportClass=transport)
 
     @replicated
     def apply_entry(self, entry: bytes) -> Any:
