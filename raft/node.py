@@ -10,9 +10,14 @@ exposes:
 
 After every tick it hands the tick's completions to the `on_tick` callback
 in one call, a write's acknowledgement only once the journal is on disk
-(raft.completions, raft.journal). A leader hands them over as soon as it
-applied them (same rule: flushed first), before it sends the new commit
-index to its followers.
+(raft.completions, raft.journal); a follower answers the appends a poll
+brought once they are flushed. A leader hands them over as soon as it applied
+them (same rule: flushed first), before it sends the new commit index to its
+followers.
+
+A `RaftFatal` raised on the tick thread (a journal that cannot be written or
+flushed, a log that diverged: raft.fatal) ends the ticking at once and goes
+to `on_fatal`, which by default exits the process with the error's code.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from raft.completions import (
     Completions,
 )
 from raft.config import RaftConfig
+from raft.fatal import JournalFailed, RaftFatal, exit_process
 from raft.journal import Journal
 from raft.pysyncobj_glue import Peers, ReplicatedLog, reason, sync_conf
 from raft.read_index import ReadIndex
@@ -70,10 +76,13 @@ class RaftNode:
         config: RaftConfig,
         state: State,
         on_tick: Callable[[list[Completion], int], None],
+        on_fatal: Callable[[RaftFatal], None] = exit_process,
     ) -> None:
         self.config = config
         self.state = state
         self._on_tick = on_tick
+        self._on_fatal = on_fatal
+        self.failed: RaftFatal | None = None
         self._tasks: queue.Queue[tuple[Callable[[], Any], concurrent.futures.Future[Any]]] = (
             queue.Queue()
         )
@@ -115,9 +124,16 @@ class RaftNode:
     def _open(self) -> ReplicatedLog:
         """Tick thread: pysyncobj's log (it replays the journal) and what we hook into it."""
         conf = sync_conf(
-            self.config, self.state, self.journal_path, self.snapshot_path, self._state_changed
+            self.config,
+            self.state,
+            self.journal_path,
+            self.snapshot_path,
+            self._state_changed,
+            self._snapshot_failed,
         )
         sync = ReplicatedLog(self.config, self.state, conf)
+        self._journal = Journal(self.journal_path, self.config.flush_journal)
+        sync.use_journal(self._journal)
         self._reads = ReadIndex(
             Peers(sync),
             self._completion_of_read,
@@ -127,7 +143,6 @@ class RaftNode:
             retry=DISCARDED,
         )
         sync.route_messages(self._on_message)
-        self._journal = Journal(sync.journal_log, self.journal_path, self.config.flush_journal)
         self._completions = Completions(self._journal, self._on_tick)
         # Our per-tick work runs inside pysyncobj's tick, after it applied and
         # right before it polls: completions reach asyncio without waiting out
@@ -145,6 +160,8 @@ class RaftNode:
         except BaseException as exc:
             self._start_error = exc
             self._started.set()
+            if isinstance(exc, RaftFatal):
+                self._fail(exc)
             return
         self._started.set()
         lonely_since = time.monotonic()
@@ -152,10 +169,14 @@ class RaftNode:
         while not self._stopping.is_set():
             try:
                 sync.doTick(self._wait)
+                self._answer_appends()
                 now = time.monotonic()
                 if now >= next_check:
                     next_check = now + LONELY_CHECK
                     lonely_since = self._warn_if_lonely(lonely_since, now)
+            except RaftFatal as exc:
+                self._fail(exc)
+                return
             except Exception:
                 log.exception("raft tick failed")
                 time.sleep(self.config.tick_wait)
@@ -164,6 +185,18 @@ class RaftNode:
             sync.destroy()
         except Exception:
             log.exception("raft shutdown")
+
+    def _snapshot_failed(self, error: Exception) -> None:
+        """Tick thread: a snapshot did not load; the next delivery stops the server."""
+        self._journal.fail(
+            JournalFailed(f"raft: cannot load the snapshot {self.snapshot_path}: {error}")
+        )
+
+    def _fail(self, error: RaftFatal) -> None:
+        """Tick thread: stop for good; nothing more is ticked, sent or acknowledged."""
+        self.failed = error
+        log.critical("%s [exit code %d]", error, error.exit_code)
+        self._on_fatal(error)
 
     def _on_message(self, node: Any, message: Any) -> bool:
         """Tick thread, every message from a peer: True if it was ours (a read index)."""
@@ -196,7 +229,21 @@ class RaftNode:
     def _deliver(self) -> None:
         sync = self._sync
         assert sync is not None
+        self._journal.check()  # a failure pysyncobj swallowed (around a snapshot load)
         self._completions.deliver(sync.is_leader(), sync.raftLastApplied)
+
+    def _answer_appends(self) -> None:
+        """After the tick's poll: a follower answers the appends it received
+        once they are flushed, all of them after one flush, before it applies
+        anything (the leader's commit waits for these answers)."""
+        sync = self._sync
+        assert sync is not None
+        if sync.holds_acks():
+            self._journal.check()
+            mark = self._journal.mark()
+            if not self._journal.flushed(mark):
+                self._journal.flush(mark)
+            sync.release_acks()
 
     def _deliver_if_any(self) -> None:
         if self._completions:

@@ -3,13 +3,18 @@
 pysyncobj runs raft for us (log, elections, replication, snapshots, the
 journal). raft.node drives it from one thread through `ReplicatedLog`. Only
 the raft/pysyncobj_*.py modules import pysyncobj or touch its private parts
-(this one; `_transport`: the raft port's connections). What we change or reach:
+(this one; `_transport`: the raft port's connections; `_journal`: the journal
+file; `_follower`: acknowledgements). What we change or reach:
 
 - its transport encrypts every message with raft.transport_cipher (instead of
   Fernet), and refuses frames above a limit before buffering them
   (raft.pysyncobj_transport);
 - messages of our own (raft.read_index) are taken before pysyncobj sees them,
   and a snapshot chunk may not raise the commit index;
+- a follower answers an append only after the journal flush, and a leader
+  keeps a follower's next index where its sends are (raft.pysyncobj_follower);
+- the journal reserves its space, counts its writes and persists the term and
+  vote durably (raft.pysyncobj_journal);
 - a leader can hand its completions over before it sends the new commit index
   to its followers (`before_sending_entries`);
 - a tick spent busy can push the election deadline back (`postpone_election`);
@@ -35,6 +40,9 @@ from raft.commands import decode_batch
 from raft.completions import DENIED, DISCARDED, NO_LEADER, NOT_LEADER, OK, QUEUE_FULL, UNKNOWN
 from raft.config import RaftConfig, append_batch_bytes
 from raft.fsm import apply_batch
+from raft.journal import Journal
+from raft.pysyncobj_follower import Entry, HeldAcks
+from raft.pysyncobj_journal import hook_journal
 from raft.pysyncobj_transport import GuardedTransport
 from raft.snapshot_file import read_snapshot, write_snapshot
 from raft.state import State
@@ -68,7 +76,11 @@ def sync_conf(
     journal_path: str,
     snapshot_path: str,
     on_state_changed: Callable[[int, int], None],
+    on_load_error: Callable[[Exception], None],
 ) -> SyncObjConf:
+    """pysyncobj's configuration. `on_load_error` hears of a snapshot that
+    could not be loaded: pysyncobj logs it and goes on (and acknowledges a
+    snapshot it received but could not load)."""
     c = config
 
     def serialize(path: str, raft_data: tuple[Any, Any, Any]) -> None:
@@ -76,7 +88,11 @@ def sync_conf(
         write_snapshot(path, state, last, prev, [n.id for n in cluster])
 
     def deserialize(path: str) -> tuple[Any, Any, Any]:
-        last, prev, cluster = read_snapshot(path, state)
+        try:
+            last, prev, cluster = read_snapshot(path, state)
+        except Exception as e:
+            on_load_error(e)
+            raise
         return last, prev, [TCPNode(a) for a in cluster]
 
     return SyncObjConf(
@@ -115,6 +131,8 @@ class ReplicatedLog(SyncObj):
         others = [p for p in config.partners if p != config.self_address]
         transport = functools.partial(GuardedTransport, max_frame=config.max_frame)
         super().__init__(config.self_address, others, conf, transportClass=transport)
+        self._acks = HeldAcks(self.entry_at, self.last_index, self.send)
+        self._SyncObj__sendNextNodeIdx = self._acks.hold  # type: ignore[attr-defined]
 
     @replicated
     def apply_entry(self, entry: bytes) -> Any:
@@ -143,10 +161,26 @@ class ReplicatedLog(SyncObj):
         noop = self._SyncObj__noopIDx  # type: ignore[attr-defined]
         return noop is not None and self.raftCommitIndex >= noop
 
-    @property
-    def journal_log(self) -> Any:
-        """pysyncobj's journal object (its length, its mmap)."""
-        return self._SyncObj__raftLog  # type: ignore[attr-defined]
+    def entry_at(self, index: int) -> Entry | None:
+        """The log's entry at raft index `index`, if the log holds it."""
+        log = self._SyncObj__raftLog  # type: ignore[attr-defined]
+        pos = index - log[0][1]
+        return log[pos] if 0 <= pos < len(log) else None
+
+    def last_index(self) -> int:
+        return int(self._SyncObj__raftLog[-1][1])  # type: ignore[attr-defined]
+
+    def use_journal(self, journal: Journal) -> None:
+        """pysyncobj's journal file reserves its space and reports its writes to
+        `journal`, and stores the term and vote durably (raft.pysyncobj_journal)."""
+        hook_journal(self._SyncObj__raftLog, journal)  # type: ignore[attr-defined]
+
+    def holds_acks(self) -> bool:
+        return bool(self._acks)
+
+    def release_acks(self) -> None:
+        """The journal is flushed: answer the appends received."""
+        self._acks.release()
 
     def peer_progress(self) -> tuple[dict[str, tuple[bool, Any]], Any]:
         """({raft address: (connected, match index)} of the other members, the log's length)."""
@@ -169,22 +203,37 @@ class ReplicatedLog(SyncObj):
         def on_message(node: Any, message: Any) -> None:
             if ours(node, message):
                 return
-            if (
-                isinstance(message, dict)
-                and message.get("type") == "append_entries"
-                and "prevLogIdx" not in message
-            ):
-                # pysyncobj 0.3.17 lets a snapshot chunk raise the commit index
-                # over this node's own, unverified log: a deposed leader then
-                # applies and acknowledges an entry the cluster never committed.
-                # A snapshot chunk must not commit anything.
-                message = {
-                    **message,
-                    "commit_index": min(message.get("commit_index", 0), self.raftCommitIndex),
-                }
-            original(node, message)
+            kind = message.get("type") if isinstance(message, dict) else None
+            if kind == "append_entries" and "prevLogIdx" not in message:
+                self._on_snapshot_chunk(original, node, message)
+            elif kind == "next_node_idx" and message.get("success") and not message.get("reset"):
+                self._on_acknowledged(original, node, message)
+            else:
+                original(node, message)
 
         self._SyncObj__transport.setOnMessageReceivedCallback(on_message)  # type: ignore[attr-defined]
+
+    def _on_snapshot_chunk(
+        self, handle: Callable[[Any, Any], None], node: Any, message: Any
+    ) -> None:
+        # pysyncobj 0.3.17 lets a snapshot chunk raise the commit index over
+        # this node's own, unverified log: a deposed leader then applies and
+        # acknowledges an entry the cluster never committed. A snapshot chunk
+        # must not commit anything.
+        commit = min(message.get("commit_index", 0), self.raftCommitIndex)
+        handle(node, {**message, "commit_index": commit})
+
+    def _on_acknowledged(self, handle: Callable[[Any, Any], None], node: Any, message: Any) -> None:
+        """Leader: an acknowledgement raises the follower's match index and
+        leaves its next index where the sends already are. pysyncobj moves the
+        next index back to the acknowledged one, so every acknowledgement of an
+        append made the next send repeat the appends in flight (and a follower
+        acknowledges only once per flush: docs/performance.md #11)."""
+        next_index = self._SyncObj__raftNextIndex  # type: ignore[attr-defined]
+        sent = next_index.get(node)
+        handle(node, message)
+        if sent is not None and next_index.get(node, sent) < sent:
+            next_index[node] = sent
 
     def before_sending_entries(self, first: Callable[[], None]) -> None:
         """Run `first` each time a leader is about to send entries (and its

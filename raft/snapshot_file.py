@@ -40,6 +40,11 @@ def read_snapshot(path: str, state: State) -> tuple[tuple[Any, ...], tuple[Any, 
     """Load the file's tables into `state`; raft's (last, prev, cluster addresses)."""
     with open(path, "rb") as f:
         doc = msgpack.unpackb(f.read(), raw=False, strict_map_key=False)
+        # A snapshot received from the leader was written by pysyncobj without
+        # an fsync; it replaces the journal and is acknowledged once that is
+        # flushed (its rename with it: raft.pysyncobj_journal), so it must be
+        # on disk first.
+        os.fsync(f.fileno())
     state.load(unpack_snapshot(doc["state"]))
     r = doc["raft"]
     log.info("raft: snapshot loaded at index %d", r["last"][1])

@@ -11,58 +11,51 @@ from raft.completions import OK, Completions
 from raft.journal import Journal
 
 
-class FakeLog(list[bytes]):
-    """pysyncobj's journal object as far as Journal uses it."""
-
-    def flush(self) -> None:
-        pass
-
-
 class NotedJournal(Journal):
     """A journal that notes its syncs in `said`."""
 
-    def __init__(self, said: list[Any], log: FakeLog, path: Path, durable: bool) -> None:
+    def __init__(self, said: list[Any], path: Path, durable: bool) -> None:
         self.said = said
-        super().__init__(log, str(path), durable)
+        super().__init__(str(path), durable)
 
-    def _sync(self) -> None:
+    def _sync(self, fd: int, full: bool = False) -> None:
         self.said.append("flush")
-        super()._sync()
+        super()._sync(fd, full)
 
 
 def journal_and_completions(
     tmp_path: Path, durable: bool = True
-) -> tuple[FakeLog, Completions, list[Any]]:
+) -> tuple[Journal, Completions, list[Any]]:
     said: list[Any] = []
     path = tmp_path / "raft.journal"
     path.write_bytes(b"")
-    log = FakeLog()
+    journal = NotedJournal(said, path, durable)
 
     def hand_over(done: list[Any], applied: int) -> None:
         said.append(("hand over", [token for token, _, _ in done], applied))
 
-    return log, Completions(NotedJournal(said, log, path, durable), hand_over), said
+    return journal, Completions(journal, hand_over), said
 
 
 def test_a_write_is_handed_over_after_the_flush(tmp_path: Path) -> None:
-    log, completions, said = journal_and_completions(tmp_path)
-    log.append(b"entry")
+    journal, completions, said = journal_and_completions(tmp_path)
+    journal.wrote()  # pysyncobj appended an entry
     completions.write_done("w", [{"ok": True}], OK)
     completions.deliver(is_leader=False, applied=2)
     assert said == ["flush", ("hand over", ["w"], 2)]
 
 
 def test_a_followers_reads_go_first_and_the_flush_after(tmp_path: Path) -> None:
-    log, completions, said = journal_and_completions(tmp_path)
-    log.append(b"entry")
+    journal, completions, said = journal_and_completions(tmp_path)
+    journal.wrote()  # pysyncobj appended an entry
     completions.read_done("r", 2, OK)
     completions.deliver(is_leader=False, applied=2)
     assert said == [("hand over", ["r"], 2), "flush"]
 
 
 def test_a_leader_flushes_first_and_only_what_grew(tmp_path: Path) -> None:
-    log, completions, said = journal_and_completions(tmp_path)
-    log.append(b"entry")
+    journal, completions, said = journal_and_completions(tmp_path)
+    journal.wrote()  # pysyncobj appended an entry
     completions.read_done("r", 2, OK)
     completions.deliver(is_leader=True, applied=2)
     assert not completions
@@ -71,8 +64,8 @@ def test_a_leader_flushes_first_and_only_what_grew(tmp_path: Path) -> None:
 
 
 def test_without_durability_nothing_is_synced(tmp_path: Path) -> None:
-    log, completions, said = journal_and_completions(tmp_path, durable=False)
-    log.append(b"entry")
+    journal, completions, said = journal_and_completions(tmp_path, durable=False)
+    journal.wrote()  # pysyncobj appended an entry
     completions.write_done("w", [], OK)
     completions.deliver(is_leader=True, applied=2)
     assert said == [("hand over", ["w"], 2)]

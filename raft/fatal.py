@@ -1,0 +1,41 @@
+"""Errors after which a raft server must not go on, and how it stops.
+
+A server that cannot make its journal durable would acknowledge what it may
+lose. It stops instead, as etcd and PostgreSQL do: the tick thread raises one
+of these, raft.node stops ticking at once (no acknowledgement, vote or append
+answer leaves after it), logs the message and exits the process with the
+error's code, so a supervisor (systemd) sees which failure it was.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+EXIT_STORAGE = 74  # EX_IOERR: the journal could not be written, reserved or flushed
+
+
+class RaftFatal(Exception):
+    """This server must stop; `str()` says what happened and what to do."""
+
+    exit_code = 1
+
+
+class JournalFailed(RaftFatal):
+    """A journal write or flush failed: what it held may not be on disk."""
+
+    exit_code = EXIT_STORAGE
+
+
+class JournalFull(JournalFailed):
+    """The journal could not reserve the disk space its next entry needs."""
+
+
+def exit_process(error: RaftFatal) -> None:
+    """The daemon's reaction to a fatal raft error: flush the log, exit now.
+
+    `os._exit`, not `sys.exit`: the asyncio loop and the other threads must
+    not get to answer anything more (a reply could acknowledge a write this
+    server cannot keep), and a clean shutdown would flush the journal again."""
+    logging.shutdown()
+    os._exit(error.exit_code)
