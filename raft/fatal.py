@@ -1,7 +1,8 @@
 """Errors after which a raft server must not go on, and how it stops.
 
-A server that cannot make its journal durable would acknowledge what it may
-lose. It stops instead, as etcd and PostgreSQL do: the tick thread raises one
+A server that cannot make its journal durable, or whose log no longer matches
+the cluster's, would acknowledge what it may lose or apply what the others did
+not. It stops instead, as etcd and PostgreSQL do: the tick thread raises one
 of these, raft.node stops ticking at once (no acknowledgement, vote or append
 answer leaves after it), logs the message and exits the process with the
 error's code, so a supervisor (systemd) sees which failure it was.
@@ -13,6 +14,7 @@ import logging
 import os
 
 EXIT_STORAGE = 74  # EX_IOERR: the journal could not be written, reserved or flushed
+EXIT_DIVERGED = 65  # EX_DATAERR: this server's applied log differs from the leader's
 
 
 class RaftFatal(Exception):
@@ -29,6 +31,13 @@ class JournalFailed(RaftFatal):
 
 class JournalFull(JournalFailed):
     """The journal could not reserve the disk space its next entry needs."""
+
+
+class LogDiverged(RaftFatal):
+    """An entry this server already applied differs from the one the leader
+    sends for the same index: the state machines have diverged."""
+
+    exit_code = EXIT_DIVERGED
 
 
 def exit_process(error: RaftFatal) -> None:

@@ -4,15 +4,16 @@ pysyncobj runs raft for us (log, elections, replication, snapshots, the
 journal). raft.node drives it from one thread through `ReplicatedLog`. Only
 the raft/pysyncobj_*.py modules import pysyncobj or touch its private parts
 (this one; `_transport`: the raft port's connections; `_journal`: the journal
-file; `_follower`: acknowledgements). What we change or reach:
+file; `_follower`: the append rule and acknowledgements). What we change or reach:
 
 - its transport encrypts every message with raft.transport_cipher (instead of
   Fernet), and refuses frames above a limit before buffering them
   (raft.pysyncobj_transport);
 - messages of our own (raft.read_index) are taken before pysyncobj sees them,
   and a snapshot chunk may not raise the commit index;
-- a follower answers an append only after the journal flush, and a leader
-  keeps a follower's next index where its sends are (raft.pysyncobj_follower);
+- a follower keeps the entries a leader re-sends instead of truncating them,
+  stops (`LogDiverged`) rather than replace an applied entry, and answers an
+  append only after the journal flush (raft.pysyncobj_follower);
 - the journal reserves its space, counts its writes and persists the term and
   vote durably (raft.pysyncobj_journal);
 - a leader can hand its completions over before it sends the new commit index
@@ -39,9 +40,10 @@ from pysyncobj.node import TCPNode
 from raft.commands import decode_batch
 from raft.completions import DENIED, DISCARDED, NO_LEADER, NOT_LEADER, OK, QUEUE_FULL, UNKNOWN
 from raft.config import RaftConfig, append_batch_bytes
+from raft.fatal import LogDiverged
 from raft.fsm import apply_batch
 from raft.journal import Journal
-from raft.pysyncobj_follower import Entry, HeldAcks
+from raft.pysyncobj_follower import DIVERGED, Entry, HeldAcks, match_append
 from raft.pysyncobj_journal import hook_journal
 from raft.pysyncobj_transport import GuardedTransport
 from raft.snapshot_file import read_snapshot, write_snapshot
@@ -133,6 +135,18 @@ class ReplicatedLog(SyncObj):
         super().__init__(config.self_address, others, conf, transportClass=transport)
         self._acks = HeldAcks(self.entry_at, self.last_index, self.send)
         self._SyncObj__sendNextNodeIdx = self._acks.hold  # type: ignore[attr-defined]
+        self._delete_from = self._SyncObj__deleteEntriesFrom  # type: ignore[attr-defined]
+        self._SyncObj__deleteEntriesFrom = self._delete_unapplied_from  # type: ignore[attr-defined]
+
+    def _delete_unapplied_from(self, index: int) -> None:
+        """pysyncobj's truncation, refused for applied entries (match_append
+        lets none through: this is the last line, for paths it does not see)."""
+        if index <= self.raftLastApplied:
+            raise LogDiverged(
+                f"raft: the leader's entries would replace applied entries from index "
+                f"{index} (applied: {self.raftLastApplied}){DIVERGED}"
+            )
+        self._delete_from(index)
 
     @replicated
     def apply_entry(self, entry: bytes) -> Any:
@@ -204,8 +218,8 @@ class ReplicatedLog(SyncObj):
             if ours(node, message):
                 return
             kind = message.get("type") if isinstance(message, dict) else None
-            if kind == "append_entries" and "prevLogIdx" not in message:
-                self._on_snapshot_chunk(original, node, message)
+            if kind == "append_entries":
+                self._on_append(original, node, message)
             elif kind == "next_node_idx" and message.get("success") and not message.get("reset"):
                 self._on_acknowledged(original, node, message)
             else:
@@ -213,9 +227,17 @@ class ReplicatedLog(SyncObj):
 
         self._SyncObj__transport.setOnMessageReceivedCallback(on_message)  # type: ignore[attr-defined]
 
-    def _on_snapshot_chunk(
-        self, handle: Callable[[Any, Any], None], node: Any, message: Any
-    ) -> None:
+    def _on_append(self, handle: Callable[[Any, Any], None], node: Any, message: Any) -> None:
+        if "prevLogIdx" in message:
+            log = self._SyncObj__raftLog  # type: ignore[attr-defined]
+            message, self._acks.cap = match_append(
+                message, self.entry_at, log[-1], self.raftLastApplied
+            )
+            try:
+                handle(node, message)
+            finally:
+                self._acks.cap = None
+            return
         # pysyncobj 0.3.17 lets a snapshot chunk raise the commit index over
         # this node's own, unverified log: a deposed leader then applies and
         # acknowledges an entry the cluster never committed. A snapshot chunk

@@ -2,7 +2,9 @@
 this process, on 127.0.0.1, for tests of the raft layer below the bridge.
 
 Each node records its completions and, instead of exiting the process, the
-fatal error that stops it.
+fatal error that stops it. Some tests play a pysyncobj leader doing what it
+does on its own (re-sending entries after an acknowledgement): those reach
+into pysyncobj's private attributes here, in one place.
 """
 
 from __future__ import annotations
@@ -118,3 +120,26 @@ class Cluster:
     def stop(self) -> None:
         for node in self.nodes:
             node.raft.stop()
+
+
+def resend_from(leader: Node, follower: Node, index: int) -> None:
+    """Make the leader send `follower` its entries again from `index`, as
+    pysyncobj does whenever an acknowledgement arrives after later sends."""
+
+    def rewind(sync: Any) -> None:
+        nodes = {n.id: n for n in sync.otherNodes}
+        sync._SyncObj__raftNextIndex[nodes[follower.address]] = index
+
+    leader.on_tick(rewind)
+
+
+def replace_entry(node: Node, index: int, command: bytes | None = None, term: int | None = None):
+    """Change the entry at `index` in `node`'s log (in memory only)."""
+
+    def change(sync: Any) -> None:
+        entries = sync._SyncObj__raftLog._FileJournal__journal
+        pos = index - entries[0][1]
+        old_command, idx, old_term = entries[pos]
+        entries[pos] = (command or old_command, idx, old_term if term is None else term)
+
+    node.on_tick(change)
