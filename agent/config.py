@@ -12,10 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from domain.scheduler.model import DEFAULT_PORT_RANGE  # what the scheduler assumes too
+
 __all__ = ["AgentConfig", "DRIVER_CHOICES", "parse_port_range", "DEFAULT_PORT_RANGE"]
 
 DRIVER_CHOICES = ("docker", "exec")
-DEFAULT_PORT_RANGE = (20000, 32000)
 
 
 def parse_port_range(value: object) -> tuple[int, int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import ssl
 from collections.abc import Callable
@@ -15,6 +16,8 @@ from raft.replica import Replica
 
 REPLICA = web.AppKey("replica", Replica)
 HEARTBEATS = web.AppKey("heartbeats", Heartbeats)
+# Seconds between SSE comments that keep idle streams (events, logs) alive.
+SSE_PING_INTERVAL = float(os.environ.get("HEROCTL_SSE_PING_INTERVAL", "15"))
 # How this server verifies the servers it calls (forwards, relays): the cluster CA.
 TLS_CLIENT = web.AppKey("tls_client", ssl.SSLContext)
 # The PEM of the CA this server's certificate chains to (None: TLS off), for GET /v1/cluster/ca.

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -23,7 +22,7 @@ import aiohttp
 from aiohttp import web
 from aiohttp_sse import sse_response
 
-from api.context import replica_of
+from api.context import SSE_PING_INTERVAL, replica_of
 from api.relay import RELAY_SESSION, Location, NodeUnreachable, agent_headers, locate
 from httpkit.local_node import KEEPALIVE, LOCAL_NODE, LogSubscription
 from httpkit.params import MAX_LINES, Filters, since_param
@@ -31,7 +30,6 @@ from httpkit.responses import json_text
 
 log = logging.getLogger("heroctld.logs")
 
-PING_INTERVAL = float(os.environ.get("HEROCTL_SSE_PING_INTERVAL", "15"))
 RETRY_MIN, RETRY_MAX = 0.5, 5.0  # seconds between tries to reach a node again
 QUEUE_FRAMES = 1024  # rendered batches waiting for a slow SSE client
 LIVE_STATUSES = ("pending", "running")
@@ -221,7 +219,7 @@ async def stream_logs(
     stream = _Stream(request, f, int(time.time() * 1e6), since_param(request))
     watcher: asyncio.Task[None] | None = None
     headers = {"X-HeroCtl-Index": str(replica_of(request).index)}
-    async with sse_response(request, headers=headers, ping_interval=PING_INTERVAL) as sse:
+    async with sse_response(request, headers=headers, ping_interval=SSE_PING_INTERVAL) as sse:
         try:
             for alloc in allocs:
                 stream.add(alloc, from_start=False)

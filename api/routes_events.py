@@ -16,14 +16,13 @@ event. `?topic=job,node.down` filters (a prefix matches every type under it).
 
 from __future__ import annotations
 
-import os
 import random
 from typing import Any
 
 from aiohttp import web
 from aiohttp_sse import sse_response
 
-from api.context import parse_wait, read_headers, replica_of, wants_stale
+from api.context import SSE_PING_INTERVAL, parse_wait, read_headers, replica_of, wants_stale
 from httpkit.errors import ApiError
 from httpkit.responses import json_response, json_text, ms_to_rfc3339
 from raft.fsm_events import (
@@ -40,7 +39,6 @@ routes = web.RouteTableDef()
 MAX_LIMIT = 10_000
 DEFAULT_LIMIT = 1000
 # `: ping` comments on an idle stream, so proxies keep it open (env: for tests).
-PING_INTERVAL = float(os.environ.get("HEROCTL_SSE_PING_INTERVAL", "15"))
 STREAM_BATCH = 500
 IDLE_CHECK = 5.0  # seconds between checks that an idle stream's client is still there
 
@@ -140,7 +138,7 @@ async def _stream(
     replica = replica_of(request)
     seq = _start_seq(replica, index, request.headers.get("Last-Event-ID"))
     headers = read_headers(replica, replica.table_index(EVENTS))
-    async with sse_response(request, headers=headers, ping_interval=PING_INTERVAL) as sse:
+    async with sse_response(request, headers=headers, ping_interval=SSE_PING_INTERVAL) as sse:
         while sse.is_connected() and not replica.closing:
             with replica.read() as view:
                 first = view.events.first_seq()
