@@ -7,6 +7,9 @@ import pytest
 
 from tests.support.cluster import Cluster
 
+# Fixtures shared by tests in several folders.
+pytest_plugins = ["tests.support.files"]
+
 
 @pytest.fixture
 def cluster3(tmp_path: Path) -> Iterator[Cluster]:

@@ -13,8 +13,6 @@ deadline.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -47,20 +45,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         yield c
     finally:
         c.stop()
-
-
-@pytest.fixture
-def root_only_file() -> Iterator[Path]:
-    """A 0600 root file in a directory anyone may enter: only its mode keeps others out."""
-    folder = Path(tempfile.mkdtemp(prefix="heroctl-root-only-"))
-    folder.chmod(0o755)
-    secret = folder / "heroctl.env"
-    secret.write_text("HEROCTL_CLUSTER_KEY=not-for-workloads\n")
-    secret.chmod(0o600)
-    try:
-        yield secret
-    finally:
-        shutil.rmtree(folder)
 
 
 def node_drivers(c: Cluster) -> dict[str, list[str]]:

@@ -8,8 +8,6 @@ from __future__ import annotations
 import logging
 import os
 import pwd
-import shutil
-import tempfile
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -47,21 +45,6 @@ def driver(tmp_path: Path, no_cgroups: Cgroups) -> Iterator[ExecDriver]:
     finally:
         for state in d.list():
             d.remove(state.alloc_id, state.task)
-
-
-@pytest.fixture
-def root_only_file() -> Iterator[Path]:
-    """A 0600 root file in a directory anyone may enter (so only the file's
-    own mode keeps a task out)."""
-    folder = Path(tempfile.mkdtemp(prefix="heroctl-root-only-"))
-    folder.chmod(0o755)
-    secret = folder / "cluster.env"
-    secret.write_text("HEROCTL_CLUSTER_KEY=not-for-tasks\n")
-    secret.chmod(0o600)
-    try:
-        yield secret
-    finally:
-        shutil.rmtree(folder)
 
 
 def finished_output(driver: ExecDriver, s: TaskSpec) -> str:
