@@ -39,7 +39,7 @@ from acme import errors as acme_errors
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from domain.certificates import CertificateError, check_pair, valid_host
+from domain.certificates import CertificateError, check_pair, describe, valid_host
 
 from .challenges import HTTP01, TLS_ALPN01, key_authorization, tls_alpn01_certificate
 from .model import (
@@ -210,7 +210,9 @@ class AcmeClient:
             await self._authorize(host, authorization, publisher, deadline)
         chain_pem = await self._finalize(host, order, deadline)
         try:
-            check_pair(chain_pem, key_pem, host, time.time())
+            # The key and the name, checked at the start of the validity window: a local
+            # clock a little behind the CA's must not reject a certificate just issued.
+            check_pair(chain_pem, key_pem, host, describe(chain_pem)["not_before"])
         except CertificateError as error:
             raise AcmeError(
                 f"the CA returned an unusable certificate for {host}: {error}"

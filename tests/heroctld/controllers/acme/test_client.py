@@ -7,6 +7,7 @@ import datetime
 import hashlib
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -246,3 +247,18 @@ def test_a_bad_account_key_is_refused_without_echoing_it() -> None:
     with pytest.raises(AcmeError) as raised:
         AcmeClient(AcmeSettings("https://127.0.0.1:1/dir"), secret)
     assert "c2VjcmV0" not in str(raised.value)
+
+
+async def test_nobody_listening_on_the_validation_port_is_a_connection_problem(
+    pebble_server: Callable[..., Pebble], responder: ChallengeResponder
+) -> None:
+    silent = pebble_server()  # its validator dials ports nobody answers on
+    client = AcmeClient(AcmeSettings(silent.directory_url, ca_bundle=silent.ca_bundle), None)
+    try:
+        with pytest.raises(AcmeError) as raised:
+            await client.issue(HOST, responder)
+    finally:
+        await client.close()
+    assert raised.value.problem_type == "urn:ietf:params:acme:error:connection"
+    assert "connection refused" in raised.value.message
+    assert responder.retracted == [("http-01", HOST)]
