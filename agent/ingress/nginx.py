@@ -157,14 +157,14 @@ class NginxSupervisor:
             if text == self._applied:
                 self._last_error = None
                 return ApplyResult(False, None)
-            previous = self._applied
+            previous, previous_ports = self._applied, self._ports
             error = await self._install(config, text)
             if error is None and self._running():
                 error = await self._reload()
                 if error is not None and previous is not None:
                     # The master kept its old configuration: so does the disk.
                     await asyncio.to_thread(files.write_atomic, self.paths.live_conf, previous)
-                    self._applied = previous
+                    self._applied, self._ports = previous, previous_ports
             await asyncio.to_thread(self._prune_certs, self._applied)
             if error is not None:
                 self._last_error = error
@@ -281,16 +281,14 @@ class NginxSupervisor:
         assert self._proc is not None
         master = self._proc.pid
         offset = await asyncio.to_thread(_size, self.paths.error_log)
-        old_workers = [
-            p for p in await asyncio.to_thread(process.group_members, master) if p != master
-        ]
+        old_workers, listening = await asyncio.to_thread(_workers_and_sockets, master)
         os.kill(master, signal.SIGHUP)
         error = await process.confirm_reload(
             self.paths.error_log, offset, master, self._start_timeout
         )
         if error is None:
             self._reloads += 1
-            await process.wait_detached(old_workers, self._start_timeout)
+            await process.wait_detached(old_workers, listening, self._start_timeout)
         return error
 
     async def _spawn(self) -> None:
@@ -380,6 +378,12 @@ class NginxSupervisor:
             for path in (self.paths.error_log, self.paths.access_log):
                 if await asyncio.to_thread(_size, path) > self._log_max_bytes:
                     await asyncio.to_thread(os.truncate, path, 0)
+
+
+def _workers_and_sockets(master: int) -> tuple[list[int], set[str]]:
+    """The master's current workers and its listening sockets' inodes."""
+    workers = [pid for pid in process.group_members(master) if pid != master]
+    return workers, set(process.listening_sockets(master))
 
 
 def _size(path: Path) -> int:

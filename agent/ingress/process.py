@@ -23,6 +23,8 @@ __all__ = [
     "NginxError",
     "spawn",
     "listening_ports",
+    "listening_sockets",
+    "socket_inodes",
     "wait_listening",
     "group_members",
     "kill_group",
@@ -59,21 +61,28 @@ async def spawn(nginx: str, paths: Paths) -> asyncio.subprocess.Process:
         os.close(stderr)
 
 
-def listening_ports(pid: int) -> set[int]:
-    """The TCP ports process ``pid`` holds listening sockets on (Linux /proc):
-    a connect could be answered by someone else on the port, this cannot."""
+def socket_inodes(pid: int) -> set[str]:
+    """The inodes of the sockets process ``pid`` has open."""
     inodes: set[str] = set()
     try:
-        for fd in os.listdir(f"/proc/{pid}/fd"):
-            try:
-                link = os.readlink(f"/proc/{pid}/fd/{fd}")
-            except OSError:
-                continue
-            if link.startswith("socket:["):
-                inodes.add(link[8:-1])
+        fds = os.listdir(f"/proc/{pid}/fd")
     except OSError:
-        return set()
-    ports: set[int] = set()
+        return inodes
+    for fd in fds:
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    return inodes
+
+
+def listening_sockets(pid: int) -> dict[str, int]:
+    """Inode -> TCP port of the listening sockets process ``pid`` holds (Linux
+    /proc): a connect could be answered by someone else on the port, this cannot."""
+    inodes = socket_inodes(pid)
+    found: dict[str, int] = {}
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             rows = Path(table).read_text().splitlines()[1:]
@@ -82,8 +91,12 @@ def listening_ports(pid: int) -> set[int]:
         for row in rows:
             fields = row.split()
             if len(fields) > 9 and fields[3] == "0A" and fields[9] in inodes:
-                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
-    return ports
+                found[fields[9]] = int(fields[1].rsplit(":", 1)[1], 16)
+    return found
+
+
+def listening_ports(pid: int) -> set[int]:
+    return set(listening_sockets(pid).values())
 
 
 async def wait_listening(
@@ -95,7 +108,7 @@ async def wait_listening(
     while True:
         if proc.returncode is not None:
             raise NginxError(f"nginx exited with {proc.returncode}: {_last_words(paths)}")
-        if ports <= listening_ports(proc.pid):
+        if ports <= await asyncio.to_thread(listening_ports, proc.pid):
             return
         if time.monotonic() > deadline:
             raise NginxError(f"nginx did not listen on {sorted(ports)} within {timeout:g}s")
@@ -218,15 +231,16 @@ async def confirm_reload(error_log: Path, offset: int, master: int, timeout: flo
     return f"nginx did not confirm the reload within {timeout:g}s"
 
 
-async def wait_detached(workers: list[int], timeout: float) -> bool:
-    """Wait until the old workers closed their listening sockets (or exited):
-    from then on every new connection meets the new configuration. They close
-    them as soon as they handle the master's SIGQUIT, just after the new
-    workers start; the connections they hold are finished in the background."""
+async def wait_detached(workers: list[int], listening: set[str], timeout: float) -> bool:
+    """Wait until the old workers closed the listening sockets (inodes in
+    ``listening``) or exited: from then on every new connection meets the new
+    configuration. They close them as soon as they handle the master's
+    SIGQUIT, just after the new workers start; the connections they still
+    hold are finished in the background."""
     deadline = time.monotonic() + timeout
     pending = list(workers)
     while pending:
-        pending = [pid for pid in pending if _alive(pid) and listening_ports(pid)]
+        pending = [pid for pid in pending if _alive(pid) and socket_inodes(pid) & listening]
         if not pending:
             return True
         if time.monotonic() > deadline:
