@@ -62,6 +62,7 @@ from agent.node import (
 from agent.report import Reporter
 from agent.supervisor import Supervisor
 from client import ApiClientError
+from domain.node_credentials import node_credential
 
 __all__ = ["Agent"]
 
@@ -82,9 +83,13 @@ class Agent:
         self.config = config
         self.clock = clock
         self.node_id = load_node_id(config.data_dir)
-        # A worker-only node serving its agent API: the key of the servers'
-        # credentials (agent.http.worker_app), sent with the registration.
-        self.node_secret = load_node_secret(config.data_dir) if config.api_port else None
+        # A worker-only node (its credential is not minted by a server): the
+        # node secret, sent with the registration; its node credential to the
+        # servers and theirs to its agent API (agent.http.worker_app) are made
+        # with it. The configured token only enrolls the node (and is not
+        # needed once it is registered).
+        worker = not callable(config.token)
+        self.node_secret = load_node_secret(config.data_dir) if worker else None
         # Logs and metrics stay on this node (the API reads these stores).
         agent_dir = Path(config.data_dir) / "agent"
         self.logs = LogStore(
@@ -94,7 +99,20 @@ class Agent:
         self.log_collector: LogCollector | None = None
         self._drivers = dict(drivers) if drivers is not None else None
         self.client = ClusterClient(
-            config.servers, config.token, timeout=config.request_timeout, ca_file=config.ca_file
+            config.servers,
+            self._node_credential if worker else config.token,
+            timeout=config.request_timeout,
+            ca_file=config.ca_file,
+        )
+        self.enroll = (
+            ClusterClient(
+                config.servers,
+                config.token or self._node_credential,
+                timeout=config.request_timeout,
+                ca_file=config.ca_file,
+            )
+            if worker
+            else self.client
         )
         self.executor = ThreadPoolExecutor(
             max_workers=config.driver_threads, thread_name_prefix="agent-driver"
@@ -243,6 +261,8 @@ class Agent:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.reporter.send(), 2)
         await self.client.close()
+        if self.enroll is not self.client:
+            await self.enroll.close()
         if self._http is not None:
             await self._http.close()
         self.calls.close()
@@ -270,6 +290,10 @@ class Agent:
             return True
         return False
 
+    def _node_credential(self) -> str:
+        assert self.node_secret is not None
+        return node_credential(self.node_secret, self.node_id)
+
     async def _fetch_secrets(self, alloc_id: str, task: str) -> Mapping[str, Any]:
         path = f"/v1/allocations/{quote(alloc_id, safe='')}/secrets"
         return await self.client.get(path, {"task": task})
@@ -281,12 +305,12 @@ class Agent:
         failures = 0
         while True:
             try:
-                node = await self.client.post("/v1/nodes/register", self.identity.register_body())
+                node = await self.enroll.post("/v1/nodes/register", self.identity.register_body())
             except ApiClientError as exc:
                 level = (
                     logging.WARNING if failures in (0, 5) or failures % 30 == 0 else logging.DEBUG
                 )
-                log.log(level, "agent: register at %s failed: %s", self.client.address, exc)
+                log.log(level, "agent: register at %s failed: %s", self.enroll.address, exc)
                 failures += 1
                 await self._backoff(failures)
                 continue

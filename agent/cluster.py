@@ -25,7 +25,7 @@ __all__ = ["ClusterClient", "TOKEN_REFRESH"]
 
 log = logging.getLogger("heroctl.agent")
 
-TOKEN_REFRESH = 120.0  # seconds; server credentials are accepted for 300 s
+TOKEN_REFRESH = 45.0  # seconds; server and node credentials are accepted for 120 s
 RETRYABLE_STATUS = frozenset({0, 429, 500, 502, 503, 504})
 
 

@@ -180,8 +180,9 @@ class NodeIdentity:
     port_range: tuple[int, int]
     labels: dict[str, str]
     attributes: dict[str, str]
-    # A worker-only node's agent API, and the secret the servers' credentials
-    # for it are made with (sent once per registration, never logged).
+    # A worker-only node's secret (its credential to the servers and theirs to
+    # its agent API are made with it; sent with each registration, never
+    # logged) and the agent API it serves, if any.
     agent_api: str | None = None
     agent_secret: str | None = field(default=None, repr=False)
     agent_csr: str | None = field(default=None, repr=False)  # https agent API: signed back
@@ -197,9 +198,10 @@ class NodeIdentity:
             "attributes": dict(self.attributes),
             "port_range": [self.port_range[0], self.port_range[1]],
         }
+        if self.agent_secret:
+            body["agent_secret"] = self.agent_secret
         if self.agent_api and self.agent_secret:
             body["agent_api"] = self.agent_api
-            body["agent_secret"] = self.agent_secret
             if self.agent_csr:
                 body["agent_csr"] = self.agent_csr
         return body

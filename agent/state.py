@@ -54,6 +54,7 @@ class TaskRuntime:
             "started_at": self.started_at,
             "finished_at": self.finished_at,
             "failed": self.failed,
+            "check_ok": self.check_ok,  # the live check (the ingress routes to passing ones)
         }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ssl
 from collections.abc import Callable, Iterable
 
@@ -14,6 +15,7 @@ from api import (
     routes_cluster,
     routes_events,
     routes_health,
+    routes_ingress,
     routes_jobs,
     routes_logs,
     routes_metrics,
@@ -62,6 +64,7 @@ def build_app(
     extra_routes: Iterable[web.RouteTableDef] = (),
     tls_client: ssl.SSLContext | None = None,
     cluster_ca: Callable[[], str | None] | None = None,
+    api_domain: str | None = None,
 ) -> web.Application:
     """`security` carries the cluster key and limits; without it (tests of other
     parts) a throwaway key is used, so nothing from a real cluster decrypts.
@@ -79,8 +82,13 @@ def build_app(
         app[TLS_CLIENT] = tls_client
     if cluster_ca is not None:
         app[CLUSTER_CA] = cluster_ca
+    if api_domain:
+        app[routes_ingress.API_DOMAIN] = api_domain
     app[routes_jobs.JOB_VIEWS] = RenderedViews()
-    app[SECURITY] = Security(security or SecuritySettings(generate_cluster_key()), replica.read())
+    settings = security or SecuritySettings(generate_cluster_key())
+    if not settings.server_name:  # server credentials must be made for this server
+        settings = dataclasses.replace(settings, server_name=replica.identity.name)
+    app[SECURITY] = Security(settings, replica.read())
     app.on_response_prepare.append(add_rate_headers)
     app.cleanup_ctx.append(http_session_ctx)
     routes_logs.setup(app)
@@ -94,6 +102,7 @@ def build_app(
         routes_cluster,
         routes_jobs,
         routes_nodes,
+        routes_ingress,
         routes_allocations,
         routes_operator,
         routes_events,

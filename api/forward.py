@@ -3,6 +3,9 @@
 Writes need no forwarding (raft forwards commands); membership changes and
 leadership transfer act on the leader's raft node, so a follower relays the
 request over HTTP, once: a relayed request that lands on a non-leader is 503.
+The caller's credential goes along, except a server credential: that one was
+made for this server only, so this server vouches for it with one made for
+the leader, in the same server's name.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ import aiohttp
 from aiohttp import web
 
 from api.context import TLS_CLIENT, replica_of
+from api.security.runtime import security_of
+from httpkit.identity import IDENTITY
 from raft.replica import NoLeader
 
 HTTP_SESSION = web.AppKey("http_session", aiohttp.ClientSession)
@@ -40,6 +45,10 @@ async def leader_or_forward(request: web.Request) -> web.Response | None:
     if not leader or not leader.get("api_address"):
         raise NoLeader("the leader's API address is not known yet")
     headers = {h: request.headers[h] for h in _PASS_HEADERS if h in request.headers}
+    identity = request.get(IDENTITY)
+    if identity is not None and identity.kind == "server" and identity.via == "server":
+        token = security_of(request).keys.server_token(identity.name, audience=leader["name"])
+        headers["Authorization"] = f"Bearer {token}"
     headers[FORWARDED] = replica.identity.name
     body = await request.read()
     session = request.app[HTTP_SESSION]

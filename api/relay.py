@@ -6,7 +6,8 @@ agent endpoints (``/v1/agent/...``, :mod:`agent.http.endpoints`) where they
 are served:
 
 - a node that is a server (its embedded agent): that server's API, with
-  this server's ``hs_`` credential (made from the cluster key);
+  this server's ``hs_`` credential (made from the cluster key, for that
+  server);
 - a worker-only node (``heroctld agent``): the agent API it advertised when
   it registered, with an ``hn_`` credential made from the secret it
   registered (sealed in the replicated state; see
@@ -16,7 +17,6 @@ are served:
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,7 +26,7 @@ from aiohttp import web
 
 from api.context import TLS_CLIENT, replica_of
 from api.security.runtime import SECURITY, security_of
-from domain.node_credentials import NodeSecretError, NodeSecrets, node_token
+from domain.node_credentials import NodeSecretError, node_token
 from httpkit.local_node import LOCAL_NODE
 from raft.replica import StateView
 
@@ -61,16 +61,6 @@ class Location:
 
 class NodeUnreachable(Exception):
     pass
-
-
-@functools.lru_cache(maxsize=8)
-def _node_secrets(cluster_key: str) -> NodeSecrets:
-    return NodeSecrets(cluster_key)
-
-
-def node_secrets(request: web.Request) -> NodeSecrets:
-    """Derived once per cluster key (HKDF is not free), not per request."""
-    return _node_secrets(security_of(request).settings.cluster_key)
 
 
 def worker_nodes(view: StateView) -> list[dict[str, Any]]:
@@ -108,7 +98,7 @@ def locate(request: web.Request, node_name: str | None, node_id: str | None = No
             "(started without an api port, or by an older heroctld): its logs and metrics stay on it"
         )
     try:
-        secret = node_secrets(request).open(node["id"], node["agent_secret"])
+        secret = security_of(request).node_secrets.open(node["id"], node["agent_secret"])
     except NodeSecretError as exc:
         raise NodeUnreachable(str(exc)) from None
     return Location(node_name, False, str(node["agent_api"]).rstrip("/"), node["id"], secret)
@@ -120,7 +110,7 @@ def agent_headers(request: web.Request, loc: Location) -> dict[str, str]:
     if loc.secret is not None and loc.node_id is not None:
         token = node_token(loc.secret, loc.node_id, me)
     else:
-        token = request.app[SECURITY].keys.server_token(me)
+        token = request.app[SECURITY].keys.server_token(me, audience=loc.node_name)
     return {"Authorization": f"Bearer {token}", "Accept": "application/json"}
 
 

@@ -7,8 +7,8 @@ from typing import Any
 from aiohttp import web
 
 from api.context import blocking_view, read_headers, read_view, replica_of
+from api.routes_nodes import own_node, owns
 from api.routes_secrets import _open
-from api.security.runtime import require_secret
 from domain.jobspec import parse_secret_ref
 from httpkit.errors import ApiError, read_json_object, require_field
 from httpkit.identity import identity_of
@@ -121,6 +121,8 @@ async def report_status(request: web.Request) -> web.Response:
             "invalid_field",
             f"field 'updates' must be at most {MAX_UPDATES} objects with an id",
         )
+    with replica_of(request).read() as view:
+        own_node(request, view, node)  # a node reports its own allocations only
     result = await replica_of(request).write("alloc.update", node=node, updates=updates)
     return json_response(
         {"applied": result["applied"], "refused": result["refused"], "index": result["index"]}
@@ -136,25 +138,20 @@ async def allocation_secrets(request: web.Request) -> web.Response:
         raise ApiError(400, "missing_parameter", "say whose secrets: ?task=NAME")
     replica = await read_view(request)
     alloc = _alloc_or_404(request, request.match_info["id"])
+    with replica.read() as view:
+        node = view.nodes.get(alloc.get("node") or "")
+    if node is None or not owns(identity_of(request), node):
+        raise ApiError(
+            403,
+            "not_this_node",
+            "only the node running an allocation (its node credential) may read its secrets",
+        )
     task = next(
         (t for t in (alloc.get("group_spec") or {}).get("tasks", []) if t["name"] == name), None
     )
     if task is None:
         raise ApiError(400, "invalid_parameter", f"allocation {alloc['id']} has no task '{name}'")
     refs = sorted((task.get("secrets") or {}).items())
-    identity = identity_of(request)
-    # A server's embedded agent runs its own node's allocations only; a
-    # worker-only node's token must be allowed to run nodes and to read
-    # every secret this task uses.
-    server = identity.kind == "server"
-    if server:
-        allowed = identity.name == alloc.get("node_name")
-    else:
-        allowed = identity.permissions.allows("nodes", "write")
-    if not allowed:
-        raise ApiError(403, "forbidden", "only the node running an allocation may read its secrets")
-    for _, ref in () if server else refs:
-        require_secret(request, parse_secret_ref(ref)[0], "read")
     env: dict[str, str] = {}
     with replica.read() as view:
         docs = view.secrets

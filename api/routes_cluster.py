@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from aiohttp import web
 
 from api.context import CLUSTER_CA, blocking_view, read_headers, replica_of
@@ -11,7 +9,7 @@ from api.forward import leader_or_forward
 from api.tls_ca import ca_keys
 from domain.pki import CA_MAC_HEADER, fingerprint
 from httpkit.errors import ApiError, read_json_object
-from httpkit.identity import IDENTITY
+from httpkit.identity import identity_of
 from httpkit.responses import json_response
 from raft.replica import Replica
 
@@ -72,45 +70,35 @@ def _resolve_peer(replica: Replica, ref: str) -> tuple[str, str | None]:
     raise ApiError(404, "peer_not_found", f"no server named '{ref}'")
 
 
-async def _listening(address: str, timeout: float = 2.0) -> bool:
-    host, _, port = address.rpartition(":")
-    try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), timeout)
-    except (OSError, ValueError, TimeoutError):
-        return False
-    writer.close()
-    return True
-
-
 @routes.post("/v1/cluster/peers")
 async def add_peer(request: web.Request) -> web.Response:
+    """A server joins (``heroctld --join``): only the server itself, with its
+    own credential (proof that it holds the cluster key), may add itself and
+    write its row; nobody else, management included, can point a server's
+    name at another address."""
     body = await read_json_object(request)
     raft_address = body.get("raft_address")
     if not isinstance(raft_address, str) or ":" not in raft_address:
         raise ApiError(400, "invalid_field", "field 'raft_address' must be HOST:PORT")
-    name, api_address = body.get("name"), body.get("api_address")
-    for field, value in (("name", name), ("api_address", api_address)):
-        if value is not None and not isinstance(value, str):
-            raise ApiError(400, "invalid_field", f"field '{field}' must be a string")
-    if (name is None) != (api_address is None):
-        raise ApiError(400, "missing_field", "fields 'name' and 'api_address' go together")
+    for field in ("name", "api_address"):
+        if not isinstance(body.get(field), str) or not body[field]:
+            raise ApiError(400, "invalid_field", f"field '{field}' must be a non-empty string")
+    name, api_address = body["name"], body["api_address"]
+    identity = identity_of(request)
+    if identity.kind != "server" or identity.name != name:
+        raise ApiError(
+            403,
+            "join_proof_required",
+            f"server '{name}' must join with its own credential (proof of the cluster key): "
+            "start it with `heroctld --join HOST:PORT`",
+        )
     if (forwarded := await leader_or_forward(request)) is not None:
         return forwarded
     replica = replica_of(request)
-    identity = request.get(IDENTITY)
-    joining_server = identity is not None and identity.kind == "server"
-    # A server joining through --join starts raft once it is added; anyone else
-    # must point at something that already answers.
-    if not joining_server and not await _listening(raft_address):
-        # An unreachable voter would count against the quorum from now on.
-        raise ApiError(
-            400, "peer_unreachable", f"nothing answers at {raft_address}; start it first"
-        )
     await replica.add_server(raft_address)
-    if name and api_address:
-        await replica.write(
-            "server.register", name=name, raft_address=raft_address, api_address=api_address
-        )
+    await replica.write(
+        "server.register", name=name, raft_address=raft_address, api_address=api_address
+    )
     members = await replica.members()
     return json_response({"raft_address": raft_address, "members": members}, status=201)
 

@@ -9,10 +9,11 @@ from aiohttp import web
 
 from api.context import HEARTBEATS, blocking_view, read_headers, read_view, replica_of
 from api.forward import leader_or_forward
-from api.relay import node_secrets
+from api.security.runtime import security_of
 from api.tls_ca import sign_agent_csr
 from domain.node_credentials import check_node_secret
 from httpkit.errors import ApiError, read_json_object, require_field
+from httpkit.identity import Identity, identity_of
 from httpkit.responses import json_response
 from raft.fsm_nodes import NODE_FIELDS, public_node
 from raft.replica import StateView
@@ -33,6 +34,28 @@ def _node_or_404(view: StateView, ref: str) -> dict[str, Any]:
     node = find_node(view, ref)
     if node is None:
         raise ApiError(404, "node_not_found", f"node '{ref}' does not exist")
+    return node
+
+
+def owns(identity: Identity, node: dict[str, Any]) -> bool:
+    """Whether the caller is this node: its own node credential, or the
+    server whose embedded agent it is."""
+    if identity.kind == "node":
+        return identity.name == node["id"]
+    return identity.kind == "server" and node.get("owner") == f"server:{identity.name}"
+
+
+def own_node(request: web.Request, view: StateView, node_id: Any) -> dict[str, Any]:
+    """Node `node_id` when the caller is that node (agents' reports); else 404/403."""
+    node = view.nodes.get(node_id) if isinstance(node_id, str) else None
+    if node is None:
+        raise ApiError(404, "node_not_found", f"node '{node_id}' is not registered")
+    if not owns(identity_of(request), node):
+        raise ApiError(
+            403,
+            "not_this_node",
+            f"only node '{node_id}' itself (its node credential) may report for it",
+        )
     return node
 
 
@@ -139,7 +162,7 @@ async def register_node(request: web.Request) -> web.Response:
         if field in body and not isinstance(body[field], kind):
             raise ApiError(400, "invalid_field", f"field '{field}' must be a {kind.__name__}")
     node = {k: body[k] for k in ("id", *NODE_FIELDS) if k in body}
-    node.update(_agent_api(request, body))
+    node.update(_ownership(request, body))
     cert = sign_agent_csr(request, body)
     result = await replica_of(request).write("node.register", node=node)
     request.app[HEARTBEATS].beat(node["id"], None)
@@ -149,24 +172,43 @@ async def register_node(request: web.Request) -> web.Response:
     return json_response(answer)
 
 
-def _agent_api(request: web.Request, body: dict[str, Any]) -> dict[str, Any]:
-    """The agent API a worker-only node serves, and its node secret sealed
-    here, before it is proposed (both None: the node serves none, or is a
-    server whose agent the servers reach through its API)."""
-    url, secret = body.get("agent_api"), body.get("agent_secret")
-    if url is None and secret is None:
-        return {"agent_api": None, "agent_secret": None}
-    parts = urlsplit(url) if isinstance(url, str) and len(url) <= 512 else None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ApiError(400, "invalid_field", "field 'agent_api' must be an http(s) URL")
-    if parts.username or parts.password or parts.query or parts.fragment:
-        raise ApiError(400, "invalid_field", "field 'agent_api' must be a plain http(s) URL")
+def _ownership(request: web.Request, body: dict[str, Any]) -> dict[str, Any]:
+    """Who the node is (``owner``, checked against the registered one in the
+    FSM), and for a worker-only node the agent API it serves and its node
+    secret, sealed here before it is proposed.
+
+    A server registers its embedded agent's node with its own credential. A
+    worker-only node registers with its node secret: the first time with an
+    ACL token allowed ``nodes: write``, then with the node credential that
+    secret makes; either way, a node id registered before takes only the
+    same secret."""
+    identity = identity_of(request)
+    if identity.kind == "server":
+        return {"owner": f"server:{identity.name}", "agent_api": None, "agent_secret": None}
+    node_id = str(body["id"])
+    if identity.kind == "node" and identity.name != node_id:
+        raise ApiError(403, "not_this_node", "a node credential registers its own node only")
+    secret = body.get("agent_secret")
     if check_node_secret(secret) is None:
         raise ApiError(
-            400, "invalid_field", "field 'agent_secret' must be 32 to 256 printable characters"
+            400,
+            "invalid_field",
+            "field 'agent_secret' (the node secret) must be 32 to 256 printable characters",
         )
-    sealed = node_secrets(request).seal(str(body["id"]), secret)
-    return {"agent_api": url.rstrip("/"), "agent_secret": sealed}
+    url = body.get("agent_api")
+    if url is not None:
+        parts = urlsplit(url) if isinstance(url, str) and len(url) <= 512 else None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ApiError(400, "invalid_field", "field 'agent_api' must be an http(s) URL")
+        if parts.username or parts.password or parts.query or parts.fragment:
+            raise ApiError(400, "invalid_field", "field 'agent_api' must be a plain http(s) URL")
+        url = url.rstrip("/")
+    secrets = security_of(request).node_secrets
+    return {
+        "owner": secrets.owner(node_id, secret),
+        "agent_api": url,
+        "agent_secret": secrets.seal(node_id, secret),
+    }
 
 
 @routes.post("/v1/nodes/{id}/heartbeat")
@@ -177,9 +219,7 @@ async def heartbeat(request: web.Request) -> web.Response:
     replica = replica_of(request)
     node_id = request.match_info["id"]
     with replica.read() as view:
-        node = view.nodes.get(node_id)
-    if node is None:
-        raise ApiError(404, "node_not_found", f"node '{node_id}' is not registered")
+        node = own_node(request, view, node_id)
     beats = request.app[HEARTBEATS]
     usage = body.get("usage")
     beats.beat(node_id, usage if isinstance(usage, dict) else None)
@@ -190,6 +230,9 @@ async def heartbeat(request: web.Request) -> web.Response:
 
 @routes.get("/v1/nodes/{id}/allocations")
 async def node_allocations(request: web.Request) -> web.Response:
+    if identity_of(request).kind == "node":  # a node watches its own allocations only
+        with replica_of(request).read() as view:
+            own_node(request, view, request.match_info["id"])
     replica = await blocking_view(request, "allocations")
     with replica.read() as view:
         node = _node_or_404(view, request.match_info["id"])

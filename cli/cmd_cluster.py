@@ -108,32 +108,6 @@ def transfer_leadership(settings: Settings, to: str | None) -> None:
     )
 
 
-@cluster.command("join")
-@click.argument("raft_address")
-@click.option("--name", metavar="N", help="The new server's node name.")
-@click.option("--api-address", metavar="URL", help="The new server's API URL (with --name).")
-@api_options
-@pass_settings
-def join(settings: Settings, raft_address: str, name: str | None, api_address: str | None) -> None:
-    """Add a server to the raft configuration.
-
-    RAFT_ADDRESS is the new server's HOST:PORT for raft. --name and
-    --api-address (together) also register its name.
-    """
-    if bool(name) != bool(api_address):
-        # The server registers a name only together with its API address.
-        raise click.UsageError("--name and --api-address go together")
-    result = call(settings, lambda api: api.add_peer(raft_address, name, api_address))
-    if settings.json_output:
-        print_json(result)
-        return
-    members = result.get("members") or []
-    echo(
-        f"Added {_server(name, result.get('raft_address', raft_address))} to the cluster; "
-        f"{len(members)} raft members now."
-    )
-
-
 @cluster.command("leave")
 @click.argument("name")
 @api_options

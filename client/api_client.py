@@ -32,12 +32,6 @@ class ApiClient(HttpClient):
         body = {"to": to} if to else None
         return (await self.post("/v1/raft/transfer-leadership", body))[0]
 
-    async def add_peer(
-        self, raft_address: str, name: str | None = None, api_address: str | None = None
-    ) -> dict[str, Any]:
-        body = {"raft_address": raft_address, "name": name, "api_address": api_address}
-        return (await self.post("/v1/cluster/peers", {k: v for k, v in body.items() if v}))[0]
-
     async def remove_peer(self, name: str) -> dict[str, Any]:
         return (await self.delete(f"/v1/cluster/peers/{quote(name, safe='')}"))[0]
 

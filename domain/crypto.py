@@ -23,7 +23,8 @@ from raft.keys import derive_key
 NONCE_BYTES = 12
 JWT_KEY_BYTES = 64
 SERVER_TOKEN_PREFIX = "hs_"
-SERVER_TOKEN_WINDOW = 300  # seconds either side
+SERVER_TOKEN_WINDOW = 120  # seconds either side: short-lived
+JOIN_AUDIENCE = "join"  # a joining server's credential: valid on any server, for joining only
 
 
 class DecryptError(Exception):
@@ -46,6 +47,7 @@ class KeyMaterial:
         self._secret_keys: dict[str, AESGCM] = {}
         self._wrap = AESGCM(derive_key(cluster_key, "jwt-signing-key-wrap"))
         self._server_mac_key = derive_key(cluster_key, "server-api-auth")
+        self._private_keys = AESGCM(derive_key(cluster_key, "ingress-private-keys"))
 
     def _secret_aead(self, key_id: str) -> AESGCM:
         aead = self._secret_keys.get(key_id)
@@ -87,22 +89,50 @@ class KeyMaterial:
                 "one the cluster was bootstrapped with"
             ) from None
 
-    # --- server-to-server credentials -------------------------------------------
-    def server_token(self, name: str, now: float | None = None) -> str:
-        """`hs_<name>.<unix time>.<hmac>`: proves the holder has the cluster key."""
-        ts = int(time.time() if now is None else now)
-        mac = hmac.new(self._server_mac_key, f"{name}.{ts}".encode(), hashlib.sha256).hexdigest()
-        return f"{SERVER_TOKEN_PREFIX}{name}.{ts}.{mac}"
+    # --- private keys of the ingress (certificates, the ACME account) ---------------
+    def seal_private_key(self, label: str, pem: str) -> dict[str, bytes]:
+        """`label` ("cert:<host>", "acme-account") is bound in: a sealed key
+        moved to another row does not open."""
+        nonce = os.urandom(NONCE_BYTES)
+        aad = f"heroctl-private-key\x00{label}".encode()
+        return {"nonce": nonce, "ciphertext": self._private_keys.encrypt(nonce, pem.encode(), aad)}
 
-    def verify_server_token(self, token: str, now: float | None = None) -> str | None:
-        """The server name if the token is genuine and fresh, else None."""
+    def open_private_key(self, label: str, sealed: dict[str, bytes]) -> str:
+        aad = f"heroctl-private-key\x00{label}".encode()
+        try:
+            return self._private_keys.decrypt(sealed["nonce"], sealed["ciphertext"], aad).decode()
+        except (InvalidTag, ValueError, KeyError, TypeError):
+            raise DecryptError(
+                f"the private key of {label} does not decrypt: this server's cluster key is "
+                "not the one that sealed it"
+            ) from None
+
+    # --- server-to-server credentials -------------------------------------------
+    def _server_mac(self, name: str, ts: str, audience: str) -> str:
+        message = f"{name}\x00{ts}\x00{audience}".encode()
+        return hmac.new(self._server_mac_key, message, hashlib.sha256).hexdigest()
+
+    def server_token(self, name: str, audience: str, now: float | None = None) -> str:
+        """`hs_<name>.<unix time>.<hmac>`: proves the holder has the cluster key.
+        The HMAC covers `audience`, the name of the server it is sent to (or
+        JOIN_AUDIENCE), so it is worth nothing on any other server."""
+        ts = str(int(time.time() if now is None else now))
+        return f"{SERVER_TOKEN_PREFIX}{name}.{ts}.{self._server_mac(name, ts, audience)}"
+
+    def verify_server_token(
+        self, token: str, audiences: tuple[str, ...], now: float | None = None
+    ) -> tuple[str, str] | None:
+        """(server name, the audience it was made for) if the token is genuine,
+        fresh and made for one of `audiences`, else None."""
         try:
             name, ts, mac = token[len(SERVER_TOKEN_PREFIX) :].rsplit(".", 2)
             stamp = int(ts)
         except ValueError:
             return None
         now = time.time() if now is None else now
-        if abs(now - stamp) > SERVER_TOKEN_WINDOW:
+        if not name or abs(now - stamp) > SERVER_TOKEN_WINDOW:
             return None
-        good = hmac.new(self._server_mac_key, f"{name}.{ts}".encode(), hashlib.sha256).hexdigest()
-        return name if hmac.compare_digest(good, mac) else None
+        for audience in audiences:
+            if hmac.compare_digest(self._server_mac(name, ts, audience), mac):
+                return name, audience
+        return None

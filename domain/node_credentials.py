@@ -15,6 +15,15 @@ with its own copy of the secret: only a holder of the cluster key (a
 server) or the node itself can make one, one node's credential is worth
 nothing on another, and a copied one expires after ``NODE_TOKEN_WINDOW``
 seconds (either side, for clock skew).
+
+The other way round, a worker-only node proves itself to the servers with
+``nn_<node id>.<unix time>.<hmac>``: HMAC-SHA256 under its node secret of
+its id and the time. A server opens the sealed secret of that node id and
+checks it, so a node credential speaks for that one node only. Who may
+register a node id again is decided by its *owner*: ``server:<name>`` for
+the embedded agent of a server, ``secret:<fingerprint>`` for a worker-only
+node (an HMAC of the secret under a key derived from the cluster key, so the
+replicated state holds nothing a secret could be guessed from offline).
 """
 
 from __future__ import annotations
@@ -32,17 +41,22 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from raft.keys import derive_key
 
 __all__ = [
+    "NODE_CREDENTIAL_PREFIX",
     "NODE_TOKEN_PREFIX",
     "NODE_TOKEN_WINDOW",
     "NodeSecretError",
     "NodeSecrets",
     "check_node_secret",
     "new_node_secret",
+    "node_credential",
     "node_token",
+    "parse_node_credential",
+    "verify_node_credential",
     "verify_node_token",
 ]
 
-NODE_TOKEN_PREFIX = "hn_"
+NODE_TOKEN_PREFIX = "hn_"  # a server -> a worker-only node's agent API
+NODE_CREDENTIAL_PREFIX = "nn_"  # a worker-only node -> the servers' API
 NODE_TOKEN_WINDOW = 120  # seconds either side of the node's clock
 NODE_SECRET_BYTES = 32
 _SECRET_MIN, _SECRET_MAX = 32, 256  # characters a registered secret may have
@@ -95,6 +109,39 @@ def verify_node_token(
     return server, ""
 
 
+def _node_mac(secret: str, node_id: str, ts: str) -> str:
+    message = f"heroctl-node-to-cluster\x00{node_id}\x00{ts}".encode()
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def node_credential(secret: str, node_id: str, now: float | None = None) -> str:
+    """The credential node ``node_id`` presents to the servers."""
+    ts = str(int(time.time() if now is None else now))
+    return f"{NODE_CREDENTIAL_PREFIX}{node_id}.{ts}.{_node_mac(secret, node_id, ts)}"
+
+
+def parse_node_credential(token: str) -> tuple[str, str, str] | None:
+    """(node id, time, mac) of an ``nn_`` credential, or None when malformed."""
+    try:
+        node_id, ts, mac = token[len(NODE_CREDENTIAL_PREFIX) :].rsplit(".", 2)
+        int(ts)
+    except ValueError:
+        return None
+    return (node_id, ts, mac) if node_id and token.startswith(NODE_CREDENTIAL_PREFIX) else None
+
+
+def verify_node_credential(
+    secret: str, node_id: str, ts: str, mac: str, now: float | None = None
+) -> str:
+    """ "" when the parsed credential is genuine and fresh, else why not."""
+    if not hmac.compare_digest(_node_mac(secret, node_id, ts), mac):
+        return "invalid node credential"
+    now = time.time() if now is None else now
+    if abs(now - int(ts)) > NODE_TOKEN_WINDOW:
+        return "expired node credential (or the clocks differ by more than 2 minutes)"
+    return ""
+
+
 def _aad(node_id: str) -> bytes:
     return f"heroctl-node-secret\x00{node_id}".encode()
 
@@ -105,7 +152,14 @@ class NodeSecrets:
 
     def __init__(self, cluster_key: str) -> None:
         self._aead = AESGCM(derive_key(cluster_key, "node-api-secrets"))
+        self._owner_key = derive_key(cluster_key, "node-secret-owner")
         self._opened: dict[tuple[str, bytes], str] = {}
+
+    def owner(self, node_id: str, secret: str) -> str:
+        """``secret:<fingerprint>``: who may register ``node_id`` again (the
+        holder of this secret), comparable in the FSM without the secret."""
+        message = f"{node_id}\x00{secret}".encode()
+        return "secret:" + hmac.new(self._owner_key, message, hashlib.sha256).hexdigest()
 
     def seal(self, node_id: str, secret: str) -> dict[str, bytes]:
         nonce = os.urandom(12)

@@ -56,6 +56,10 @@ __all__ = [
 
 CA_LIFETIME = datetime.timedelta(days=3650)
 BACKDATE = datetime.timedelta(minutes=5)  # tolerate clocks a little behind the signer's
+# A name every server certificate carries besides its own: the ingress proxies
+# `manage.<domain>` to any server and verifies it by this name (as Nomad's
+# `server.<region>.nomad`).
+API_SERVER_NAME = "api.heroctl.internal"
 CA_MAC_HEADER = "X-HeroCtl-CA-MAC"  # GET /v1/cluster/ca: CaKeys.mac of the PEM served
 _NONCE = 12
 _AAD = b"heroctl-tls-ca-key"

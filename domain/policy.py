@@ -207,6 +207,24 @@ _PUBLIC_ROUTES = {
     ("GET", "/v1/cluster/ca"),  # the public CA certificate, what a client pins
 }
 _PUBLIC_PREFIXES = ("/v1/health/",)
+# Membership changes: management only (and the joining server's proof, api.routes_cluster).
+_MANAGEMENT_ROUTES = {
+    ("POST", "/v1/cluster/peers"),
+    ("DELETE", "/v1/cluster/peers/{name}"),
+}
+# What a node credential may call (each handler checks it is about that node).
+NODE_ROUTES = frozenset(
+    {
+        ("POST", "/v1/nodes/register"),
+        ("POST", "/v1/nodes/{id}/heartbeat"),
+        ("GET", "/v1/nodes/{id}/allocations"),
+        ("GET", "/v1/nodes/{id}/ingress"),
+        ("POST", "/v1/allocations/status"),
+        ("GET", "/v1/allocations/{id}/secrets"),
+    }
+)
+# What a joining server's credential (made for any server) may call.
+JOIN_ROUTES = frozenset({("POST", "/v1/cluster/peers")})
 _SELF_ROUTES = {
     ("GET", "/v1/acl/tokens/self"),
     ("POST", "/v1/auth/logout"),
@@ -250,6 +268,8 @@ def requirement(method: str, path: str) -> Requirement:
         return Requirement(PUBLIC)
     if (method, path) in _SELF_ROUTES:
         return Requirement(AUTHENTICATED)
+    if (method, path) in _MANAGEMENT_ROUTES:
+        return Requirement(MANAGEMENT)
     for prefix, resource in ROUTE_RESOURCES:
         if _under(path, prefix):
             read = method in _READ_METHODS

@@ -21,6 +21,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.config import parse_port_range
+from heroctld.config_ingress import (
+    ACME,
+    API,
+    INGRESS,
+    AcmeSettings,
+    ApiSettings,
+    IngressSettings,
+)
 from heroctld.config_tables import (
     ConfigError,
     Table,
@@ -242,7 +250,10 @@ TLS = Table(
         "cert_lifetime": duration(minimum=2.0),
     },
 )
-TABLES = {t.name: t for t in (RAFT, RATE_LIMIT, AUTH, WEBHOOKS, AGENT, LOGS, METRICS, GC, TLS)}
+TABLES = {
+    t.name: t
+    for t in (RAFT, RATE_LIMIT, AUTH, WEBHOOKS, AGENT, LOGS, METRICS, GC, TLS, INGRESS, ACME, API)
+}
 
 
 def load_logs_metrics(
@@ -292,6 +303,9 @@ class ServerConfig:
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     gc: GCSettings = field(default_factory=GCSettings)
     tls: TlsSettings = field(default_factory=TlsSettings)
+    ingress: IngressSettings = field(default_factory=IngressSettings)
+    acme: AcmeSettings = field(default_factory=AcmeSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
     bootstrap_token: str = ""  # env only: HEROCTL_BOOTSTRAP_TOKEN
     admin_password: str = ""  # env only: HEROCTL_ADMIN_PASSWORD
 

@@ -105,7 +105,11 @@ def exit_soon(loop: asyncio.AbstractEventLoop | None = None, grace: float = 5.0)
 
 @main.command("agent")
 @click.option("--servers", required=True, help="HOST:APIPORT,... servers of the cluster to talk to")
-@click.option("--token", envvar="HEROCTL_TOKEN", help="node token ht_... (or env HEROCTL_TOKEN)")
+@click.option(
+    "--token",
+    envvar="HEROCTL_TOKEN",
+    help="enrollment token ht_... allowed nodes: write (or env HEROCTL_TOKEN); not needed once the node is registered",
+)
 @click.option("--node-name", help="this node's name (default: hostname)")
 @click.option("--data-dir", required=True, help="where the node id and exec task state live")
 @click.option("--bind-ip", help="address task ports are published on (default 127.0.0.1)")

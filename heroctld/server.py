@@ -17,7 +17,7 @@ from agent.config import AgentConfig, parse_port_range
 from agent.http import endpoints as agent_endpoints
 from api.app import build_app
 from api.security.runtime import SecuritySettings
-from domain.crypto import KeyMaterial
+from domain.crypto import JOIN_AUDIENCE, KeyMaterial
 from domain.heartbeats import Heartbeats
 from domain.tokens import generate_password, new_token_secret
 from heroctld.config import ServerConfig
@@ -58,7 +58,7 @@ async def join_cluster(cfg: ServerConfig, tls: ServerTls) -> list[str]:
             try:
                 if tls.mode == "cluster-ca" and tls.ca_pem is None:
                     tls.trust(await fetch_join_ca(session, url, tls.keys))
-                auth = KeyMaterial(cfg.cluster_key).server_token(cfg.node_name)
+                auth = KeyMaterial(cfg.cluster_key).server_token(cfg.node_name, JOIN_AUDIENCE)
                 headers = {"Authorization": f"Bearer {auth}"}
                 async with session.post(url + "/v1/cluster/peers", json=body, headers=headers) as r:
                     data = await r.json()
@@ -162,7 +162,7 @@ def embedded_agent_config(cfg: ServerConfig, ca_file: str | None = None) -> Agen
     return AgentConfig(
         servers=[f"{cfg.scheme}://{local}:{cfg.api_port}"],
         ca_file=ca_file,
-        token=lambda: keys.server_token(cfg.node_name),
+        token=lambda: keys.server_token(cfg.node_name, audience=cfg.node_name),  # its own API
         node_name=cfg.node_name,
         data_dir=cfg.data_dir,
         host_ip=cfg.agent.host_ip or cfg.advertise_host,

@@ -35,6 +35,7 @@ from pathlib import Path
 import aiohttp
 
 from domain.pki import (
+    API_SERVER_NAME,
     CA_MAC_HEADER,
     CaKeys,
     CaOpenError,
@@ -103,7 +104,7 @@ class ServerTls:
         self.dir = Path(data_dir) / "tls"
         self.node_name = node_name
         self.names = usable_names(
-            [*names, node_name, socket.gethostname(), "localhost", "127.0.0.1"]
+            [*names, node_name, API_SERVER_NAME, socket.gethostname(), "localhost", "127.0.0.1"]
         )
         self.keys = CaKeys(cluster_key)
         self.server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

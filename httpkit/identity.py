@@ -16,9 +16,9 @@ IDENTITY = "heroctl.identity"  # request key: the authenticated Identity
 
 @dataclass(frozen=True)
 class Identity:
-    subject: str  # "token:<accessor>", "user:<username>" or "server:<name>"
-    kind: str  # token | user | server
-    name: str  # accessor id, username or server name
+    subject: str  # "token:<accessor>", "user:<username>", "server:<name>" or "node:<id>"
+    kind: str  # token | user | server | node
+    name: str  # accessor id, username, server name or node id
     type: str  # management | client | service
     policies: tuple[str, ...]
     roles: tuple[str, ...]
@@ -27,10 +27,20 @@ class Identity:
     session_id: str | None = None
     jti: str | None = None
     expires_at: float | None = None  # unix seconds, for JWTs and expiring tokens
+    # The only routes ((method, route template)) this identity may call, whatever
+    # its permissions; None: its permissions decide (domain.policy.NODE_ROUTES).
+    scope: frozenset[tuple[str, str]] | None = None
 
     @classmethod
-    def server(cls, name: str, via: str, expires_at: float | None = None) -> Identity:
-        """A server of this cluster (it proved it holds key material)."""
+    def server(
+        cls,
+        name: str,
+        via: str,
+        expires_at: float | None = None,
+        scope: frozenset[tuple[str, str]] | None = None,
+    ) -> Identity:
+        """A server of this cluster (it proved it holds key material); with
+        `scope`, a server that may only do that (a joining server)."""
         return cls(
             subject=f"server:{name}",
             kind="server",
@@ -38,9 +48,27 @@ class Identity:
             type="management",
             policies=(),
             roles=(),
-            permissions=Permissions(management=True),
+            permissions=Permissions(management=scope is None),
             via=via,
             expires_at=expires_at,
+            scope=scope,
+        )
+
+    @classmethod
+    def node(cls, node_id: str, expires_at: float, scope: frozenset[tuple[str, str]]) -> Identity:
+        """A worker-only node (it proved it holds its node secret): it may call
+        the agent routes (`scope`), for itself only (the handlers check)."""
+        return cls(
+            subject=f"node:{node_id}",
+            kind="node",
+            name=node_id,
+            type="client",
+            policies=(),
+            roles=(),
+            permissions=Permissions(),
+            via="node",
+            expires_at=expires_at,
+            scope=scope,
         )
 
     @property
@@ -53,7 +81,7 @@ class Identity:
 
     @property
     def rate_class(self) -> str:
-        if self.kind == "server":
+        if self.kind in ("server", "node"):
             return "server"
         return {"management": "management", "service": "service"}.get(self.type, "default")
 
@@ -71,6 +99,8 @@ class Identity:
             out["accessor_id"] = self.name
         elif self.kind == "user":
             out["username"] = self.name
+        elif self.kind == "node":
+            out["node_id"] = self.name
         if self.expires_at is not None:
             out["expires_at"] = self.expires_at
         return out

@@ -20,6 +20,7 @@ from typing import Any
 from raft.changes import Changes
 from raft.commands import timestamp
 from raft.fsm_events import Derived, emit
+from raft.fsm_ingress import job_claims
 from raft.job_events import job_row_events, job_status_events
 from raft.state import State
 
@@ -163,6 +164,57 @@ def _secret_events(state: State, changes: Changes) -> Derived:
     return out
 
 
+def _ingress_events(state: State, changes: Changes) -> Derived:
+    """`ingress.updated` for an API-declared host written or deleted, and for
+    every host whose job-declared routes a job's new version (or deletion)
+    changed."""
+    out: Derived = []
+    table = state.table("ingress")
+    for host, (_old, action) in changes.rows("ingress").items():
+        new = table.get(host)
+        data = {"host": host, "action": action or ("deleted" if new is None else "updated")}
+        if new is not None:
+            data["routes"] = [r["path"] for r in new["routes"]]
+        out.append(("ingress.updated", data))
+    jobs = state.table("jobs")
+    for name, (old, _) in changes.rows("jobs").items():
+        before = {(h, p, r["group"], r["port"]) for h, p, r in job_claims(old or {})}
+        after = {(h, p, r["group"], r["port"]) for h, p, r in job_claims(jobs.get(name) or {})}
+        for host in sorted({c[0] for c in before ^ after}):
+            paths = sorted(c[1] for c in after if c[0] == host)
+            action = "updated" if paths else "deleted"
+            out.append(
+                ("ingress.updated", {"host": host, "job": name, "routes": paths, "action": action})
+            )
+    return out
+
+
+def _cert_events(state: State, changes: Changes) -> Derived:
+    """`cert.renewed` (and `ingress.updated`) when a host gets a new
+    certificate, `cert.failed` when an order for one failed."""
+    out: Derived = []
+    certs = state.table("certs")
+    for host, (old, _) in changes.rows("certs").items():
+        new = certs.get(host)
+        if new is None:
+            continue
+        old = old or {}
+        if new.get("sha256") and new.get("sha256") != old.get("sha256"):
+            data = {
+                "host": host,
+                "serial": new.get("serial"),
+                "not_after": new.get("not_after"),
+                "issuer": new.get("issuer"),
+                "renewal": bool(old.get("sha256")),
+            }
+            out.append(("cert.renewed", data))
+            out.append(("ingress.updated", {"host": host, "action": "certificate"}))
+        if new.get("failures", 0) > old.get("failures", 0):
+            data = {"host": host, "error": new.get("last_error"), "failures": new["failures"]}
+            out.append(("cert.failed", dict(data, retry_at=new.get("retry_at"))))
+    return out
+
+
 Rule = Callable[[State, Changes], Derived]
 # (the tables a rule reads the changes of, the rule), in the order a command's
 # events come out. A rule runs only when one of its tables changed.
@@ -173,6 +225,8 @@ RULES: tuple[tuple[frozenset[str], Rule], ...] = (
     (frozenset({"nodes"}), _node_events),
     (frozenset({"servers"}), _server_events),
     (frozenset({"secrets"}), _secret_events),
+    (frozenset({"ingress", "jobs"}), _ingress_events),
+    (frozenset({"certs"}), _cert_events),
 )
 # The tables whose changes become events: every operation records every row it
 # changes in them (tests/raft/test_operations.py checks it).

@@ -34,7 +34,9 @@ EVENT_TYPES: tuple[str, ...] = (
     "node.updated",  # a node registered, came back, drains, changed eligibility
     "node.down",  # a node missed its heartbeats, or a server left the cluster
     "secret.changed",  # a secret got a new version or was deleted (names only)
-    "cert.renewed",  # a TLS certificate was renewed (declared for the ingress)
+    "cert.renewed",  # a TLS certificate was obtained or renewed
+    "cert.failed",  # an order for a certificate failed (it is retried with backoff)
+    "ingress.updated",  # a domain's routes or certificate changed
 )
 TOPICS = tuple(sorted({t.split(".", 1)[0] for t in EVENT_TYPES}))
 MAX_EVENTS = 10_000  # the ring: older events are dropped

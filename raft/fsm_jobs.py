@@ -6,6 +6,7 @@ from typing import Any
 
 from raft.changes import Changes
 from raft.fsm_allocs import stop_job_allocs, update_in_place
+from raft.fsm_ingress import job_claim_conflict
 from raft.fsm_results import fail, ok
 from raft.packing import pack, unpack
 from raft.state import State
@@ -29,6 +30,9 @@ def job_upsert(state: State, cmd: dict[str, Any], index: int, changes: Changes) 
                 "conflict",
                 f"job '{name}' job_modify_index is {current}, request expected {cas}",
             )
+    refused = job_claim_conflict(state, spec)  # a host+path someone else serves
+    if refused is not None:
+        return refused
     doc = dict(spec)
     doc.update(
         version=existing["version"] + 1 if existing else 0,

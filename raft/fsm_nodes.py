@@ -21,8 +21,8 @@ NODE_STATUSES = ("initializing", "ready", "down")
 # What an agent reports about its node; the server adds the agent API fields
 # (the URL it checked and the secret it sealed).
 NODE_FIELDS = ("name", "address", "resources", "drivers", "labels", "attributes", "port_range")
-REGISTER_FIELDS = (*NODE_FIELDS, "agent_api", "agent_secret")
-SECRET_FIELDS = ("agent_secret",)  # kept out of every API answer
+REGISTER_FIELDS = (*NODE_FIELDS, "agent_api", "agent_secret", "owner")
+SECRET_FIELDS = ("agent_secret", "owner")  # kept out of every API answer
 
 
 def public_node(doc: dict[str, Any]) -> dict[str, Any]:
@@ -64,6 +64,13 @@ def node_register(
     if node.get("agent_secret") is not None and not _sealed(node["agent_secret"]):
         return fail(400, "invalid_node", "a node secret must arrive sealed (nonce, ciphertext)")
     existing = _node(state, node["id"])
+    owner, held = node.get("owner"), (existing or {}).get("owner")
+    if held is not None and owner != held:
+        if str(held).startswith("server:"):
+            why = f"it belongs to server '{str(held).removeprefix('server:')}'"
+        else:
+            why = "it is registered with another node secret: re-registering it needs that secret"
+        return fail(403, "node_owned", f"node '{node['id']}' cannot be registered again: {why}")
     doc = (
         dict(existing)
         if existing

@@ -18,7 +18,9 @@ from typing import Any
 from raft import (
     fsm_acl,
     fsm_allocs,
+    fsm_certs,
     fsm_cluster,
+    fsm_ingress,
     fsm_jobs,
     fsm_nodes,
     fsm_pki,
@@ -77,4 +79,13 @@ OPERATIONS: dict[str, Operation] = {
     "webhook.redeliver": fsm_webhooks.webhook_redeliver,
     # the cluster's TLS certificate authority
     "pki.ca.create": fsm_pki.ca_create,
+    # ingress: domains served by the cluster
+    "ingress.put": fsm_ingress.ingress_put,
+    "ingress.delete": fsm_ingress.ingress_delete,
+    "cert.put": fsm_certs.cert_put,
+    "cert.renew": fsm_certs.cert_renew,
+    "cert.delete": fsm_certs.cert_delete,
+    "acme.account.put": fsm_certs.acme_account_put,
+    "acme.challenge.put": fsm_certs.acme_challenge_put,
+    "acme.challenge.delete": fsm_certs.acme_challenge_delete,
 }

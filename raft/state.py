@@ -41,6 +41,9 @@ TABLES: tuple[str, ...] = (
     "webhooks",  # id -> {id, url, events, secret (sealed), ...}
     "deliveries",  # webhook id -> {cursor, pending, history, redeliver}
     "pki",  # "ca" -> {cert (PEM), key (sealed), fingerprint}: the cluster's TLS CA (raft.fsm_pki)
+    "ingress",  # host -> {host, routes, tls, cert}: domains declared through the API (fsm_ingress)
+    "certs",  # host -> {status, cert_pem, key (sealed), not_after, ...}: ingress certificates
+    "acme",  # "account" -> {key (sealed), url}; "challenge:<token>" -> http-01 answer (fsm_certs)
 )
 
 # How many request ids the FSM remembers for idempotent retries.

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import ItemsView, Iterator, KeysView, ValuesView
 from typing import Any
 
-from raft import fsm_events, fsm_jobs, fsm_pki, fsm_secrets
+from raft import fsm_events, fsm_ingress, fsm_jobs, fsm_pki, fsm_secrets
 from raft.state import State
 
 Doc = dict[str, Any]
@@ -110,6 +110,29 @@ class Pki(Table):
         return fsm_pki.ca(self._state)
 
 
+class Ingress(Table):
+    __slots__ = ()
+
+    def domains(self) -> dict[str, Doc]:
+        """Every served host: the API's entries and the jobs' (raft.fsm_ingress)."""
+        return fsm_ingress.active_domains(self._state)
+
+
+class Acme(Table):
+    __slots__ = ()
+
+    def account(self) -> Doc | None:
+        return self.get("account")
+
+    def challenges(self) -> dict[str, str]:
+        """http-01 token -> key authorization, for every node's ingress."""
+        return {
+            row["token"]: row["key_authorization"]
+            for key, row in self.items()
+            if key.startswith("challenge:")
+        }
+
+
 class Events(Table):
     """The bounded ring of events (raft.fsm_events), by seq."""
 
@@ -147,6 +170,9 @@ class StateView:
         "webhooks",
         "deliveries",
         "pki",
+        "ingress",
+        "certs",
+        "acme",
         "acl_meta",
         "acl_policies",
         "acl_roles",
@@ -169,6 +195,9 @@ class StateView:
         self.webhooks = Table(state, "webhooks")
         self.deliveries = Table(state, "deliveries")
         self.pki = Pki(state, "pki")
+        self.ingress = Ingress(state, "ingress")
+        self.certs = Table(state, "certs")
+        self.acme = Acme(state, "acme")
         self.acl_meta = Table(state, "acl_meta")
         self.acl_policies = Table(state, "acl_policies")
         self.acl_roles = Table(state, "acl_roles")

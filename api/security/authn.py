@@ -6,7 +6,10 @@
   only while its session exists and names its `jti`: logout, refresh, a
   deleted user or token end it on every server at the same raft index),
 - a server credential `hs_...` (an HMAC made with a key derived from the
-  cluster key: servers joining or relaying to each other).
+  cluster key, for this server by name: servers relaying to each other, a
+  server's own agent; or for any server, good for joining only),
+- a node credential `nn_...` (an HMAC made with the node secret a
+  worker-only node registered: that node's agent, for its own routes only).
 
 Resolution reads local state. Results are cached per credential string and
 the cache is keyed by the ACL tables' indexes, so any ACL change (a deleted
@@ -21,8 +24,15 @@ import time
 from collections.abc import Callable
 
 from api.security import jwt_tokens
-from domain.crypto import SERVER_TOKEN_PREFIX, DecryptError, KeyMaterial
-from domain.policy import Permissions
+from domain.crypto import JOIN_AUDIENCE, SERVER_TOKEN_PREFIX, DecryptError, KeyMaterial
+from domain.node_credentials import (
+    NODE_CREDENTIAL_PREFIX,
+    NodeSecretError,
+    NodeSecrets,
+    parse_node_credential,
+    verify_node_credential,
+)
+from domain.policy import JOIN_ROUTES, NODE_ROUTES, Permissions
 from domain.tokens import hash_secret, is_token_secret
 from httpkit.identity import Identity
 from raft.replica import StateView
@@ -87,12 +97,21 @@ def identity_for_subject(view: StateView, subject: str, now_ms: int) -> Identity
 
 class Authenticator:
     def __init__(
-        self, reading: Reading, keys: KeyMaterial, clock: Callable[[], float] = time.time
+        self,
+        reading: Reading,
+        keys: KeyMaterial,
+        clock: Callable[[], float] = time.time,
+        *,
+        server_name: str = "",
+        node_secrets: NodeSecrets | None = None,
     ) -> None:
-        """`reading`: `replica.read()`, the typed reads of the ACL tables."""
+        """`reading`: `replica.read()`, the typed reads of the ACL tables;
+        `server_name`: whom server credentials must be made for."""
         self.reading = reading
         self.keys = keys
         self.clock = clock
+        self.server_name = server_name
+        self.node_secrets = node_secrets
         self._cache: dict[str, tuple[int, Identity]] = {}
         self._jwt_key: tuple[int, bytes] | None = None
 
@@ -120,6 +139,8 @@ class Authenticator:
     def resolve(self, credential: str) -> Identity:
         """The identity for a credential, from local state; AuthError if none."""
         now = self.clock()
+        if credential.startswith(NODE_CREDENTIAL_PREFIX):
+            return self._resolve_node(credential, now)  # not cached: the nodes table decides
         with self.reading as view:
             version = view.index_of(*ACL_TABLES)
             hit = self._cache.get(credential)
@@ -145,14 +166,43 @@ class Authenticator:
                 raise AuthError("invalid_token", "unknown or expired ACL token", True)
             return ident
         if credential.startswith(SERVER_TOKEN_PREFIX):
-            name = self.keys.verify_server_token(credential, now)
-            if name is None:
-                raise AuthError("invalid_token", "invalid or stale server credential")
+            found = self.keys.verify_server_token(
+                credential, (self.server_name, JOIN_AUDIENCE), now
+            )
+            if found is None:
+                raise AuthError(
+                    "invalid_token",
+                    "invalid or stale server credential, or one made for another server",
+                )
+            name, audience = found
             # re-verified (fresh timestamp) at least every minute
+            if audience == JOIN_AUDIENCE:
+                return Identity.server(name, via="join", expires_at=now + 60, scope=JOIN_ROUTES)
             return Identity.server(name, via="server", expires_at=now + 60)
         if jwt_tokens.looks_like_jwt(credential):
             return self._resolve_jwt(view, credential, now, now_ms)
         raise AuthError("invalid_token", "the bearer value is not a token this API knows")
+
+    def _resolve_node(self, credential: str, now: float) -> Identity:
+        parsed = parse_node_credential(credential)
+        if parsed is None or self.node_secrets is None:
+            raise AuthError("invalid_token", "malformed node credential")
+        node_id, ts, mac = parsed
+        with self.reading as view:
+            node = view.nodes.get(node_id)
+        sealed = node.get("agent_secret") if node else None
+        if sealed is None:
+            raise AuthError(
+                "invalid_token", f"node '{node_id}' has no node secret registered", True
+            )
+        try:
+            secret = self.node_secrets.open(node_id, sealed)
+        except NodeSecretError as e:
+            raise AuthError("invalid_token", str(e)) from None
+        why = verify_node_credential(secret, node_id, ts, mac, now)
+        if why:
+            raise AuthError("invalid_token", why)
+        return Identity.node(node_id, expires_at=now + 60, scope=NODE_ROUTES)
 
     def _resolve_jwt(self, view: StateView, credential: str, now: float, now_ms: int) -> Identity:
         try:

@@ -46,7 +46,9 @@ async def authenticate_after_catching_up(
     return sec.auth.resolve(credential)
 
 
-def permitted(identity: Identity, req: Requirement) -> bool:
+def permitted(identity: Identity, req: Requirement, route: tuple[str, str]) -> bool:
+    if identity.scope is not None:  # a node, a joining server: these routes only
+        return route in identity.scope
     if req.kind == AUTHENTICATED:
         return True
     if req.kind == MANAGEMENT:
@@ -70,7 +72,8 @@ async def admit(request: web.Request) -> None:
     """Who is asking (401) and may they (403); the identity lands in the request."""
     if request.match_info.http_exception is not None:  # 404/405
         return
-    req = requirement(request.method, route_path(request))
+    route = (request.method.upper(), route_path(request))
+    req = requirement(*route)
     if req.kind == PUBLIC:
         return
     sec = security_of(request)
@@ -92,7 +95,11 @@ async def admit(request: web.Request) -> None:
             raise
         raise ApiError(401, e.code, e.message) from None
     request[IDENTITY] = identity
-    if not permitted(identity, req):
+    if not permitted(identity, req, route):
+        if identity.scope is not None:
+            raise ApiError(
+                403, "forbidden", f"a {identity.kind} credential may not call {' '.join(route)}"
+            )
         what = "management" if req.kind == MANAGEMENT else f"{req.resource}: {req.access}"
         raise ApiError(403, "forbidden", f"this identity lacks the permission '{what}'")
 

@@ -17,6 +17,7 @@ from api.security.authn import Authenticator
 from api.security.login_guard import LoginGuard
 from api.security.refresh_grace import RefreshSeal
 from domain.crypto import KeyMaterial
+from domain.node_credentials import NodeSecrets
 from httpkit.errors import ApiError
 from httpkit.identity import Identity, identity_of
 from httpkit.ratelimit import RateLimiter
@@ -30,6 +31,7 @@ DAY = 86_400
 @dataclass
 class SecuritySettings:
     cluster_key: str
+    server_name: str = ""  # whom server credentials must be made for (this server)
     rate_default: int = 1000  # requests per minute; 0 = unlimited
     rate_management: int = 10_000
     rate_service: int = 10_000
@@ -53,7 +55,14 @@ class Security:
     ) -> None:
         self.settings = settings
         self.keys = KeyMaterial(settings.cluster_key)
-        self.auth = Authenticator(reading, self.keys, clock)
+        self.node_secrets = NodeSecrets(settings.cluster_key)
+        self.auth = Authenticator(
+            reading,
+            self.keys,
+            clock,
+            server_name=settings.server_name,
+            node_secrets=self.node_secrets,
+        )
         self.limiter = RateLimiter(clock)
         self.refresh_seal = RefreshSeal(settings.cluster_key)
         self.login_guard = LoginGuard(

@@ -7,6 +7,7 @@ from typing import Any
 
 from domain.jobspec.constraints import constraint_list
 from domain.jobspec.errors import JobSpecError
+from domain.jobspec.ingress import ingress_list
 from domain.jobspec.tasks import normalize_task
 from domain.jobspec.values import (
     as_int,
@@ -24,7 +25,7 @@ RESTART_MODES = ("fail", "delay")
 MAX_COUNT = 100_000
 DEFAULT_RESTART = {"attempts": 3, "interval": 300, "delay": 5, "mode": "fail"}
 DEFAULT_UPDATE = {"max_parallel": 1, "min_healthy_time": 10, "healthy_deadline": 300}
-GROUP_KEYS = {"name", "count", "constraints", "update", "restart", "meta", "tasks"}
+GROUP_KEYS = {"name", "count", "constraints", "update", "restart", "meta", "tasks", "ingress"}
 
 
 def _restart(value: Any, path: str) -> dict[str, Any]:
@@ -113,7 +114,7 @@ def normalize_group(value: Any, path: str) -> dict[str, Any]:
                         f"static port {port['static']} is used twice",
                     )
                 seen_static.add(port["static"])
-    return {
+    group = {
         "name": name,
         "count": as_int(
             doc.get("count", 1), join_path(path, "count"), minimum=0, maximum=MAX_COUNT
@@ -124,6 +125,10 @@ def normalize_group(value: Any, path: str) -> dict[str, Any]:
         "meta": string_map(doc.get("meta"), join_path(path, "meta")),
         "tasks": tasks,
     }
+    ingress = ingress_list(doc.get("ingress"), join_path(path, "ingress"), seen_ports)
+    if ingress:  # absent when empty: jobs without ingress keep their normalized form
+        group["ingress"] = ingress
+    return group
 
 
 def group_resources(group: Mapping[str, Any]) -> tuple[int, int]:

@@ -11,8 +11,10 @@ import pytest
 
 from api.security import jwt_tokens
 from api.security.authn import Authenticator, AuthError
-from domain.crypto import DecryptError, KeyMaterial
+from domain.crypto import JOIN_AUDIENCE, DecryptError, KeyMaterial
+from domain.node_credentials import NodeSecrets, new_node_secret, node_credential
 from domain.passwords import hash_password, verify_password
+from domain.policy import JOIN_ROUTES, NODE_ROUTES
 from domain.tokens import hash_secret, new_token_secret, refresh_session_id
 from raft.fsm import apply_batch
 from raft.keys import generate_cluster_key
@@ -160,12 +162,43 @@ def test_authenticator_resolves_tokens_jwts_and_revocations() -> None:
     now[0] = NOW + 61
     with pytest.raises(AuthError):
         auth.resolve("ht_" + "r" * 40)
-    # server credentials: genuine and fresh only
-    assert auth.resolve(keys.server_token("s-1", now[0])).kind == "server"
+    # server credentials: genuine, fresh, and made for this server (or for joining)
+    auth.server_name = "s-2"
+    assert auth.resolve(keys.server_token("s-1", "s-2", now[0])).management
+    with pytest.raises(AuthError, match="made for another server"):
+        auth.resolve(keys.server_token("s-1", "s-3", now[0]))
     with pytest.raises(AuthError):
-        auth.resolve(keys.server_token("s-1", now[0] - 3600))
+        auth.resolve(keys.server_token("s-1", "s-2", now[0] - 3600))
     with pytest.raises(AuthError):
-        auth.resolve(KeyMaterial(generate_cluster_key()).server_token("s-1", now[0]))
+        auth.resolve(KeyMaterial(generate_cluster_key()).server_token("s-1", "s-2", now[0]))
+    joining = auth.resolve(keys.server_token("s-4", JOIN_AUDIENCE, now[0]))
+    assert not joining.management and joining.scope == JOIN_ROUTES
+
+
+def test_node_credentials_speak_for_their_own_node_only() -> None:
+    cluster_key = generate_cluster_key()
+    keys, sealer = KeyMaterial(cluster_key), NodeSecrets(cluster_key)
+    state = State()
+    secret, other = new_node_secret(), new_node_secret()
+    nodes = [
+        {"id": "n1", "name": "w1", "agent_secret": sealer.seal("n1", secret)},
+        {"id": "n2", "name": "w2", "agent_secret": sealer.seal("n2", other)},
+        {"id": "n3", "name": "w3"},  # registered by a server: no node secret
+    ]
+    for i, node in enumerate(nodes, start=1):
+        assert apply_batch(state, [{"op": "node.register", "node": node}], i)[0]["ok"]
+    auth = Authenticator(Reading(state), keys, lambda: float(NOW), node_secrets=sealer)
+    me = auth.resolve(node_credential(secret, "n1", NOW))
+    assert (me.kind, me.name, me.scope, me.management) == ("node", "n1", NODE_ROUTES, False)
+    for forged, why in (
+        (node_credential(secret, "n2", NOW), "invalid node credential"),  # n1's secret for n2
+        (node_credential(secret, "n1", NOW - 600), "expired"),
+        (node_credential(secret, "n3", NOW), "no node secret"),
+        (node_credential(secret, "ghost", NOW), "no node secret"),
+        ("nn_garbage", "malformed"),
+    ):
+        with pytest.raises(AuthError, match=why):
+            auth.resolve(forged)
 
 
 def test_secrets_need_the_cluster_key_name_and_version() -> None:

@@ -5,7 +5,6 @@ only to its node, one task's at a time."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,6 +14,7 @@ from domain.crypto import KeyMaterial
 from tests.api.authutil import as_, assert_error, make_token, put_policy
 from tests.support.cluster import Cluster, Server, wait_until
 from tests.support.http import request
+from tests.support.nodes import hand_node
 
 SECRETS = {"app_db": "app-db-value", "app_mail": "app-mail-value", "ops_root": "ops-root-value"}
 
@@ -125,27 +125,17 @@ def test_a_bad_policy_is_a_400_naming_the_field(server: Server) -> None:
     assert_error(server.get("/v1/acl/policies/bad"), 404)
 
 
-def fake_node(server: Server) -> dict[str, Any]:
-    """A node registered through the API (no agent behind it), ready for placements."""
-    node = {
-        "id": uuid.uuid4().hex,
-        "name": f"fake-{uuid.uuid4().hex[:6]}",
-        "address": "127.0.0.1",
-        "resources": {"cpu": 4000, "memory": 4096, "disk": 10_000},
-        "drivers": ["docker"],
-        "port_range": [21000, 21999],
-    }
-    r = server.post("/v1/nodes/register", node)
-    assert r.status == 200, r.body
-    assert server.post(f"/v1/nodes/{node['id']}/heartbeat", {}).status == 200
-    return node
-
-
 def test_an_agent_gets_only_its_own_tasks_secrets(cluster: Cluster, server: Server) -> None:
-    node = fake_node(server)
+    node = hand_node(
+        server,
+        address="127.0.0.1",
+        port_range=[21000, 21999],
+        drivers=["docker"],
+        resources={"cpu": 4000, "memory": 4096, "disk": 10_000},
+    )
     spec = {
         "name": "two-tasks",
-        "constraints": [{"attribute": "node.name", "value": node["name"]}],
+        "constraints": [{"attribute": "node.name", "value": node.name}],
         "groups": [
             {
                 "name": "g",
@@ -163,23 +153,19 @@ def test_an_agent_gets_only_its_own_tasks_secrets(cluster: Cluster, server: Serv
         message="the allocation placed",
     )
     path = f"/v1/allocations/{alloc['id']}/secrets"
-    keys = KeyMaterial(cluster.cluster_key)
-
-    def as_server(name: str, query: str) -> Any:
-        headers = {"Authorization": f"Bearer {keys.server_token(name)}"}
-        return request("GET", server.url + path + query, headers=headers)
-
-    r = as_server(node["name"], "?task=web")
+    r = node.get(path + "?task=web")  # the node running it, with its node credential
     assert r.status == 200 and r.body == {"env": {"DB": "app-db-value"}}, r.body
-    assert as_server(node["name"], "?task=mail").body == {"env": {"MAIL": "app-mail-value"}}
-    assert_error(as_server(node["name"], ""), 400, "missing_parameter")
-    assert_error(as_server(node["name"], "?task=nope"), 400, "invalid_parameter")
-    # Another server is not the node running it.
-    assert_error(as_server(server.name, "?task=web"), 403, "forbidden")
-    # A worker's token: what a node needs, and the secrets of one task only.
-    rules = {"nodes": "write", "allocations": "write", "secrets": {"app_db": "read"}}
+    assert node.get(path + "?task=mail").body == {"env": {"MAIL": "app-mail-value"}}
+    assert_error(node.get(path), 400, "missing_parameter")
+    assert_error(node.get(path + "?task=nope"), 400, "invalid_parameter")
+    # Another node, a server (its node is not this one), a token allowed
+    # everything a worker could want: none of them is the node running it.
+    assert_error(hand_node(server).get(path + "?task=web"), 403, "not_this_node")
+    keys = KeyMaterial(cluster.cluster_key)
+    headers = {"Authorization": f"Bearer {keys.server_token(server.name, server.name)}"}
+    r = request("GET", server.url + path + "?task=web", headers=headers)
+    assert_error(r, 403, "not_this_node")
+    rules = {"nodes": "write", "allocations": "write", "secrets": {"*": "read"}}
     put_policy(server, "worker", rules)
     worker = make_token(server, ["worker"])["secret_id"]
-    r = as_(server, worker, "GET", path + "?task=web")
-    assert r.status == 200 and r.body == {"env": {"DB": "app-db-value"}}
-    assert_error(as_(server, worker, "GET", path + "?task=mail"), 403, "forbidden")
+    assert_error(as_(server, worker, "GET", path + "?task=web"), 403, "not_this_node")

@@ -21,6 +21,7 @@ from tests.api.authutil import as_, assert_error, make_token, put_policy
 from tests.support import tls as test_tls
 from tests.support.cluster import Cluster, Server, wait_until
 from tests.support.http import Reply
+from tests.support.nodes import HandNode
 
 WAKE_BUDGET = 0.100  # seconds from the leader's ack to the follower's answer
 
@@ -145,12 +146,8 @@ def _created_webhook(server: Server) -> str:
 
 def _placed_job(server: Server) -> None:
     """A node with room (registered by hand: it never heartbeats) and a job for it."""
-    node = {
-        "id": "lp-big",
-        "name": "lp-big",
-        "resources": {"cpu": 8000, "memory": 8192, "disk": 8192},
-    }
-    assert server.post("/v1/nodes/register", node).status == 200
+    node = HandNode(server, id="lp-big", name="lp-big")
+    assert node.register(resources={"cpu": 8000, "memory": 8192, "disk": 8192}).status == 200
     r = server.post("/v1/jobs", {"name": "lp-placed", "image": "busybox", "count": 1})
     assert r.status in (200, 201), r.raw
 
@@ -172,7 +169,7 @@ def _placed_job(server: Server) -> None:
         ),
         ("/v1/webhooks", _created_webhook),
         ("/v1/allocations", _placed_job),
-        ("/v1/nodes", lambda s: s.post("/v1/nodes/register", {"id": "lp-n", "name": "lp-n"})),
+        ("/v1/nodes", lambda s: HandNode(s, id="lp-n", name="lp-n").register()),
         ("/v1/events", lambda s: s.post("/v1/secrets", {"name": "lp-e", "value": "1"})),
     ],
 )

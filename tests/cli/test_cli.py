@@ -167,11 +167,6 @@ def test_transfer_leadership_on_a_single_node_is_a_readable_error(heroctl) -> No
     assert err.startswith("Error: no server named 'nosuch' (peer_not_found, request req_")
 
 
-def test_cluster_join_checks_its_options(heroctl) -> None:
-    result = heroctl("cluster", "join", "127.0.0.1:1", "--name", "x")
-    assert result.exit_code == 2 and "--name and --api-address go together" in result.stderr
-
-
 def test_unreachable_address_names_the_address(heroctl) -> None:
     address = f"http://127.0.0.1:{free_port()}"
     err = failed(heroctl("cluster", "status", address=address))

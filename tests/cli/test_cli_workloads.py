@@ -16,7 +16,6 @@ import json
 import re
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from cli.placement import Placement, failure_text
 from client import format_wait, response_index
 from domain.durations import parse_duration
 from tests.support.cluster import Cluster, Server, wait_until
+from tests.support.nodes import HandNode
 
 NOW_MS = lambda: int(time.time() * 1000)  # noqa: E731
 
@@ -56,7 +56,8 @@ class FakeAgent:
         auto_run: bool = False,
     ) -> None:
         self.server = server
-        self.id = uuid.uuid4().hex
+        self.node = HandNode(server, name=name)
+        self.id = self.node.id
         self.name = name
         self.resources = {"cpu": cpu, "memory": memory, "disk": disk}
         self.ports = ports
@@ -67,16 +68,11 @@ class FakeAgent:
         self.errors: list[str] = []
 
     def start(self) -> FakeAgent:
-        r = self.server.post(
-            "/v1/nodes/register",
-            {
-                "id": self.id,
-                "name": self.name,
-                "address": "127.0.0.1",
-                "resources": self.resources,
-                "drivers": ["docker"],
-                "port_range": list(self.ports),
-            },
+        r = self.node.register(
+            address="127.0.0.1",
+            resources=self.resources,
+            drivers=["docker"],
+            port_range=list(self.ports),
         )
         assert r.status == 200, (r.status, r.body)
         self.heartbeat()
@@ -96,7 +92,7 @@ class FakeAgent:
             t.join(10)
 
     def heartbeat(self) -> None:
-        r = self.server.post(f"/v1/nodes/{self.id}/heartbeat", {"usage": self.usage})
+        r = self.node.heartbeat(self.usage)
         if r.status != 200:
             self.errors.append(f"heartbeat: {r.status} {r.body}")
 
@@ -108,7 +104,7 @@ class FakeAgent:
                 self.errors.append(f"heartbeat: {e!r}")
 
     def report(self, *updates: dict[str, Any]) -> dict[str, Any]:
-        r = self.server.post("/v1/allocations/status", {"node": self.id, "updates": list(updates)})
+        r = self.node.report(list(updates))
         assert r.status == 200 and not r.body["refused"], (r.status, r.body)
         return r.body
 

@@ -96,7 +96,7 @@ def test_secret_patterns_most_specific_wins() -> None:
         ("POST", "/v1/secrets", Requirement("resource", "secrets", "write")),
         ("GET", "/v1/cluster/status", Requirement("resource", "cluster", "read")),
         ("POST", "/v1/raft/transfer-leadership", Requirement("resource", "cluster", "write")),
-        ("POST", "/v1/cluster/peers", Requirement("resource", "cluster", "write")),
+        ("POST", "/v1/cluster/peers", Requirement(MANAGEMENT)),
         ("GET", "/v1/acl/tokens", Requirement("resource", "acl", "read")),
         ("POST", "/v1/acl/tokens", Requirement("resource", "acl", "write")),
         ("GET", "/v1/allocations", Requirement("resource", "allocations", "read")),

@@ -208,7 +208,7 @@ def test_logs_need_the_logs_resource(cluster: Cluster) -> None:
     assert_error(as_(server, logs, "GET", f"/v1/agent/logs/{alloc['id']}"), 403)
     assert_error(as_(server, logs, "GET", "/v1/agent/metrics/current"), 403)
     assert_error(server.get(f"/v1/agent/logs/{alloc['id']}"), 403)  # management: no either
-    hs = KeyMaterial(cluster.cluster_key).server_token("server-2")
+    hs = KeyMaterial(cluster.cluster_key).server_token("server-2", server.name)
     r = as_(server, hs, "GET", f"/v1/agent/logs/{alloc['id']}?lines=1&exists=true")
     assert r.status in (200, 404), r.raw  # 404 logs_not_found: not on this node
     assert as_(server, hs, "GET", "/v1/agent/metrics/current").status == 200

@@ -208,7 +208,9 @@ def test_the_worker_accepts_only_the_servers(setup: Setup) -> None:
         "missing": None,
         "forged": node_token(new_node_secret(), node_id, "server-1"),
         "expired": node_token(secret, node_id, "server-1", now=now - NODE_TOKEN_WINDOW - 60),
-        "hs_ of the cluster": KeyMaterial(setup.cluster.cluster_key).server_token("server-1"),
+        "hs_ of the cluster": KeyMaterial(setup.cluster.cluster_key).server_token(
+            "server-1", node_id
+        ),
         "the management token": setup.cluster.token,
     }
     for what, token in refused.items():

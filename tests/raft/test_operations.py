@@ -162,6 +162,38 @@ SAMPLES: list[tuple[list[dict[str, Any]], dict[str, Any]]] = [
         cmd("webhook.redeliver", id=WID, delivery=f"{WID}-1"),
     ),
     ([], cmd("pki.ca.create", cert=CA_PEM, key=SEALED, fingerprint="sha256:ab")),
+    (
+        PLACED,
+        cmd(
+            "ingress.put",
+            host="a.example.com",
+            tls="acme",
+            cert=None,
+            routes=[{"path": "/", "job": "web", "group": "g", "port": "http"}],
+        ),
+    ),
+    (
+        [
+            *PLACED,
+            cmd(
+                "ingress.put",
+                host="a.example.com",
+                tls="off",
+                cert=None,
+                routes=[{"path": "/", "job": "web", "group": "g", "port": "http"}],
+            ),
+        ],
+        cmd("ingress.delete", host="a.example.com"),
+    ),
+    ([], cmd("cert.put", host="a.example.com", fields={"status": "valid", "key": SEALED})),
+    ([], cmd("cert.renew", host="a.example.com")),
+    ([cmd("cert.renew", host="a.example.com")], cmd("cert.delete", host="a.example.com")),
+    ([], cmd("acme.account.put", key=SEALED, url="https://ca/acct/1", directory="https://ca/dir")),
+    ([], cmd("acme.challenge.put", host="a.example.com", token="t1", key_authorization="t1.x")),
+    (
+        [cmd("acme.challenge.put", host="a.example.com", token="t1", key_authorization="t1.x")],
+        cmd("acme.challenge.delete", token="t1"),
+    ),
 ]
 
 

@@ -115,7 +115,7 @@ async def test_missing_forged_expired_and_foreign_credentials_get_401(worker: Wo
         node_token(SECRET, uuid.uuid4().hex, "server-1"),  # made for another node
         node_token(SECRET, NODE, "server-1", now=now - NODE_TOKEN_WINDOW - 30),  # expired
         node_token(SECRET, NODE, "server-1", now=now + NODE_TOKEN_WINDOW + 30),
-        KeyMaterial(generate_cluster_key()).server_token("server-1"),  # hs_: not for a worker
+        KeyMaterial(generate_cluster_key()).server_token("server-1", NODE),  # hs_: not for a worker
         "ht_" + "x" * 43,
     ]
     for token in refused:
