@@ -129,6 +129,7 @@ async def get_node(request: web.Request) -> web.Response:
             for a in allocs
         ],
         agent_api=node.get("agent_api"),
+        ingress=node.get("ingress"),
         registered_at=node.get("registered_at"),
         status_updated_at=node.get("status_updated_at"),
         last_drain=node.get("last_drain"),
