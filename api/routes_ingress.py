@@ -3,12 +3,14 @@ certificates; and what a node's ingress proxy is configured from."""
 
 from __future__ import annotations
 
+import hashlib
 import time
 from typing import Any
 
+import orjson
 from aiohttp import web
 
-from api.context import blocking_view, read_headers, read_view, replica_of
+from api.context import blocking_view, parse_wait, read_headers, read_view, replica_of
 from api.ingress_view import cert_summary, node_model, route_targets
 from api.routes_nodes import own_node
 from api.security.runtime import security_of
@@ -194,12 +196,27 @@ async def renew_ingress(request: web.Request) -> web.Response:
 @routes.get("/v1/nodes/{id}/ingress")
 async def node_ingress(request: web.Request) -> web.Response:
     """The render model of a node's ingress proxy, with certificate keys:
-    for that node's own agent only (its node credential, or its server's)."""
+    for that node's own agent only (its node credential, or its server's).
+
+    A long poll (`?index=N&wait=30s`) may also name the model the node has
+    (`&digest=`, the `X-HeroCtl-Ingress-Digest` of its last answer): then it
+    returns only when the model differs, or at the deadline. Allocations
+    change all the time; the model (healthy upstreams, certificates) rarely."""
     with replica_of(request).read() as view:
         own_node(request, view, request.match_info["id"])
-    replica = await blocking_view(request, *TABLES, "acme", "servers")
+    tables = (*TABLES, "acme", "servers")
+    known = request.query.get("digest")
+    replica = await blocking_view(request, *tables)
+    deadline = time.monotonic() + parse_wait(request.query.get("wait", "5m"))
     keys = security_of(request).keys
-    with replica.read() as view:
-        model = node_model(view, keys, api_domain=request.app.get(API_DOMAIN))
-        index = view.index_of(*TABLES, "acme", "servers")
-    return json_response(model, headers=read_headers(replica, index))
+    while True:
+        with replica.read() as view:
+            model = node_model(view, keys, api_domain=request.app.get(API_DOMAIN))
+            index = view.index_of(*tables)
+        digest = hashlib.sha256(orjson.dumps(model, option=orjson.OPT_SORT_KEYS)).hexdigest()
+        left = deadline - time.monotonic()
+        if known != digest or "index" not in request.query or left <= 0:
+            break
+        await replica.wait_for_change(tables, index, left)
+    headers = {**read_headers(replica, index), "X-HeroCtl-Ingress-Digest": digest}
+    return json_response(model, headers=headers)

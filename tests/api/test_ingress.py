@@ -246,3 +246,32 @@ def test_only_a_node_reads_its_render_model(server: Server) -> None:
     # Nobody else: another node, a management token.
     assert_error(hand_node(server).get(f"/v1/nodes/{node.id}/ingress"), 403, "not_this_node")
     assert_error(server.get(f"/v1/nodes/{node.id}/ingress"), 403, "not_this_node")
+
+
+def test_a_node_s_long_poll_returns_when_its_model_changes(server: Server) -> None:
+    node = hand_node(server)
+    path = f"/v1/nodes/{node.id}/ingress"
+    first = node.get(path)
+    digest, index = first.header("X-HeroCtl-Ingress-Digest"), first.header("X-HeroCtl-Index")
+    answers: list[tuple[float, Reply]] = []
+
+    def poll(wait: str) -> None:
+        began = time.monotonic()
+        reply = node.get(f"{path}?index={index}&wait={wait}&digest={digest}")
+        answers.append((time.monotonic() - began, reply))
+
+    # A change the model does not show (a job without ingress) does not end the poll.
+    waiter = threading.Thread(target=poll, args=("2s",))
+    waiter.start()
+    assert server.post("/v1/jobs", {"name": "no-ingress", "image": "busybox"}).status == 201
+    waiter.join(15)
+    took, reply = answers.pop()
+    assert took >= 1.5 and reply.header("X-HeroCtl-Ingress-Digest") == digest
+    # A new domain does, at once.
+    waiter = threading.Thread(target=poll, args=("20s",))
+    waiter.start()
+    assert submit(server, web_job("poll-model", "model-poll.example.com", tls="off")).status == 201
+    waiter.join(25)
+    took, reply = answers.pop()
+    assert took < 10 and reply.header("X-HeroCtl-Ingress-Digest") != digest
+    assert "model-poll.example.com" in {s["host"] for s in reply.body["sites"]}
