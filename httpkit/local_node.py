@@ -67,12 +67,15 @@ class MetricSource(Protocol):
 
     def current(self) -> dict[str, Any]: ...
 
+    def ingress(self) -> dict[str, dict[str, Any]]: ...
+
     def query(
         self,
         metric: str,
         *,
         alloc: str | None = None,
         job: str | None = None,
+        host: str | None = None,
         start: float,
         end: float,
         step: float | None = None,
@@ -94,14 +97,19 @@ LOCAL_NODE = web.AppKey("local_node", LocalNode)
 
 
 def current_doc(app: web.Application, name: str) -> dict[str, Any]:
-    """This node's last sample; on a server (which counts its API
-    requests) also its request rate."""
+    """This node's last sample, its ingress per host at that sample (``{}``
+    when it runs none: ``{host: {"requests", "requests_per_second",
+    "responses": {"1xx".."5xx"}, "bytes_sent", "bytes_received",
+    "upstream_p50_ms", "upstream_p99_ms"}}``, counters since the node's
+    access-log reader started); on a server (which counts its API requests)
+    also its request rate."""
     local = app[LOCAL_NODE]
     doc: dict[str, Any] = {
         "server": name,
         "node_id": local.node_id,
         "sample": local.metrics.current() if local.metrics is not None else {},
         "interval": local.metrics.interval if local.metrics is not None else None,
+        "ingress": local.metrics.ingress() if local.metrics is not None else {},
     }
     if REQUESTS in app:
         counter = app[REQUESTS]

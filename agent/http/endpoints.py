@@ -10,10 +10,10 @@ from that node's secret): the same handlers in both, fed by the app's
   the last lines (a JSON list); with ``follow`` an NDJSON stream of every new
   line (a blank line every few seconds keeps it alive, ``{"dropped": N}``
   says a slow reader lost lines); ``exists``: 404 when there is no log here.
-- ``GET /v1/agent/metrics/current``: the node's last sample (and, on a
-  server, its API request rate).
-- ``GET /v1/agent/metrics/query?metric=&alloc=|job=&from=&to=&step=``: the
-  node's history.
+- ``GET /v1/agent/metrics/current``: the node's last sample, its ingress
+  per host (and, on a server, its API request rate).
+- ``GET /v1/agent/metrics/query?metric=&alloc=|job=|host=&from=&to=&step=``:
+  the node's history (``host``: an ingress host's, for the ingress metrics).
 """
 
 from __future__ import annotations
@@ -22,10 +22,11 @@ import asyncio
 
 from aiohttp import web
 
+from domain.metric_series import metric_problem
 from httpkit.errors import ApiError
 from httpkit.identity import identity_of
 from httpkit.local_node import KEEPALIVE, LOCAL_NODE, LogLineLike, LogSource, current_doc
-from httpkit.params import DEFAULT_LINES, filters, flag, metric_param, since_param, window
+from httpkit.params import DEFAULT_LINES, filters, flag, since_param, window
 from httpkit.responses import json_response, json_text
 
 routes = web.RouteTableDef()
@@ -111,7 +112,11 @@ async def agent_query(request: web.Request) -> web.Response:
     store = request.app[LOCAL_NODE].metrics
     if store is None:
         raise _no_agent()
-    metric = metric_param(request)
+    metric = request.query.get("metric", "")
+    host = request.query.get("host")
+    problem = metric_problem(metric, host)
+    if problem is not None:
+        raise ApiError(400, "invalid_parameter", problem)
     start, end, step = window(request)
     loop = asyncio.get_running_loop()
     answer = await loop.run_in_executor(
@@ -120,6 +125,7 @@ async def agent_query(request: web.Request) -> web.Response:
             metric,
             alloc=request.query.get("alloc") or None,
             job=request.query.get("job") or None,
+            host=host,
             start=start,
             end=end,
             step=step,

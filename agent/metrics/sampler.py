@@ -5,6 +5,14 @@ in the executor; one driver ``stats()`` call per running task, in parallel,
 through :class:`agent.drivers.calls.DriverCalls`, so an engine that hangs
 costs a round its tasks' figures, never the node's) and the arithmetic from task to allocation (cpu and memory
 summed over the allocation's tasks); the store only keeps what it is given.
+
+The node's ingress figures come from a callable the agent passes in
+(``ingress_stats``: the access-log reader's last snapshot, which the agent
+refreshes on its own schedule): the sampler only reads it, turns its
+cumulative counters into rates (:mod:`agent.metrics.ingress`) and records
+both. It is called on the loop, so it must not block (returning a cached
+snapshot is what it is for); when it raises, that round has no ingress
+figures and the next one measures its rates over both intervals.
 """
 
 from __future__ import annotations
@@ -18,10 +26,14 @@ from typing import Any
 
 from agent.drivers.base import Driver, DriverError, TaskState
 from agent.drivers.calls import DriverCalls
+from agent.metrics.ingress import IngressRates
 from agent.metrics.store import MetricsStore
 from agent.node import CpuSampler, disk_mb, memory_mb
 
-__all__ = ["MetricsSampler", "node_stats"]
+__all__ = ["IngressStats", "MetricsSampler", "node_stats"]
+
+# host -> the access-log reader's numbers (agent.ingress.access_log.AccessLogReader.snapshot)
+IngressStats = Callable[[], Mapping[str, Mapping[str, Any]]]
 
 log = logging.getLogger("heroctl.agent.metrics")
 
@@ -41,8 +53,9 @@ def node_stats(data_dir: str, cpu: CpuSampler) -> dict[str, float]:
 
 
 class MetricsSampler:
-    """Samples the node and the running tasks into ``store`` every
-    ``store.interval`` seconds (see :meth:`run`)."""
+    """Samples the node, the running tasks and (given ``ingress_stats``, a
+    constructor argument or an attribute set later) the node's ingress into
+    ``store`` every ``store.interval`` seconds (see :meth:`run`)."""
 
     def __init__(
         self,
@@ -53,6 +66,7 @@ class MetricsSampler:
         executor: Executor | None = None,
         calls: DriverCalls | None = None,
         clock: Callable[[], float] = time.time,
+        ingress_stats: IngressStats | None = None,
     ) -> None:
         self.store = store
         self.drivers = dict(drivers)
@@ -60,6 +74,8 @@ class MetricsSampler:
         self.executor = executor
         self.calls = calls if calls is not None else DriverCalls(executor)
         self.clock = clock
+        self.ingress_stats = ingress_stats
+        self._ingress_rates = IngressRates()
         self._cpu = CpuSampler()
         self._cpu.busy_fraction()  # the first reading only sets the baseline
 
@@ -93,9 +109,23 @@ class MetricsSampler:
             doc["cpu"] = round(doc["cpu"] + cpu, 2)
             doc["memory"] = round(doc["memory"] + mem / 2**20, 2)
             doc["tasks"] += 1
+        stats = self._read_ingress()
         t = round(self.clock(), 3)
-        await loop.run_in_executor(self.executor, self.store.record, t, node, allocs)
-        return {"t": t, "node": node, "allocs": allocs}
+        history, current = (None, None) if stats is None else self._ingress_rates.update(t, stats)
+        await loop.run_in_executor(
+            self.executor, self.store.record, t, node, allocs, history, current
+        )
+        return {"t": t, "node": node, "allocs": allocs, "ingress": current}
+
+    def _read_ingress(self) -> Mapping[str, Mapping[str, Any]] | None:
+        """The ingress snapshot of this round; None without a source or when it failed."""
+        if self.ingress_stats is None:
+            return None
+        try:
+            return self.ingress_stats()
+        except Exception:  # noqa: BLE001 - a round without ingress figures, not without metrics
+            log.exception("metrics: reading the ingress figures failed")
+            return None
 
     async def run(self, states: Callable[[], Iterable[TaskState]]) -> None:
         """Sample every interval, on multiples of it (so nodes sample together)."""

@@ -7,6 +7,10 @@ and 1-hour averages as it arrives (a bucket is closed when a sample of the
 next one comes). The raw samples are kept for 24 h, 1-minute averages for
 7 days and 1-hour averages for 30 days. :meth:`Series.source` picks the
 finest tier that still covers a query's start.
+
+A NaN value means "no figure this round" (an ingress host's latency with no
+upstream request): the averages count, field by field, only the rounds that
+had one, and a bucket with none keeps NaN, which queries skip.
 """
 
 from __future__ import annotations
@@ -89,7 +93,8 @@ class Series:
         self.fields = fields
         self.raw = _Columns(len(fields))
         self.tiers = [_Columns(len(fields)) for _ in TIERS]
-        # per tier: [bucket start, sums, count] of the bucket being filled
+        # per tier: [bucket start, sums, rounds, figures per field] of the bucket being
+        # filled (figures: the rounds with a value that was not NaN)
         self.acc: list[list[Any] | None] = [None for _ in TIERS]
 
     @property
@@ -106,13 +111,22 @@ class Series:
             acc = self.acc[i]
             if acc is not None and acc[0] != bucket:
                 tier = self.tiers[i]
-                tier.append(acc[0], tuple(s / acc[2] for s in acc[1]))
+                tier.append(acc[0], tuple(_mean(acc, j) for j in range(len(acc[1]))))
                 tier.drop_before(t - keep)
                 acc = None
             if acc is None:
-                self.acc[i] = [bucket, list(values), 1]
+                self.acc[i] = [
+                    bucket,
+                    [0.0 if v != v else v for v in values],
+                    1,
+                    [0 if v != v else 1 for v in values],
+                ]
             else:
-                acc[1] = [a + b for a, b in zip(acc[1], values, strict=False)]
+                sums, figures = acc[1], acc[3]
+                for j, v in enumerate(values[: len(sums)]):
+                    if v == v:  # not NaN
+                        sums[j] += v
+                        figures[j] += 1
                 acc[2] += 1
         return True
 
@@ -141,7 +155,7 @@ class Series:
                 acc = self.acc[i]
                 if acc is not None and start <= acc[0] <= end:
                     times.append(acc[0])
-                    values.append(acc[1][index] / acc[2])
+                    values.append(_mean(acc, index))
                 return times, values, step
         raise AssertionError("unreachable")
 
@@ -163,5 +177,13 @@ class Series:
             for p in tier:
                 s.tiers[i].append(p[0], tuple(p[1:]))
         for i, acc in enumerate((doc.get("acc") or [])[: len(TIERS)]):
-            s.acc[i] = list(acc) if acc else None
+            if acc and len(acc) == 3:  # written before NaN was a value: every round counted
+                acc = [*acc, [acc[2]] * len(acc[1])]
+            s.acc[i] = [acc[0], list(acc[1]), acc[2], list(acc[3])] if acc else None
         return s
+
+
+def _mean(acc: list[Any], index: int) -> float:
+    """The average of field ``index`` in a bucket being filled (NaN: no figure)."""
+    figures = acc[3][index]
+    return acc[1][index] / figures if figures else math.nan
