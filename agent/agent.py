@@ -18,7 +18,10 @@ These loops on one event loop (the daemon's, for an embedded agent):
   :mod:`agent.supervisor`;
 * **report**: what changed, batched after a short debounce, to
   ``POST /v1/allocations/status``; retried until the cluster takes it
-  (:mod:`agent.report`).
+  (:mod:`agent.report`);
+* **ingress**: this node's nginx, started before the registration (which
+  says whether it serves), fed the cluster's render model by a long poll,
+  its access log read every few seconds (:mod:`agent.ingress_sync`).
 
 Drivers block, so they run on the agent's own thread pool, never on the
 event loop (and never starving the daemon's default executor); the Docker
@@ -47,6 +50,7 @@ from agent.config import AgentConfig
 from agent.drivers.base import Driver
 from agent.drivers.calls import DriverCalls, EngineLimits
 from agent.engine_probe import await_engine, choose_drivers
+from agent.ingress_sync import IngressSync
 from agent.logs.collector import LogCollector
 from agent.logs.store import LogStore
 from agent.metrics.sampler import MetricsSampler
@@ -138,6 +142,15 @@ class Agent:
             forgotten=self._forgotten,
             backoff=self._backoff,
         )
+        self.ingress = IngressSync(
+            config,
+            self.client,
+            self._path("/ingress"),
+            self.registered,
+            forgotten=self._forgotten,
+            backoff=self._backoff,
+            on_status=self._ingress_changed,
+        )
         self._tasks: list[asyncio.Task[None]] = []
         self._http: aiohttp.ClientSession | None = None
         self._cpu = CpuSampler()
@@ -154,6 +167,7 @@ class Agent:
                 cfg, self.node_id, self.calls, self.executor
             )
         totals = await loop.run_in_executor(self.executor, detect_totals, cfg.data_dir)
+        ingress = await self.ingress.start()
         self.identity = NodeIdentity(
             id=self.node_id,
             name=cfg.node_name,
@@ -168,6 +182,7 @@ class Agent:
             agent_api=cfg.api_url,
             agent_secret=self.node_secret,
             agent_csr=cfg.api_csr,
+            ingress=ingress,
         )
         self._http = aiohttp.ClientSession()
         self.supervisor = Supervisor(
@@ -208,6 +223,7 @@ class Agent:
             ("reconcile", self._reconcile_loop()),
             ("report", self.reporter.run()),
             ("metrics", sampler.run(lambda: list(supervisor.observed.values()))),
+            *self.ingress.loops(),
         ]
         if engine is not None:
             supervisor.awaited[engine.name] = self.clock() + cfg.engine_grace
@@ -252,6 +268,7 @@ class Agent:
                 await t
         if self.supervisor is not None:
             await self.supervisor.close()
+        await self.ingress.close()  # nginx stops with the agent (its tasks do not)
         loop = asyncio.get_running_loop()
         if self.log_collector is not None:
             await loop.run_in_executor(None, self.log_collector.close)
@@ -269,6 +286,18 @@ class Agent:
         self.executor.shutdown(wait=False, cancel_futures=True)
 
     # --- helpers -----------------------------------------------------------------------
+
+    def ingress_stats(self) -> dict[str, dict[str, Any]]:
+        """Per-host ingress traffic on this node (agent.ingress.AccessLogReader.snapshot)."""
+        return self.ingress.stats()
+
+    async def _ingress_changed(self) -> None:
+        """The ingress's status changed (a model it cannot serve, or can
+        again): register again, so the cluster shows it."""
+        if self.identity is not None:
+            self.identity = dataclasses.replace(self.identity, ingress=self.ingress.status())
+            if self.registered.is_set():
+                await self._register()
 
     def _attributes(self) -> dict[str, str]:
         docker = "docker" in (self._drivers or {})

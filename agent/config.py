@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from agent.ingress.model import Listeners
 from domain.scheduler.model import DEFAULT_PORT_RANGE  # what the scheduler assumes too
 
 __all__ = ["AgentConfig", "DRIVER_CHOICES", "parse_port_range", "DEFAULT_PORT_RANGE"]
@@ -51,7 +52,11 @@ class AgentConfig:
     its server's API), on ``api_bind`` (default: ``host_ip``). ``ca_file``:
     the cluster's CA (PEM) https servers are verified against (None: the
     system's trust store); with ``api_csr`` the agent API is served over TLS
-    (agent.http.worker_tls)."""
+    (agent.http.worker_tls). ``ingress_*``: the node's ingress proxy
+    (agent.ingress_sync): its HTTP and HTTPS ports (both 0: this node runs
+    no ingress), their address ("" = every address), PROXY protocol and the
+    proxies whose header is believed, nginx's worker processes, and the nginx
+    binary ("" = look for it)."""
 
     servers: list[str]
     token: str | Callable[[], str] | None
@@ -95,6 +100,14 @@ class AgentConfig:
     metrics_interval: float = 10.0
     api_port: int = 0
     api_bind: str = ""
+    ingress_http_port: int = 0
+    ingress_https_port: int = 0
+    ingress_bind: str = ""
+    ingress_proxy_protocol: bool = False
+    ingress_trusted_proxies: tuple[str, ...] = ()
+    ingress_workers: int | str = "auto"
+    ingress_nginx: str = ""
+    ingress_stats_interval: float = 5.0  # how often the access log is read (seconds)
 
     def __post_init__(self) -> None:
         if not self.servers:
@@ -109,6 +122,31 @@ class AgentConfig:
         self.api_port = int(self.api_port)
         if not self.api_bind:
             self.api_bind = self.host_ip
+        self.ingress_trusted_proxies = tuple(self.ingress_trusted_proxies)
+        self.ingress_listeners()  # a mistake in [ingress] stops the start, with its reason
+
+    def ingress_listeners(self) -> Listeners | None:
+        """The ingress's listeners, or None when both ports are 0 (no ingress
+        on this node). ValueError for settings nginx could not use."""
+        ports = (self.ingress_http_port, self.ingress_https_port)
+        if ports == (0, 0):
+            return None
+        if 0 in ports:
+            raise ValueError(
+                "the ingress needs both an HTTP and an HTTPS port "
+                f"(http_port {ports[0]}, https_port {ports[1]}); set both to 0 for none"
+            )
+        try:
+            return Listeners(
+                bind=self.ingress_bind,
+                http_port=self.ingress_http_port,
+                https_port=self.ingress_https_port,
+                proxy_protocol=self.ingress_proxy_protocol,
+                trusted_proxies=self.ingress_trusted_proxies,
+                worker_processes=self.ingress_workers,
+            )
+        except ValueError as e:
+            raise ValueError(f"ingress: {e}") from None
 
     @property
     def api_url(self) -> str | None:

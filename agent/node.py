@@ -186,6 +186,8 @@ class NodeIdentity:
     agent_api: str | None = None
     agent_secret: str | None = field(default=None, repr=False)
     agent_csr: str | None = field(default=None, repr=False)  # https agent API: signed back
+    # Whether this node serves the ingress, and why not (agent.ingress_sync).
+    ingress: dict[str, object] | None = None
 
     def register_body(self) -> dict[str, object]:
         body: dict[str, object] = {
@@ -198,6 +200,8 @@ class NodeIdentity:
             "attributes": dict(self.attributes),
             "port_range": [self.port_range[0], self.port_range[1]],
         }
+        if self.ingress is not None:
+            body["ingress"] = dict(self.ingress)
         if self.agent_secret:
             body["agent_secret"] = self.agent_secret
         if self.agent_api and self.agent_secret:

@@ -18,9 +18,19 @@ from raft.fsm_results import fail, ok
 from raft.state import State
 
 NODE_STATUSES = ("initializing", "ready", "down")
-# What an agent reports about its node; the server adds the agent API fields
-# (the URL it checked and the secret it sealed).
-NODE_FIELDS = ("name", "address", "resources", "drivers", "labels", "attributes", "port_range")
+# What an agent reports about its node (``ingress``: whether it serves the
+# ingress, and why not); the server adds the agent API fields (the URL it
+# checked and the secret it sealed).
+NODE_FIELDS = (
+    "name",
+    "address",
+    "resources",
+    "drivers",
+    "labels",
+    "attributes",
+    "port_range",
+    "ingress",
+)
 REGISTER_FIELDS = (*NODE_FIELDS, "agent_api", "agent_secret", "owner")
 SECRET_FIELDS = ("agent_secret", "owner")  # kept out of every API answer
 

@@ -1,6 +1,6 @@
 """A fake control plane for the agent's tests: an aiohttp app that speaks
-the node protocol (register, heartbeat, watch, status, secrets) and records
-what it hears; the agent's test config and a polled wait."""
+the node protocol (register, heartbeat, watch, status, secrets, the ingress
+model) and records what it hears; the agent's test config and a polled wait."""
 
 from __future__ import annotations
 
@@ -31,9 +31,17 @@ class FakeControlPlane:
         self.fail_reports = 0
         self.secrets: dict[str, str] = {}
         self.secret_reads: list[str] = []
+        self.ingress: dict[str, Any] = {"sites": [], "challenges": {}}
+        self.ingress_reads = 0
 
     def put(self, doc: dict[str, Any]) -> None:
         self.allocs[doc["id"]] = doc
+        self.index += 1
+        self.changed.set()
+
+    def set_ingress(self, sites: list[dict[str, Any]], challenges: dict[str, str]) -> None:
+        """What `GET /v1/nodes/{id}/ingress` answers from now on."""
+        self.ingress = {"sites": sites, "challenges": challenges}
         self.index += 1
         self.changed.set()
 
@@ -46,6 +54,7 @@ class FakeControlPlane:
                 web.get("/v1/nodes/{id}/allocations", self.watch),
                 web.post("/v1/allocations/status", self.status),
                 web.get("/v1/allocations/{id}/secrets", self.read_secrets),
+                web.get("/v1/nodes/{id}/ingress", self.ingress_model),
             ]
         )
         return app
@@ -86,6 +95,20 @@ class FakeControlPlane:
                 await asyncio.wait_for(self.changed.wait(), wait)
         mine = [a for a in self.allocs.values() if a["node"] == node]
         return web.json_response(mine, headers={"X-HeroCtl-Index": str(self.index)})
+
+    async def ingress_model(self, request: web.Request) -> web.Response:
+        self._seen(request)
+        node = request.match_info["id"]
+        if node not in self.nodes:
+            return self._error(404, "node_not_found", f"node '{node}' is not registered")
+        index = int(request.query.get("index", "0"))
+        wait = float(request.query.get("wait", "1s").rstrip("s"))
+        if index >= self.index:
+            self.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.changed.wait(), wait)
+        self.ingress_reads += 1
+        return web.json_response(self.ingress, headers={"X-HeroCtl-Index": str(self.index)})
 
     async def status(self, request: web.Request) -> web.Response:
         self._seen(request)
