@@ -1,12 +1,22 @@
 """The metrics snapshot (:mod:`api.routes_metrics`) in the Prometheus text
-format, for teams that already scrape: one collector built per scrape."""
+format, for teams that already scrape: one collector built per scrape.
+
+The ingress figures are exported per host *and node* (the snapshot's
+``ingress[host]["nodes"]``), not summed: the counters are each node's
+access-log reader's, which start over when that node's agent restarts, and a
+sum would drop whenever one node is restarted or missed a scrape, which
+``rate()`` takes for a reset (a spike). Per node, a reset is a reset; add
+up with ``sum by (host) (rate(heroctl_ingress_requests_total[5m]))``. The
+upstream latency quantiles are each node's over its reader's window (a
+minute): ``max by (host)`` is an upper bound of the cluster's."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 
 class _SnapshotCollector:
@@ -92,6 +102,42 @@ class _SnapshotCollector:
             if value is not None:
                 rps.add_metric([server], value)
         yield rps
+        yield from _ingress_families(snap.get("ingress") or {})
+
+
+def _ingress_families(ingress: dict[str, Any]) -> Iterator[Metric]:
+    """Per host and node: requests, responses by class and bytes (counters),
+    the upstream latency quantiles (gauges, seconds)."""
+    labels = ["host", "node"]
+    c = CounterMetricFamily
+    requests = c(
+        "heroctl_ingress_requests", "Requests the node's ingress served for the host", labels=labels
+    )
+    responses = c(
+        "heroctl_ingress_responses",
+        "Responses of the node's ingress for the host, by status class",
+        labels=[*labels, "class"],
+    )
+    sent = c("heroctl_ingress_sent_bytes", "Bytes sent to the host's clients", labels=labels)
+    received = c(
+        "heroctl_ingress_received_bytes", "Bytes received from the host's clients", labels=labels
+    )
+    latency = GaugeMetricFamily(
+        "heroctl_ingress_upstream_latency_seconds",
+        "Upstream response time of the host's recent requests on the node, by quantile",
+        labels=[*labels, "quantile"],
+    )
+    for host, row in sorted(ingress.items()):
+        for node, figures in sorted((row.get("nodes") or {}).items()):
+            requests.add_metric([host, node], figures["requests"])
+            for cls, count in figures["responses"].items():
+                responses.add_metric([host, node, cls], count)
+            sent.add_metric([host, node], figures["bytes_sent"])
+            received.add_metric([host, node], figures["bytes_received"])
+            for quantile, key in (("0.5", "upstream_p50_ms"), ("0.99", "upstream_p99_ms")):
+                if figures.get(key) is not None:
+                    latency.add_metric([host, node, quantile], figures[key] / 1000.0)
+    yield from (requests, responses, sent, received, latency)
 
 
 def prometheus_text(snap: dict[str, Any]) -> tuple[bytes, str]:

@@ -9,7 +9,10 @@ Public (policy: ``metrics``):
 
 - ``GET /v1/metrics``: the snapshot: per node cpu/memory/disk used and
   total, allocations by status, per job running allocations, cpu and
-  memory, the raft leader and index, API requests/s of every server.
+  memory, the raft leader and index, API requests/s of every server, and
+  ``ingress``: per host the nodes' nginx traffic added up (requests,
+  responses by class, bytes, upstream p50/p99: the nodes' maximum; see
+  :mod:`api.metrics_ingress`).
   ``?format=prometheus``: the same in the Prometheus text format.
 - ``GET /v1/metrics/query?metric=cpu|memory|disk|memory_total|disk_total
   &job=|node=|alloc=&from=-1h&to=now&step=1m``: time series
@@ -17,6 +20,9 @@ Public (policy: ``metrics``):
   "points":[[t, v], ...]}]}``), with a ``total`` series (the sum) for a
   job. ``from``/``to``: ``now``, ``-1h``/``-30m``/``-90s``/``-2d``, unix
   seconds or RFC 3339. Without job/node/alloc: every node's series.
+  ``?metric=requests|responses_5xx|bytes_sent|bytes_received|upstream_p99_ms
+  &host=<host>[&node=]``: an ingress host's history, one series per node
+  (with ``host``) and a ``total`` (:mod:`api.metrics_ingress`).
 
 The internal endpoints the agents serve are in :mod:`agent.http.endpoints`.
 """
@@ -32,6 +38,7 @@ from typing import Any
 from aiohttp import web
 
 from api.context import replica_of
+from api.metrics_ingress import aggregate_ingress, checked_metric, query_ingress
 from api.metrics_prometheus import prometheus_text
 from api.relay import Location, NodeUnreachable, agent_get, locate, worker_nodes
 from api.routes_allocations import _alloc_or_404
@@ -40,7 +47,7 @@ from domain.metric_series import ALLOC_FIELDS, bucketize, choose_step
 from httpkit import request_rate
 from httpkit.errors import ApiError
 from httpkit.local_node import LOCAL_NODE, current_doc
-from httpkit.params import metric_param, window
+from httpkit.params import window
 from httpkit.responses import json_response, rfc3339
 from raft.fsm_allocs import CLIENT_STATUSES
 
@@ -177,6 +184,12 @@ async def snapshot(request: web.Request) -> dict[str, Any]:
         name: (cur or {}).get("api", {}).get("requests_per_second")
         for name, cur in currents.items()
     }
+    ingress = aggregate_ingress(
+        {
+            name: (cur or {}).get("ingress")
+            for name, cur in [*currents.items(), *worker_currents.items()]
+        }
+    )
     return {
         "time": rfc3339(now),
         "server": replica.identity.name,
@@ -192,6 +205,7 @@ async def snapshot(request: web.Request) -> dict[str, Any]:
         "nodes": node_rows,
         "allocations": {status: by_status.get(status, 0) for status in CLIENT_STATUSES},
         "jobs": sorted(jobs.values(), key=lambda j: j["name"]),
+        "ingress": ingress,
         "unreachable_servers": sorted(k for k, v in currents.items() if v is None),
         "unreachable_nodes": sorted(k for k, v in worker_currents.items() if v is None),
     }
@@ -228,6 +242,7 @@ async def _node_query(
                 params["metric"],
                 alloc=params.get("alloc"),
                 job=params.get("job"),
+                host=params.get("host"),
                 start=start,
                 end=end,
                 step=step,
@@ -249,8 +264,10 @@ def _sum_series(series: list[dict[str, Any]], step: float) -> list[list[float]]:
 @routes.get("/v1/metrics/query")
 async def query_metrics(request: web.Request) -> web.Response:
     replica = replica_of(request)
-    metric = metric_param(request)
+    metric, host = checked_metric(request)
     start, end, step = window(request)
+    if host is not None:  # an ingress metric (checked_metric: host goes with those only)
+        return await query_ingress(request, metric, host, (start, end, step), _node_query)
     job = request.query.get("job") or None
     node_ref = request.query.get("node") or None
     alloc_ref = request.query.get("alloc") or None
