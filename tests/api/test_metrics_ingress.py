@@ -1,15 +1,17 @@
 """Ingress metrics on the server side: the nodes' figures added up per host
 (counters summed, latencies their maximum), the Prometheus text per host and
-node, and against a real two-server cluster with its agents, the snapshot's
-``ingress`` and the history query's ``host`` (relayed to the other server's
-agent), with the contract's 400s.
+node, and end to end against a real two-server cluster whose agents each run
+their nginx on 127.0.0.1: requests sent to both nodes' ingress show up in
+the snapshot's ``ingress`` (each node's and their sum), in the Prometheus
+text and in the history of ``/v1/metrics/query?host=`` (the other server's
+history relayed from its agent), and the contract's 400s.
 
-Until the agent hands its ingress figures to its sampler, a real cluster's
-ingress is empty: the figures of a real nginx are tested on the node
-(tests/agent/metrics/test_ingress_node.py)."""
+The requests go to a host no site serves: nginx answers 404 and counts them
+under ``_`` (its name for every other host), which needs no job running."""
 
 from __future__ import annotations
 
+import http.client
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,7 +22,7 @@ from api.metrics_ingress import aggregate_ingress, total_series
 from api.metrics_prometheus import prometheus_text
 from domain.metric_series import INGRESS_FIELDS, metric_problem
 from tests.api.authutil import assert_error
-from tests.support.cluster import Cluster, Server, wait_until
+from tests.support.cluster import Cluster, Server, free_port, wait_until
 
 
 def figures(
@@ -132,8 +134,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         tmp_path_factory.mktemp("metrics-ingress"),
         2,
         agent=True,
-        env={"HEROCTL_METRICS_INTERVAL": "1"},
+        env={"HEROCTL_METRICS_INTERVAL": "1", "HEROCTL_INGRESS_BIND": "127.0.0.1"},
     )
+    for s in c.servers:  # each node's nginx on ports of its own
+        s.env["HEROCTL_INGRESS_HTTP_PORT"] = str(free_port())
+        s.env["HEROCTL_INGRESS_HTTPS_PORT"] = str(free_port())
     c.start()
     try:
         wait_until(
@@ -153,16 +158,69 @@ def server(cluster: Cluster) -> Server:
     return cluster.servers[0]
 
 
-def test_the_snapshot_has_an_ingress_section(server: Server) -> None:
-    def sampled() -> dict[str, Any] | None:
-        body = server.get("/v1/metrics").body
-        return body if all(n["sampled_at"] for n in body["nodes"]) else None
+def send(server: Server, count: int) -> None:
+    """``count`` requests to ``server``'s node's ingress for a host it does not serve."""
+    port = int(server.env["HEROCTL_INGRESS_HTTP_PORT"])
 
-    snap = wait_until(sampled, 30, 0.2, message="both nodes sampled")
-    assert snap["ingress"] == {}  # no traffic (and no figures handed to the samplers yet)
-    assert snap["unreachable_servers"] == []
+    def one() -> int:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        try:
+            conn.request("GET", "/anything", headers={"Host": "nobody.test"})
+            return conn.getresponse().status
+        finally:
+            conn.close()
+
+    assert wait_until(one, 60, 0.2, message=f"{server.name}'s ingress answering") == 404
+    for _ in range(count - 1):
+        assert one() == 404
+
+
+def test_requests_to_both_nodes_add_up_in_the_snapshot_and_the_history(
+    cluster: Cluster, server: Server
+) -> None:
+    first, second = cluster.servers
+    send(first, 5)
+    send(second, 3)
+
+    def counted() -> dict[str, Any] | None:
+        snap = server.get("/v1/metrics").body
+        other = snap["ingress"].get("_")
+        return snap if other and other["requests"] == 8 else None
+
+    snap = wait_until(counted, 60, 0.5, message="the 8 requests in /v1/metrics")
+    other = snap["ingress"]["_"]
+    assert {n: f["requests"] for n, f in other["nodes"].items()} == {"server-1": 5, "server-2": 3}
+    assert other["responses"]["4xx"] == 8 and other["responses"]["2xx"] == 0
+    assert other["bytes_sent"] > 0 and other["bytes_received"] > 0
+    assert other["upstream_p99_ms"] is None  # nginx answered itself: no upstream
+
     prom = server.get("/v1/metrics?format=prometheus")
-    assert prom.status == 200
+    families = {f.name: f for f in text_string_to_metric_families(prom.raw.decode())}
+    got = {
+        s.labels["node"]: s.value
+        for s in families["heroctl_ingress_requests"].samples
+        if s.labels["host"] == "_"
+    }
+    assert got == {"server-1": 5.0, "server-2": 3.0}
+
+    def history() -> dict[str, Any] | None:
+        r = server.get("/v1/metrics/query?metric=requests&host=_&from=-10m&step=1m")
+        assert r.status == 200, r.body
+        body = r.body
+        busy = {s["node"] for s in body["series"] if any(v > 0 for _, v in s["points"])}
+        return body if busy == {"server-1", "server-2"} else None
+
+    body = wait_until(history, 30, 0.5, message="both nodes' request rates in the history")
+    assert (body["metric"], body["unit"], body["scope"], body["host"]) == (
+        "requests",
+        "requests/s",
+        "host",
+        "_",
+    )
+    assert body["errors"] == [] and body["step"] == 60
+    assert all(s["host"] == "_" for s in body["series"])
+    # requests/s averaged per minute: summed over the nodes in the total
+    assert sum(v for _, v in body["total"]["points"]) > 0
 
 
 def test_a_hosts_history_is_asked_of_every_node(server: Server) -> None:
@@ -171,7 +229,7 @@ def test_a_hosts_history_is_asked_of_every_node(server: Server) -> None:
     body = r.body
     assert (body["metric"], body["unit"], body["scope"]) == ("requests", "requests/s", "host")
     assert body["host"] == "shop.test"  # host names compare lowercase
-    assert body["step"] >= 60 and body["series"] == []
+    assert body["step"] >= 60 and body["series"] == []  # no node served it
     assert body["errors"] == []  # the other server's agent took ?host= too
     assert body["total"] == {"points": []}
     r = server.get("/v1/metrics/query?metric=upstream_p99_ms&host=shop.test&node=server-2")
