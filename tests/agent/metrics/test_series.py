@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import math
+
+from agent.metrics.series import Series
 from agent.metrics.store import MetricsStore
 from tests.agent.metrics.support import T0, Clock, fill
 
@@ -45,3 +48,15 @@ def test_minute_tier_values() -> None:
     assert len(pts) == 5 and pts[0][0] == T0 + 3600
     # the hour average of minutes 60..115 sampled every 5 minutes
     assert pts[0][1] == sum(range(60, 120, 5)) / 12
+
+
+def test_a_snapshot_from_before_missing_values_still_loads() -> None:
+    """Buckets being filled were [start, sums, rounds] before a value could be
+    NaN: every round counted for every field."""
+    doc = {"labels": {}, "fields": ["cpu", "memory"], "acc": [[T0, [6.0, 30.0], 3], None]}
+    s = Series.load("node", doc)
+    s.add(T0 + 10, (9.0, math.nan))
+    times, values, step = s.source(1, T0, T0 + 60, T0 + 2 * 24 * 3600, 10.0)
+    assert step == 60 and times == [T0] and values == [10.0]  # (30 + nothing) / 3
+    times, values, _ = s.source(0, T0, T0 + 60, T0 + 2 * 24 * 3600, 10.0)
+    assert values == [3.75]  # (6 + 9) / 4
