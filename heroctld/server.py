@@ -22,6 +22,8 @@ from domain.heartbeats import Heartbeats
 from domain.tokens import generate_password, new_token_secret
 from heroctld.config import ServerConfig
 from heroctld.controllers.acl_bootstrap import bootstrap_from_env
+from heroctld.controllers.acme import AcmeSettings as AcmeClientSettings
+from heroctld.controllers.certificates import CertificateSettings, certificate_loop
 from heroctld.controllers.drainer import drain_loop
 from heroctld.controllers.gc import gc_loop
 from heroctld.controllers.heartbeats import heartbeat_monitor
@@ -178,6 +180,16 @@ def embedded_agent_config(cfg: ServerConfig, ca_file: str | None = None) -> Agen
     )
 
 
+def certificate_settings(cfg: ServerConfig) -> CertificateSettings:
+    """The certificate controller's settings: the CA of `[acme]`, the API's `[api] domain`."""
+    acme = AcmeClientSettings(
+        directory=cfg.acme.directory,
+        email=cfg.acme.email or None,
+        ca_bundle=cfg.acme.ca_bundle or None,
+    )
+    return CertificateSettings(acme=acme, api_domain=cfg.api.domain or None)
+
+
 def server_tls(cfg: ServerConfig) -> ServerTls:
     """This server's TLS (heroctld.tls), with what it can load before raft
     runs: the files of `files` mode, the certificate of its last run."""
@@ -253,6 +265,7 @@ async def serve(cfg: ServerConfig) -> None:
             replica, cfg.cluster_key, allow_private=cfg.webhooks.allow_private
         ),
         "gc": lambda: gc_loop(replica, cfg.gc),
+        "certificates": lambda: certificate_loop(replica, keys, certificate_settings(cfg)),
         "keyring": lambda: reencrypt_loop(replica, keys),
         "acl-bootstrap": lambda: bootstrap_from_env(
             replica,
