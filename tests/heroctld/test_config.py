@@ -6,6 +6,7 @@ where it came from)."""
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -227,8 +228,32 @@ def test_a_wrong_environment_variable_is_named() -> None:
 def test_every_settings_field_has_a_reader() -> None:
     # Table() refuses a table whose readers do not match its dataclass: importing proves it.
     assert set(TABLES) == {
-        *("raft", "rate_limit", "auth", "webhooks", "agent", "logs", "metrics", "gc", "tls")
+        *("raft", "rate_limit", "auth", "webhooks", "agent", "logs", "metrics", "gc", "tls"),
+        *("ingress", "acme", "api"),
     }
+
+
+def test_ingress_acme_and_api_settings() -> None:
+    cfg = read_config(None, {})
+    assert (cfg.ingress.http_port, cfg.ingress.https_port, cfg.ingress.bind) == (80, 443, "")
+    assert cfg.acme.directory.startswith("https://acme-v02.api.letsencrypt.org/")
+    env = {
+        "HEROCTL_INGRESS_HTTP_PORT": "8080",
+        "HEROCTL_INGRESS_TRUSTED_PROXIES": "10.0.0.1, 192.168.0.0/16",
+        "HEROCTL_API_DOMAIN": "Example.COM",
+        "HEROCTL_ACME_DIRECTORY": "https://127.0.0.1:14000/dir",
+    }
+    cfg = read_config(None, env)
+    assert cfg.ingress.http_port == 8080 and cfg.api.domain == "example.com"
+    assert cfg.ingress.trusted_proxies == ["10.0.0.1/32", "192.168.0.0/16"]
+    for bad, words in (
+        ({"HEROCTL_INGRESS_TRUSTED_PROXIES": "nowhere"}, "not an address"),
+        ({"HEROCTL_API_DOMAIN": "not a domain"}, "DNS domain"),
+        ({"HEROCTL_ACME_DIRECTORY": "ftp://x"}, "http(s) URL"),
+        ({"HEROCTL_INGRESS_HTTPS_PORT": "70000"}, "HEROCTL_INGRESS_HTTPS_PORT"),
+    ):
+        with pytest.raises(ConfigError, match=re.escape(words)):
+            read_config(None, bad)
 
 
 def test_logs_and_metrics_settings() -> None:

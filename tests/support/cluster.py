@@ -289,6 +289,8 @@ class Cluster:
         self.env = dict(env or {})
         # The tests' webhook receivers listen on 127.0.0.1, a private address.
         self.env.setdefault("HEROCTL_WEBHOOKS_ALLOW_PRIVATE", "true")
+        # Nothing in a test may reach Let's Encrypt: an ACME directory that refuses.
+        self.env.setdefault("HEROCTL_ACME_DIRECTORY", "https://127.0.0.1:9/directory")
         self.token: str | None = None
         if bootstrap:
             self.token = self.env.setdefault("HEROCTL_BOOTSTRAP_TOKEN", new_bootstrap_token())
