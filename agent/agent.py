@@ -203,6 +203,7 @@ class Agent:
             data_dir=cfg.data_dir,
             executor=self.executor,
             calls=self.calls,
+            ingress_stats=self.ingress_stats,  # the ingress's per-host numbers, in the metrics
         )
         supervisor = self.reporter.supervisor = self.supervisor
         log.info(

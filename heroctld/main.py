@@ -127,6 +127,22 @@ def exit_soon(loop: asyncio.AbstractEventLoop | None = None, grace: float = 5.0)
     "--ca-fingerprint",
     help="sha256:HEX of the cluster CA: fetched from the servers, refused unless it matches",
 )
+@click.option(
+    "--ingress-http-port",
+    type=click.IntRange(0, 65535),
+    help="the ingress's HTTP port (default 80, [ingress] http_port, HEROCTL_INGRESS_HTTP_PORT;"
+    " 0 with --ingress-https-port 0: this node serves no ingress)",
+)
+@click.option(
+    "--ingress-https-port",
+    type=click.IntRange(0, 65535),
+    help="the ingress's HTTPS port (default 443, [ingress] https_port, HEROCTL_INGRESS_HTTPS_PORT)",
+)
+@click.option(
+    "--ingress-bind",
+    help="the address the ingress listens on (default: every address; [ingress] bind,"
+    " HEROCTL_INGRESS_BIND)",
+)
 @click.option("--log-level", default="info", help="debug, info, warning, error")
 def agent_command(
     servers: str,
@@ -139,6 +155,9 @@ def agent_command(
     config_path: str | None,
     ca_file: str | None,
     ca_fingerprint: str | None,
+    ingress_http_port: int | None,
+    ingress_https_port: int | None,
+    ingress_bind: str | None,
     log_level: str,
 ) -> None:
     """Run a worker-only node: an agent that is not a raft member.
@@ -153,7 +172,7 @@ def agent_command(
         cfg = read_config(config_path, dict(os.environ))
     except ConfigError as e:
         raise click.UsageError(str(e)) from None
-    settings, logs, metrics = cfg.agent, cfg.logs, cfg.metrics
+    settings, logs, metrics, ingress = cfg.agent, cfg.logs, cfg.metrics, cfg.ingress
     if ca_file and ca_fingerprint:
         raise click.UsageError("give the cluster CA as --ca-file or --ca-fingerprint, not both")
     scheme = "https" if ca_file or ca_fingerprint else "http"
@@ -181,6 +200,13 @@ def agent_command(
             api_port=settings.api_port if api_port is None else api_port,
             api_bind=api_bind or settings.api_bind or host_ip,
             ca_file=ca_file,
+            ingress_http_port=ingress.http_port if ingress_http_port is None else ingress_http_port,
+            ingress_https_port=(
+                ingress.https_port if ingress_https_port is None else ingress_https_port
+            ),
+            ingress_bind=ingress.bind if ingress_bind is None else ingress_bind,
+            ingress_proxy_protocol=ingress.proxy_protocol,
+            ingress_trusted_proxies=tuple(ingress.trusted_proxies),
         )
     except ValueError as e:
         raise click.UsageError(str(e)) from None

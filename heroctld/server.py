@@ -156,7 +156,10 @@ def embedded_agent_config(cfg: ServerConfig, ca_file: str | None = None) -> Agen
     """The agent every server runs (unless --no-agent): it talks to this
     server's own API with a server credential minted from the cluster key,
     verifying it with ``ca_file`` (the cluster CA's certificate does name
-    127.0.0.1; a certificate of your own PKI names the advertise address)."""
+    127.0.0.1; a certificate of your own PKI names the advertise address),
+    which also verifies the servers behind the API's domain on the ingress.
+    Its ingress listens as ``[ingress]`` says (ValueError for settings it
+    cannot use)."""
     keys = KeyMaterial(cfg.cluster_key)
     local = "127.0.0.1" if cfg.bind in ("0.0.0.0", "::", "") else cfg.bind
     if cfg.tls.mode == "files":
@@ -177,6 +180,11 @@ def embedded_agent_config(cfg: ServerConfig, ca_file: str | None = None) -> Agen
         log_retention=cfg.logs.retention,
         log_max_bytes=cfg.logs.max_bytes_per_alloc,
         metrics_interval=cfg.metrics.interval,
+        ingress_http_port=cfg.ingress.http_port,
+        ingress_https_port=cfg.ingress.https_port,
+        ingress_bind=cfg.ingress.bind,
+        ingress_proxy_protocol=cfg.ingress.proxy_protocol,
+        ingress_trusted_proxies=tuple(cfg.ingress.trusted_proxies),
     )
 
 
@@ -216,6 +224,10 @@ def server_tls(cfg: ServerConfig) -> ServerTls:
 async def serve(cfg: ServerConfig) -> None:
     loop = asyncio.get_running_loop()
     tls = server_tls(cfg)
+    try:  # before anything starts: [ingress] settings nginx could not use stop here
+        agent_cfg = None if cfg.no_agent else embedded_agent_config(cfg, tls.ca_file)
+    except ValueError as e:
+        raise SystemExit(f"heroctld: {e}") from None
     members = await initial_members(cfg, tls)
     raft_cfg = RaftConfig(
         self_address=cfg.raft_address,
@@ -283,7 +295,7 @@ async def serve(cfg: ServerConfig) -> None:
         asyncio.create_task(leadership.run(), name="leadership"),
         asyncio.create_task(tls.run(replica), name="tls"),
     ]
-    agent = None if cfg.no_agent else Agent(embedded_agent_config(cfg, tls.ca_file))
+    agent = None if agent_cfg is None else Agent(agent_cfg)
     if agent is not None:  # the API reads this node's logs and metrics from its agent
         local = app[LOCAL_NODE]
         local.logs, local.metrics, local.node_id = agent.logs, agent.metrics, agent.node_id
