@@ -102,6 +102,9 @@ def _site(
     raw: Mapping[str, Any], ca_file: str | None, local: tuple[str, str] | None
 ) -> tuple[Site, list[str]]:
     host = raw["host"]
+    for key in ("cert_pem", "key_pem"):
+        if not isinstance(raw.get(key) or "", str):
+            raise TypeError(f"{key} must be a PEM string")
     problems: list[str] = []
     routes = []
     for raw_route in raw.get("routes") or ():
@@ -259,10 +262,6 @@ class IngressSync:
 
     # -- what the agent shows ---------------------------------------------------
 
-    @property
-    def enabled(self) -> bool:
-        return self.supervisor is not None
-
     def status(self) -> dict[str, Any]:
         """The node's ``ingress`` field: whether it serves, why not, its ports,
         and the last error of a model it could not serve (None: all is served)."""
@@ -283,7 +282,7 @@ class IngressSync:
 
     async def _sync_loop(self) -> None:
         index = 0
-        failures = 0
+        failures = crashes = 0
         wait = self.config.watch_wait
         last: Any = None
         while True:
@@ -309,7 +308,15 @@ class IngressSync:
             except ValueError:
                 new_index = 0
             if body != last or self._error is not None:
-                await self._apply(body)
+                try:
+                    await self._apply(body)
+                except Exception:  # noqa: BLE001 - a bug here must not end the watch
+                    crashes += 1
+                    if crashes in (1, 5) or crashes % 30 == 0:
+                        log.exception("agent: ingress: applying the model failed")
+                    await self._backoff(crashes)
+                    continue
+                crashes = 0
                 last = body
             if new_index == index and time.monotonic() - began < 0.05:
                 await asyncio.sleep(0.5)  # a server that does not block: do not spin
@@ -323,7 +330,10 @@ class IngressSync:
         )
         for problem in problems:
             self._log_once(problem)
-        refused = (await self.supervisor.apply(config)).error
+        try:
+            refused = (await self.supervisor.apply(config)).error
+        except OSError as e:  # the prefix's files (a full disk): the running config serves on
+            refused = f"the ingress's files could not be written: {e}"
         if refused is not None:
             refused = _NGINX_PREFIX.sub(r"\1 ", refused)
             self._log_once(
