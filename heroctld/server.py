@@ -255,6 +255,7 @@ async def serve(cfg: ServerConfig) -> None:
         extra_routes=[agent_endpoints.routes],
         tls_client=tls.client_ctx if tls.enabled else None,
         cluster_ca=lambda: tls.ca_pem,
+        api_domain=cfg.api.domain or None,  # every node's ingress serves manage.<domain>
     )
     # Blocking queries (agents watching allocations, followers of a deploy)
     # would hold a shutdown up to their wait: give handlers a few seconds.
