@@ -194,6 +194,7 @@ class AllocRuntime:
                         int(ts.get("restarts") or 0),
                         ts.get("exit_code"),
                         bool(ts.get("failed")),
+                        ts.get("check_ok"),  # the ingress routes on the live check
                     )
                     for name, ts in task_states.items()
                 )

@@ -162,6 +162,8 @@ async def register_node(request: web.Request) -> web.Response:
     ):
         if field in body and not isinstance(body[field], kind):
             raise ApiError(400, "invalid_field", f"field '{field}' must be a {kind.__name__}")
+    if "ingress" in body:
+        _check_ingress(body["ingress"])
     node = {k: body[k] for k in ("id", *NODE_FIELDS) if k in body}
     node.update(_ownership(request, body))
     cert = sign_agent_csr(request, body)
@@ -171,6 +173,32 @@ async def register_node(request: web.Request) -> web.Response:
     if cert is not None:  # the certificate of its agent API (api.tls_ca)
         answer["agent_cert"] = cert
     return json_response(answer)
+
+
+INGRESS_KEYS = {"enabled", "reason", "http_port", "https_port", "error"}
+
+
+def _check_ingress(value: Any) -> None:
+    """A node's ingress status: `{enabled, reason, http_port, https_port, error}`."""
+    ok = (
+        isinstance(value, dict)
+        and set(value) <= INGRESS_KEYS
+        and isinstance(value.get("enabled"), bool)
+        and all(
+            isinstance(value.get(k, 0), int) and 0 <= value.get(k, 0) <= 65535
+            for k in ("http_port", "https_port")
+        )
+        and all(
+            value.get(k) is None or (isinstance(value[k], str) and len(value[k]) <= 4096)
+            for k in ("reason", "error")
+        )
+    )
+    if not ok:
+        raise ApiError(
+            400,
+            "invalid_field",
+            "field 'ingress' must be {enabled, reason, http_port, https_port, error}",
+        )
 
 
 def _ownership(request: web.Request, body: dict[str, Any]) -> dict[str, Any]:

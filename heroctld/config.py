@@ -413,6 +413,10 @@ def finish(cfg: ServerConfig) -> ServerConfig:
         cfg.cluster_key = cfg.cluster_key or generate_cluster_key()
         cfg.agent.host_ip = cfg.agent.host_ip or "127.0.0.1"
         cfg.tls.mode = "off"  # plain HTTP on 127.0.0.1, and it says so
+        # The ingress on 127.0.0.1, on ports a user may bind (80 and 443 need root).
+        cfg.ingress.bind = cfg.ingress.bind or "127.0.0.1"
+        if (cfg.ingress.http_port, cfg.ingress.https_port) == (80, 443):
+            cfg.ingress.http_port, cfg.ingress.https_port = 8080, 8443
     cfg.agent.host_ip = cfg.agent.host_ip or cfg.advertise_host
     if not cfg.node_name:
         cfg.node_name = socket.gethostname().split(".")[0]

@@ -206,6 +206,13 @@ def server_tls(cfg: ServerConfig) -> ServerTls:
     if not tls.enabled:
         if cfg.dev:
             print(f"==> --dev: plain HTTP (no TLS) on {cfg.api_address}", flush=True)
+            ing = cfg.ingress
+            if not cfg.no_agent and ing.http_port:
+                print(
+                    f"==> --dev: the ingress on http://{ing.bind}:{ing.http_port} and "
+                    f"https://{ing.bind}:{ing.https_port} (when nginx is installed)",
+                    flush=True,
+                )
         else:
             log.warning(
                 "TLS is off ([tls] mode = off): the API and agent traffic are plain HTTP; "

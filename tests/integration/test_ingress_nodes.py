@@ -229,12 +229,6 @@ def test_an_allocation_whose_container_dies_leaves_the_upstreams(cluster: Cluste
         assert served_ids(ingress_port(server)) == ids - {victim}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="agent/state.py AllocRuntime._snapshot leaves out check_ok: a restarted task's "
-    "passing check is never reported (its deployment health stays true), so the ingress "
-    "never routes to it again",
-)
 def test_a_restarted_allocation_comes_back_into_the_upstreams(cluster: Cluster) -> None:
     ids = wait_healthy(cluster, 3)
     victim = sorted(ids)[0]

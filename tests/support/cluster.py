@@ -74,6 +74,10 @@ def remove_node_tasks(node_id: str | None, data_dir: Path) -> None:
     driver = ExecDriver(node_id, data_dir / "agent")
     for st in driver.list():
         driver.remove(st.alloc_id, st.task)
+    from agent.ingress.paths import Paths  # noqa: PLC0415
+    from agent.ingress.process import reap_stale  # noqa: PLC0415
+
+    reap_stale(Paths.in_prefix(data_dir / "agent" / "ingress"))  # a killed agent's nginx
 
 
 class DaemonProcess:
@@ -305,6 +309,9 @@ class Cluster:
             env.setdefault("HEROCTL_AGENT_CPU", str(self.agent_cpu))
             env.setdefault("HEROCTL_AGENT_MEMORY", str(self.agent_memory))
             env.setdefault("HEROCTL_AGENT_HOST_IP", "127.0.0.1")
+            # No ingress unless a test gives the node its own ports (never 80/443).
+            env.setdefault("HEROCTL_INGRESS_HTTP_PORT", "0")
+            env.setdefault("HEROCTL_INGRESS_HTTPS_PORT", "0")
         s = Server(
             name,
             self.root,

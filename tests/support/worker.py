@@ -28,6 +28,9 @@ class Worker(DaemonProcess):
         api_port: int | None = None,
         ca_fingerprint: str | None = None,
     ) -> None:
+        env = dict(env or {})
+        env.setdefault("HEROCTL_INGRESS_HTTP_PORT", "0")  # no ingress unless given its own ports
+        env.setdefault("HEROCTL_INGRESS_HTTPS_PORT", "0")
         super().__init__(name, root, env)
         self.cluster = cluster
         self.ca_fingerprint = ca_fingerprint
