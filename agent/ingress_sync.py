@@ -285,14 +285,18 @@ class IngressSync:
         failures = crashes = 0
         wait = self.config.watch_wait
         last: Any = None
+        digest = ""  # the server's digest of `last`: it answers only when the model differs
         while True:
             await self._registered.wait()
             began = time.monotonic()
+            params: dict[str, Any] = {"index": index, "wait": f"{wait:g}s"}
+            if digest and self._error is None:
+                params["digest"] = digest
             try:
                 body, headers = await self._client.request(
                     "GET",
                     self._path,
-                    params={"index": index, "wait": f"{wait:g}s"},
+                    params=params,
                     timeout=wait + self.config.request_timeout,
                 )
             except ApiClientError as exc:
@@ -318,6 +322,7 @@ class IngressSync:
                     continue
                 crashes = 0
                 last = body
+            digest = headers.get("X-HeroCtl-Ingress-Digest", "")
             if new_index == index and time.monotonic() - began < 0.05:
                 await asyncio.sleep(0.5)  # a server that does not block: do not spin
             index = new_index
