@@ -11,14 +11,12 @@ from datetime import datetime
 from aiohttp import web
 
 from domain import durations
-from domain.metric_series import ALLOC_FIELDS, NODE_FIELDS
 from httpkit.errors import ApiError
 
 DEFAULT_LINES = 100
 DEFAULT_STREAM_LINES = 10
 MAX_LINES = 100_000
 STREAMS = ("stdout", "stderr")
-METRICS = sorted(set(NODE_FIELDS) | set(ALLOC_FIELDS))
 MAX_RANGE = 31 * 86400.0
 
 
@@ -136,10 +134,3 @@ def window(request: web.Request) -> tuple[float, float, float | None]:
     if step is not None and step <= 0:
         raise ApiError(400, "invalid_parameter", "step must be positive")
     return start, end, step
-
-
-def metric_param(request: web.Request) -> str:
-    metric = request.query.get("metric", "")
-    if metric not in METRICS:
-        raise ApiError(400, "invalid_parameter", f"metric must be one of {', '.join(METRICS)}")
-    return metric
