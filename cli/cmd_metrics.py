@@ -170,6 +170,25 @@ def print_snapshot(snap: dict[str, Any]) -> None:
                 for j in snap["jobs"]
             ],
         )
+    if snap.get("ingress"):
+        heading("Ingress")
+        table(
+            ["HOST", "REQUESTS", "REQ/S", "2XX", "4XX", "5XX", "P50 MS", "P99 MS", "SENT"],
+            [
+                (
+                    host,
+                    h.get("requests"),
+                    h.get("requests_per_second"),
+                    (h.get("responses") or {}).get("2xx"),
+                    (h.get("responses") or {}).get("4xx"),
+                    (h.get("responses") or {}).get("5xx"),
+                    h.get("upstream_p50_ms"),
+                    h.get("upstream_p99_ms"),
+                    h.get("bytes_sent"),
+                )
+                for host, h in sorted(snap["ingress"].items())
+            ],
+        )
     for name in snap.get("unreachable_servers") or []:
         click.echo(f"warning: server {name} did not answer", err=True)
     for name in snap.get("unreachable_nodes") or []:

@@ -16,10 +16,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
 
 from api.metrics_ingress import aggregate_ingress, total_series
 from api.metrics_prometheus import prometheus_text
+from cli.main import cli
 from domain.metric_series import INGRESS_FIELDS, metric_problem
 from tests.api.authutil import assert_error
 from tests.support.cluster import Cluster, Server, free_port, wait_until
@@ -221,6 +223,11 @@ def test_requests_to_both_nodes_add_up_in_the_snapshot_and_the_history(
     assert all(s["host"] == "_" for s in body["series"])
     # requests/s averaged per minute: summed over the nodes in the total
     assert sum(v for _, v in body["total"]["points"]) > 0
+    # `heroctl metrics` shows the ingress per host.
+    args = ["--address", server.url, "--token", server.token or "", "metrics"]
+    out = CliRunner(env={"HEROCTL_ADDR": None, "HEROCTL_TOKEN": None}).invoke(cli, args)
+    assert out.exit_code == 0, out.output
+    assert "Ingress" in out.stdout and "P99 MS" in out.stdout
 
 
 def test_a_hosts_history_is_asked_of_every_node(server: Server) -> None:
