@@ -5,7 +5,8 @@ These loops on one event loop (the daemon's, for an embedded agent):
 
 * **register + heartbeat**: ``POST /v1/nodes/register`` until it works,
   then ``POST /v1/nodes/{id}/heartbeat`` every ``ttl/3``; a 404
-  ``node_not_found`` (the cluster forgot us) means register again;
+  ``node_not_found`` (the cluster forgot us) means register again
+  (:mod:`agent.presence`);
 * **watch**: ``GET /v1/nodes/{id}/allocations?index=N&wait=30s``, a
   blocking query; every answer replaces the desired allocations;
 * **poll**: each driver's ``list()`` every ``poll_interval`` seconds (one
@@ -59,10 +60,10 @@ from agent.node import (
     CpuSampler,
     NodeIdentity,
     detect_totals,
-    host_usage,
     load_node_id,
     load_node_secret,
 )
+from agent.presence import Presence
 from agent.report import Reporter
 from agent.supervisor import Supervisor
 from client import ApiClientError
@@ -73,7 +74,7 @@ __all__ = ["Agent"]
 log = logging.getLogger("heroctl.agent")
 
 
-class Agent:
+class Agent(Presence):
     """One node's agent. ``drivers`` (name -> driver) may be passed in;
     otherwise they are built from ``config.drivers`` when the agent starts."""
 
@@ -304,22 +305,6 @@ class Agent:
         docker = "docker" in (self._drivers or {})
         return {"driver.docker": str(docker).lower(), **self.config.attributes}
 
-    def _path(self, suffix: str = "") -> str:
-        return f"/v1/nodes/{quote(self.node_id, safe='')}{suffix}"
-
-    async def _backoff(self, failures: int) -> None:
-        cfg = self.config
-        await asyncio.sleep(min(cfg.retry_max, cfg.retry_min * (2 ** min(failures, 6))))
-
-    def _forgotten(self, exc: ApiClientError) -> bool:
-        """Whether the cluster does not know this node (any more)."""
-        if exc.status == 404 and exc.code == "node_not_found":
-            if self.registered.is_set():
-                log.warning("agent: the cluster does not know this node; registering again")
-            self.registered.clear()
-            return True
-        return False
-
     def _node_credential(self) -> str:
         assert self.node_secret is not None
         return node_credential(self.node_secret, self.node_id)
@@ -327,58 +312,6 @@ class Agent:
     async def _fetch_secrets(self, alloc_id: str, task: str) -> Mapping[str, Any]:
         path = f"/v1/allocations/{quote(alloc_id, safe='')}/secrets"
         return await self.client.get(path, {"task": task})
-
-    # --- register and heartbeat ----------------------------------------------------------
-
-    async def _register(self) -> None:
-        assert self.identity is not None
-        failures = 0
-        while True:
-            try:
-                node = await self.enroll.post("/v1/nodes/register", self.identity.register_body())
-            except ApiClientError as exc:
-                level = (
-                    logging.WARNING if failures in (0, 5) or failures % 30 == 0 else logging.DEBUG
-                )
-                log.log(level, "agent: register at %s failed: %s", self.enroll.address, exc)
-                failures += 1
-                await self._backoff(failures)
-                continue
-            self.node = node if isinstance(node, dict) else {}
-            self.registered.set()
-            log.info(
-                "agent: registered node %s (%s): status %s",
-                self.config.node_name,
-                self.node_id,
-                self.node.get("status", "?"),
-            )
-            return
-
-    async def _heartbeat_loop(self) -> None:
-        failures = 0
-        while True:
-            if not self.registered.is_set():
-                await self._register()
-                failures = 0
-            usage = host_usage(
-                self.config.data_dir, self.identity.cpu if self.identity else 0, self._cpu
-            )
-            try:
-                answer = await self.client.post(self._path("/heartbeat"), {"usage": usage})
-            except ApiClientError as exc:
-                if self._forgotten(exc):
-                    continue
-                failures += 1
-                if failures in (1, 5) or failures % 30 == 0:
-                    log.warning("agent: heartbeat to %s failed: %s", self.client.address, exc)
-                await asyncio.sleep(min(1.0, self.ttl / 6))
-                continue
-            if failures:
-                log.info("agent: heartbeats go through again")
-            failures = 0
-            if isinstance(answer, dict) and answer.get("ttl_seconds"):
-                self.ttl = max(1.0, float(answer["ttl_seconds"]))
-            await asyncio.sleep(self.ttl / 3)
 
     # --- watch -------------------------------------------------------------------------------
 
