@@ -2,12 +2,14 @@
 
 The keys of the TOML file are the flags' names with `_` for `-`
 (`node_name`, `data_dir`, `api_port`, ...) plus a table per part of the
-server (`[raft]`, `[rate_limit]`, `[auth]`, `[webhooks]`, `[agent]`, `[logs]`, `[metrics]`,
-`[gc]`, `[tls]`), each of whose keys `HEROCTL_<TABLE>_<KEY>` overrides. Secrets (the
-cluster key) may come from the environment so they stay out of files and
-process listings. An unknown key or a value of the wrong type stops the
-server at start (heroctld.config_tables reads the tables); the settings of a
-component live with it (GCSettings in heroctld.controllers.gc).
+server (`[raft]`, `[rate_limit]`, `[auth]`, `[webhooks]`, `[logs]`,
+`[metrics]`, `[gc]`, `[tls]`; `[agent]` in heroctld.config_agent;
+`[ingress]`, `[acme]`, `[api]` in heroctld.config_ingress), each of whose
+keys `HEROCTL_<TABLE>_<KEY>` overrides. Secrets (the cluster key) may come
+from the environment so they stay out of files and process listings. An
+unknown key or a value of the wrong type stops the server at start
+(heroctld.config_tables reads the tables); the settings of a component live
+with it (GCSettings in heroctld.controllers.gc).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import tomllib
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.config import parse_port_range
+from heroctld.config_agent import AGENT, AgentSettings, resolve_drivers
 from heroctld.config_ingress import (
     ACME,
     API,
@@ -30,6 +32,7 @@ from heroctld.config_ingress import (
     IngressSettings,
 )
 from heroctld.config_tables import (
+    DEFAULT_SOURCE,
     ConfigError,
     Table,
     boolean,
@@ -38,7 +41,6 @@ from heroctld.config_tables import (
     number,
     one_of,
     read_value,
-    shown,
     size,
     text,
     unknown_key,
@@ -54,7 +56,6 @@ ENV_CLUSTER_KEY = "HEROCTL_CLUSTER_KEY"
 ENV_BOOTSTRAP_TOKEN = "HEROCTL_BOOTSTRAP_TOKEN"  # the first leader bootstraps ACLs with it
 ENV_ADMIN_PASSWORD = "HEROCTL_ADMIN_PASSWORD"  # optional, with the bootstrap token
 ENV_NODE_TTL = "HEROCTL_NODE_TTL"  # overrides node_ttl (tests shorten it)
-DEFAULT_SOURCE = "the config file"  # what messages call a config given as data
 
 
 @dataclass
@@ -117,66 +118,6 @@ class MetricsSettings:
     interval: float = 10.0
 
 
-AGENT_DRIVERS = ("docker", "exec")
-DEFAULT_DRIVERS = ["docker"]
-# The deprecated [agent] driver, as the list it stands for.
-LEGACY_DRIVER = {"auto": ["docker", "exec"], "docker": ["docker"], "exec": ["exec"]}
-
-
-@dataclass
-class AgentSettings:
-    """[agent] table, or HEROCTL_AGENT_<KEY>: what this node's agent offers.
-
-    ``port_range``: host ports the scheduler may pick for this node's tasks
-    ("20000-32000"); ``cpu`` (MHz), ``memory`` and ``disk`` (MB): totals
-    offered (0: detected from /proc); ``host_ip``: where task ports are
-    published (default: the advertised address; 127.0.0.1 with --dev);
-    ``drivers``: the drivers it offers (default docker only: exec runs tasks
-    as plain processes on the host, so a node offers it only when told to);
-    ``driver`` (deprecated): docker, exec or auto (both), read as ``drivers``
-    when that is not set. A worker-only node (``heroctld agent``) only:
-    ``api_port``, the port of its agent API, through which the servers read
-    its logs and metrics (0: none), on ``api_bind`` (default: ``host_ip``)."""
-
-    port_range: str = "20000-32000"
-    cpu: int = 0
-    memory: int = 0
-    disk: int = 0
-    host_ip: str = ""
-    drivers: list[str] = field(default_factory=list)  # empty until read: DEFAULT_DRIVERS
-    driver: str = ""
-    api_port: int = 7072
-    api_bind: str = ""
-
-
-def _drivers(value: Any) -> list[str]:
-    """A TOML list (``["docker", "exec"]``) or, from the environment, ``docker,exec``."""
-    names = [v.strip() for v in value.split(",")] if isinstance(value, str) else value
-    if not isinstance(names, list) or not names or any(n not in AGENT_DRIVERS for n in names):
-        raise ValueError(f"expected a list of {', '.join(AGENT_DRIVERS)}, got {shown(value)}")
-    return list(dict.fromkeys(names))
-
-
-def _resolve_drivers(agent: AgentSettings, source: str) -> None:
-    """``drivers`` from the deprecated ``driver`` when only that is set
-    (with a warning), else the default; both set is a mistake."""
-    if agent.driver and agent.drivers:
-        raise ConfigError(f"[agent] driver and drivers in {source}: drivers replaces driver")
-    if agent.driver:
-        agent.drivers = LEGACY_DRIVER[agent.driver]
-        log.warning(
-            '[agent] driver = "%s" is deprecated: it stands for drivers = %s; set that instead',
-            agent.driver,
-            shown(agent.drivers),
-        )
-    agent.drivers = agent.drivers or list(DEFAULT_DRIVERS)
-
-
-def _port_range(value: Any) -> str:
-    lo, hi = parse_port_range(value)
-    return f"{lo}-{hi}"
-
-
 _seconds = duration()
 
 
@@ -224,21 +165,6 @@ GC = Table(
         "batch_size": integer(minimum=1),
     },
 )
-AGENT = Table(
-    "agent",
-    AgentSettings,
-    {
-        "port_range": _port_range,
-        "cpu": integer(),
-        "memory": integer(),
-        "disk": integer(),
-        "host_ip": text,
-        "drivers": _drivers,
-        "driver": one_of(*LEGACY_DRIVER),
-        "api_port": integer(maximum=65535),
-        "api_bind": text,
-    },
-)
 TLS = Table(
     "tls",
     TlsSettings,
@@ -268,14 +194,6 @@ def load_logs_metrics(
 
 def load_gc(data: Any, env: dict[str, str], source: str = DEFAULT_SOURCE) -> GCSettings:
     return GC.read(data, env, source)
-
-
-def load_agent_settings(
-    data: Any, env: dict[str, str], source: str = DEFAULT_SOURCE
-) -> AgentSettings:
-    settings = AGENT.read(data, env, source)
-    _resolve_drivers(settings, source)
-    return settings
 
 
 @dataclass
@@ -384,7 +302,7 @@ def read_config(path: str | None, env: dict[str, str]) -> ServerConfig:
             raise unknown_key(key, everything, source)
     for name, table in TABLES.items():
         setattr(cfg, name, table.read(tables.get(name, {}), env, source))
-    _resolve_drivers(cfg.agent, source)
+    resolve_drivers(cfg.agent, source)
     cfg.bootstrap_token = env.get(ENV_BOOTSTRAP_TOKEN, "").strip()
     cfg.admin_password = env.get(ENV_ADMIN_PASSWORD, "")
     if not cfg.cluster_key and env.get(ENV_CLUSTER_KEY):

@@ -25,6 +25,7 @@ from typing import Any
 
 from domain.durations import EXAMPLES, parse_duration
 
+DEFAULT_SOURCE = "the config file"  # what messages call a config given as data
 Reader = Callable[[Any], Any]  # a raw value -> the setting, or ValueError saying why
 
 _SIZE_UNITS = {

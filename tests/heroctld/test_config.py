@@ -15,12 +15,12 @@ import pytest
 from heroctld.config import (
     TABLES,
     ConfigError,
-    load_agent_settings,
     load_config,
     load_gc,
     load_logs_metrics,
     read_config,
 )
+from heroctld.config_agent import load_agent_settings
 from raft.keys import generate_cluster_key
 
 ROOT = Path(__file__).resolve().parents[2]
