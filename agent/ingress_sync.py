@@ -17,18 +17,22 @@ status the node registers (a change of it registers the node again, so
 ``GET /v1/nodes/:id`` shows it). Another reads the JSON access log every few
 seconds, in a thread, for the per-host numbers (``stats``).
 
-``ingress_config`` is the pure half: the model's JSON to an ``IngressConfig``,
-skipping (and naming) what nginx must not be given, so that one bad site
-never stops the others from being served.
+``ingress_config`` (``agent.ingress.node_model``) is the pure half: the
+model's JSON to an ``IngressConfig``, skipping (and naming) what nginx must
+not be given, so that one bad site never stops the others from being served.
+A node whose nginx cannot answer tls-alpn-01 (no stream module) serves the
+rest of the model and names the challenges it leaves out in its status's
+``error`` while they are pending.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -40,136 +44,18 @@ from agent.ingress import (
     Listeners,
     NginxError,
     NginxSupervisor,
-    Route,
-    Site,
-    checks,
 )
+from agent.ingress.node_model import ingress_config, reachable_upstream
 from client import ApiClientError
 
 __all__ = ["IngressSync", "ingress_config", "reachable_upstream"]
 
 log = logging.getLogger("heroctl.agent")
 
-_ANY_ADDRESS = ("", "0.0.0.0", "::")
 _MAX_ERROR = 1000  # characters of an error kept in the node's status
 # "2024/05/01 10:00:00 [emerg] 123#123: " before each of nginx's lines: the
 # same refusal must read the same, to be logged (and registered) once.
 _NGINX_PREFIX = re.compile(r"\d{4}/\d\d/\d\d \d\d:\d\d:\d\d (\[\w+\]) \d+#\d+: ")
-
-
-def reachable_upstream(upstream: str, address: str, host_ip: str) -> str:
-    """``upstream`` (``address:port`` of an allocation, as the model gives it)
-    as this node reaches it: an allocation of this node publishes its ports on
-    ``host_ip``, which is not always the ``address`` the node advertises; an
-    IPv6 address gets its brackets."""
-    host, _, port = upstream.rpartition(":")
-    host = host.removeprefix("[").removesuffix("]")
-    if host == address and host_ip not in _ANY_ADDRESS:
-        host = host_ip
-    if ":" in host:
-        host = f"[{host}]"
-    return f"{host}:{port}"
-
-
-def _route(
-    raw: Mapping[str, Any], where: str, ca_file: str | None, local: tuple[str, str] | None
-) -> tuple[Route, list[str]]:
-    """One route of the model and what of it was left out."""
-    problems: list[str] = []
-    upstream_tls = bool(raw.get("upstream_tls"))
-    if upstream_tls and not ca_file:
-        raise ValueError("its upstreams speak HTTPS and this node has no cluster CA to verify them")
-    upstreams: set[str] = set()
-    for item in raw.get("upstreams") or ():
-        address = str(item)
-        if local is not None and not upstream_tls:
-            address = reachable_upstream(address, *local)
-        try:
-            upstreams.add(checks.check_upstream(address))
-        except ValueError as e:
-            problems.append(f"{where}: upstream left out: {e}")
-    route = Route(
-        path=raw["path"],
-        upstreams=tuple(sorted(upstreams)),
-        upstream_tls=upstream_tls,
-        upstream_ca_file=ca_file if upstream_tls else None,
-        upstream_server_name=raw.get("upstream_server_name") if upstream_tls else None,
-    )
-    return route, problems
-
-
-def _site(
-    raw: Mapping[str, Any], ca_file: str | None, local: tuple[str, str] | None
-) -> tuple[Site, list[str]]:
-    host = raw["host"]
-    for key in ("cert_pem", "key_pem"):
-        if not isinstance(raw.get(key) or "", str):
-            raise TypeError(f"{key} must be a PEM string")
-    problems: list[str] = []
-    routes = []
-    for raw_route in raw.get("routes") or ():
-        where = f"{host}{raw_route.get('path', '?') if isinstance(raw_route, Mapping) else '?'}"
-        try:
-            route, left_out = _route(raw_route, where, ca_file, local)
-        except (ValueError, TypeError, KeyError, AttributeError) as e:
-            problems.append(f"route {where} left out: {e}")
-            continue
-        routes.append(route)
-        problems += left_out
-    site = Site(
-        host=host,
-        routes=tuple(routes),
-        tls=bool(raw.get("tls")),
-        cert_pem=raw.get("cert_pem") or None,
-        key_pem=raw.get("key_pem") or None,
-    )
-    return site, problems
-
-
-def ingress_config(
-    model: Any,
-    listeners: Listeners,
-    *,
-    ca_file: str | None = None,
-    local: tuple[str, str] | None = None,
-) -> tuple[IngressConfig, list[str]]:
-    """The ``IngressConfig`` of a node model (``GET /v1/nodes/{id}/ingress``)
-    and what was left out of it, and why (never a key).
-
-    ``ca_file``: the cluster CA, verifying the upstreams of a route with
-    ``upstream_tls`` (the API's domain); ``local``: this node's advertised
-    address and the address its task ports are published on (see
-    ``reachable_upstream``)."""
-    problems: list[str] = []
-    sites: list[Site] = []
-    hosts: set[str] = set()
-    raw_sites = model.get("sites") if isinstance(model, Mapping) else None
-    if not isinstance(raw_sites, list):
-        problems.append("the ingress model has no list of sites")
-        raw_sites = []
-    for raw in raw_sites:
-        name = raw.get("host", "?") if isinstance(raw, Mapping) else "?"
-        try:
-            site, left_out = _site(raw, ca_file, local)
-        except (ValueError, TypeError, KeyError, AttributeError) as e:
-            problems.append(f"site {name!r} left out: {e}")
-            continue
-        problems += left_out
-        if site.host in hosts:
-            problems.append(f"site {site.host!r} left out: listed twice")
-            continue
-        hosts.add(site.host)
-        sites.append(site)
-    challenges: dict[str, str] = {}
-    raw_challenges = model.get("challenges") if isinstance(model, Mapping) else None
-    for token, key_authorization in (raw_challenges or {}).items():
-        try:
-            checks.check_challenge(token, key_authorization)
-        except ValueError as e:
-            problems.append(f"ACME challenge left out: {e}")
-            continue
-        challenges[token] = key_authorization
-    return IngressConfig(listeners, tuple(sites), challenges), problems
 
 
 class IngressSync:
@@ -333,6 +219,11 @@ class IngressSync:
         config, problems = ingress_config(
             model, self._listeners, ca_file=self.config.ca_file, local=local
         )
+        unavailable = self.supervisor.alpn_unavailable
+        if config.alpn_challenges and unavailable is not None:
+            hosts = ", ".join(sorted(config.alpn_challenges))
+            problems.append(f"{unavailable} (pending for {hosts}); this node answers http-01 only")
+            config = dataclasses.replace(config, alpn_challenges={})
         for problem in problems:
             self._log_once(problem)
         try:

@@ -23,6 +23,7 @@ __all__ = [
     "check_port",
     "check_file_path",
     "check_challenge",
+    "check_alpn_challenge",
     "check_cidr",
     "canonical_route_path",
 ]
@@ -119,3 +120,18 @@ def check_challenge(token: str, key_authorization: str) -> None:
         raise ValueError(f"invalid ACME token {token!r}")
     if not isinstance(key_authorization, str) or not _KEY_AUTH_RE.fullmatch(key_authorization):
         raise ValueError(f"invalid key authorization for ACME token {token!r}")
+
+
+def check_alpn_challenge(host: str, pair: object) -> None:
+    """A tls-alpn-01 challenge: a host name (never a wildcard: RFC 8737 does
+    not validate those) and a (certificate PEM, key PEM) pair. The PEMs go to
+    files, never into the configuration; nginx -t checks that they load."""
+    check_host(host)
+    if host.startswith("*."):
+        raise ValueError(f"invalid tls-alpn-01 host {host!r}: not for wildcard names")
+    if not (
+        isinstance(pair, tuple)
+        and len(pair) == 2
+        and all(isinstance(pem, str) and "-----BEGIN " in pem for pem in pair)
+    ):
+        raise ValueError(f"the tls-alpn-01 challenge of {host!r} needs a certificate and a key")

@@ -1,4 +1,5 @@
-"""The prefix's files: directories, certificates, keys, the fallback pair.
+"""The prefix's files: directories, certificates, keys, the fallback pair,
+and the directory of the tls-alpn-01 hop's unix sockets.
 
 Blocking helpers (the supervisor calls them through ``asyncio.to_thread``).
 Every file is written atomically (a temp file in the same directory, fsynced,
@@ -10,7 +11,9 @@ still root when started as root, loads them before its workers drop to
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import grp
 import os
 import tempfile
 from pathlib import Path
@@ -30,6 +33,9 @@ __all__ = [
     "write_site_certs",
     "referenced_cert_files",
     "remove_cert_files_except",
+    "prepare_sockets_dir",
+    "remove_stale_sockets",
+    "remove_sockets_dir",
     "FALLBACK_NAME",
 ]
 
@@ -92,29 +98,35 @@ def _self_signed_pair() -> tuple[bytes, bytes]:
     return cert.public_bytes(serialization.Encoding.PEM), key_pem
 
 
-def referenced_cert_files(config: IngressConfig, paths: Paths) -> set[Path]:
-    """The site certificate and key files a render of ``config`` names."""
-    files: set[Path] = set()
+def _cert_files(config: IngressConfig, paths: Paths) -> dict[Path, str]:
+    """Every certificate and key file a render of ``config`` names -> its PEM:
+    the sites' and the pending tls-alpn-01 challenges'."""
+    files: dict[Path, str] = {}
     for site in config.sites:
         if site.serves_https:
             assert site.cert_pem is not None and site.key_pem is not None
-            files.update(paths.site_cert_files(site.host, site.cert_pem, site.key_pem))
+            cert_file, key_file = paths.site_cert_files(site.host, site.cert_pem, site.key_pem)
+            files.update({cert_file: site.cert_pem, key_file: site.key_pem})
+    for host, (cert_pem, key_pem) in config.alpn_challenges.items():
+        cert_file, key_file = paths.alpn_cert_files(host, cert_pem, key_pem)
+        files.update({cert_file: cert_pem, key_file: key_pem})
     return files
 
 
+def referenced_cert_files(config: IngressConfig, paths: Paths) -> set[Path]:
+    """The certificate and key files a render of ``config`` names."""
+    return set(_cert_files(config, paths))
+
+
 def write_site_certs(config: IngressConfig, paths: Paths) -> set[Path]:
-    """Write the sites' certificates and keys that are not on disk yet; returns
-    the files written (so a refused candidate can take exactly those back)."""
+    """Write the certificates and keys (the sites', the tls-alpn-01
+    challenges') that are not on disk yet; returns the files written (so a
+    refused candidate can take exactly those back)."""
     written: set[Path] = set()
-    for site in config.sites:
-        if not site.serves_https:
-            continue
-        assert site.cert_pem is not None and site.key_pem is not None
-        cert_file, key_file = paths.site_cert_files(site.host, site.cert_pem, site.key_pem)
-        for path, pem in ((cert_file, site.cert_pem), (key_file, site.key_pem)):
-            if not path.exists():
-                write_atomic(path, pem, 0o600)
-                written.add(path)
+    for path, pem in sorted(_cert_files(config, paths).items()):
+        if not path.exists():
+            write_atomic(path, pem, 0o600)
+            written.add(path)
     return written
 
 
@@ -127,3 +139,43 @@ def remove_cert_files_except(paths: Paths, keep: set[Path]) -> list[Path]:
             path.unlink(missing_ok=True)
             removed.append(path)
     return removed
+
+
+def prepare_sockets_dir(paths: Paths) -> None:
+    """The hop's socket directory. In the prefix it is ``run/`` (0700, the
+    workers are this user); under ``/run`` (the workers are ``nobody``) it is
+    0710 with the workers' group: they may connect to a socket they are told
+    the name of, nobody else may, and no one lists it."""
+    directory = paths.sockets_dir
+    if directory == paths.run_dir:
+        return  # one of the prefix's directories, made with them
+    directory.parent.mkdir(mode=0o711, parents=True, exist_ok=True)
+    directory.mkdir(mode=0o700, exist_ok=True)
+    group = (paths.worker_user or "").split()[-1:] or ["nogroup"]
+    try:
+        gid = grp.getgrnam(group[0]).gr_gid
+    except KeyError:
+        gid = -1  # no such group: only the master (root) may connect
+    os.chown(directory, 0, gid)
+    directory.chmod(0o710)
+
+
+def remove_stale_sockets(paths: Paths) -> None:
+    """Unix sockets a killed nginx left: a new master could not bind them.
+    Only called while no master of this prefix runs."""
+    try:
+        entries = list(paths.sockets_dir.iterdir())
+    except OSError:
+        return
+    for path in entries:
+        if path.suffix == ".sock" and path.is_socket():
+            path.unlink(missing_ok=True)
+
+
+def remove_sockets_dir(paths: Paths) -> None:
+    """The directory under ``/run`` goes with the ingress (``run/`` stays)."""
+    if paths.sockets_dir == paths.run_dir:
+        return
+    remove_stale_sockets(paths)
+    with contextlib.suppress(OSError):
+        paths.sockets_dir.rmdir()

@@ -15,7 +15,7 @@ from types import MappingProxyType
 
 from agent.ingress import checks
 
-__all__ = ["Route", "Site", "Listeners", "IngressConfig"]
+__all__ = ["Route", "Site", "Listeners", "IngressConfig", "StreamModule"]
 
 
 @dataclass(frozen=True)
@@ -110,6 +110,11 @@ class Listeners:
         object.__setattr__(self, "trusted_proxies", tuple(self.trusted_proxies))
         self.validate()
 
+    def address(self, port: int) -> str:
+        """``listen``'s address for ``port`` on ``bind``."""
+        bind = self.bind
+        return f"{port}" if not bind else (f"[{bind}]:{port}" if ":" in bind else f"{bind}:{port}")
+
     def validate(self) -> None:
         checks.check_bind(self.bind)
         checks.check_port(self.http_port, "http_port")
@@ -128,17 +133,37 @@ class Listeners:
 
 
 @dataclass(frozen=True)
+class StreamModule:
+    """nginx's stream module, which only the tls-alpn-01 hop needs: ``load`` is
+    the dynamic module's file for ``load_module`` (None: built into nginx)."""
+
+    load: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.load is not None:
+            checks.check_file_path(self.load, "stream module")
+
+
+@dataclass(frozen=True)
 class IngressConfig:
     """Everything one render needs. ``challenges``: ACME http-01 token ->
-    key authorization, answered on the HTTP listener for any host."""
+    key authorization, answered on the HTTP listener for any host.
+    ``alpn_challenges``: host -> (certificate PEM, key PEM) of a pending
+    tls-alpn-01 challenge, shown on the HTTPS port to a client that offers
+    only the ALPN protocol ``acme-tls/1`` for that host."""
 
     listeners: Listeners
     sites: tuple[Site, ...]
     challenges: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    alpn_challenges: Mapping[str, tuple[str, str]] = field(
+        default_factory=lambda: MappingProxyType({}), repr=False
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sites", tuple(self.sites))
         object.__setattr__(self, "challenges", MappingProxyType(dict(self.challenges)))
+        alpn = {host: tuple(pair) for host, pair in self.alpn_challenges.items()}
+        object.__setattr__(self, "alpn_challenges", MappingProxyType(alpn))
         self.validate()
 
     def validate(self) -> None:
@@ -152,3 +177,5 @@ class IngressConfig:
             hosts.add(site.host)
         for token, key_authorization in self.challenges.items():
             checks.check_challenge(token, key_authorization)
+        for host, pair in self.alpn_challenges.items():
+            checks.check_alpn_challenge(host, pair)

@@ -23,9 +23,7 @@ import contextlib
 import logging
 import os
 import re
-import shutil
 import signal
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +32,7 @@ from typing import Any
 from agent.ingress import files, process
 from agent.ingress.model import IngressConfig
 from agent.ingress.paths import Paths
+from agent.ingress.probe import probe
 from agent.ingress.process import NginxError
 from agent.ingress.render import render
 
@@ -41,9 +40,6 @@ __all__ = ["NginxSupervisor", "ApplyResult", "NginxError"]
 
 log = logging.getLogger(__name__)
 
-_SEARCH = ("/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx")
-_MODULES = ("http_ssl_module", "http_v2_module", "http_realip_module")
-_MIN_VERSION = (1, 18)
 _STABLE_AFTER = 10.0  # seconds up before a failure streak is over
 _MAX_BACKOFF = 30.0
 
@@ -70,7 +66,10 @@ class NginxSupervisor:
         maintenance_interval: float = 5.0,
     ) -> None:
         self.paths = Paths.in_prefix(prefix)
-        self._nginx, self._probe_reason = self.probe(nginx)
+        found = probe(nginx)
+        self._nginx, self._probe_reason = found.nginx, found.reason
+        self._stream = found.stream
+        self._alpn_unavailable = found.stream_reason or self.paths.socket_problem()
         self._start_timeout = start_timeout
         self._stop_timeout = stop_timeout
         self._log_max_bytes = log_max_bytes
@@ -92,29 +91,17 @@ class NginxSupervisor:
     @staticmethod
     def probe(nginx: str | None = None) -> tuple[str | None, str]:
         """The nginx binary to use (or None) and a reason fit for the node's
-        ``ingress`` field: where it is and its version, or what is missing."""
-        path = (
-            nginx
-            or shutil.which("nginx")
-            or next((p for p in _SEARCH if os.access(p, os.X_OK)), None)
-        )
-        if path is None:
-            return None, "nginx is not installed (looked in PATH and /usr/sbin, /usr/local/sbin)"
-        try:
-            out = subprocess.run([path, "-V"], capture_output=True, text=True, timeout=10)
-        except (OSError, subprocess.TimeoutExpired) as e:
-            return None, f"nginx at {path} does not run: {e}"
-        text = out.stderr + out.stdout
-        found = re.search(r"nginx/(\d+)\.(\d+)\.(\d+)", text)
-        if out.returncode != 0 or found is None:
-            return None, f"{path} is not a working nginx (nginx -V exited {out.returncode})"
-        version = ".".join(found.groups())
-        if tuple(int(n) for n in found.groups()[:2]) < _MIN_VERSION:
-            return None, f"nginx {version} at {path} is older than 1.18"
-        missing = [m for m in _MODULES if f"--with-{m}" not in text]
-        if missing:
-            return None, f"nginx {version} at {path} lacks {', '.join(missing)}"
-        return path, f"nginx {version} at {path}"
+        ``ingress`` field: where it is and its version, or what is missing
+        (``agent.ingress.probe``)."""
+        found = probe(nginx)
+        return found.nginx, found.reason
+
+    @property
+    def alpn_unavailable(self) -> str | None:
+        """Why this ingress cannot answer tls-alpn-01 challenges (None: it can):
+        no stream module, or no socket path that fits. ``apply`` refuses a
+        config with ``alpn_challenges`` then; the caller leaves them out."""
+        return self._alpn_unavailable
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -130,6 +117,8 @@ class NginxSupervisor:
             try:
                 await asyncio.to_thread(process.reap_stale, self.paths)
                 await asyncio.to_thread(files.prepare_prefix, self.paths)
+                if self._alpn_unavailable is None:
+                    await asyncio.to_thread(files.prepare_sockets_dir, self.paths)
                 error = await self._install(config)
                 if error is not None:
                     raise NginxError(error)
@@ -150,7 +139,7 @@ class NginxSupervisor:
             if self._closing:
                 return ApplyResult(False, "the ingress is stopping")
             try:
-                text = render(config, self.paths)
+                text = render(config, self.paths, self._stream)
             except ValueError as e:
                 self._last_error = f"invalid ingress configuration: {e}"
                 return ApplyResult(False, self._last_error)
@@ -187,6 +176,7 @@ class NginxSupervisor:
                 await self._stop(proc)
             # A start cancelled half-way could have left a master we hold no handle of.
             await asyncio.to_thread(process.reap_stale, self.paths)
+            await asyncio.to_thread(files.remove_sockets_dir, self.paths)
             self._started = False
 
     def status(self) -> dict[str, Any]:
@@ -223,7 +213,7 @@ class NginxSupervisor:
         """Write the certificates and the candidate, ``nginx -t`` it, and on
         success make it the live file. Returns nginx's complaint, or None.
         Files written for a refused candidate are removed again."""
-        text = render(config, self.paths) if text is None else text
+        text = render(config, self.paths, self._stream) if text is None else text
         written = await asyncio.to_thread(files.write_site_certs, config, self.paths)
         await asyncio.to_thread(files.write_atomic, self.paths.candidate_conf, text)
         error = await self._check(self.paths.candidate_conf)
@@ -292,7 +282,9 @@ class NginxSupervisor:
         return error
 
     async def _spawn(self) -> None:
+        """Start the master (none of this prefix runs: its stale sockets go)."""
         assert self._nginx is not None
+        await asyncio.to_thread(files.remove_stale_sockets, self.paths)
         proc = await process.spawn(self._nginx, self.paths)
         try:
             await process.wait_listening(proc, self._ports, self._start_timeout, self.paths)

@@ -22,6 +22,14 @@ instead of spilling to temp files, the error pages are inline ``return``s,
 the logs are opened by the master and inherited, and an overgrown access log
 is truncated in place (``O_APPEND`` writers carry on at its new end) instead
 of being reopened.
+
+The one exception is the unix sockets of the tls-alpn-01 hop (see
+``agent.ingress.render_stream``): a worker connects to them, so they cannot
+live in the prefix when the workers are ``nobody``. As root they go to
+``/run/heroctl-ingress/<digest of the prefix>/`` (the directory 0710, group
+the workers' group: they may connect, not list); otherwise to ``P/run/``. A
+unix socket's path must fit in 107 bytes: ``socket_problem`` says when it
+does not (a very deep prefix without root), and the hop is then unavailable.
 """
 
 from __future__ import annotations
@@ -35,7 +43,7 @@ from pathlib import Path
 
 from agent.ingress import checks
 
-__all__ = ["Paths", "TEMP_DIRS", "worker_user"]
+__all__ = ["Paths", "TEMP_DIRS", "worker_user", "SOCKETS_ROOT"]
 
 # nginx's temp-path directive -> directory name under tmp/.
 TEMP_DIRS = {
@@ -45,6 +53,8 @@ TEMP_DIRS = {
     "uwsgi_temp_path": "uwsgi",
     "scgi_temp_path": "scgi",
 }
+SOCKETS_ROOT = Path("/run/heroctl-ingress")  # the hop's sockets when the workers are nobody
+_SUN_PATH_MAX = 107  # sizeof(sockaddr_un.sun_path) - 1 on Linux
 
 
 def worker_user() -> str | None:
@@ -147,6 +157,39 @@ class Paths:
         digest = hashlib.sha256(f"{cert_pem}\0{key_pem}".encode()).hexdigest()[:16]
         stem = f"{host.replace('*', '_wildcard_')}.{digest}"
         return self.certs_dir / f"{stem}.crt", self.certs_dir / f"{stem}.key"
+
+    def alpn_cert_files(self, host: str, cert_pem: str, key_pem: str) -> tuple[Path, Path]:
+        """The tls-alpn-01 certificate and key files of ``host``: like a site's,
+        under a name no host can have (``_alpn_.``; hosts have no ``_``)."""
+        cert_file, key_file = self.site_cert_files(host, cert_pem, key_pem)
+        return (
+            cert_file.with_name(f"_alpn_.{cert_file.name}"),
+            key_file.with_name(f"_alpn_.{key_file.name}"),
+        )
+
+    @property
+    def sockets_dir(self) -> Path:
+        """Where the tls-alpn-01 hop's unix sockets live (see the module's docstring)."""
+        if self.worker_user is None:
+            return self.run_dir
+        digest = hashlib.sha256(str(self.prefix).encode()).hexdigest()[:16]
+        return SOCKETS_ROOT / digest
+
+    @property
+    def https_socket(self) -> Path:
+        """The HTTPS server's listener while the tls-alpn-01 hop is in front."""
+        return self.sockets_dir / "https.sock"
+
+    def alpn_socket(self, index: int) -> Path:
+        """The listener of the ``index``-th pending tls-alpn-01 challenge."""
+        return self.sockets_dir / f"alpn-{index}.sock"
+
+    def socket_problem(self) -> str | None:
+        """Why the hop's sockets cannot be used here (None: they can)."""
+        longest = self.alpn_socket(9999)
+        if len(str(longest).encode()) > _SUN_PATH_MAX:
+            return f"the ingress's socket path {longest} is longer than {_SUN_PATH_MAX} bytes"
+        return None
 
     def dirs(self) -> tuple[Path, ...]:
         """Every directory of the prefix (each 0700: only the master enters)."""

@@ -25,13 +25,20 @@ Behaviour, as users expect it from Caddy, Traefik or ingress-nginx:
   (a default server with a self-signed fallback certificate).
 * Bodies stream (no temp files) and pages are inline, so nginx's workers
   (``nobody`` when root) never touch the prefix (see ``agent.ingress.paths``).
+* While a tls-alpn-01 challenge is pending (and only then), a ``stream {}``
+  front takes the HTTPS port and the http TLS servers move behind it to a
+  unix socket (``agent.ingress.render_stream``); it needs the stream module
+  (``stream``: where it is, from the probe).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from agent.ingress import checks
-from agent.ingress.model import IngressConfig, Listeners, Route, Site
+from agent.ingress.model import IngressConfig, Listeners, Route, Site, StreamModule
 from agent.ingress.paths import TEMP_DIRS, Paths
+from agent.ingress.render_stream import stream_block
 
 __all__ = ["render", "error_pages_conf", "upstream_name", "LOG_FORMAT_FIELDS"]
 
@@ -51,23 +58,42 @@ _PAGES = {
 }
 
 
-def render(config: IngressConfig, paths: Paths) -> str:
-    """The whole ``nginx.conf`` for ``config`` with every path in ``paths``."""
+def render(config: IngressConfig, paths: Paths, stream: StreamModule | None = None) -> str:
+    """The whole ``nginx.conf`` for ``config`` with every path in ``paths``;
+    ``stream`` is needed (only) when tls-alpn-01 challenges are pending."""
     config.validate()
+    hop = _hop(config, paths, stream)
     sites = sorted(config.sites, key=lambda s: s.host)
     lines: list[str] = ["# HeroCtl ingress, rendered by agent/ingress/render.py: do not edit."]
+    if hop is not None and stream is not None and stream.load is not None:
+        lines.append(f"load_module {stream.load};")
     lines += _main(config.listeners, paths)
     lines.append("http {")
-    lines += _indent(_http_settings(config, paths, sites))
+    lines += _indent(_http_settings(config, paths, sites, hop))
     for index, site in enumerate(sites):
         for route_index, route in enumerate(_sorted_routes(site)):
             if route.upstreams:
                 lines += _indent(_upstream(upstream_name(index, route_index), site, route))
-    lines += _indent(_default_servers(config.listeners, paths))
+    lines += _indent(_default_servers(config.listeners, paths, hop))
     for index, site in enumerate(sites):
-        lines += _indent(_site_servers(index, site, config.listeners, paths))
+        lines += _indent(_site_servers(index, site, config.listeners, paths, hop))
     lines.append("}")
+    if hop is not None:
+        lines += stream_block(config, paths)
     return "\n".join(lines) + "\n"
+
+
+def _hop(config: IngressConfig, paths: Paths, stream: StreamModule | None) -> Path | None:
+    """The unix socket the http TLS servers listen on behind the tls-alpn-01
+    hop, or None: no challenge pending, they listen on the HTTPS port."""
+    if not config.alpn_challenges:
+        return None
+    if stream is None:
+        raise ValueError("tls-alpn-01 challenges need nginx's stream module")
+    problem = paths.socket_problem()
+    if problem is not None:
+        raise ValueError(f"tls-alpn-01 challenges cannot be served: {problem}")
+    return paths.https_socket
 
 
 def upstream_name(site_index: int, route_index: int) -> str:
@@ -121,7 +147,9 @@ def _main(listeners: Listeners, paths: Paths) -> list[str]:
     return lines
 
 
-def _http_settings(config: IngressConfig, paths: Paths, sites: list[Site]) -> list[str]:
+def _http_settings(
+    config: IngressConfig, paths: Paths, sites: list[Site], hop: Path | None
+) -> list[str]:
     longest = max((len(s.host) for s in sites), default=0)
     bucket = 64
     while bucket < longest + 32:
@@ -153,8 +181,11 @@ def _http_settings(config: IngressConfig, paths: Paths, sites: list[Site]) -> li
         key_authorization = config.challenges[token]
         lines.append(f'    "{ACME_PREFIX}{token}" "{key_authorization}";')
     lines.append("}")
-    if config.listeners.proxy_protocol:
-        lines += [f"set_real_ip_from {cidr};" for cidr in config.listeners.trusted_proxies]
+    trusted = list(config.listeners.trusted_proxies) if config.listeners.proxy_protocol else []
+    if hop is not None:
+        trusted.append("unix:")  # the hop's header carries the client's address
+    lines += [f"set_real_ip_from {source};" for source in trusted]
+    if config.listeners.proxy_protocol or hop is not None:
         lines.append("real_ip_header proxy_protocol;")
     lines += [
         "ssl_protocols TLSv1.2 TLSv1.3;",
@@ -188,16 +219,18 @@ def _upstream(name: str, site: Site, route: Route) -> list[str]:
     return lines
 
 
-def _listen(listeners: Listeners, *, https: bool, default: bool) -> str:
-    port = listeners.https_port if https else listeners.http_port
-    bind = listeners.bind
-    address = f"{port}" if not bind else (f"[{bind}]:{port}" if ":" in bind else f"{bind}:{port}")
-    options = [address]
+def _listen(listeners: Listeners, *, https: bool, default: bool, hop: Path | None = None) -> str:
+    """A server's ``listen``; behind the hop, the HTTPS servers' is its unix socket."""
+    behind_hop = https and hop is not None
+    if behind_hop:
+        options = [f"unix:{hop}"]
+    else:
+        options = [listeners.address(listeners.https_port if https else listeners.http_port)]
     if default:
         options.append("default_server")
     if https:
         options += ["ssl", "http2"]
-    if listeners.proxy_protocol:
+    if listeners.proxy_protocol or behind_hop:
         options.append("proxy_protocol")
     return f"listen {' '.join(options)};"
 
@@ -214,7 +247,7 @@ def _acme_location() -> list[str]:
     ]
 
 
-def _default_servers(listeners: Listeners, paths: Paths) -> list[str]:
+def _default_servers(listeners: Listeners, paths: Paths, hop: Path | None) -> list[str]:
     include = f"include {paths.pages_conf};"
     return [
         "server {",
@@ -227,7 +260,7 @@ def _default_servers(listeners: Listeners, paths: Paths) -> list[str]:
         "    }",
         "}",
         "server {",
-        "    " + _listen(listeners, https=True, default=True),
+        "    " + _listen(listeners, https=True, default=True, hop=hop),
         "    server_name _;",
         f"    ssl_certificate {paths.fallback_cert};",
         f"    ssl_certificate_key {paths.fallback_key};",
@@ -239,7 +272,9 @@ def _default_servers(listeners: Listeners, paths: Paths) -> list[str]:
     ]
 
 
-def _site_servers(index: int, site: Site, listeners: Listeners, paths: Paths) -> list[str]:
+def _site_servers(
+    index: int, site: Site, listeners: Listeners, paths: Paths, hop: Path | None
+) -> list[str]:
     head = [f"server_name {site.host};", f"include {paths.pages_conf};"]
     routes = _route_locations(index, site)
     http = ["server {", "    " + _listen(listeners, https=False, default=False)]
@@ -255,7 +290,7 @@ def _site_servers(index: int, site: Site, listeners: Listeners, paths: Paths) ->
     ]
     assert site.cert_pem is not None and site.key_pem is not None
     cert_file, key_file = paths.site_cert_files(site.host, site.cert_pem, site.key_pem)
-    https = ["server {", "    " + _listen(listeners, https=True, default=False)]
+    https = ["server {", "    " + _listen(listeners, https=True, default=False, hop=hop)]
     https += _indent(head)
     https += [f"    ssl_certificate {cert_file};", f"    ssl_certificate_key {key_file};"]
     return http + https + _indent(routes) + ["}"]

@@ -5,9 +5,12 @@ on 127.0.0.1."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
+import shutil
 import socket
+import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +21,7 @@ from agent.agent import Agent
 from agent.config import AgentConfig
 from agent.ingress import Listeners, Route, Site
 from agent.ingress_sync import ingress_config, reachable_upstream
+from heroctld.controllers.acme.challenges import tls_alpn01_certificate
 from tests.agent.control_plane import FakeControlPlane, config, until
 from tests.agent.ingress.support import (
     TestCA,
@@ -146,6 +150,30 @@ def test_what_nginx_must_not_be_given_is_left_out_and_named_never_a_key() -> Non
     ):
         assert expected in text, (expected, text)
     assert "SECRET-KEY-MATERIAL" not in text
+
+
+def test_tls_alpn_challenges_become_host_certificate_pairs_and_bad_ones_are_named() -> None:
+    key = "-----BEGIN PRIVATE KEY-----\nSECRET-KEY-MATERIAL\n-----END PRIVATE KEY-----\n"
+    cert = "-----BEGIN CERTIFICATE-----\nMII=\n-----END CERTIFICATE-----\n"
+    model = {
+        "sites": [],
+        "alpn_challenges": {
+            "a.test": {"cert_pem": cert, "key_pem": key},
+            "*.wild.test": {"cert_pem": cert, "key_pem": key},
+            "no-key.test": {"cert_pem": cert},
+            "text.test": {"cert_pem": "not a certificate", "key_pem": key},
+            "bad;host": {"cert_pem": cert, "key_pem": key},
+            "flat.test": key,
+        },
+    }
+    got, problems = ingress_config(model, LISTENERS)
+    assert dict(got.alpn_challenges) == {"a.test": (cert, key)}
+    text = "\n".join(problems)
+    assert len(problems) == 5 and all("tls-alpn-01 challenge left out" in p for p in problems)
+    for expected in ("wildcard", "key_pem", "text.test", "bad;host"):
+        assert expected in text, (expected, text)
+    assert "SECRET-KEY-MATERIAL" not in text and "MII=" not in text
+    assert "SECRET-KEY-MATERIAL" not in repr(got)  # the keys stay out of reprs too
 
 
 def test_a_model_that_is_not_one_serves_nothing() -> None:
@@ -360,3 +388,114 @@ async def test_a_node_that_cannot_serve_the_ingress_runs_without_it_and_says_why
     said = [r for r in caplog.records if "runs no ingress" in r.getMessage()]
     assert len(said) == 1 and reason in said[0].getMessage()
     assert processes_holding(agent.ingress.prefix) == []
+
+
+# --- tls-alpn-01 through the agent ---------------------------------------------------------
+
+
+async def acme_tls_certificate(port: int, host: str) -> bytes | None:
+    """The certificate shown to a client offering only ``acme-tls/1`` (None: refused)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    ctx.set_alpn_protocols(["acme-tls/1"])
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", port, ssl=ctx, server_hostname=host)
+    except (ssl.SSLError, ConnectionError):
+        return None
+    try:
+        der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+        return bytes(der)
+    finally:
+        writer.close()
+
+
+def der_of(cert_pem: str) -> bytes:
+    return ssl.PEM_cert_to_DER_cert(cert_pem)
+
+
+def nginx_without_the_stream_module(folder: Path) -> str:
+    """The real nginx, whose ``-V`` says its modules are where the stream
+    module is not: the node Debian's nginx is without libnginx-mod-stream."""
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    empty = folder / "no-modules"
+    empty.mkdir()
+    wrapper = folder / "nginx-without-stream"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        'if [ "$1" = "-V" ]; then\n'
+        f"  {nginx} -V 2>&1 | sed 's|--modules-path=[^ ]*|--modules-path={empty}|' >&2\n"
+        "  exit 0\n"
+        "fi\n"
+        f'exec {nginx} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    return str(wrapper)
+
+
+async def test_the_agent_answers_tls_alpn_01_while_the_model_has_the_challenge(
+    plane: tuple[FakeControlPlane, str], tmp_path: Path, upstreams: dict[str, Upstream]
+) -> None:
+    cp, address = plane
+    cfg = ingress_agent_config(address, tmp_path)
+    cert_pem, key_pem = tls_alpn01_certificate("app.test", "tok.thumb")
+    agent = Agent(cfg, drivers={})
+    await agent.start()
+    try:
+        await until(lambda: agent.registered.is_set())
+        sites = [site("app.test", upstreams["a"].address)]
+        alpn = {"app.test": {"cert_pem": cert_pem, "key_pem": key_pem}}
+        cp.ingress = {"sites": sites, "challenges": {}, "alpn_challenges": alpn}
+        cp.index += 1
+        cp.changed.set()
+
+        async def shown() -> None:
+            assert await acme_tls_certificate(cfg.ingress_https_port, "app.test") == der_of(
+                cert_pem
+            )
+
+        await eventually(shown)
+        assert agent.ingress.status()["error"] is None
+        cp.set_ingress(sites, {})  # retracted
+
+        async def refused_again() -> None:
+            assert await acme_tls_certificate(cfg.ingress_https_port, "app.test") is None
+
+        await eventually(refused_again)
+    finally:
+        await agent.stop()
+
+
+async def test_a_node_without_the_stream_module_serves_the_rest_and_says_so(
+    plane: tuple[FakeControlPlane, str], tmp_path: Path, upstreams: dict[str, Upstream]
+) -> None:
+    cp, address = plane
+    cfg = ingress_agent_config(
+        address, tmp_path, ingress_nginx=nginx_without_the_stream_module(tmp_path)
+    )
+    cert_pem, key_pem = tls_alpn01_certificate("app.test", "tok.thumb")
+    agent = Agent(cfg, drivers={})
+    await agent.start()
+    try:
+        await until(lambda: agent.registered.is_set())
+        assert cp.registrations[0]["ingress"]["enabled"] is True  # http-01 works here
+        sites = [site("app.test", upstreams["a"].address)]
+        alpn = {"app.test": {"cert_pem": cert_pem, "key_pem": key_pem}}
+        cp.ingress = {"sites": sites, "challenges": {}, "alpn_challenges": alpn}
+        cp.index += 1
+        cp.changed.set()
+        registered = await until(
+            lambda: [r for r in cp.registrations if (r.get("ingress") or {}).get("error")]
+        )
+        error = registered[0]["ingress"]["error"]
+        assert "stream module" in error and "app.test" in error and "http-01 only" in error
+        assert key_pem.splitlines()[1] not in error
+        async with client() as s:  # the rest of the model is served
+            status, body = await get_json(s, f"http://app.test:{cfg.ingress_http_port}/")
+            assert status == 200 and body["upstream"] == "a"
+        assert await acme_tls_certificate(cfg.ingress_https_port, "app.test") is None
+        supervisor = agent.ingress.supervisor
+        assert supervisor is not None and "stream {" not in supervisor.paths.live_conf.read_text()
+        cp.set_ingress(sites, {})  # the challenge is over: nothing is missing any more
+        await until(lambda: cp.registrations[-1]["ingress"]["error"] is None)
+    finally:
+        await agent.stop()

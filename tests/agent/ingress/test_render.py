@@ -19,10 +19,17 @@ from agent.ingress import (
     Paths,
     Route,
     Site,
+    StreamModule,
     checks,
     render,
 )
-from agent.ingress.files import prepare_prefix
+from agent.ingress.files import (
+    prepare_prefix,
+    prepare_sockets_dir,
+    remove_sockets_dir,
+    write_site_certs,
+)
+from agent.ingress.probe import probe, stream_support
 
 SAFE = set(string.ascii_letters + string.digits + "._~!&()*+,=:@/-")
 
@@ -229,3 +236,119 @@ def test_certificate_files_are_named_after_the_host_and_change_with_the_pair(
     assert crt.name.startswith("_wildcard_.wild.test.") and crt.suffix == ".crt"
     assert key.with_suffix(".crt") == crt and "KEY" not in key.name
     assert paths.site_cert_files("*.wild.test", "CERT", "KEY2")[1] != key
+
+
+# --- tls-alpn-01: the stream hop, rendered only while a challenge is pending -------------
+
+
+def _alpn_pair(host: str) -> tuple[str, str]:
+    from heroctld.controllers.acme.challenges import tls_alpn01_certificate  # noqa: PLC0415
+
+    return tls_alpn01_certificate(host, f"tok-{host}.thumb")
+
+
+STREAM = StreamModule("/usr/lib/nginx/modules/ngx_stream_module.so")
+
+
+def test_no_pending_tls_alpn_challenge_renders_no_stream_block(tmp_path: Path) -> None:
+    text = render(_sample(), _paths(tmp_path), STREAM)
+    assert "stream {" not in text and "load_module" not in text and "unix:" not in text
+    assert text == render(_sample(), _paths(tmp_path))  # the module is not even needed
+
+
+def test_a_pending_tls_alpn_challenge_puts_the_hop_in_front(tmp_path: Path) -> None:
+    paths = _paths(tmp_path)
+    pairs = {"b.test": _alpn_pair("b.test"), "a.test": _alpn_pair("a.test")}
+    config = dataclasses.replace(_sample(), alpn_challenges=pairs)
+    text = render(config, paths, STREAM)
+    assert text.splitlines()[1] == f"load_module {STREAM.load};"
+    assert "load_module" not in render(config, paths, StreamModule(None))  # built in
+    stream = text[text.index("\nstream {") :]
+    # The front takes the port (with the operator's PROXY protocol and trust).
+    assert "listen 127.0.0.1:18443 proxy_protocol;" in stream
+    assert "set_real_ip_from 10.0.0.0/8;" in stream and "set_real_ip_from ::1;" in stream
+    assert f'"acme-tls/1 a.test" "unix:{paths.alpn_socket(0)}";' in stream
+    assert f'"acme-tls/1 b.test" "unix:{paths.alpn_socket(1)}";' in stream
+    assert f'default "unix:{paths.https_socket}";' in stream
+    for host, index in (("a.test", 0), ("b.test", 1)):
+        cert_file, key_file = paths.alpn_cert_files(host, *pairs[host])
+        assert f"listen unix:{paths.alpn_socket(index)} ssl proxy_protocol;" in stream
+        assert f"ssl_certificate {cert_file};" in stream and key_file.name.startswith("_alpn_.")
+    # The http TLS servers listen behind it and believe its header.
+    http = text[: text.index("\nstream {")]
+    assert "listen 127.0.0.1:18443" not in http
+    hop = f"listen unix:{paths.https_socket} default_server ssl http2 proxy_protocol;"
+    assert hop in http and "set_real_ip_from unix:;" in http
+    assert "BEGIN" not in text  # PEMs go to files, never into the configuration
+
+
+def test_a_tls_alpn_challenge_needs_the_stream_module_and_a_short_socket_path(
+    tmp_path: Path,
+) -> None:
+    config = dataclasses.replace(_sample(), alpn_challenges={"a.test": _alpn_pair("a.test")})
+    with pytest.raises(ValueError, match="stream module"):
+        render(config, _paths(tmp_path))
+    deep = Paths(tmp_path / ("d" * 120) / "prefix")  # no root: the sockets are in the prefix
+    assert deep.socket_problem() is not None
+    with pytest.raises(ValueError, match="longer than 107 bytes"):
+        render(config, deep, STREAM)
+    as_root = Paths(tmp_path / ("d" * 120) / "prefix", "nobody nogroup")
+    assert as_root.socket_problem() is None and str(as_root.sockets_dir).startswith("/run/")
+
+
+@pytest.mark.parametrize(
+    "pairs",
+    [
+        {"*.wild.test": ("-----BEGIN CERTIFICATE-----", "-----BEGIN PRIVATE KEY-----")},
+        {"a.test;": ("-----BEGIN CERTIFICATE-----", "-----BEGIN PRIVATE KEY-----")},
+        {"a.test": ("not a pem", "-----BEGIN PRIVATE KEY-----")},
+        {"a.test": ("-----BEGIN CERTIFICATE-----",)},
+    ],
+)
+def test_a_malformed_tls_alpn_challenge_raises(pairs: dict[str, tuple[str, ...]]) -> None:
+    with pytest.raises(ValueError):
+        IngressConfig(Listeners(), (), alpn_challenges=pairs)  # type: ignore[arg-type]
+
+
+def test_real_nginx_accepts_the_hop(tmp_path: Path) -> None:
+    found = probe()
+    assert found.nginx is not None and found.stream is not None, found.stream_reason
+    paths = Paths.in_prefix(tmp_path / "prefix")
+    prepare_prefix(paths)
+    prepare_sockets_dir(paths)
+    try:
+        pem = (paths.fallback_cert.read_text(), paths.fallback_key.read_text())
+        alpn = {"a.test": _alpn_pair("a.test")}
+        config = dataclasses.replace(_sample(pem), alpn_challenges=alpn)
+        write_site_certs(config, paths)
+        paths.live_conf.write_text(render(config, paths, found.stream))
+        result = subprocess.run(
+            [found.nginx, "-t", "-p", f"{paths.prefix}/", "-c", str(paths.live_conf)],
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 0, result.stderr
+        assert list(paths.sockets_dir.glob("*.sock")) == []  # nginx -t leaves none behind
+    finally:
+        remove_sockets_dir(paths)
+
+
+def test_the_probe_finds_the_stream_module_or_says_why_not(tmp_path: Path) -> None:
+    version = "nginx version: nginx/1.22.1\nconfigure arguments: --with-http_ssl_module"
+    parts = " --with-stream_ssl_module --with-stream_ssl_preread_module --with-stream_realip_module"
+    static = stream_support(f"{version} --with-stream{parts}", (1, 22, 1))
+    assert static == (StreamModule(None), None)
+    (tmp_path / "ngx_stream_module.so").write_bytes(b"")
+    dynamic = f"{version} --modules-path={tmp_path} --with-stream=dynamic{parts}"
+    assert stream_support(dynamic, (1, 22, 1)) == (
+        StreamModule(str(tmp_path / "ngx_stream_module.so")),
+        None,
+    )
+    elsewhere = dynamic.replace(str(tmp_path), str(tmp_path / "none"))
+    _, why = stream_support(elsewhere, (1, 22, 1))
+    assert why is not None and "stream module" in why and "is not installed" in why
+    assert "older than 1.21.4" in str(stream_support(dynamic, (1, 20, 2))[1])
+    assert "without the stream module" in str(stream_support(version, (1, 22, 1))[1])
+    assert "stream_ssl_preread_module" in str(
+        stream_support(dynamic.replace(" --with-stream_ssl_preread_module", ""), (1, 22, 1))[1]
+    )
