@@ -100,8 +100,9 @@ def node_model(
     now: float | None = None,
 ) -> dict[str, Any]:
     """What every node's ingress serves (the same for every node: any node
-    takes any host). Certificate keys are opened here, for the node's agent
-    only (the caller checked it is that node)."""
+    takes any host), and the pending ACME challenges (http-01 answers,
+    tls-alpn-01 certificates). Certificate keys are opened here, for the
+    node's agent only (the caller checked it is that node)."""
     now = time.time() if now is None else now
     domains = view.ingress.domains()
     sites = []
@@ -127,7 +128,24 @@ def node_model(
         )
     if api_domain:
         sites.append(_api_site(view, keys, api_domain))
-    return {"sites": sites, "challenges": view.acme.challenges()}
+    return {
+        "sites": sites,
+        "challenges": view.acme.challenges(),
+        "alpn_challenges": _alpn_challenges(view, keys),
+    }
+
+
+def _alpn_challenges(view: StateView, keys: KeyMaterial) -> dict[str, dict[str, str]]:
+    """host -> {cert_pem, key_pem}: the tls-alpn-01 certificates, keys opened
+    for the node (a key sealed under another cluster key is left out)."""
+    out = {}
+    for host, row in sorted(view.acme.alpn_challenges().items()):
+        try:
+            key_pem = keys.open_private_key(f"acme-alpn:{host}", row["key"])
+        except DecryptError:
+            continue
+        out[host] = {"cert_pem": row["cert_pem"], "key_pem": key_pem}
+    return out
 
 
 def _api_site(view: StateView, keys: KeyMaterial, api_domain: str) -> dict[str, Any]:

@@ -8,7 +8,10 @@ and where the controller stands (`status`, `last_error`, `failures`,
 
 `acme`: `account` -> {key (sealed), url, directory}; `challenge:<token>` ->
 {host, token, key_authorization}: what every node's ingress answers at
-`/.well-known/acme-challenge/<token>` (http-01), replicated so that
+`/.well-known/acme-challenge/<token>` (http-01); `challenge-alpn:<host>` ->
+{host, cert_pem, key (sealed, label ``acme-alpn:<host>``)}: the certificate
+every node's ingress shows a TLS client offering only the ALPN protocol
+`acme-tls/1` for that host (tls-alpn-01). Both are replicated so that
 whichever node the validator reaches answers it.
 """
 
@@ -41,6 +44,7 @@ CERT_FIELDS = (
     "obtained_at",
 )
 MAX_CHALLENGES = 1000
+CHALLENGE_PREFIXES = ("challenge:", "challenge-alpn:")
 
 
 def _sealed(value: Any) -> bool:
@@ -117,6 +121,10 @@ def acme_account_put(
     return ok(changed=True)
 
 
+def _challenges_in_flight(table: dict[str, Any]) -> int:
+    return sum(1 for k in table if k.startswith(CHALLENGE_PREFIXES))
+
+
 def acme_challenge_put(
     state: State, cmd: dict[str, Any], index: int, changes: Changes
 ) -> dict[str, Any]:
@@ -124,7 +132,7 @@ def acme_challenge_put(
     if not all(isinstance(v, str) and v for v in (host, token, key_auth)):
         return fail(400, "invalid_challenge", "host, token and key_authorization are required")
     table = state.table("acme")
-    if sum(1 for k in table if k.startswith("challenge:")) >= MAX_CHALLENGES:
+    if _challenges_in_flight(table) >= MAX_CHALLENGES:
         return fail(429, "too_many_challenges", "too many ACME challenges in flight")
     row = f"challenge:{token}"
     changes.wrote("acme", row, table.get(row))
@@ -143,6 +151,38 @@ def acme_challenge_delete(
 ) -> dict[str, Any]:
     table = state.table("acme")
     row = f"challenge:{cmd.get('token')}"
+    if row not in table:
+        return ok(changed=False)
+    changes.wrote("acme", row, table.pop(row))
+    state.touch("acme", index)
+    return ok(changed=True)
+
+
+def acme_alpn_challenge_put(
+    state: State, cmd: dict[str, Any], index: int, changes: Changes
+) -> dict[str, Any]:
+    """The tls-alpn-01 certificate of ``host`` (one per host: an order answers
+    one authorization per host at a time), its key sealed by the leader."""
+    host, cert_pem, key = cmd.get("host"), cmd.get("cert_pem"), cmd.get("key")
+    if not isinstance(host, str) or not host or not isinstance(cert_pem, str) or not cert_pem:
+        return fail(400, "invalid_challenge", "host and cert_pem are required")
+    if not _sealed(key):
+        return fail(400, "invalid_challenge", "the challenge key must arrive sealed")
+    table = state.table("acme")
+    row = f"challenge-alpn:{host}"
+    if row not in table and _challenges_in_flight(table) >= MAX_CHALLENGES:
+        return fail(429, "too_many_challenges", "too many ACME challenges in flight")
+    changes.wrote("acme", row, table.get(row))
+    table[row] = {"host": host, "cert_pem": cert_pem, "key": key, "ts": cmd.get("ts", 0)}
+    state.touch("acme", index)
+    return ok()
+
+
+def acme_alpn_challenge_delete(
+    state: State, cmd: dict[str, Any], index: int, changes: Changes
+) -> dict[str, Any]:
+    table = state.table("acme")
+    row = f"challenge-alpn:{cmd.get('host')}"
     if row not in table:
         return ok(changed=False)
     changes.wrote("acme", row, table.pop(row))

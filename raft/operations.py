@@ -88,4 +88,6 @@ OPERATIONS: dict[str, Operation] = {
     "acme.account.put": fsm_certs.acme_account_put,
     "acme.challenge.put": fsm_certs.acme_challenge_put,
     "acme.challenge.delete": fsm_certs.acme_challenge_delete,
+    "acme.alpn_challenge.put": fsm_certs.acme_alpn_challenge_put,
+    "acme.alpn_challenge.delete": fsm_certs.acme_alpn_challenge_delete,
 }

@@ -132,6 +132,15 @@ class Acme(Table):
             if key.startswith("challenge:")
         }
 
+    def alpn_challenges(self) -> dict[str, Doc]:
+        """host -> {cert_pem, key (sealed, label ``acme-alpn:<host>``)}: the
+        tls-alpn-01 certificates every node's ingress shows to ``acme-tls/1``."""
+        return {
+            row["host"]: {"cert_pem": row["cert_pem"], "key": row["key"]}
+            for key, row in self.items()
+            if key.startswith("challenge-alpn:")
+        }
+
 
 class Events(Table):
     """The bounded ring of events (raft.fsm_events), by seq."""

@@ -9,6 +9,7 @@ from typing import Any
 from raft.fsm import apply_batch
 from raft.fsm_ingress import active_domains
 from raft.state import State
+from raft.views import StateView
 
 SEALED = {"nonce": b"n" * 12, "ciphertext": b"c" * 16}
 
@@ -87,6 +88,8 @@ def test_manual_tls_needs_its_certificate_and_bad_rows_are_refused() -> None:
         {"op": "cert.put", "host": "m.test", "fields": {"private": "x"}},
         {"op": "cert.put", "host": "m.test", "fields": {"status": "great"}},
         {"op": "acme.challenge.put", "host": "m.test", "token": "", "key_authorization": "x"},
+        {"op": "acme.alpn_challenge.put", "host": "m.test", "cert_pem": "PEM", "key": "plain"},
+        {"op": "acme.alpn_challenge.put", "host": "", "cert_pem": "PEM", "key": SEALED},
     ):
         (result,) = apply(state, command)
         assert not result["ok"] and result["status"] == 400, command
@@ -113,3 +116,20 @@ def test_certificates_and_challenges_rows() -> None:
     assert state.table("acme")["challenge:t1"]["key_authorization"] == "t1.k"
     apply(state, {"op": "acme.challenge.delete", "token": "t1"})
     assert "challenge:t1" not in state.table("acme")
+
+
+def test_tls_alpn_challenge_rows_are_per_host_with_a_sealed_key() -> None:
+    state = State()
+    put = {"op": "acme.alpn_challenge.put", "host": "a.test", "cert_pem": "PEM1", "key": SEALED}
+    apply(state, put, {**put, "cert_pem": "PEM2"})  # a new order for the host replaces it
+    apply(
+        state,
+        {"op": "acme.challenge.put", "host": "a.test", "token": "t", "key_authorization": "t.k"},
+    )
+    acme = StateView(state).acme
+    assert acme.alpn_challenges() == {"a.test": {"cert_pem": "PEM2", "key": SEALED}}
+    assert acme.challenges() == {"t": "t.k"}  # the http-01 answers are apart
+    (deleted,) = apply(state, {"op": "acme.alpn_challenge.delete", "host": "a.test"})
+    (again,) = apply(state, {"op": "acme.alpn_challenge.delete", "host": "a.test"})
+    assert (deleted["changed"], again["changed"]) == (True, False)
+    assert StateView(state).acme.alpn_challenges() == {}

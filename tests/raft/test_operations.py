@@ -194,6 +194,11 @@ SAMPLES: list[tuple[list[dict[str, Any]], dict[str, Any]]] = [
         [cmd("acme.challenge.put", host="a.example.com", token="t1", key_authorization="t1.x")],
         cmd("acme.challenge.delete", token="t1"),
     ),
+    ([], cmd("acme.alpn_challenge.put", host="a.example.com", cert_pem=CA_PEM, key=SEALED)),
+    (
+        [cmd("acme.alpn_challenge.put", host="a.example.com", cert_pem=CA_PEM, key=SEALED)],
+        cmd("acme.alpn_challenge.delete", host="a.example.com"),
+    ),
 ]
 
 
