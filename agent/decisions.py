@@ -21,6 +21,11 @@ The rules:
 * desired ``stop``, or an allocation the cluster no longer lists: its tasks
   are stopped and removed, and it is reported ``complete``;
 * a task of this node that belongs to no allocation at all is removed;
+* a user's restart request (the allocation's ``restart_requested``, newer
+  than the one last acted on) restarts its running tasks in place, once no
+  task it names has an action in flight: :class:`Restart`, outside the
+  restart policy (it neither waits for the policy's delay nor uses up its
+  attempts);
 * a task with an action in flight (``busy``) gets no other;
 * a task of a ``held`` driver (one not listed yet: its engine has not
   answered since the agent started) is neither started nor judged exited,
@@ -43,6 +48,7 @@ __all__ = [
     "Action",
     "Key",
     "Kill",
+    "Restart",
     "Start",
     "Stop",
     "apply_restart_policy",
@@ -51,6 +57,7 @@ __all__ = [
 ]
 
 Key = tuple[str, str]  # (alloc id, task)
+USER_RESTART = "restart requested by a user"
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +87,18 @@ class Kill:
     reason: str = ""
 
 
-Action = Start | Stop | Kill
+@dataclass(frozen=True, slots=True)
+class Restart:
+    """Stop a running task and start it again, in the same allocation: a
+    user asked for it (it is not the restart policy's doing)."""
+
+    alloc_id: str
+    task: str
+    driver: str
+    reason: str = USER_RESTART
+
+
+Action = Start | Stop | Kill | Restart
 
 
 def decide(
@@ -146,9 +164,10 @@ def _decide_run(
             if st.running and (rt.id, task) not in busy:
                 actions.append(Stop(rt.id, task, st.driver, f"allocation {rt.status}"))
         return
+    restarting = _user_restart(rt, observed, busy, actions, now, held)
     for name, t in rt.tasks.items():
         key = (rt.id, name)
-        if key in busy:
+        if key in busy or name in restarting:
             continue
         st = observed.get(name)
         if t.state == DEAD or t.driver in held:
@@ -178,6 +197,36 @@ def _decide_run(
                 actions.append(Stop(rt.id, name, st.driver, "another task failed"))
     if not _held(rt, held):
         _observe_health(rt, now)
+
+
+def _user_restart(
+    rt: AllocRuntime,
+    observed: Mapping[str, TaskState],
+    busy: Collection[Key],
+    actions: list[Action],
+    now: float,
+    held: Collection[str],
+) -> set[str]:
+    """Act on a restart request not acted on yet: a :class:`Restart` for each
+    task it names that runs; the names of those tasks. A task of the request
+    with an action in flight defers the whole request to a later round."""
+    request = rt.restart_request()
+    if request is None:
+        return set()
+    index, only = request
+    names = [n for n in rt.tasks if only is None or n == only]
+    if any((rt.id, n) in busy for n in names):
+        return set()
+    rt.restart_handled = index  # reported: the server knows it was acted on
+    chosen: set[str] = set()
+    for name in names:
+        t, st = rt.tasks[name], observed.get(name)
+        if t.state != RUNNING or st is None or not st.running or t.driver in held:
+            continue  # only what runs restarts (an exit is the policy's business)
+        rt.event(now, "restarting", USER_RESTART, name)
+        actions.append(Restart(rt.id, name, st.driver))
+        chosen.add(name)
+    return chosen
 
 
 def _exited(rt: AllocRuntime, t: TaskRuntime, st: TaskState | None, now: float) -> None:

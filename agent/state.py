@@ -69,6 +69,7 @@ class AllocRuntime:
     reported: tuple[Any, ...] | None = None  # the last state the server acknowledged
     failed: bool = False
     stopped: bool = False  # desired stop (or gone) and nothing of it is left
+    restart_handled: int = 0  # the raft index of the last user restart acted on
 
     # --- construction ---------------------------------------------------------
 
@@ -100,14 +101,21 @@ class AllocRuntime:
             health = HealthTracker.from_update(
                 group.get("update"), began=now, healthy=healthy if healthy is not None else None
             )
+        handled = doc.get("restart_handled")
         rt = cls(
             id=str(doc["id"]),
             doc=dict(doc),
             tasks=tasks,
             health=health,
             failed=status == "failed" or any(t.failed for t in tasks.values()),
+            restart_handled=handled if isinstance(handled, int) else 0,
         )
-        rt.reported = rt._snapshot(status, healthy, {n: dict(known.get(n) or {}) for n in tasks})
+        rt.reported = rt._snapshot(
+            status,
+            healthy,
+            {n: dict(known.get(n) or {}) for n in tasks},
+            rt.restart_handled,
+        )
         if status in TERMINAL:
             # Terminal on the server: never run again here, and nothing to
             # tell about it (its tasks are dead as far as anyone cares).
@@ -131,6 +139,17 @@ class AllocRuntime:
     @property
     def lost(self) -> bool:
         return self.doc.get("status") == "lost"
+
+    def restart_request(self) -> tuple[int, str | None] | None:
+        """A user's restart request not acted on yet: (its raft index, the
+        task it names or None for every task), from the allocation document."""
+        request = self.doc.get("restart_requested")
+        if not isinstance(request, Mapping):
+            return None
+        index, task = request.get("index"), request.get("task")
+        if not isinstance(index, int) or index <= self.restart_handled:
+            return None
+        return index, task if isinstance(task, str) else None
 
     def task_spec(self, name: str) -> dict[str, Any]:
         for spec in (self.doc.get("group_spec") or {}).get("tasks") or []:
@@ -180,12 +199,16 @@ class AllocRuntime:
 
     @staticmethod
     def _snapshot(
-        status: str, healthy: bool | None, task_states: Mapping[str, Mapping[str, Any]]
+        status: str,
+        healthy: bool | None,
+        task_states: Mapping[str, Mapping[str, Any]],
+        restart_handled: int = 0,
     ) -> tuple[Any, ...]:
         """What, when it changes, is worth a status update (times are not)."""
         return (
             status,
             healthy,
+            restart_handled,
             tuple(
                 sorted(
                     (
@@ -203,7 +226,10 @@ class AllocRuntime:
 
     def snapshot(self) -> tuple[Any, ...]:
         return self._snapshot(
-            self.status, self.healthy, {n: t.to_report() for n, t in self.tasks.items()}
+            self.status,
+            self.healthy,
+            {n: t.to_report() for n, t in self.tasks.items()},
+            self.restart_handled,
         )
 
     def pending_update(self) -> dict[str, Any] | None:
@@ -214,7 +240,7 @@ class AllocRuntime:
         snap = self.snapshot()
         if snap == self.reported and not self.events:
             return None
-        return {
+        update = {
             "id": self.id,
             "status": self.status,
             "task_states": {n: t.to_report() for n, t in self.tasks.items()},
@@ -222,10 +248,18 @@ class AllocRuntime:
             "events": [ev for _, ev in self.events],
             "_seq": self.event_seq,
         }
+        if self.restart_handled:
+            update["restart_handled"] = self.restart_handled
+        return update
 
     def acknowledge(self, update: Mapping[str, Any]) -> None:
         """The server took ``update``: remember it, drop the events it carried."""
-        self.reported = self._snapshot(update["status"], update["healthy"], update["task_states"])
+        self.reported = self._snapshot(
+            update["status"],
+            update["healthy"],
+            update["task_states"],
+            update.get("restart_handled", 0),
+        )
         self.events = [(seq, ev) for seq, ev in self.events if seq > update["_seq"]]
 
     def event(self, now: float, kind: str, message: str, task: str | None = None) -> None:

@@ -34,11 +34,11 @@ from typing import Any
 import aiohttp
 
 from agent import decisions
-from agent.decisions import Action, Key, Kill, Start, Stop
+from agent.decisions import Action, Key, Kill, Restart, Start, Stop
 from agent.drivers.base import Driver, DriverError, TaskNotFound, TaskState
 from agent.drivers.calls import DriverCalls
 from agent.health_checks import HealthCheckLoops
-from agent.state import DEAD, RUNNING, AllocRuntime, ms
+from agent.state import DEAD, PENDING, RUNNING, AllocRuntime, ms
 from agent.task_spec import SecretsUnavailable, build_task_spec, task_secrets
 
 __all__ = ["Supervisor"]
@@ -204,6 +204,8 @@ class Supervisor:
         try:
             if isinstance(action, Start):
                 await self._start(action)
+            elif isinstance(action, Restart):
+                await self._restart(action)
             else:
                 await self._stop(action)
         except asyncio.CancelledError:
@@ -224,10 +226,13 @@ class Supervisor:
         t = rt.tasks.get(action.task) if rt is not None else None
         return t.driver if t is not None else ""
 
-    async def _start(self, action: Start) -> None:
+    async def _start(self, action: Start, *, by_user: bool = False) -> bool:
+        """Start a task; True when it started. ``by_user``: the start of a
+        user's restart, counted in the task's restarts but kept out of its
+        restart policy's window (it uses up none of the attempts)."""
         rt = self.runtimes.get(action.alloc_id)
         if rt is None:
-            return
+            return False
         t = rt.tasks[action.task]
         task = rt.task_spec(action.task)
         driver = self.drivers.get(t.driver)
@@ -248,7 +253,10 @@ class Supervisor:
             spec = build_task_spec(
                 rt, action.task, secrets, node_id=self.node_id, host_ip=self.host_ip
             )
-            if t.restart_due:
+            if by_user:
+                t.restarts.total += 1
+                restarted = True
+            elif t.restart_due:
                 # A restart counts when attempted: one that cannot even
                 # start (image gone, port taken) must use up the budget too.
                 t.restarts.restarted(self.clock())
@@ -264,14 +272,14 @@ class Supervisor:
             if t.last_error != str(exc):
                 t.last_error = str(exc)
                 rt.event(now, "secrets_error", str(exc), action.task)
-            return
+            return False
         except DriverError as exc:
             now = self.clock()
             t.last_error = str(exc)
             t.finished_at = ms(now)
             rt.event(now, "driver_error", str(exc), action.task)
             decisions.apply_restart_policy(rt, t, None, False, now)
-            return
+            return False
         now = self.clock()
         if restarted:
             rt.event(now, "restarted", f"restart {t.restarts.total} ({state.handle[:12]})", t.name)
@@ -285,6 +293,30 @@ class Supervisor:
         t.next_start = None
         t.last_error = ""
         self.observed[(action.alloc_id, action.task)] = state
+        return True
+
+    async def _restart(self, action: Restart) -> None:
+        """A user's restart: stop the task (its kill_timeout), then start it
+        again in the same allocation (a new container or process)."""
+        rt = self.runtimes.get(action.alloc_id)
+        driver = self.drivers.get(action.driver)
+        t = rt.tasks.get(action.task) if rt is not None else None
+        if rt is None or t is None or driver is None:
+            return
+        timeout: float | None = None
+        with contextlib.suppress(KeyError):
+            timeout = float(rt.task_spec(action.task).get("kill_timeout", 5))
+        try:
+            await self.calls.stop(driver, action.alloc_id, action.task, timeout)
+        except TaskNotFound:
+            pass  # gone already: start it again all the same
+        except DriverError as exc:
+            rt.event(self.clock(), "driver_error", f"cannot stop it to restart: {exc}", t.name)
+            return  # it still runs: nothing was restarted
+        started = await self._start(Start(action.alloc_id, action.task, restart=True), by_user=True)
+        if not started and t.state == RUNNING:  # stopped; its start waits (secrets)
+            t.state = PENDING
+            t.finished_at = ms(self.clock())
 
     async def _stop(self, action: Stop | Kill) -> None:
         driver = self.drivers.get(action.driver)

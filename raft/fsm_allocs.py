@@ -3,6 +3,12 @@
 An allocation document has what the cluster wants (`desired_status`: run |
 stop) and what its node reports (`status`: pending | running | complete |
 failed | lost, `task_states`, `healthy`), plus a bounded event timeline.
+
+A user's restart is replicated as a request the node acts on: `alloc.restart`
+sets `restart_requested: {"index": <raft index>, "task": <name or None>}`;
+the node's agent sees it in its allocation watch, restarts the tasks in place
+and reports `restart_handled: <that index>`, so a request is acted on once,
+even by an agent that restarted in between.
 """
 
 from __future__ import annotations
@@ -149,6 +155,9 @@ def alloc_update(state: State, cmd: dict[str, Any], index: int, changes: Changes
             doc["task_states"] = u["task_states"]
         if "healthy" in u and u["healthy"] in (True, False, None):
             doc["healthy"] = u["healthy"]
+        handled = u.get("restart_handled")
+        if isinstance(handled, int) and not isinstance(handled, bool):
+            doc["restart_handled"] = max(handled, alloc.get("restart_handled") or 0)
         events = [e for e in u.get("events") or [] if isinstance(e, dict)]
         if events:
             doc["events"] = _with_events(alloc, events)
@@ -165,6 +174,48 @@ def alloc_stop(state: State, cmd: dict[str, Any], index: int, changes: Changes) 
     reason = str(cmd.get("reason") or "stopped by a user")
     mark_stop(state, changes, alloc, reason, cmd.get("ts", 0), index)
     return ok(allocation=state.table("allocations")[alloc["id"]])
+
+
+def restart_refusal(alloc: dict[str, Any], task: Any) -> dict[str, Any] | None:
+    """Why ``alloc`` cannot be restarted now (``task``: only that task), or
+    None. The API asks too, so a bad request costs no raft entry."""
+    if alloc.get("desired_status") != "run" or alloc.get("status") != "running":
+        return fail(
+            409,
+            "allocation_not_running",
+            f"allocation '{alloc['id']}' is {alloc.get('status')} (desired "
+            f"{alloc.get('desired_status')}): only a running allocation can be restarted",
+        )
+    names = [t.get("name") for t in (alloc.get("group_spec") or {}).get("tasks") or ()]
+    if task is not None and task not in names:
+        return fail(
+            400,
+            "invalid_field",
+            f"task: allocation '{alloc['id']}' has no task '{task}' "
+            f"(its tasks: {', '.join(map(str, names)) or 'none'})",
+        )
+    return None
+
+
+def alloc_restart(
+    state: State, cmd: dict[str, Any], index: int, changes: Changes
+) -> dict[str, Any]:
+    """A user asks the node to restart a running allocation's tasks (``task``:
+    only that one) in place: same allocation, same node."""
+    alloc = state.table("allocations").get(cmd.get("id"))
+    if alloc is None:
+        return fail(404, "allocation_not_found", f"allocation '{cmd.get('id')}' does not exist")
+    task = cmd.get("task")
+    refused = restart_refusal(alloc, task)
+    if refused is not None:
+        return refused
+    event = _event(cmd.get("ts", 0), "restart_requested", "restart requested by a user")
+    if task is not None:
+        event["task"] = task
+    doc = dict(alloc, restart_requested={"index": index, "task": task})
+    doc["events"] = _with_events(alloc, [event])
+    _put(state, changes, doc, index)
+    return ok(allocation=doc)
 
 
 def alloc_gc(state: State, cmd: dict[str, Any], index: int, changes: Changes) -> dict[str, Any]:
@@ -196,6 +247,13 @@ def _without_count(group: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in group.items() if k != "count"}
 
 
+def moves_in_place(old_group: dict[str, Any] | None, new_group: dict[str, Any]) -> bool:
+    """Whether a new version of a group keeps the allocations of the old one
+    (it changed nothing but ``count``): the rule :func:`update_in_place`
+    applies, which a plan's dry run (domain.job_plan) must apply alike."""
+    return old_group is not None and _without_count(old_group) == _without_count(new_group)
+
+
 def update_in_place(
     state: State,
     changes: Changes,
@@ -215,8 +273,7 @@ def update_in_place(
     old_groups = {g["name"]: g for g in old_job.get("groups") or ()}
     moved = 0
     for group in new_job.get("groups") or ():
-        old = old_groups.get(group["name"])
-        if old is None or _without_count(old) != _without_count(group):
+        if not moves_in_place(old_groups.get(group["name"]), group):
             continue
         for alloc in live:
             if alloc["group"] == group["name"] and alloc["job_version"] == old_job.get("version"):

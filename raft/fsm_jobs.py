@@ -1,4 +1,9 @@
-"""FSM operations on jobs: every submit is a new version; check-and-set."""
+"""FSM operations on jobs: every submit is a new version; check-and-set.
+
+A scale (`job.scale`) is a submit too: the stored job with one group's
+count changed goes through :func:`job_upsert`, so it is a new version that
+the version history, the events and the scheduler see like any other.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,9 @@ from raft.packing import pack, unpack
 from raft.state import State
 
 MAX_VERSIONS = 10  # current + 9 previous
+# The largest group count, as domain.jobspec.groups.MAX_COUNT (raft cannot
+# import domain; tests/raft/test_fsm_job_scale.py checks they agree).
+MAX_GROUP_COUNT = 100_000
 
 
 def job_upsert(state: State, cmd: dict[str, Any], index: int, changes: Changes) -> dict[str, Any]:
@@ -56,6 +64,62 @@ def job_upsert(state: State, cmd: dict[str, Any], index: int, changes: Changes) 
         state.touch("job_versions", index)
     state.touch("jobs", index)
     return ok(job=doc, created=existing is None)
+
+
+def scale_count_refusal(count: Any) -> dict[str, Any] | None:
+    """Why ``count`` cannot be a group's count, or None (the API asks too, so a
+    bad request is refused before it costs a raft entry)."""
+    if count is None:
+        return fail(400, "missing_field", "count: is required")
+    if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= MAX_GROUP_COUNT:
+        return fail(400, "invalid_field", f"count: must be an integer from 0 to {MAX_GROUP_COUNT}")
+    return None
+
+
+def scaled_group(job: dict[str, Any], group: Any) -> dict[str, Any]:
+    """The group of ``job`` a scale names (None: the job's only group), or a
+    refusal (``ok`` False) that names the field ``group``."""
+    groups = job.get("groups") or []
+    if group is None and len(groups) == 1:
+        return groups[0]
+    names = ", ".join(str(g.get("name")) for g in groups) or "none"
+    if group is None:
+        return fail(400, "missing_field", f"group: is required (the job's groups: {names})")
+    found = next((g for g in groups if g.get("name") == group), None)
+    if found is None:
+        return fail(
+            400,
+            "invalid_field",
+            f"group: job '{job.get('name')}' has no group '{group}' (its groups: {names})",
+        )
+    return found
+
+
+def job_scale(state: State, cmd: dict[str, Any], index: int, changes: Changes) -> dict[str, Any]:
+    """One group's count set to ``count`` (``group`` None: the job's only group).
+
+    Checked here, in the log's order, as well as by the API: the job and the
+    group must exist when the command applies, whatever raced it. ``cas``
+    is the job_modify_index the caller expects, as for a submit.
+    """
+    name = cmd.get("name")
+    existing = state.table("jobs").get(name)
+    if existing is None:
+        return fail(404, "job_not_found", f"job '{name}' does not exist")
+    count = cmd.get("count")
+    refused = scale_count_refusal(count)
+    if refused is not None:
+        return refused
+    target = scaled_group(existing, cmd.get("group"))
+    if target.get("ok") is False:
+        return target
+    groups = [dict(g, count=count) if g is target else g for g in existing.get("groups") or []]
+    # The stored document is a valid spec: job_upsert sets the fields the server owns again.
+    upsert = {"job": dict(existing, groups=groups), "cas": cmd.get("cas"), "ts": cmd.get("ts", 0)}
+    result = job_upsert(state, upsert, index, changes)
+    if result.get("ok"):
+        result.update(group=target["name"], previous_count=target.get("count", 1), count=count)
+    return result
 
 
 def job_delete(state: State, cmd: dict[str, Any], index: int, changes: Changes) -> dict[str, Any]:

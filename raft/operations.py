@@ -42,9 +42,11 @@ OPERATIONS: dict[str, Operation] = {
     # jobs and their allocations
     "job.upsert": fsm_jobs.job_upsert,
     "job.delete": fsm_jobs.job_delete,
+    "job.scale": fsm_jobs.job_scale,
     "plan.apply": fsm_allocs.plan_apply,
     "alloc.update": fsm_allocs.alloc_update,
     "alloc.stop": fsm_allocs.alloc_stop,
+    "alloc.restart": fsm_allocs.alloc_restart,
     "alloc.gc": fsm_allocs.alloc_gc,
     # nodes
     "node.register": fsm_nodes.node_register,

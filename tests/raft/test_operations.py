@@ -92,6 +92,11 @@ SAMPLES: list[tuple[list[dict[str, Any]], dict[str, Any]]] = [
         ),
     ),
     (PLACED, cmd("alloc.stop", id="a2")),
+    (PLACED, cmd("job.scale", name="web", group="web", count=5)),
+    (
+        [*PLACED, cmd("alloc.update", node="n1", updates=[{"id": "a1", "status": "running"}])],
+        cmd("alloc.restart", id="a1", task="web"),
+    ),
     (
         [
             *PLACED,
