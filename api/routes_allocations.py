@@ -1,4 +1,4 @@
-"""Allocations: list, detail, stop; agents report status and fetch their secrets."""
+"""Allocations: list, detail, stop, restart; agents report status and fetch their secrets."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from domain.jobspec import parse_secret_ref
 from httpkit.errors import ApiError, read_json_object, require_field
 from httpkit.identity import identity_of
 from httpkit.responses import json_response
-from raft.fsm_allocs import CLIENT_STATUSES
+from raft.fsm_allocs import CLIENT_STATUSES, restart_refusal
 from raft.fsm_secrets import version_entry
 
 routes = web.RouteTableDef()
@@ -103,6 +103,27 @@ async def stop_allocation(request: web.Request) -> web.Response:
         "alloc.stop", id=alloc["id"], reason="stopped by a user"
     )
     return json_response(detail(result["allocation"]))
+
+
+@routes.post("/v1/allocations/{id}/restart")
+async def restart_allocation(request: web.Request) -> web.Response:
+    """Restart a running allocation's tasks in place (``{"task": NAME}``: only
+    that one). Replicated as a request its node's agent acts on (the
+    allocation's ``restart_requested``, raft/fsm_allocs.py): same allocation,
+    same node, each task's restart count + 1, its restart policy untouched."""
+    body = await read_json_object(request) if (await request.read()).strip() else {}
+    task = body.get("task")
+    if task is not None and (not isinstance(task, str) or not task):
+        raise ApiError(400, "invalid_field", "task: must be the name of one of its tasks")
+    await read_view(request)
+    alloc = _alloc_or_404(request, request.match_info["id"])
+    refusal = restart_refusal(alloc, task)  # refused here: a bad request costs no raft entry
+    if refusal is not None:
+        raise ApiError(refusal["status"], refusal["error"], refusal["message"])
+    result = await replica_of(request).write("alloc.restart", id=alloc["id"], task=task)
+    return json_response(
+        detail(result["allocation"]), headers={"X-HeroCtl-Index": str(result["index"])}
+    )
 
 
 # --- agents ---------------------------------------------------------------------------

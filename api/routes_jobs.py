@@ -1,4 +1,5 @@
-"""Jobs as stored documents: list, read, submit (new version, CAS), delete."""
+"""Jobs as stored documents: list, read, submit (new version, CAS), delete;
+scale one group (a new version too) and plan a submit (a dry run)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ from typing import Any
 
 from aiohttp import web
 
-from api.context import blocking_view, read_headers, replica_of
+from api.context import blocking_view, read_headers, read_view, replica_of
 from api.jobspec import check_name, parse_submission, summary
+from domain.job_plan import plan_job
 from httpkit.errors import ApiError, read_json_object
 from httpkit.identity import identity_of
 from httpkit.responses import RenderedViews, dumps, json_body_response, json_response
+from raft.fsm_jobs import scale_count_refusal, scaled_group
 from raft.replica import StateView
 
 routes = web.RouteTableDef()
@@ -97,16 +100,32 @@ async def get_job_versions(request: web.Request) -> web.Response:
     return json_response(versions, headers=read_headers(replica, index))
 
 
-@routes.post("/v1/jobs")
-async def submit_job(request: web.Request) -> web.Response:
-    spec, cas = parse_submission(await read_json_object(request))
-    # jobs: write is not root on every node: what the job asks of the nodes,
-    # and every secret it references, must be granted to its submitter.
+def check_grants(request: web.Request, spec: dict[str, Any]) -> None:
+    """jobs: write is not root on every node: what the job asks of the nodes,
+    and every secret it references, must be granted to its submitter."""
     refused = identity_of(request).permissions.job_refusals(spec)
     if refused:
         raise ApiError(
             403, "forbidden", "this token may not submit this job: " + "; ".join(refused)
         )
+
+
+def check_cas(cas: Any) -> int | None:
+    """A check-and-set ``job_modify_index`` (None: no check), or a 400 (as a submit's)."""
+    if cas is not None and (not isinstance(cas, int) or isinstance(cas, bool) or cas < 0):
+        raise ApiError(400, "invalid_field", "job_modify_index: must be a non-negative integer")
+    return cas
+
+
+def _refused(refusal: dict[str, Any]) -> ApiError:
+    """An FSM helper's refusal as the API's error."""
+    return ApiError(refusal["status"], refusal["error"], refusal["message"])
+
+
+@routes.post("/v1/jobs")
+async def submit_job(request: web.Request) -> web.Response:
+    spec, cas = parse_submission(await read_json_object(request))
+    check_grants(request, spec)
     result = await replica_of(request).write("job.upsert", job=spec, cas=cas)
     status = 201 if result["created"] else 200
     return json_response(
@@ -122,3 +141,68 @@ async def delete_job(request: web.Request) -> web.Response:
         {"name": name, "deleted": True, "index": result["index"]},
         headers={"X-HeroCtl-Index": str(result["index"])},
     )
+
+
+@routes.post("/v1/jobs/{name}/scale")
+async def scale_job(request: web.Request) -> web.Response:
+    """``{"group", "count", "job_modify_index"?}``: a new version of the job
+    with that group's count (the group may be left out when the job has one).
+    Checked here first, so a bad request costs no raft entry, and again by
+    the FSM in the log's order."""
+    name = check_name(request.match_info["name"])
+    body = await read_json_object(request)
+    group, count = body.get("group"), body.get("count")
+    refusal = scale_count_refusal(count)
+    if refusal is not None:
+        raise _refused(refusal)
+    if group is not None and not isinstance(group, str):
+        raise ApiError(400, "invalid_field", "group: must be a string")
+    cas = check_cas(body.get("job_modify_index"))
+    replica = await read_view(request)
+    with replica.read() as view:
+        job = view.jobs.get(name)
+    if job is None:
+        raise ApiError(404, "job_not_found", f"job '{name}' does not exist")
+    target = scaled_group(job, group)
+    if target.get("ok") is False:
+        raise _refused(target)
+    result = await replica.write("job.scale", name=name, group=group, count=count, cas=cas)
+    doc = result["job"]
+    return json_response(
+        {
+            "name": name,
+            "group": result["group"],
+            "previous_count": result["previous_count"],
+            "count": result["count"],
+            "version": doc["version"],
+            "job_modify_index": doc["job_modify_index"],
+            "index": result["index"],
+        },
+        headers={"X-HeroCtl-Index": str(result["index"])},
+    )
+
+
+@routes.post("/v1/jobs/{name}/plan")
+async def plan_submit(request: web.Request) -> web.Response:
+    """A dry run of ``POST /v1/jobs`` with this body: the diff against the
+    current version and what the scheduler would do (domain.job_plan).
+    Nothing is written; ``job_modify_index`` is what ``--check-index`` wants."""
+    name = check_name(request.match_info["name"])
+    body = await read_json_object(request)
+    raw = body.get("job") if isinstance(body.get("job"), dict) else body
+    if raw.get("name") is None:
+        raw = dict(raw, name=name)
+    spec, _cas = parse_submission(raw)
+    if spec["name"] != name:
+        raise ApiError(
+            400, "invalid_field", f"name: the spec names job '{spec['name']}', the path '{name}'"
+        )
+    check_grants(request, spec)
+    replica = await read_view(request)
+    with replica.read() as view:
+        current = view.jobs.get(name)
+        nodes = list(view.nodes.values())
+        allocs = list(view.allocs.values())
+        index = view.index_of("jobs", "nodes", "allocations")
+    plan = plan_job(current, spec, nodes, allocs)
+    return json_response(plan, headers=read_headers(replica, index))

@@ -55,6 +55,26 @@ class ApiClient(HttpClient):
     async def delete_job(self, name: str) -> dict[str, Any]:
         return (await self.delete(f"/v1/jobs/{quote(name, safe='')}"))[0]
 
+    async def scale_job(
+        self,
+        name: str,
+        count: int,
+        group: str | None = None,
+        job_modify_index: int | None = None,
+    ) -> dict[str, Any]:
+        """Set one group's count (``group`` None: the job's only group): a new version."""
+        body: dict[str, Any] = {"count": count}
+        if group is not None:
+            body["group"] = group
+        if job_modify_index is not None:
+            body["job_modify_index"] = job_modify_index
+        return (await self.post(f"/v1/jobs/{quote(name, safe='')}/scale", body))[0]
+
+    async def plan_job(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """What submitting ``spec`` would change (a dry run: nothing is written)."""
+        name = str(spec.get("name") or "")
+        return (await self.post(f"/v1/jobs/{quote(name, safe='')}/plan", spec))[0]
+
     # nodes ------------------------------------------------------------------
     async def list_nodes(self) -> list[dict[str, Any]]:
         return (await self.get("/v1/nodes"))[0]
@@ -96,6 +116,11 @@ class ApiClient(HttpClient):
 
     async def stop_allocation(self, alloc_id: str) -> dict[str, Any]:
         return (await self.post(f"/v1/allocations/{quote(alloc_id, safe='')}/stop"))[0]
+
+    async def restart_allocation(self, alloc_id: str, task: str | None = None) -> dict[str, Any]:
+        """Ask the node to restart a running allocation's tasks (or one) in place."""
+        body = {"task": task} if task is not None else {}
+        return (await self.post(f"/v1/allocations/{quote(alloc_id, safe='')}/restart", body))[0]
 
     # logs and metrics -----------------------------------------------------------
     async def logs(
