@@ -17,8 +17,11 @@ whose validator reaches the first node's ingress:
   client side and both proxies pay one per request upstream (their upstream
   keepalive cannot help). Each run records the CPU of wrk, the proxies, the
   container (its cgroup), docker-proxy, the servers and the machine, per
-  request. Goal: ingress >= 0.9x the hand-written nginx, p50 added over the
-  direct path <= 1 ms.
+  request; the path's CPU per request (wrk + proxy + docker-proxy +
+  container) is what to compare between runs on a shared machine. Goal:
+  ingress >= 0.9x the hand-written nginx and p50 added over the direct path
+  <= 1 ms, both the median over rounds of the round's own pair (3 s phases
+  run back to back, so drift in other load hits both sides alike).
 * **route changes** (`bench.ingress_phases`): a new host's submit to every
   node answering it, and a new healthy allocation to every node routing to
   it: <= 1 s (median over the rounds of the slowest node).
@@ -146,19 +149,19 @@ def throughput(ic: IngressCluster, rounds: int, seconds: float, warm: float) -> 
                     f"p50 {res.get('p50_ms', float('nan')):.2f} ms, machine CPU "
                     f"{res['cpu_ms_per_request']['machine']:.3f} ms/request, load {load[0]}"
                 )
-    summary: dict[str, Any] = {}
-    for name, rows in runs.items():
-        summary[name] = {
-            "rate_per_s": round(median([r["rate_per_s"] for r in rows]), 1),
-            "p50_ms": round(median([r["p50_ms"] for r in rows]), 3),
-            "p99_ms": round(median([r["p99_ms"] for r in rows]), 3),
-            "machine_cpu_ms_per_request": round(
-                median([r["cpu_ms_per_request"]["machine"] for r in rows]), 4
-            ),
-            "errors": sum(
-                sum((r.get("socket_errors") or {}).values()) + r.get("non_2xx", 0) for r in rows
-            ),
-        }
+    summary: dict[str, Any] = {name: _path_summary(rows) for name, rows in runs.items()}
+    # Paired per round (the phases of one round ran back to back): drift in
+    # the machine's other load hits both sides of a ratio alike.
+    pairs = list(zip(runs["ingress"], runs["hand_nginx"], runs["direct"], strict=True))
+    summary["paired"] = {
+        "ingress_vs_hand_ratio": round(
+            median([i["rate_per_s"] / h["rate_per_s"] for i, h, _ in pairs]), 3
+        ),
+        "ingress_added_p50_ms": round(median([i["p50_ms"] - d["p50_ms"] for i, _, d in pairs]), 3),
+        "ingress_minus_hand_p50_ms": round(
+            median([i["p50_ms"] - h["p50_ms"] for i, h, _ in pairs]), 3
+        ),
+    }
     return {
         "summary": summary,
         "runs": runs,
@@ -166,6 +169,38 @@ def throughput(ic: IngressCluster, rounds: int, seconds: float, warm: float) -> 
         "seconds_per_run": seconds,
         "upstream": f"127.0.0.1:{port}",
         "note": "busybox httpd closes every connection: a TCP connect per request upstream",
+    }
+
+
+PATH_PARTS = ("wrk", "docker_proxy", "container", "ingress_nginx", "hand_nginx")
+
+
+def _path_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians over a path's runs. ``path_cpu_ms_per_request``: the CPU of
+    what the request passes through (wrk, the proxy, docker-proxy, the
+    container), which other work on the machine barely moves."""
+
+    def med(fn: Callable[[dict[str, Any]], float], digits: int = 3) -> float:
+        return round(median([fn(r) for r in rows]), digits)
+
+    return {
+        "rate_per_s": med(lambda r: r["rate_per_s"], 1),
+        "p50_ms": med(lambda r: r["p50_ms"]),
+        "p99_ms": med(lambda r: r["p99_ms"]),
+        "path_cpu_ms_per_request": med(
+            lambda r: sum(r["cpu_ms_per_request"].get(k, 0.0) for k in PATH_PARTS), 4
+        ),
+        "proxy_cpu_ms_per_request": med(
+            lambda r: (
+                r["cpu_ms_per_request"]["ingress_nginx"] + r["cpu_ms_per_request"]["hand_nginx"]
+            ),
+            4,
+        ),
+        "machine_cpu_ms_per_request": med(lambda r: r["cpu_ms_per_request"]["machine"], 4),
+        "load_average_1m": [r["load_average"][0] for r in rows],
+        "errors": sum(
+            sum((r.get("socket_errors") or {}).values()) + r.get("non_2xx", 0) for r in rows
+        ),
     }
 
 
@@ -202,7 +237,7 @@ def measure(quick: bool) -> dict[str, Any]:
         if quick:
             _phase(out, "throughput", throughput, ic, 1, 2.0, 1.0)
         else:
-            _phase(out, "throughput", throughput, ic, 3, 5.0, 1.0)
+            _phase(out, "throughput", throughput, ic, 6, 3.0, 1.0)
         _phase(out, "new_host", new_host, ic, 1 if quick else 5)
         _phase(out, "scale_up", scale_up, ic, 1 if quick else 3)
         _phase(out, "many_hosts", many_hosts, ic, HOSTS)
@@ -233,23 +268,24 @@ def _throughput_rows(m: dict[str, Any]) -> dict[str, Any]:
     def tp(path: str, key: str) -> float:
         return float(_value(m, "throughput", "summary", path, key))
 
-    triple = "{:.2f} / {:.2f} / {:.2f}"
+    def triple(key: str, fmt: str) -> str:
+        return " / ".join(fmt.format(tp(p, key)) for p in PATHS)
+
     return {
-        "ingress_vs_hand_nginx": metric(
-            tp("ingress", "rate_per_s") / tp("hand_nginx", "rate_per_s"), "x", RATIO_TARGET
-        ),
-        "rate_direct_ingress_hand": metric(
-            " / ".join(f"{tp(p, 'rate_per_s'):,.0f}" for p in PATHS), "req/s"
-        ),
+        "ingress_vs_hand_nginx": metric(tp("paired", "ingress_vs_hand_ratio"), "x", RATIO_TARGET),
         "ingress_added_p50_ms": metric(
-            tp("ingress", "p50_ms") - tp("direct", "p50_ms"), "ms", ADDED_P50_TARGET
+            tp("paired", "ingress_added_p50_ms"), "ms", ADDED_P50_TARGET
         ),
-        "ingress_minus_hand_p50_ms": metric(
-            tp("ingress", "p50_ms") - tp("hand_nginx", "p50_ms"), "ms"
+        "ingress_minus_hand_p50_ms": metric(tp("paired", "ingress_minus_hand_p50_ms"), "ms"),
+        "rate_direct_ingress_hand": metric(triple("rate_per_s", "{:,.0f}"), "req/s"),
+        "p50_direct_ingress_hand": metric(triple("p50_ms", "{:.2f}"), "ms"),
+        "path_cpu_direct_ingress_hand": metric(
+            triple("path_cpu_ms_per_request", "{:.3f}"), "ms/req"
         ),
-        "p50_direct_ingress_hand": metric(triple.format(*(tp(p, "p50_ms") for p in PATHS)), "ms"),
-        "cpu_per_req_direct_ingress_hand": metric(
-            " / ".join(f"{tp(p, 'machine_cpu_ms_per_request'):.3f}" for p in PATHS), "ms"
+        "nginx_cpu_ingress_hand": metric(
+            f"{tp('ingress', 'proxy_cpu_ms_per_request'):.4f} / "
+            f"{tp('hand_nginx', 'proxy_cpu_ms_per_request'):.4f}",
+            "ms/req",
         ),
         "load_errors": metric(sum(tp(p, "errors") for p in PATHS), ""),
     }
