@@ -217,7 +217,6 @@ def _user_restart(
     names = [n for n in rt.tasks if only is None or n == only]
     if any((rt.id, n) in busy for n in names):
         return set()
-    rt.restart_handled = index  # reported: the server knows it was acted on
     chosen: set[str] = set()
     for name in names:
         t, st = rt.tasks[name], observed.get(name)
@@ -226,6 +225,7 @@ def _user_restart(
         rt.event(now, "restarting", USER_RESTART, name)
         actions.append(Restart(rt.id, name, st.driver))
         chosen.add(name)
+    rt.take_restart(index, chosen)  # done (and reported) once each of them started again
     return chosen
 
 

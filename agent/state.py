@@ -69,7 +69,13 @@ class AllocRuntime:
     reported: tuple[Any, ...] | None = None  # the last state the server acknowledged
     failed: bool = False
     stopped: bool = False  # desired stop (or gone) and nothing of it is left
-    restart_handled: int = 0  # the raft index of the last user restart acted on
+    # A user's restart request, by its raft index: the last one taken on
+    # (`restart_seen`), the tasks of it still restarting, and the last one done
+    # (`restart_handled`, reported: the server and `heroctl alloc restart` learn
+    # it was carried out once every task of it started again).
+    restart_seen: int = 0
+    restarting: set[str] = field(default_factory=set)
+    restart_handled: int = 0
 
     # --- construction ---------------------------------------------------------
 
@@ -110,6 +116,7 @@ class AllocRuntime:
             failed=status == "failed" or any(t.failed for t in tasks.values()),
             restart_handled=handled if isinstance(handled, int) else 0,
         )
+        rt.restart_seen = rt.restart_handled
         rt.reported = rt._snapshot(
             status,
             healthy,
@@ -147,9 +154,22 @@ class AllocRuntime:
         if not isinstance(request, Mapping):
             return None
         index, task = request.get("index"), request.get("task")
-        if not isinstance(index, int) or index <= self.restart_handled:
+        if not isinstance(index, int) or index <= self.restart_seen:
             return None
         return index, task if isinstance(task, str) else None
+
+    def take_restart(self, index: int, tasks: set[str]) -> None:
+        """Request ``index`` is taken on, restarting ``tasks`` (none: it is done)."""
+        self.restart_seen = index
+        self.restarting = set(tasks)
+        if not tasks:
+            self.restart_handled = index
+
+    def restarted(self, task: str) -> None:
+        """A task of the request taken on started again (or could not)."""
+        self.restarting.discard(task)
+        if not self.restarting:
+            self.restart_handled = self.restart_seen
 
     def task_spec(self, name: str) -> dict[str, Any]:
         for spec in (self.doc.get("group_spec") or {}).get("tasks") or []:

@@ -298,6 +298,14 @@ class Supervisor:
     async def _restart(self, action: Restart) -> None:
         """A user's restart: stop the task (its kill_timeout), then start it
         again in the same allocation (a new container or process)."""
+        try:
+            await self._restart_task(action)
+        finally:
+            rt = self.runtimes.get(action.alloc_id)
+            if rt is not None:
+                rt.restarted(action.task)
+
+    async def _restart_task(self, action: Restart) -> None:
         rt = self.runtimes.get(action.alloc_id)
         driver = self.drivers.get(action.driver)
         t = rt.tasks.get(action.task) if rt is not None else None

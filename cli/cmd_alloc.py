@@ -1,15 +1,19 @@
-"""`heroctl alloc ...`: allocations, the running replicas of jobs (list, inspect, stop)."""
+"""`heroctl alloc ...`: allocations, the running replicas of jobs (list, inspect,
+stop, restart)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
+from urllib.parse import quote
 
 import click
 
 from cli.common import Settings, api_options, call, pass_settings
 from cli.output import (
     NONE,
+    Duration,
     echo,
     fmt_age,
     fmt_time,
@@ -21,6 +25,8 @@ from cli.output import (
 )
 from cli.waiting import fetch_list, wait_option
 from client import ApiClient, ApiClientError
+
+RESTART_BLOCK_SECONDS = 5.0  # longest blocking wait while a restart is awaited
 
 STATUSES = ("pending", "running", "complete", "failed", "lost")
 
@@ -222,3 +228,73 @@ def stop(settings: Settings, alloc_id: str) -> None:
         f"Allocation {short_id(doc.get('id'))} ({doc.get('name') or NONE}) on "
         f"{doc.get('node_name') or NONE} is stopping: {reason}{then}."
     )
+
+
+class RestartNotSeen(click.ClickException):
+    pass
+
+
+async def restart_and_wait(
+    api: ApiClient, ref: str, task: str | None, timeout: float | None
+) -> dict[str, Any]:
+    """Ask for the restart; with a ``timeout``, wait (blocking queries on the
+    allocation) until its node reports it handled the request."""
+    doc = await api.restart_allocation(ref, task)
+    if timeout is None:
+        return doc
+    asked = (doc.get("restart_requested") or {}).get("index") or 0
+    path = f"/v1/allocations/{quote(doc['id'], safe='')}"
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    index: int | None = None
+    while (doc.get("restart_handled") or 0) < asked:
+        left = deadline - loop.time()
+        if left <= 0:
+            raise RestartNotSeen(
+                f"allocation {short_id(doc['id'])}: its node has not restarted it after "
+                f"{timeout:g}s; the request stays (see `heroctl alloc status {short_id(doc['id'])}`)"
+            )
+        wait = None if index is None else max(0.01, min(RESTART_BLOCK_SECONDS, left))
+        doc, index = await api.blocking_get(path, index=index, wait=wait)
+    return doc
+
+
+@alloc.command("restart")
+@click.argument("alloc_id", metavar="ALLOC")
+@click.option("--task", metavar="TASK", help="Restart only this task (default: every task).")
+@click.option("--detach", is_flag=True, help="Return once asked; do not wait for the node.")
+@click.option(
+    "--timeout",
+    type=Duration(),
+    default="1m",
+    show_default=True,
+    metavar="DURATION",
+    help="How long to wait for the node to restart it before giving up (exit 1).",
+)
+@api_options
+@pass_settings
+def restart(
+    settings: Settings, alloc_id: str, task: str | None, detach: bool, timeout: float
+) -> None:
+    """Restart a running allocation's tasks in place: same allocation, same node.
+
+    Its node stops each task and starts it again (a new container or
+    process); each task's restart count goes up by one, without using up
+    its restart policy's attempts. Unless --detach, waits until the node
+    reports it done. ALLOC is an allocation id or a unique prefix of 4
+    characters or more.
+    """
+    doc = call(
+        settings, lambda api: restart_and_wait(api, alloc_id, task, None if detach else timeout)
+    )
+    if settings.json_output:
+        print_json(doc)
+        return
+    what = f"task '{task}'" if task else "its tasks"
+    where = f"Allocation {short_id(doc.get('id'))} ({doc.get('name') or NONE}) on "
+    where += doc.get("node_name") or NONE
+    if detach:
+        echo(f"{where}: restart of {what} requested; its node restarts them in place.")
+        return
+    total = doc.get("restarts", 0)
+    echo(f"{where}: {what} restarted in place ({total} restart{'' if total == 1 else 's'} in all).")

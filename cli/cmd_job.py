@@ -1,4 +1,5 @@
-"""`heroctl job ...`: submit (and follow the placement), list, inspect and stop jobs."""
+"""`heroctl job ...`: submit (and follow the placement), plan a submit, scale a
+group, list, inspect and stop jobs."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from cli.output import (
     table,
 )
 from cli.placement import failure_text, follow, progress_view
+from cli.plan_output import plan_text
 from cli.waiting import fetch_list, wait_option
 from domain.jobspec import SERVER_OWNED_FIELDS
 
@@ -111,6 +113,11 @@ def run(
         )
     if detach:
         return
+    follow_placement(settings, doc, timeout)
+
+
+def follow_placement(settings: Settings, doc: dict[str, Any], timeout: float) -> None:
+    """Follow a submitted version's placement (`job run`, `job scale`); exit 1 when it fails."""
     view = progress_view(settings.json_output)
     try:
         placed = call(settings, lambda api: follow(api, doc, timeout, view))
@@ -122,6 +129,107 @@ def run(
         view.close()
     if not settings.json_output:
         echo(f"Job '{placed.name}' version {placed.version}: {placed.summary()}.")
+
+
+PLAN_ERROR_EXIT = 255  # as `nomad job plan`: 0 no change, 1 changes, 255 an error
+
+
+@job.command("plan")
+@click.argument("file", type=click.File("r"))
+@api_options
+@pass_settings
+def plan(settings: Settings, file: IO[str]) -> None:
+    """Show what submitting a job file would change; change nothing.
+
+    FILE is JSON or YAML (`-` reads stdin). Prints the difference from the
+    job's current version (`+` added, `-` deleted, `~` edited), what the
+    scheduler would do with each group's allocations (create, destroy,
+    in-place or create/destroy update) and what it could not place, and the
+    job modify index for `heroctl job run --check-index`. Exit status, as
+    `nomad job plan`: 0 when submitting would create or destroy no
+    allocation (or the file is the current version), 1 when it would, 255
+    when the plan could not be made.
+    """
+    source = "-" if file.name == "<stdin>" else file.name
+    try:
+        spec = load_spec(file.read(), "stdin" if source == "-" else source)
+        if not isinstance(spec.get("name"), str) or not spec["name"]:
+            raise SpecError(f"{source}: the job has no name")
+        result = call(settings, lambda api: api.plan_job(spec))
+    except click.ClickException as e:
+        e.exit_code = PLAN_ERROR_EXIT
+        raise
+    if settings.json_output:
+        print_json(result)
+    else:
+        echo(plan_text(result, source))
+    raise click.exceptions.Exit(1 if result.get("changes") else 0)
+
+
+def scale_target(args: tuple[str, ...]) -> tuple[str | None, int]:
+    """`[GROUP] COUNT` -> (group or None, count)."""
+    if not 1 <= len(args) <= 2:
+        raise click.UsageError("expected [GROUP] COUNT")
+    try:
+        count = int(args[-1])
+    except ValueError:
+        raise click.BadParameter(
+            f"{args[-1]!r} is not a whole number", param_hint="COUNT"
+        ) from None
+    if count < 0:
+        raise click.BadParameter("must be 0 or more", param_hint="COUNT")
+    return (args[0] if len(args) == 2 else None), count
+
+
+@job.command("scale")
+@click.argument("name")
+@click.argument("target", nargs=-1, required=True, metavar="[GROUP] COUNT")
+@click.option(
+    "--check-index",
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="Only scale if the job's job_modify_index is still N.",
+)
+@click.option("--detach", is_flag=True, help="Return once the job is scaled; do not follow.")
+@click.option(
+    "--timeout",
+    type=Duration(),
+    default="5m",
+    show_default=True,
+    metavar="DURATION",
+    help="How long to follow the placement before giving up (exit 1).",
+)
+@api_options
+@pass_settings
+def scale(
+    settings: Settings,
+    name: str,
+    target: tuple[str, ...],
+    check_index: int | None,
+    detach: bool,
+    timeout: float,
+) -> None:
+    """Set how many allocations of a group run: a new version of the job.
+
+    GROUP may be left out when the job has one group. Only the count
+    changes: the running allocations move to the new version in place and
+    the scheduler places or stops the difference. Unless --detach, follows
+    the placement as `job run` does.
+    """
+    group, count = scale_target(target)
+    result = call(settings, lambda api: api.scale_job(name, count, group, check_index))
+    if settings.json_output:
+        print_json(result)
+    else:
+        echo(
+            f"Job '{name}' group '{result.get('group')}' scaled from "
+            f"{result.get('previous_count')} to {result.get('count')}: version "
+            f"{result.get('version')}, job modify index {result.get('job_modify_index')}."
+        )
+    if detach:
+        return
+    doc = call(settings, lambda api: api.get_job(name))
+    follow_placement(settings, dict(doc, version=result.get("version")), timeout)
 
 
 @job.command("list")

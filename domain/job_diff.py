@@ -28,7 +28,7 @@ DELETED = "deleted"
 EDITED = "edited"
 NONE = "none"
 
-_JOB_SKIP = SERVER_OWNED_FIELDS | {"groups"}
+_JOB_SKIP = SERVER_OWNED_FIELDS | {"name", "groups"}  # the name heads the diff
 _GROUP_SKIP = frozenset({"name", "tasks"})
 _TASK_SKIP = frozenset({"name"})
 

@@ -5,6 +5,7 @@ in its restart policy."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from agent.decisions import Restart
@@ -148,3 +149,17 @@ async def test_a_stop_that_fails_restarts_nothing_and_says_why() -> None:
         assert u["restart_handled"] == 5  # not retried: the user asks again
     finally:
         await h.close()
+
+
+async def test_the_request_is_reported_done_only_once_the_task_started_again(h: Harness) -> None:
+    await running(h)
+    h.sup.set_desired([asked(40)])
+    h.poll()
+    actions = await h.sup.reconcile()
+    assert actions == [Restart("a1", "web", "docker")] and h.sup.busy
+    in_flight = h.update()
+    assert "restart_handled" not in in_flight  # asked, not done: nothing to tell yet
+    assert kinds(in_flight) == ["restarting"]
+    await asyncio.gather(*h.sup.busy.values())
+    done = h.update()
+    assert done["restart_handled"] == 40 and done["task_states"]["web"]["restarts"] == 1

@@ -135,6 +135,7 @@ def test_a_new_job_and_a_deleted_one() -> None:
     created = job_diff(None, spec())
     assert created["type"] == "added" and created["groups"][0]["type"] == "added"
     assert fields(created)["priority"] == ("added", None, 50)
+    assert "name" not in fields(created)  # the diff's own name says it
     gone = job_diff(stored(spec()), None)
     assert gone["type"] == "deleted" and gone["groups"][0]["tasks"][0]["type"] == "deleted"
 
