@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from domain.certificates import normalize_host, valid_host
-from heroctld.config_tables import Table, boolean, integer, text
+from heroctld.config_tables import Table, boolean, integer, one_of, text
 
 LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
+ACME_CHALLENGES = ("http-01", "tls-alpn-01")
 
 
 @dataclass
@@ -34,11 +35,15 @@ class IngressSettings:
 class AcmeSettings:
     """[acme] or HEROCTL_ACME_<KEY>: ``directory`` (default: Let's Encrypt's
     production directory), ``email`` (the account's contact), ``ca_bundle``
-    (a CA file to verify the directory's HTTPS with; default: the system's)."""
+    (a CA file to verify the directory's HTTPS with; default: the system's),
+    ``challenge``: how the CA validates a host, ``http-01`` (port 80, the
+    default) or ``tls-alpn-01`` (port 443 only: for clusters whose port 80 is
+    closed; every node's nginx then needs its stream module)."""
 
     directory: str = LETS_ENCRYPT
     email: str = ""
     ca_bundle: str = ""
+    challenge: str = "http-01"
 
 
 @dataclass
@@ -87,5 +92,14 @@ INGRESS = Table(
         "trusted_proxies": _cidrs,
     },
 )
-ACME = Table("acme", AcmeSettings, {"directory": _url, "email": text, "ca_bundle": text})
+ACME = Table(
+    "acme",
+    AcmeSettings,
+    {
+        "directory": _url,
+        "email": text,
+        "ca_bundle": text,
+        "challenge": one_of(*ACME_CHALLENGES),
+    },
+)
 API = Table("api", ApiSettings, {"domain": _domain})

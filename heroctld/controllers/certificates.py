@@ -9,11 +9,13 @@ memory, so a new leader goes on where the last one stood:
   ``renew_after`` (two thirds of the lifetime) has passed, or someone asked
   for one (``renew_requested``, `POST /v1/ingress/:host/renew`), and in every
   case only from ``retry_at`` on (the backoff after a failure);
-* nothing is ordered while no ready node advertises an ingress on an HTTP
-  port (`node["ingress"]`): no validator could reach an answer, and an order
-  would only fail and spend the CA's failed-validation limit. The hosts stay
+* nothing is ordered while no ready node advertises an ingress on the port
+  the challenge is validated on (`node["ingress"]`: HTTP for http-01, HTTPS
+  for tls-alpn-01): no validator could reach an answer, and an order would
+  only fail and spend the CA's failed-validation limit. The hosts stay
   `pending` until a node serves the ingress (a `nodes` change wakes the loop);
-* an order answers http-01 through the replicated `acme` table
+* an order answers the challenge ``[acme] challenge`` names (http-01 or
+  tls-alpn-01) through the replicated `acme` table
   (:mod:`heroctld.controllers.certificate_challenges`) with the one account
   (:mod:`heroctld.controllers.certificate_account`), then proposes
   `cert.put` with the chain and its key sealed (label ``cert:<host>``). An
@@ -47,6 +49,7 @@ from typing import Any
 
 from domain.crypto import KeyMaterial
 from heroctld.controllers.acme import AcmeError, AcmeSettings, IssuedCertificate
+from heroctld.controllers.acme.challenges import HTTP01, TLS_ALPN01
 from heroctld.controllers.certificate_account import AcmeAccount
 from heroctld.controllers.certificate_challenges import ReplicatedChallenges, ingress_endpoints
 from heroctld.controllers.leadership import cancel_and_wait
@@ -63,6 +66,7 @@ Row = Mapping[str, Any]
 class CertificateSettings:
     """What the certificate controller needs: the CA (``[acme]``), the API's
     domain (``[api] domain``: ``manage.<domain>`` needs a certificate too),
+    the challenge type (``[acme] challenge``: ``http-01`` or ``tls-alpn-01``)
     and its pacing. ``retry_base`` doubles after each failure up to
     ``retry_max``; ``publish_wait`` bounds the wait until every ingress
     serves a challenge; ``orphan_grace``: how long a host no longer served
@@ -70,6 +74,7 @@ class CertificateSettings:
 
     acme: AcmeSettings
     api_domain: str | None = None
+    challenge: str = HTTP01
     concurrency: int = 4
     retry_base: float = 5.0
     retry_max: float = 3600.0
@@ -167,7 +172,9 @@ class CertificateController:
         self.settings = settings
         self.clock = clock
         self.account = AcmeAccount(replica, keys, settings.acme)
-        self.challenges = ReplicatedChallenges(replica, settings.publish_wait)
+        self.challenges = ReplicatedChallenges(
+            replica, settings.publish_wait, keys=keys, challenge=settings.challenge
+        )
         self._orders: dict[str, asyncio.Task[None]] = {}
         self._orphaned_since: dict[str, float] = {}
         self._order_ended = asyncio.Event()
@@ -192,7 +199,7 @@ class CertificateController:
         with self.replica.read() as view:
             wanted = wanted_hosts(view.ingress.domains(), self.settings.api_domain)
             rows: dict[str, Row] = view.certs.copy()
-            can_validate = bool(ingress_endpoints(view.nodes.values()))
+            can_validate = bool(ingress_endpoints(view.nodes.values(), self.settings.challenge))
         self._say_whether_anything_serves(can_validate, wanted)
         wake_at = now + MAX_SLEEP
         for at, host in sorted((due_at(rows.get(h)), h) for h in wanted if h not in self._orders):
@@ -226,9 +233,11 @@ class CertificateController:
         waiting = bool(wanted) and not can_validate
         if waiting and not self._said_no_ingress:
             log.info(
-                "no ready node serves the ingress over HTTP: %d host(s) wait for one "
-                "before their certificates are ordered",
+                "no ready node serves the ingress over %s: %d host(s) wait for one "
+                "before their certificates are ordered (%s)",
+                "HTTPS" if self.settings.challenge == TLS_ALPN01 else "HTTP",
                 len(wanted),
+                self.settings.challenge,
             )
         elif self._said_no_ingress and not waiting and wanted:
             log.info("a node serves the ingress: ordering certificates")
