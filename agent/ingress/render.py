@@ -154,6 +154,13 @@ def _http_settings(
     bucket = 64
     while bucket < longest + 32:
         bucket *= 2
+    # The challenges' map is keyed by `/.well-known/acme-challenge/<token>`
+    # (71 characters for the 43-character tokens CAs issue): size its bucket
+    # like the server names', or nginx refuses the whole configuration.
+    longest_key = max((len(t) for t in config.challenges), default=0) + len(ACME_PREFIX)
+    map_bucket = 64
+    while map_bucket < longest_key + 32:
+        map_bucket *= 2
     lines = [f"{directive} {paths.temp_path(directive)};" for directive in TEMP_DIRS]
     lines += [
         "server_tokens off;",
@@ -164,6 +171,7 @@ def _http_settings(
         "client_max_body_size 0;",
         f"server_names_hash_bucket_size {bucket};",
         f"server_names_hash_max_size {max(1024, 4 * len(sites))};",
+        f"map_hash_bucket_size {map_bucket};",
         f"log_format heroctl escape=json '{{{LOG_FORMAT_FIELDS}}}';",
         f"access_log {paths.access_log} heroctl buffer=64k flush=1s;",
         "map $http_upgrade $connection_upgrade {",

@@ -33,6 +33,8 @@ from tests.agent.ingress.support import (
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
+LONG_TOKEN = "LoqXcYV8q5ONbJQxbmR7SCTNo3tiAXDfowyjxAjEuX0"  # 43 characters, as CAs issue them
+
 
 @dataclass
 class Ingress:
@@ -80,7 +82,8 @@ async def ingress(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Ing
             Site("metrics.test", (Route("/", (u["m"],)), Route("/none", ())), tls=False),
         )
         listeners = Listeners("127.0.0.1", free_port(), free_port(), worker_processes=1)
-        config = IngressConfig(listeners, sites, {"tok-1": "tok-1.thumbprint"})
+        challenges = {"tok-1": "tok-1.thumbprint", LONG_TOKEN: f"{LONG_TOKEN}.thumbprint"}
+        config = IngressConfig(listeners, sites, challenges)
         sup = NginxSupervisor(folder / "prefix")
         await sup.start(config)
         yield Ingress(sup, ca, listeners.http_port, listeners.https_port, upstreams, dead)
@@ -196,6 +199,10 @@ async def test_an_http01_challenge_is_answered_for_any_host_without_redirect(
                 assert (r.status, await r.text()) == (200, "tok-1.thumbprint")
         async with s.get(ingress.url("secure.test", path + "x"), allow_redirects=False) as r:
             assert r.status == 404
+        # A token as long as the CAs' (43 characters): its key outgrows nginx's default bucket.
+        long_path = f"/.well-known/acme-challenge/{LONG_TOKEN}"
+        async with s.get(ingress.url("app.test", long_path), allow_redirects=False) as r:
+            assert (r.status, await r.text()) == (200, f"{LONG_TOKEN}.thumbprint")
 
 
 async def test_an_upstream_over_https_is_verified(ingress: Ingress) -> None:
