@@ -158,7 +158,7 @@ def web_job(
                             "port": "http",
                             "path": "/",
                             "interval": "1s",
-                            "timeout": "1s",
+                            "timeout": "3s",  # under load, not a reason to leave the ingress
                         },
                         "kill_timeout": "1s",
                     }

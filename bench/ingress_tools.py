@@ -264,8 +264,18 @@ def run_wrk(
     if proc.returncode != 0:
         raise RuntimeError(f"wrk exited {proc.returncode}: {text[-500:]}")
     out = parse_wrk(text)
-    if "requests" not in out:
+    if "requests" not in out or "rate_per_s" not in out:
         raise RuntimeError(f"unreadable wrk report: {text[-500:]}")
+    # Only 2xx answers count: an upstream taken out of rotation (a failed
+    # health check under load) makes fast 503s, not throughput.
+    failed = out.get("non_2xx", 0)
+    out["ok_rate_per_s"] = round(
+        out["rate_per_s"] * (out["requests"] - failed) / out["requests"], 1
+    )
+    for pct in (50, 75, 90, 99):
+        out.setdefault(f"p{pct}_ms", float("nan"))
+    if failed or any(out[f"p{p}_ms"] != out[f"p{p}_ms"] for p in (50, 99)):
+        out["report"] = text[-1500:]
     out["wrk_cpu_s"] = usage.ru_utime + usage.ru_stime
     return out
 
