@@ -109,8 +109,10 @@ def ingress_cluster(size: int = 3) -> Iterator[IngressCluster]:
             ok = True
     finally:
         if cluster is not None:
+            t0 = time.monotonic()
             with contextlib.suppress(Exception):
                 cluster.stop()  # also removes the containers and reaps each node's nginx
+            log(f"ingress: cluster stopped in {time.monotonic() - t0:.1f} s")
             for s in cluster.servers:
                 with contextlib.suppress(Exception):
                     s.kill()

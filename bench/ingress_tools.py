@@ -154,6 +154,27 @@ def docker_proxy_pids(host_port: int) -> list[int]:
     return found
 
 
+def time_wait_to(ip: str, port: int) -> int:
+    """TIME_WAIT sockets of this network namespace towards ip:port (IPv4).
+
+    Busybox httpd closes every connection, so each request leaves one
+    docker-proxy -> container socket in TIME_WAIT for 60 s, holding one of
+    the ~28,000 ephemeral ports for that destination: past ~20,000 the
+    kernel's search for a free port makes every connect() of docker-proxy
+    slower (its CPU per request grew 15x here and every path fell to ~500
+    req/s), so load phases start only once these have drained."""
+    octets = ip.split(".")
+    want = "".join(f"{int(o):02X}" for o in reversed(octets)) + f":{port:04X}"
+    count = 0
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            fields = line.split(None, 4)
+            if fields[3] == "06" and fields[2] == want:
+                count += 1
+    return count
+
+
 def memory_kb(pids: list[int]) -> dict[str, int]:
     """Summed VmRSS and Pss (kB) of processes: RSS counts the pages nginx's
     workers share with their master once per process, PSS splits them."""
