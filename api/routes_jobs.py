@@ -3,6 +3,7 @@ scale one group (a new version too) and plan a submit (a dry run)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiohttp import web
@@ -204,5 +205,9 @@ async def plan_submit(request: web.Request) -> web.Response:
         nodes = list(view.nodes.values())
         allocs = list(view.allocs.values())
         index = view.index_of("jobs", "nodes", "allocations")
-    plan = plan_job(current, spec, nodes, allocs)
+    # The scheduler's usage index costs O(nodes + allocations) (a second or
+    # more for tens of thousands): built off the loop, from the documents
+    # read above (never changed in place, so a thread may read them).
+    loop = asyncio.get_running_loop()
+    plan = await loop.run_in_executor(None, plan_job, current, spec, nodes, allocs)
     return json_response(plan, headers=read_headers(replica, index))

@@ -159,7 +159,14 @@ def plan_job(
     name = spec["name"]
     version = _next_version(current)
     diff = job_diff(current, spec)
-    as_submitted, moved = _as_submitted(current, spec, allocs)
+    # Other jobs' allocations matter only while they hold resources.
+    relevant = (
+        a
+        for a in allocs
+        if a.get("job") == name
+        or (a.get("desired_status") == "run" and a.get("status") in LIVE_STATUSES)
+    )
+    as_submitted, moved = _as_submitted(current, spec, relevant)
     ids = (f"planned-{n}" for n in itertools.count())
     plan = schedule(dict(spec, version=version), nodes, as_submitted, new_id=lambda: next(ids))
     mine = [a for a in as_submitted if a.get("job") == name]
