@@ -248,6 +248,11 @@ async def restart_and_wait(
     deadline = loop.time() + timeout
     index: int | None = None
     while (doc.get("restart_handled") or 0) < asked:
+        if doc.get("status") != "running" or doc.get("desired_status") != "run":
+            raise RestartNotSeen(
+                f"allocation {short_id(doc['id'])} is {doc.get('status')} (desired "
+                f"{doc.get('desired_status')}) now: it was not restarted"
+            )
         left = deadline - loop.time()
         if left <= 0:
             raise RestartNotSeen(

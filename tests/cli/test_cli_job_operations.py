@@ -16,6 +16,7 @@ from cli.main import cli
 from cli.plan_output import counts_text, diff_lines, dry_run_lines
 from tests.support.acting_node import ActingNode
 from tests.support.cluster import Cluster, Server, wait_until
+from tests.support.nodes import hand_node
 
 
 @pytest.fixture(scope="module")
@@ -220,6 +221,27 @@ def test_alloc_restart_errors(heroctl, server: Server, node: ActingNode) -> None
     assert heroctl("alloc", "stop", alloc["id"]).exit_code == 0
     r = heroctl("alloc", "restart", alloc["id"])
     assert r.exit_code == 1 and "only a running allocation can be restarted" in r.stderr
+
+
+def test_alloc_restart_gives_up_when_the_node_does_not_act(
+    heroctl, server: Server, node: ActingNode
+) -> None:
+    silent = hand_node(
+        server, address="127.0.0.1", resources={"cpu": 4000, "memory": 4096}, drivers=["docker"]
+    )
+    job = spec("cli-restart-silent", 1) + (
+        f"    constraints:\n      - attribute: node.name\n        value: {silent.name}\n"
+    )
+    assert heroctl("job", "run", "--detach", "-", input=job).exit_code == 0
+    alloc = wait_until(
+        lambda: server.get("/v1/allocations?job=cli-restart-silent").body, 15, 0.1, "placed"
+    )[0]
+    update = {"id": alloc["id"], "status": "running", "healthy": True}
+    assert silent.report([update]).status == 200
+    r = heroctl("alloc", "restart", alloc["id"], "--timeout", "1s")
+    assert r.exit_code == 1, r.output
+    assert "its node has not restarted it after 1s; the request stays" in r.stderr
+    assert server.get(f"/v1/allocations/{alloc['id']}").body["restart_requested"]["index"] > 0
 
 
 # --- the plan's text ------------------------------------------------------------------------
