@@ -20,6 +20,7 @@ a new connection.
 
 from __future__ import annotations
 
+import http.client
 import ssl
 import threading
 import time
@@ -127,7 +128,10 @@ def _new_id_served(port: int, host: str, old: set[str], tries: int = 4) -> bool:
     """Whether one of ``tries`` requests is answered by an allocation not in ``old``
     (the upstreams are balanced round-robin per nginx worker)."""
     for _ in range(tries):
-        status, body = http_get(port, host)
+        try:
+            status, body = http_get(port, host)
+        except (OSError, http.client.HTTPException):
+            continue
         if status == 200 and body.decode(errors="replace").strip() not in old:
             return True
     return False

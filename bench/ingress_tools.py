@@ -54,7 +54,7 @@ def status_or_zero(port: int, host: str) -> int:
     """The status of a GET (0: no answer)."""
     try:
         return http_get(port, host)[0]
-    except OSError:
+    except (OSError, http.client.HTTPException):  # refused, reset, cut short
         return 0
 
 
