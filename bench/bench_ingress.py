@@ -21,11 +21,12 @@ whose validator reaches the first node's ingress:
   container) is what to compare between runs on a shared machine. Goal:
   ingress >= 0.9x the hand-written nginx and p50 added over the direct path
   <= 1 ms, both the median over rounds of the round's own pair (2 s phases
-  close together, so drift in other load hits both sides alike). Every
-  request leaves a docker-proxy -> container socket in TIME_WAIT for 60 s:
-  ~4,000 requests/s would use up the ~28,000 ephemeral ports in 7 s and
-  then measure the kernel's port search, so each phase waits until they
-  have drained below 12,000 (`ingress_tools.time_wait_to`).
+  close together, so drift in other load hits both sides alike). Requests
+  leave docker-proxy -> container sockets in TIME_WAIT, and after ~25 s of
+  continuous load docker-proxy's CPU per request grew up to 15x (its
+  connect()s): each phase waits until fewer than 12,000 remain
+  (`ingress_tools.time_wait_to`). The container gets 256 MB: with 32 MB,
+  busybox httpd forking a child per connection was OOM-killed under load.
 * **route changes** (`bench.ingress_phases`): a new host's submit to every
   node answering it, and a new healthy allocation to every node routing to
   it: <= 1 s (median over the rounds of the slowest node).
@@ -141,7 +142,7 @@ def _per_request(cpu: dict[str, Any], wrk: dict[str, Any]) -> dict[str, float]:
 def throughput(ic: IngressCluster, rounds: int, seconds: float, warm: float) -> dict[str, Any]:
     host = f"app.{DOMAIN}"
     cores, mhz = host_cpu()
-    submit(ic.api, web_job("echo", [host], 1, cpu=cores * mhz))
+    submit(ic.api, web_job("echo", [host], 1, cpu=cores * mhz, memory=256))
     (alloc,) = wait_serving(ic.api, host, 1)
     port = host_port_of(ic.api, alloc)
     http_ports = ic.http_ports()

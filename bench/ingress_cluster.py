@@ -131,7 +131,13 @@ def ingress_cluster(size: int = 3) -> Iterator[IngressCluster]:
 
 
 def web_job(
-    name: str, hosts: list[str], count: int, *, cpu: int = 500, tls: str = "off"
+    name: str,
+    hosts: list[str],
+    count: int,
+    *,
+    cpu: int = 500,
+    memory: int = 32,
+    tls: str = "off",
 ) -> dict[str, Any]:
     """A service whose one group serves ``hosts`` (at most 100) at ``/`` with
     ``count`` busybox httpd allocations, each checked every second."""
@@ -153,7 +159,7 @@ def web_job(
                         # The driver makes MHz a hard CPU quota: the throughput
                         # job asks for the whole machine so the quota is not
                         # what is measured; the others enough to start fast.
-                        "resources": {"cpu": cpu, "memory": 32},
+                        "resources": {"cpu": cpu, "memory": memory},
                         "ports": [{"name": "http", "to": 8080}],
                         "check": {
                             "type": "http",

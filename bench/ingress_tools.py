@@ -157,12 +157,12 @@ def docker_proxy_pids(host_port: int) -> list[int]:
 def time_wait_to(ip: str, port: int) -> int:
     """TIME_WAIT sockets of this network namespace towards ip:port (IPv4).
 
-    Busybox httpd closes every connection, so each request leaves one
-    docker-proxy -> container socket in TIME_WAIT for 60 s, holding one of
-    the ~28,000 ephemeral ports for that destination: past ~20,000 the
-    kernel's search for a free port makes every connect() of docker-proxy
-    slower (its CPU per request grew 15x here and every path fell to ~500
-    req/s), so load phases start only once these have drained."""
+    Busybox httpd closes every connection, so docker-proxy opens one to the
+    container per request and many end in TIME_WAIT for 60 s, each holding
+    an ephemeral port for that destination. After ~25 s of continuous load
+    docker-proxy's CPU per request grew up to 15x here (kernel time: its
+    connect()s) and every path fell below 1,000 requests/s; load phases
+    start only once these sockets have drained."""
     octets = ip.split(".")
     want = "".join(f"{int(o):02X}" for o in reversed(octets)) + f":{port:04X}"
     count = 0
