@@ -38,7 +38,8 @@ test: install system-deps
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
 
-bench: install
+bench: install system-deps
+	@command -v wrk >/dev/null || { apt-get update -q && apt-get install -y -q wrk; }
 	$(BIN)/python -m bench.run
 
 lint: install

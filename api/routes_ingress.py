@@ -206,8 +206,8 @@ async def node_ingress(request: web.Request) -> web.Response:
         own_node(request, view, request.match_info["id"])
     tables = (*TABLES, "acme", "servers")
     known = request.query.get("digest")
+    deadline = time.monotonic() + parse_wait(request.query.get("wait", "5m"))  # one wait in all
     replica = await blocking_view(request, *tables)
-    deadline = time.monotonic() + parse_wait(request.query.get("wait", "5m"))
     keys = security_of(request).keys
     while True:
         with replica.read() as view:
