@@ -20,7 +20,7 @@ Defaults follow Nomad where the issue does not say otherwise.
 
 from domain.jobspec.constraints import normalize_constraint
 from domain.jobspec.errors import JobSpecError
-from domain.jobspec.groups import group_resources
+from domain.jobspec.groups import group_resources, update_settings
 from domain.jobspec.job import SERVER_OWNED_FIELDS, normalize_job
 from domain.jobspec.values import DNS_LABEL_RE as DNS_LABEL_RE
 from domain.jobspec.values import parse_duration, parse_secret_ref
@@ -32,5 +32,6 @@ __all__ = [
     "parse_secret_ref",
     "normalize_constraint",
     "group_resources",
+    "update_settings",
     "SERVER_OWNED_FIELDS",
 ]

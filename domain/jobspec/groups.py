@@ -25,6 +25,12 @@ RESTART_MODES = ("fail", "delay")
 MAX_COUNT = 100_000
 DEFAULT_RESTART = {"attempts": 3, "interval": 300, "delay": 5, "mode": "fail"}
 DEFAULT_UPDATE = {"max_parallel": 1, "min_healthy_time": 10, "healthy_deadline": 300}
+# Keys that appear in a normalized `update` only when they differ from their
+# default: jobs stored before they existed stay equal to their resubmits (a
+# group that changed is a rolling update, raft.fsm_allocs.moves_in_place).
+OPTIONAL_UPDATE = {"strategy": "rolling", "progress_deadline": 600, "auto_revert": False}
+STRATEGIES = ("rolling",)
+PLANNED_STRATEGIES = ("canary", "blue-green", "rainbow")
 GROUP_KEYS = {"name", "count", "constraints", "update", "restart", "meta", "tasks", "ingress"}
 
 
@@ -53,10 +59,16 @@ def _restart(value: Any, path: str) -> dict[str, Any]:
     }
 
 
+def _strategy(value: Any, path: str) -> str:
+    if value in PLANNED_STRATEGIES:
+        raise JobSpecError(path, f"strategy {value!r} is not supported yet (only 'rolling')")
+    return one_of(value, STRATEGIES, path)
+
+
 def _update(value: Any, path: str) -> dict[str, Any]:
     if value is None:
         return dict(DEFAULT_UPDATE)
-    doc = as_object(value, path, set(DEFAULT_UPDATE), optional=True)
+    doc = as_object(value, path, set(DEFAULT_UPDATE) | set(OPTIONAL_UPDATE), optional=True)
     update = {
         "max_parallel": as_int(
             doc.get("max_parallel", DEFAULT_UPDATE["max_parallel"]),
@@ -78,6 +90,36 @@ def _update(value: Any, path: str) -> dict[str, Any]:
             join_path(path, "healthy_deadline"),
             f"must be longer than min_healthy_time ({update['min_healthy_time']}s)",
         )
+    strategy = _strategy(doc.get("strategy", "rolling"), join_path(path, "strategy"))
+    if "progress_deadline" in doc:
+        deadline_path = join_path(path, "progress_deadline")
+        deadline = parse_duration(doc["progress_deadline"], deadline_path)
+        if deadline <= update["healthy_deadline"]:
+            raise JobSpecError(
+                deadline_path,
+                f"must be longer than healthy_deadline ({update['healthy_deadline']}s)",
+            )
+        update["progress_deadline"] = deadline
+    auto_revert = doc.get("auto_revert", False)
+    if not isinstance(auto_revert, bool):
+        raise JobSpecError(join_path(path, "auto_revert"), "must be true or false")
+    update.update(strategy=strategy, auto_revert=auto_revert)
+    for key, default in OPTIONAL_UPDATE.items():  # a default is said by its absence
+        if update.get(key) == default:
+            del update[key]
+    return update
+
+
+def update_settings(group: Mapping[str, Any]) -> dict[str, Any]:
+    """A normalized group's `update` with every key present (the optional ones
+    absent mean their default). Without a `progress_deadline`, a group whose
+    `healthy_deadline` is not shorter than the default gets that deadline plus
+    the default, so the rule progress > healthy holds for stored jobs too."""
+    update = {**DEFAULT_UPDATE, **OPTIONAL_UPDATE, **(group.get("update") or {})}
+    if "progress_deadline" not in (group.get("update") or {}):
+        default = OPTIONAL_UPDATE["progress_deadline"]
+        if update["healthy_deadline"] >= default:
+            update["progress_deadline"] = update["healthy_deadline"] + default
     return update
 
 

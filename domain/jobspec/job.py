@@ -42,6 +42,7 @@ SERVER_OWNED_FIELDS = frozenset(
         "status",
         "index",
         "stop",
+        "stable",
     }
 )
 
