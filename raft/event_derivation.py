@@ -21,7 +21,7 @@ from raft.changes import Changes
 from raft.commands import timestamp
 from raft.fsm_events import Derived, emit
 from raft.fsm_ingress import job_claims
-from raft.job_events import job_row_events, job_status_events
+from raft.job_events import deployment_events, job_row_events, job_status_events
 from raft.state import State
 
 log = logging.getLogger("heroctld.fsm")
@@ -222,6 +222,7 @@ RULES: tuple[tuple[frozenset[str], Rule], ...] = (
     (frozenset({"allocations"}), _allocation_events),
     (frozenset({"jobs"}), job_row_events),
     (frozenset({"jobs", "job_status", "allocations"}), job_status_events),
+    (frozenset({"deployments"}), deployment_events),
     (frozenset({"nodes"}), _node_events),
     (frozenset({"servers"}), _server_events),
     (frozenset({"secrets"}), _secret_events),

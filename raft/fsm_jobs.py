@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from raft import deployment_docs
 from raft.changes import Changes
 from raft.fsm_allocs import stop_job_allocs, update_in_place
 from raft.fsm_ingress import job_claim_conflict
@@ -49,10 +50,14 @@ def job_upsert(state: State, cmd: dict[str, Any], index: int, changes: Changes) 
         job_modify_index=index,
         submit_time=cmd.get("ts", 0),
         status="pending",
+        stable=False,
     )
     changes.wrote("jobs", name, existing)
     jobs[name] = doc
     state.changed_jobs.add(name)
+    started = deployment_docs.start(state, changes, existing, doc, cmd.get("ts", 0), index)
+    if started is None and existing is not None and existing.get("stable") is True:
+        doc["stable"] = True  # the same allocations as a stable version: stable too
     if existing:
         update_in_place(state, changes, existing, doc, cmd.get("ts", 0), index)
         versions = state.table("job_versions")
@@ -63,7 +68,7 @@ def job_upsert(state: State, cmd: dict[str, Any], index: int, changes: Changes) 
         versions[name] = history
         state.touch("job_versions", index)
     state.touch("jobs", index)
-    return ok(job=doc, created=existing is None)
+    return ok(job=doc, created=existing is None, deployment=started)
 
 
 def scale_count_refusal(count: Any) -> dict[str, Any] | None:
@@ -135,6 +140,7 @@ def job_delete(state: State, cmd: dict[str, Any], index: int, changes: Changes) 
         changes.wrote("job_status", name, status)
         state.touch("job_status", index)
     stop_job_allocs(state, changes, name, "job deleted", cmd.get("ts", 0), index)
+    deployment_docs.forget_job(state, changes, name, index)
     state.touch("jobs", index)
     state.touch("job_versions", index)
     return ok(name=name)

@@ -8,6 +8,9 @@ the status (pending, running, dead) or the number of unplaceable groups
 moved, `job.failed` when the rolling update of its latest version halted,
 `job.deployed` when every replica of that version runs healthy.
 
+A deployment that failed says `job.failed` with the version it failed and,
+when it rolled back, the version it reverted to (`deployment_events`).
+
 `event_marks` remembers per job what was announced (row `job:<name>`:
 status, unplaced, failed and deployed versions), so each is said once.
 """
@@ -30,6 +33,8 @@ def job_row_events(state: State, changes: Changes) -> Derived:
         if job is None:
             out.append(("job.updated", {"job": name, "status": "deleted"}))
             continue
+        if before is not None and before.get("version") == job.get("version"):
+            continue  # the same version marked stable: nothing was submitted
         data = {
             "job": name,
             "version": job.get("version"),
@@ -116,7 +121,12 @@ def job_status_events(state: State, changes: Changes) -> Derived:
             out.append(("job.updated", data))
         new.update(status=status, unplaced=failures)
         halted = st.get("halted") or {}
-        if halted and st.get("job_version") == version and mark.get("failed") != version:
+        if (
+            halted
+            and st.get("job_version") == version
+            and mark.get("failed") != version
+            and not any(d["version"] == version for d in state.deployments_of(name))
+        ):  # a version with a deployment fails with it (deployment_events)
             reasons = [f"{g}: {r}" for g, r in sorted(halted.items())]
             out.append(
                 ("job.failed", {"job": name, "version": version, "reason": "; ".join(reasons)})
@@ -128,4 +138,31 @@ def job_status_events(state: State, changes: Changes) -> Derived:
             new["deployed"] = version
         if new != mark:
             marks[key] = new
+    return out
+
+
+def deployment_events(state: State, changes: Changes) -> Derived:
+    """`job.failed` when a deployment failed: `{job, version, reason}` and,
+    when it rolled back, `reverted_to` (the stable version) and
+    `revert_version` (the new version with its spec)."""
+    out: Derived = []
+    table, marks = state.table("deployments"), state.table(MARKS)
+    for dep_id, (old, _) in changes.rows("deployments").items():
+        new = table.get(dep_id)
+        if new is None or new["status"] != "failed":
+            continue
+        if old is not None and old["status"] == "failed":
+            continue
+        data = {
+            "job": new["job"],
+            "version": new["version"],
+            "reason": new.get("status_description"),
+            "deployment": dep_id,
+        }
+        if "reverted_to" in new:
+            data.update(reverted_to=new["reverted_to"], revert_version=new.get("revert_version"))
+        out.append(("job.failed", data))
+        key = f"job:{new['job']}"
+        if key in marks or new["job"] in state.table("jobs"):
+            marks[key] = dict(marks.get(key) or {}, failed=new["version"])
     return out

@@ -20,6 +20,7 @@ from raft import (
     fsm_allocs,
     fsm_certs,
     fsm_cluster,
+    fsm_deployments,
     fsm_ingress,
     fsm_jobs,
     fsm_nodes,
@@ -48,6 +49,9 @@ OPERATIONS: dict[str, Operation] = {
     "alloc.stop": fsm_allocs.alloc_stop,
     "alloc.restart": fsm_allocs.alloc_restart,
     "alloc.gc": fsm_allocs.alloc_gc,
+    "job.revert": fsm_deployments.job_revert,
+    "deployment.progress": fsm_deployments.deployment_progress,
+    "deployment.status": fsm_deployments.deployment_status,
     # nodes
     "node.register": fsm_nodes.node_register,
     "node.status": fsm_nodes.node_status,

@@ -44,6 +44,7 @@ TABLES: tuple[str, ...] = (
     "ingress",  # host -> {host, routes, tls, cert}: domains declared through the API (fsm_ingress)
     "certs",  # host -> {status, cert_pem, key (sealed), not_after, ...}: ingress certificates
     "acme",  # "account" -> {key (sealed), url}; "challenge:<token>" -> http-01 answer (fsm_certs)
+    "deployments",  # id -> a job version's deployment (raft.deployment_docs, fsm_deployments)
 )
 
 # How many request ids the FSM remembers for idempotent retries.
@@ -66,6 +67,7 @@ class State:
         # Derived lookups (not replicated: rebuilt from the tables on load).
         self.allocs_by_node: dict[str, set[str]] = {}
         self.allocs_by_job: dict[str, set[str]] = {}
+        self.deployments_by_job: dict[str, set[str]] = {}
         self._reading = _Reading(self)
 
     def read(self) -> _Reading:
@@ -116,6 +118,9 @@ class State:
             self.nodes_changed = True
             for alloc in self.tables["allocations"].values():
                 self.index_alloc(alloc)
+            self.deployments_by_job = {}
+            for deployment in self.tables["deployments"].values():
+                self.index_deployment(deployment)
 
     def take_changes(self) -> tuple[set[str], bool]:
         """(jobs changed since the last call, whether nodes changed): for the scheduler."""
@@ -148,6 +153,22 @@ class State:
         )
         table = self.tables["allocations"]
         return [table[i] for i in sorted(ids)]
+
+    def index_deployment(self, doc: dict[str, Any]) -> None:
+        self.deployments_by_job.setdefault(doc["job"], set()).add(doc["id"])
+
+    def unindex_deployment(self, doc: dict[str, Any]) -> None:
+        ids = self.deployments_by_job.get(doc["job"])
+        if ids is not None:
+            ids.discard(doc["id"])
+            if not ids:
+                del self.deployments_by_job[doc["job"]]
+
+    def deployments_of(self, job: str) -> list[dict[str, Any]]:
+        """The job's deployments, oldest first."""
+        table = self.tables["deployments"]
+        docs = [table[i] for i in self.deployments_by_job.get(job, ())]
+        return sorted(docs, key=lambda d: d["create_index"])
 
     @classmethod
     def from_bytes(cls, data: bytes) -> State:

@@ -21,7 +21,7 @@ from raft.state import State
 
 Doc = dict[str, Any]
 
-__all__ = ["Allocations", "Events", "Jobs", "Pki", "Secrets", "StateView", "Table"]
+__all__ = ["Allocations", "Deployments", "Events", "Jobs", "Pki", "Secrets", "StateView", "Table"]
 
 
 class Table:
@@ -88,6 +88,14 @@ class Allocations(Table):
     def by_node(self, node_id: str) -> list[Doc]:
         """The node's allocations, ordered by id."""
         return self._state.allocs_of(node=node_id)
+
+
+class Deployments(Table):
+    __slots__ = ()
+
+    def by_job(self, job: str) -> list[Doc]:
+        """The job's deployments, oldest first."""
+        return self._state.deployments_of(job)
 
 
 class Secrets(Table):
@@ -182,6 +190,7 @@ class StateView:
         "ingress",
         "certs",
         "acme",
+        "deployments",
         "acl_meta",
         "acl_policies",
         "acl_roles",
@@ -207,6 +216,7 @@ class StateView:
         self.ingress = Ingress(state, "ingress")
         self.certs = Table(state, "certs")
         self.acme = Acme(state, "acme")
+        self.deployments = Deployments(state, "deployments")
         self.acl_meta = Table(state, "acl_meta")
         self.acl_policies = Table(state, "acl_policies")
         self.acl_roles = Table(state, "acl_roles")

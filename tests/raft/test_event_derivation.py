@@ -196,8 +196,8 @@ def test_every_event_type_is_derived() -> None:
         update = {"id": alloc, "status": "running", "healthy": True}
         log.apply(cmd("alloc.update", node=node, updates=[update]))
     log.apply(cmd("alloc.update", node="n1", updates=[{"id": "a1", "status": "failed"}]))
-    halted = {"web": "a1 is unhealthy"}
-    log.apply(cmd("plan.apply", job="web", job_modify_index=4, job_version=0, halted=halted))
+    (deployment,) = log.state.deployments_of("web")  # a version with a deployment fails with it
+    log.apply(cmd("deployment.status", id=deployment["id"], status="failed"))
     log.apply(cmd("node.status", id="n2", status="down"))
     log.apply(cmd("secret.delete", name="nope"), cmd("secret.delete", name="nope"))
     sealed = {"key_id": "k1", "nonce": b"n" * 12, "ciphertext": b"x"}

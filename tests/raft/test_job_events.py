@@ -46,8 +46,10 @@ def test_deployed_once_per_version_and_again_for_a_new_one() -> None:
     ]
 
 
-def test_job_failed_when_the_update_halts_once() -> None:
+def test_job_failed_when_the_update_of_a_version_without_deployment_halts_once() -> None:
     log = cluster_with_job()
+    log.state.table("deployments").clear()  # as stored before deployments existed
+    log.state.deployments_by_job.clear()
     jmi = log.state.table("jobs")["web"]["job_modify_index"]
     halted = {"web": "replacement a1 is unhealthy; submit a new version to continue"}
     for _ in range(2):

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from raft import fsm
 from raft.changes import Changes
+from raft.deployment_docs import deployment_id
 from raft.event_derivation import ANNOUNCED
 from raft.fsm import apply_batch
 from raft.operations import OPERATIONS, Operation
@@ -55,6 +56,19 @@ PLACED = [
         failures=[{"group": "web", "reason": "no nodes"}],
     ),
 ]
+DEPLOYMENT = deployment_id("web", 0, 4)  # PLACED's version 0, submitted at index 4
+WEB_V1 = {**WEB, "groups": [{**WEB["groups"][0], "meta": {"v": "1"}}]}
+REVERTING = [  # a stable version 0, version 1 (submitted at index 6) rolling out
+    *PLACED[:2],
+    cmd(
+        "job.upsert", job={**WEB, "groups": [{**WEB["groups"][0], "update": {"auto_revert": True}}]}
+    ),
+    cmd("deployment.status", id=DEPLOYMENT, status="successful"),
+    cmd(
+        "job.upsert",
+        job={**WEB_V1, "groups": [{**WEB_V1["groups"][0], "update": {"auto_revert": True}}]},
+    ),
+]
 DRAINING = [PLACED[0], cmd("node.drain", id="n1", enable=True, deadline_seconds=5)]
 
 # (setup, the command under test): at least one per operation, each writing
@@ -92,6 +106,13 @@ SAMPLES: list[tuple[list[dict[str, Any]], dict[str, Any]]] = [
         ),
     ),
     (PLACED, cmd("alloc.stop", id="a2")),
+    (
+        PLACED,
+        cmd("deployment.progress", id=DEPLOYMENT, groups={"web": {"placed": 2, "healthy": 1}}),
+    ),
+    (PLACED, cmd("deployment.status", id=DEPLOYMENT, status="successful")),
+    (REVERTING, cmd("deployment.status", id=deployment_id("web", 1, 6), status="failed")),
+    ([*PLACED, cmd("job.upsert", job=WEB_V1)], cmd("job.revert", name="web", version=0)),
     (PLACED, cmd("job.scale", name="web", group="web", count=5)),
     (
         [*PLACED, cmd("alloc.update", node="n1", updates=[{"id": "a1", "status": "running"}])],
