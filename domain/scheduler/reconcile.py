@@ -50,10 +50,17 @@ def schedule(
     seed: int | None = None,
     new_id: Callable[[], str] | None = None,
     limit: int = DEFAULT_CANDIDATE_LIMIT,
+    hold: str | None = None,
 ) -> Plan:
     """The plan that moves ``job`` (normalized, with ``version``) from the
-    given allocations towards its desired state on the given nodes."""
-    return schedule_on(job, ClusterState(nodes, allocations), seed=seed, new_id=new_id, limit=limit)
+    given allocations towards its desired state on the given nodes.
+
+    ``hold`` (why, e.g. its deployment is paused or failed) keeps the rolling
+    update from replacing more outdated allocations; the missing replicas,
+    lost ones and migrations are still placed."""
+    return schedule_on(
+        job, ClusterState(nodes, allocations), seed=seed, new_id=new_id, limit=limit, hold=hold
+    )
 
 
 def schedule_on(
@@ -64,6 +71,7 @@ def schedule_on(
     new_id: Callable[[], str] | None = None,
     limit: int = DEFAULT_CANDIDATE_LIMIT,
     commit: bool = False,
+    hold: str | None = None,
 ) -> Plan:
     """:func:`schedule` on a prebuilt :class:`ClusterState`.
 
@@ -98,7 +106,7 @@ def schedule_on(
             for group in job.get("groups") or ():
                 _reconcile_group(
                     job, version, group, by_group.get(group["name"], []), state, plan,
-                    rng, make_id, limit, do_stop, undo,
+                    rng, make_id, limit, do_stop, undo, hold,
                 )  # fmt: skip
     finally:
         if not commit:
@@ -123,10 +131,11 @@ def _reconcile_group(
     limit: int,
     do_stop: Callable[..., None],
     undo: list[tuple[str, Any]],
+    hold: str | None = None,
 ) -> None:
     gname: str = group["name"]
     if allocs:
-        requests = _requests(job, version, group, allocs, state, plan, do_stop)
+        requests = _requests(job, version, group, allocs, state, plan, do_stop, hold)
     else:  # a new group (or one whose allocations were all collected)
         requests = [(index, None, "new") for index in range(int(group.get("count", 1)))]
     if not requests:
@@ -167,6 +176,7 @@ def _requests(
     state: ClusterState,
     plan: Plan,
     do_stop: Callable[..., None],
+    hold: str | None = None,
 ) -> list[tuple[int, str | None, str]]:
     """Steps 1-4 for a group with allocations: what to stop now, and the
     replicas to place as (index, previous allocation, reason)."""
@@ -197,7 +207,16 @@ def _requests(
             replacement_of[alloc.previous] = alloc
     slots: list[Allocation] = []  # the representative of each slot
     gone: set[str] = set()  # stopped by this plan
+    for old_id, new in list(replacement_of.items()):
+        if new.job_version != version and new.healthy is not True:
+            # The replacement of a version the job left (a rollout superseded
+            # or rolled back) that never became healthy: the old one stays.
+            do_stop(new, f"replacement for version {new.job_version}, the job is at {version}")
+            gone.add(new.id)
+            del replacement_of[old_id]
     for alloc in live:
+        if alloc.id in gone:
+            continue
         new = replacement_of.get(alloc.id)
         if new is None:
             slots.append(alloc)
@@ -296,8 +315,8 @@ def _requests(
         budget = len(migrate) + len(outdated)
         if max_parallel > 0:
             budget = min(budget, max(0, max_parallel - in_flight))
-        if halted and outdated:
-            plan.halted[gname] = halted
+        if (halted or hold) and outdated:
+            plan.halted[gname] = hold or halted
             budget = min(budget, len(migrate))
         for alloc in migrate[:budget]:
             requests.append((alloc.index, alloc.id, "migrate"))
