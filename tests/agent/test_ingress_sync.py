@@ -441,7 +441,7 @@ async def test_the_agent_answers_tls_alpn_01_while_the_model_has_the_challenge(
     agent = Agent(cfg, drivers={})
     await agent.start()
     try:
-        await until(lambda: agent.registered.is_set())
+        await until(lambda: agent.registered.is_set(), timeout=30)
         sites = [site("app.test", upstreams["a"].address)]
         alpn = {"app.test": {"cert_pem": cert_pem, "key_pem": key_pem}}
         cp.ingress = {"sites": sites, "challenges": {}, "alpn_challenges": alpn}
@@ -453,14 +453,14 @@ async def test_the_agent_answers_tls_alpn_01_while_the_model_has_the_challenge(
                 cert_pem
             )
 
-        await eventually(shown)
+        await eventually(shown, timeout=30)  # a loaded machine
         assert agent.ingress.status()["error"] is None
         cp.set_ingress(sites, {})  # retracted
 
         async def refused_again() -> None:
             assert await acme_tls_certificate(cfg.ingress_https_port, "app.test") is None
 
-        await eventually(refused_again)
+        await eventually(refused_again, timeout=30)
     finally:
         await agent.stop()
 
@@ -476,7 +476,7 @@ async def test_a_node_without_the_stream_module_serves_the_rest_and_says_so(
     agent = Agent(cfg, drivers={})
     await agent.start()
     try:
-        await until(lambda: agent.registered.is_set())
+        await until(lambda: agent.registered.is_set(), timeout=30)
         assert cp.registrations[0]["ingress"]["enabled"] is True  # http-01 works here
         sites = [site("app.test", upstreams["a"].address)]
         alpn = {"app.test": {"cert_pem": cert_pem, "key_pem": key_pem}}
@@ -484,7 +484,7 @@ async def test_a_node_without_the_stream_module_serves_the_rest_and_says_so(
         cp.index += 1
         cp.changed.set()
         registered = await until(
-            lambda: [r for r in cp.registrations if (r.get("ingress") or {}).get("error")]
+            lambda: [r for r in cp.registrations if (r.get("ingress") or {}).get("error")], 30
         )
         error = registered[0]["ingress"]["error"]
         assert "stream module" in error and "app.test" in error and "http-01 only" in error
@@ -496,6 +496,6 @@ async def test_a_node_without_the_stream_module_serves_the_rest_and_says_so(
         supervisor = agent.ingress.supervisor
         assert supervisor is not None and "stream {" not in supervisor.paths.live_conf.read_text()
         cp.set_ingress(sites, {})  # the challenge is over: nothing is missing any more
-        await until(lambda: cp.registrations[-1]["ingress"]["error"] is None)
+        await until(lambda: cp.registrations[-1]["ingress"]["error"] is None, 30)
     finally:
         await agent.stop()

@@ -201,7 +201,7 @@ async def test_a_killed_nginx_restarts_with_the_hop_despite_its_stale_sockets(
         protocol, shown = await handshake(alpn.https, "secure.test", [ACME_TLS])
         assert protocol == ACME_TLS and shown == pem_cert(alpn.challenge["secure.test"][0])
 
-    await eventually(answers_again, timeout=15)
+    await eventually(answers_again, timeout=30)
 
 
 async def test_retracting_the_challenges_removes_the_hop(alpn: Alpn) -> None:
