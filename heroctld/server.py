@@ -195,7 +195,9 @@ def certificate_settings(cfg: ServerConfig) -> CertificateSettings:
         email=cfg.acme.email or None,
         ca_bundle=cfg.acme.ca_bundle or None,
     )
-    return CertificateSettings(acme=acme, api_domain=cfg.api.domain or None)
+    return CertificateSettings(
+        acme=acme, api_domain=cfg.api.domain or None, challenge=cfg.acme.challenge
+    )
 
 
 def server_tls(cfg: ServerConfig) -> ServerTls:
