@@ -5,7 +5,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-APT_PACKAGES := iptables busybox-static docker.io nginx pebble
+APT_PACKAGES := iptables busybox-static docker.io nginx libnginx-mod-stream pebble
 
 .PHONY: install dev test test-fast bench lint fmt system-deps clean
 
@@ -18,7 +18,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # System packages the tests use (iptables for partitions; docker + busybox for workloads;
-# nginx for the ingress data plane; pebble, a real ACME server, for certificates).
+# nginx for the ingress data plane, its stream module for tls-alpn-01; pebble, a real ACME
+# server, for certificates).
 system-deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

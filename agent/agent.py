@@ -373,8 +373,11 @@ class Agent(Presence):
             timeout = self.config.poll_interval
             if at is not None:
                 timeout = max(0.0, min(timeout, at - self.clock()))
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow the
+            # cancellation of a stop that lands as the event fires (a hung stop).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 await sup.reconcile()

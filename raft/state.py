@@ -43,7 +43,7 @@ TABLES: tuple[str, ...] = (
     "pki",  # "ca" -> {cert (PEM), key (sealed), fingerprint}: the cluster's TLS CA (raft.fsm_pki)
     "ingress",  # host -> {host, routes, tls, cert}: domains declared through the API (fsm_ingress)
     "certs",  # host -> {status, cert_pem, key (sealed), not_after, ...}: ingress certificates
-    "acme",  # "account" -> {key (sealed), url}; "challenge:<token>" -> http-01 answer (fsm_certs)
+    "acme",  # "account", "challenge:<token>" (http-01), "challenge-alpn:<host>" (fsm_certs)
     "deployments",  # id -> a job version's deployment (raft.deployment_docs, fsm_deployments)
 )
 

@@ -77,8 +77,9 @@ class Subscription:
             if timeout is None:
                 await self._event.wait()
             else:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._event.wait(), timeout)
+                with contextlib.suppress(TimeoutError):  # not wait_for: see agent.agent
+                    async with asyncio.timeout(timeout):
+                        await self._event.wait()
         out = list(self._items)
         self._items.clear()
         return out
