@@ -183,6 +183,39 @@ async def scale_job(request: web.Request) -> web.Response:
     )
 
 
+@routes.post("/v1/jobs/{name}/revert")
+async def revert_job(request: web.Request) -> web.Response:
+    """``{"version": N, "job_modify_index"?}``: a new version of the job with
+    version N's spec (400 for a non-integer, 404 for an unknown job, 409 for
+    a version the job does not have)."""
+    name = check_name(request.match_info["name"])
+    body = await read_json_object(request)
+    version = body.get("version")
+    if version is None:
+        raise ApiError(400, "missing_field", "version: is required")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+        raise ApiError(400, "invalid_field", "version: must be a non-negative integer")
+    cas = check_cas(body.get("job_modify_index"))
+    replica = await read_view(request)
+    with replica.read() as view:
+        versions = view.jobs.versions(name)
+    if not versions:
+        raise ApiError(404, "job_not_found", f"job '{name}' does not exist")
+    target = next((v for v in versions if v.get("version") == version), None)
+    if target is None:
+        known = ", ".join(str(v.get("version")) for v in versions)
+        raise ApiError(
+            409, "version_not_found", f"job '{name}' has no version {version} (it has: {known})"
+        )
+    check_grants(request, target)
+    result = await replica.write("job.revert", name=name, version=version, cas=cas)
+    doc = result["job"]
+    return json_response(
+        dict(doc, reverted_to=version, index=result["index"]),
+        headers={"X-HeroCtl-Index": str(result["index"])},
+    )
+
+
 @routes.post("/v1/jobs/{name}/plan")
 async def plan_submit(request: web.Request) -> web.Response:
     """A dry run of ``POST /v1/jobs`` with this body: the diff against the

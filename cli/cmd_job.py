@@ -1,5 +1,5 @@
 """`heroctl job ...`: submit (and follow the placement), plan a submit, scale a
-group, list, inspect and stop jobs."""
+group, revert to an older version, list, inspect and stop jobs."""
 
 from __future__ import annotations
 
@@ -230,6 +230,29 @@ def scale(
         return
     doc = call(settings, lambda api: api.get_job(name))
     follow_placement(settings, dict(doc, version=result.get("version")), timeout)
+
+
+@job.command("revert")
+@click.argument("name")
+@click.argument("version", type=click.IntRange(min=0))
+@click.option(
+    "--check-index",
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="Only revert if the job's job_modify_index is still N.",
+)
+@api_options
+@pass_settings
+def revert(settings: Settings, name: str, version: int, check_index: int | None) -> None:
+    """Resubmit VERSION's spec as the job's next version (its own deployment)."""
+    doc = call(settings, lambda api: api.revert_job(name, version, check_index))
+    if settings.json_output:
+        print_json(doc)
+        return
+    echo(
+        f"Job '{name}' reverted to version {version}: new version {doc.get('version')}, "
+        f"job modify index {doc.get('job_modify_index')}."
+    )
 
 
 @job.command("list")

@@ -9,6 +9,7 @@ from cli import (
     cmd_alloc,
     cmd_auth,
     cmd_cluster,
+    cmd_deployment,
     cmd_events,
     cmd_ingress,
     cmd_job,
@@ -27,6 +28,7 @@ from client import DEFAULT_ADDRESS
 COMMANDS: list[click.Command] = [
     cmd_cluster.cluster,
     cmd_job.job,
+    cmd_deployment.deployment,
     cmd_node.node,
     cmd_alloc.alloc,
     cmd_auth.login,

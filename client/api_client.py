@@ -75,6 +75,29 @@ class ApiClient(HttpClient):
         name = str(spec.get("name") or "")
         return (await self.post(f"/v1/jobs/{quote(name, safe='')}/plan", spec))[0]
 
+    async def revert_job(
+        self, name: str, version: int, job_modify_index: int | None = None
+    ) -> dict[str, Any]:
+        """Resubmit version ``version``'s spec as the job's next version."""
+        body: dict[str, Any] = {"version": version}
+        if job_modify_index is not None:
+            body["job_modify_index"] = job_modify_index
+        return (await self.post(f"/v1/jobs/{quote(name, safe='')}/revert", body))[0]
+
+    # deployments ------------------------------------------------------------
+    async def list_deployments(self, job: str | None = None) -> list[dict[str, Any]]:
+        """Newest first (``job``: that job's only)."""
+        params = {"job": job} if job is not None else None
+        return (await self.get("/v1/deployments", params=params))[0]
+
+    async def get_deployment(self, deployment_id: str) -> dict[str, Any]:
+        return (await self.get(f"/v1/deployments/{quote(deployment_id, safe='')}"))[0]
+
+    async def steer_deployment(self, deployment_id: str, action: str) -> dict[str, Any]:
+        """``action``: fail, pause or resume."""
+        path = f"/v1/deployments/{quote(deployment_id, safe='')}/{quote(action, safe='')}"
+        return (await self.post(path, None))[0]
+
     # nodes ------------------------------------------------------------------
     async def list_nodes(self) -> list[dict[str, Any]]:
         return (await self.get("/v1/nodes"))[0]

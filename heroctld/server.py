@@ -24,6 +24,7 @@ from heroctld.config import ServerConfig
 from heroctld.controllers.acl_bootstrap import bootstrap_from_env
 from heroctld.controllers.acme import AcmeSettings as AcmeClientSettings
 from heroctld.controllers.certificates import CertificateSettings, certificate_loop
+from heroctld.controllers.deployments import deployment_loop
 from heroctld.controllers.drainer import drain_loop
 from heroctld.controllers.gc import gc_loop
 from heroctld.controllers.heartbeats import heartbeat_monitor
@@ -281,6 +282,7 @@ async def serve(cfg: ServerConfig) -> None:
         loop.add_signal_handler(sig, on_signal, sig)
     controllers: dict[str, Controller] = {
         "scheduler": lambda: scheduling_loop(replica),
+        "deployments": lambda: deployment_loop(replica),
         "heartbeats": lambda: heartbeat_monitor(replica, heartbeats),
         "drainer": lambda: drain_loop(replica),
         "webhooks": lambda: webhook_loop(

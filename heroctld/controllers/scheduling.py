@@ -17,8 +17,23 @@ from raft.replica import CommandRejected, Replica
 
 log = logging.getLogger("heroctld.scheduler")
 
-WATCHED = ("jobs", "nodes", "allocations")
+WATCHED = ("jobs", "nodes", "allocations", "deployments")
 MAX_PLACES_PER_COMMAND = 2000
+
+
+def rollout_hold(job: dict[str, Any], deployments: list[dict[str, Any]]) -> str | None:
+    """Why the rolling update of the job's version waits, if it does: its
+    deployment is paused, or failed without rolling back (a rollback is a
+    newer version, with a deployment of its own)."""
+    for deployment in reversed(deployments):
+        if deployment["version"] != job.get("version"):
+            continue
+        if deployment["status"] == "paused":
+            return f"deployment {deployment['id']} is paused"
+        if deployment["status"] == "failed":
+            return f"deployment {deployment['id']} failed: {deployment['status_description']}"
+        return None
+    return None
 
 
 def plan_commands(plan: Plan, job: dict[str, Any]) -> list[dict[str, Any]]:
@@ -106,6 +121,7 @@ async def scheduling_loop(replica: Replica, wait: float = 30.0) -> None:
                 )
             jobs = {n: table[n] for n in names}
             statuses = {n: view.job_status.get(n) for n in names}
+            holds = {n: rollout_hold(jobs[n], view.deployments.by_job(n)) for n in names}
             nodes = list(view.nodes.values()) if names else []
             allocs = list(view.allocs.values()) if names else []
             index = max(index, *(replica.table_index(t) for t in WATCHED))
@@ -119,7 +135,7 @@ async def scheduling_loop(replica: Replica, wait: float = 30.0) -> None:
         seen: ClusterMark | None = mark  # None once the cluster holds this pass's plans
         for name in names:
             had_allocs = bool(cluster.by_job.get(name))
-            plan = schedule_on(jobs[name], cluster, commit=True)
+            plan = schedule_on(jobs[name], cluster, commit=True, hold=holds[name])
             blocked.record(jobs[name], plan, had_allocs, seen)
             if plan.places or plan.stops:
                 seen = None

@@ -76,7 +76,11 @@ def wait_running(server: Server, job: str, n: int) -> list[dict[str, Any]]:
         running = [a for a in allocs if a["desired_status"] == "run"]
         ok = len(running) == n and all(a["status"] == "running" for a in running)
         settled = all(a["status"] != "running" for a in allocs if a["desired_status"] == "stop")
-        return running if ok and settled else None
+        # and the deployment of its version decided (the controller writes no more)
+        deploying = any(
+            d["status"] == "running" for d in server.get(f"/v1/deployments?job={job}").body
+        )
+        return running if ok and settled and not deploying else None
 
     return wait_until(ready, 20, 0.1, f"{n} running allocations of {job}")
 

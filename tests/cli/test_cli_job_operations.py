@@ -88,7 +88,11 @@ def running(server: Server, job: str, n: int) -> list[dict[str, Any]]:
         live = [a for a in allocs if a["desired_status"] == "run"]
         settled = all(a["status"] != "running" for a in allocs if a["desired_status"] == "stop")
         ok = len(live) == n and all(a["status"] == "running" for a in live) and settled
-        return live if ok else None
+        # and the deployment of its version decided (the controller writes no more)
+        deploying = any(
+            d["status"] == "running" for d in server.get(f"/v1/deployments?job={job}").body
+        )
+        return live if ok and not deploying else None
 
     return wait_until(ready, 20, 0.1, f"{n} running allocations of {job}")
 

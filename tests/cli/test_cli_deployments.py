@@ -1,0 +1,95 @@
+"""`heroctl deployment list|status|fail|pause|resume` and `heroctl job revert`
+against a real heroctld whose node acts on its allocations (health chosen by
+the image, tests/api/test_deployments.HealthNode)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from cli.main import cli
+from tests.api.test_deployments import SLOW, HealthNode, latest, spec, submit
+from tests.support.cluster import Cluster, Server, wait_until
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    c = Cluster(tmp_path_factory.mktemp("cli-deployments"), 1).start()
+    try:
+        yield c.servers[0]
+    finally:
+        c.stop()
+
+
+@pytest.fixture(scope="module")
+def node(server: Server) -> Iterator[HealthNode]:
+    n = HealthNode(server, "cli-deploy-node").start()
+    try:
+        yield n
+    finally:
+        n.stop()
+        assert not n.errors, n.errors[:5]
+
+
+@pytest.fixture
+def heroctl(server: Server, tmp_path: Path):  # type: ignore[no-untyped-def]
+    runner = CliRunner(
+        env={"HEROCTL_ADDR": None, "HEROCTL_TOKEN": None, "XDG_CONFIG_HOME": str(tmp_path)}
+    )
+
+    def run(*args: str) -> Result:
+        token = ["--token", server.token] if server.token else []
+        return runner.invoke(cli, ["--address", server.url, *token, *args])
+
+    return run
+
+
+def test_list_and_status(server: Server, node: HealthNode, heroctl: Any) -> None:
+    submit(server, spec("clilist"))
+    dep = latest(server, "clilist", "successful")
+    listed = heroctl("deployment", "list", "--job", "clilist")
+    assert listed.exit_code == 0, listed.output
+    assert dep["id"] in listed.output and "successful" in listed.output and "2/2" in listed.output
+    shown = heroctl("deployment", "status", dep["id"])
+    assert shown.exit_code == 0, shown.output
+    for text in ("rolling", "successful", "clilist", "DESIRED", "app"):
+        assert text in shown.output
+    as_json = heroctl("--json", "deployment", "status", dep["id"])
+    assert json.loads(as_json.output)["id"] == dep["id"]
+    missing = heroctl("deployment", "status", "0000000000000000")
+    assert missing.exit_code != 0 and "does not exist" in missing.output
+
+
+def test_pause_resume_fail(server: Server, node: HealthNode, heroctl: Any) -> None:
+    submit(server, spec("clisteer", image=SLOW, count=1))
+    dep = latest(server, "clisteer", "running")
+    paused = heroctl("deployment", "pause", dep["id"])
+    assert paused.exit_code == 0 and "is paused" in paused.output, paused.output
+    again = heroctl("deployment", "pause", dep["id"])
+    assert again.exit_code != 0 and "cannot pause" in again.output
+    resumed = heroctl("deployment", "resume", dep["id"])
+    assert resumed.exit_code == 0 and "is running" in resumed.output, resumed.output
+    failed = heroctl("deployment", "fail", dep["id"])
+    assert failed.exit_code == 0 and "is failed" in failed.output, failed.output
+    assert server.get(f"/v1/deployments/{dep['id']}").body["status"] == "failed"
+
+
+def test_job_revert(server: Server, node: HealthNode, heroctl: Any) -> None:
+    submit(server, spec("clirev"))
+    latest(server, "clirev", "successful")
+    submit(server, spec("clirev", image="busybox:2"))
+    wait_until(lambda: latest(server, "clirev", "successful")["version"] == 1, timeout=30)
+    missing = heroctl("job", "revert", "clirev", "9")
+    assert missing.exit_code != 0 and "has no version 9" in missing.output
+    bad = heroctl("job", "revert", "clirev", "x")
+    assert bad.exit_code != 0
+    assert server.get("/v1/jobs/clirev").body["version"] == 1
+    done = heroctl("job", "revert", "clirev", "0")
+    assert done.exit_code == 0 and "new version 2" in done.output, done.output
+    job = server.get("/v1/jobs/clirev").body
+    assert job["version"] == 2 and job["groups"][0]["tasks"][0]["image"] == "busybox:1"
