@@ -1,10 +1,10 @@
 """Deployments end to end: real heroctld processes with their agents, a real
-Docker engine, http health checks on 127.0.0.1.
+Docker engine, http health checks on 127.0.0.1, a webhook receiver.
 
 A version whose health check fails misses its healthy_deadline, its
 deployment fails and, with auto_revert, the job is resubmitted as its last
 stable version: it ends on the previous spec, every replica healthy, and
-`job.failed` says both versions. A successful deployment marks its version
+`job.failed` says both versions (in the events and to a webhook). A successful deployment marks its version
 stable. Killing the leader in the middle of a deployment: the new leader
 resumes it from the replicated state and it completes.
 """
@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from tests.integration.test_events_webhooks import Receiver, add_webhook
 from tests.integration.test_workloads import (
     agent_cluster,
     api,
@@ -79,6 +80,26 @@ def test_failing_health_check_rolls_back_to_the_stable_version(
     shared: Cluster,
     docker_client: Any,  # noqa: F811
 ) -> None:
+    receiver = Receiver().up()
+    try:
+        hook = add_webhook(api(shared), receiver.url, ["job.failed"])
+        _rolls_back(shared, docker_client)
+        delivered = wait_until(
+            lambda: [r for r in receiver.received() if r.body["data"]["job"] == "rollback"],
+            30,
+            0.2,
+            "job.failed delivered to the webhook",
+        )
+        assert delivered[0].signed and delivered[0].event == "job.failed"
+        data = delivered[0].body["data"]
+        assert (data["version"], data["reverted_to"], data["revert_version"]) == (1, 0, 2)
+        assert api(shared).delete(f"/v1/webhooks/{hook['id']}").status in (200, 204)
+    finally:
+        receiver.close()
+    delete_and_wait_gone(shared, docker_client, "rollback")
+
+
+def _rolls_back(shared: Cluster, docker_client: Any) -> None:  # noqa: F811
     submit(shared, deploying_job("rollback", "1", auto_revert=True))
     deployment_of(shared, "rollback", 0, "successful")
     versions = {
@@ -101,7 +122,6 @@ def test_failing_health_check_rolls_back_to_the_stable_version(
     events = api(shared).get("/v1/events?topic=job.failed&limit=1000").body
     (event,) = [e["data"] for e in events if e["data"]["job"] == "rollback"]
     assert event["version"] == 1 and event["reverted_to"] == 0 and event["revert_version"] == 2
-    delete_and_wait_gone(shared, docker_client, "rollback")
 
 
 def test_without_auto_revert_a_failing_version_halts(
