@@ -291,6 +291,7 @@ def summary_rows(doc: dict[str, Any]) -> list[tuple[str, Any]]:
         ("Type", doc.get("type")),
         ("Status", doc.get("status")),
         ("Version", doc.get("version")),
+        ("Stable", "yes" if doc.get("stable") else "no"),
         ("Submitted", fmt_time(doc.get("submit_time"))),
         ("Job modify index", doc.get("job_modify_index")),
         ("Create index", doc.get("create_index")),
@@ -344,6 +345,7 @@ def version_rows(versions: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
             (
                 v.get("version"),
                 v.get("status"),
+                "yes" if v.get("stable") else "no",
                 v.get("job_modify_index"),
                 fmt_time(v.get("submit_time")),
                 ", ".join(changes) if changes else ("-" if previous is None else "(none)"),
@@ -364,7 +366,8 @@ def status(settings: Settings, name: str, versions: bool) -> None:
         if settings.json_output:
             print_json(history)
             return
-        table(["VERSION", "STATUS", "MODIFY INDEX", "SUBMITTED", "CHANGED"], version_rows(history))
+        headers = ["VERSION", "STATUS", "STABLE", "MODIFY INDEX", "SUBMITTED", "CHANGED"]
+        table(headers, version_rows(history))
         return
     doc = call(settings, lambda api: api.get_job(name))
     if settings.json_output:

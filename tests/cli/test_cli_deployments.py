@@ -93,3 +93,11 @@ def test_job_revert(server: Server, node: HealthNode, heroctl: Any) -> None:
     assert done.exit_code == 0 and "new version 2" in done.output, done.output
     job = server.get("/v1/jobs/clirev").body
     assert job["version"] == 2 and job["groups"][0]["tasks"][0]["image"] == "busybox:1"
+    latest(server, "clirev", "successful")
+    wait_until(lambda: server.get("/v1/jobs/clirev").body["stable"], timeout=30)
+    history = heroctl("job", "status", "clirev", "--versions")
+    assert history.exit_code == 0 and "STABLE" in history.output, history.output
+    rows = {
+        line.split()[0]: line.split() for line in history.output.splitlines()[1:] if line.strip()
+    }
+    assert rows["2"][2] == "yes" and rows["1"][2] == "yes" and rows["0"][2] == "yes"
