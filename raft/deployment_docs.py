@@ -50,8 +50,7 @@ def put(state: State, changes: Changes, doc: dict[str, Any], index: int) -> None
     changes.wrote(TABLE, doc["id"], before)
     doc["modify_index"] = index
     table[doc["id"]] = doc
-    if before is None:
-        state.index_deployment(doc)
+    state.index_deployment(doc)
     state.touch(TABLE, index)
 
 

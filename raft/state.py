@@ -68,6 +68,7 @@ class State:
         self.allocs_by_node: dict[str, set[str]] = {}
         self.allocs_by_job: dict[str, set[str]] = {}
         self.deployments_by_job: dict[str, set[str]] = {}
+        self.active_deployments: set[str] = set()  # running or paused: what the leader drives
         self._reading = _Reading(self)
 
     def read(self) -> _Reading:
@@ -118,7 +119,7 @@ class State:
             self.nodes_changed = True
             for alloc in self.tables["allocations"].values():
                 self.index_alloc(alloc)
-            self.deployments_by_job = {}
+            self.deployments_by_job, self.active_deployments = {}, set()
             for deployment in self.tables["deployments"].values():
                 self.index_deployment(deployment)
 
@@ -155,9 +156,15 @@ class State:
         return [table[i] for i in sorted(ids)]
 
     def index_deployment(self, doc: dict[str, Any]) -> None:
+        """Index a stored deployment (again after each write: its status moves)."""
         self.deployments_by_job.setdefault(doc["job"], set()).add(doc["id"])
+        if doc["status"] in ("running", "paused"):
+            self.active_deployments.add(doc["id"])
+        else:
+            self.active_deployments.discard(doc["id"])
 
     def unindex_deployment(self, doc: dict[str, Any]) -> None:
+        self.active_deployments.discard(doc["id"])
         ids = self.deployments_by_job.get(doc["job"])
         if ids is not None:
             ids.discard(doc["id"])

@@ -97,6 +97,11 @@ class Deployments(Table):
         """The job's deployments, oldest first."""
         return self._state.deployments_of(job)
 
+    def active(self) -> list[Doc]:
+        """The running and paused ones (from an index: no scan of the table)."""
+        table = self._state.tables["deployments"]
+        return [table[i] for i in sorted(self._state.active_deployments)]
+
 
 class Secrets(Table):
     __slots__ = ()

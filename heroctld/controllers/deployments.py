@@ -23,7 +23,6 @@ from raft.replica import CommandRejected, NoLeader, Replica
 log = logging.getLogger("heroctld.deployments")
 
 WATCHED = ("deployments", "allocations", "jobs")
-ACTIVE = ("running", "paused")
 
 
 async def _propose(replica: Replica, deployment: dict[str, Any], step: DeploymentStep) -> None:
@@ -62,7 +61,7 @@ async def deployment_loop(
     while True:
         with replica.read() as view:
             index = max(index, view.index_of(*WATCHED))
-            active = [d for d in view.deployments.values() if d["status"] in ACTIVE]
+            active = view.deployments.active()
             allocs = {d["job"]: view.allocs.by_job(d["job"]) for d in active}
         now = int(clock() * 1000)
         for deployment in sorted(active, key=lambda d: d["create_index"]):

@@ -177,3 +177,21 @@ def test_a_snapshot_keeps_the_index_by_job() -> None:
     log.apply(cmd("job.upsert", job=_web()))
     loaded = State.from_bytes(log.state.to_bytes())
     assert loaded.deployments_of("web") == _deployments(log)
+    assert loaded.active_deployments == log.state.active_deployments == {_deployments(log)[0]["id"]}
+
+
+def test_the_active_index_follows_the_status() -> None:
+    log = Log()
+    log.apply(cmd("job.upsert", job=_web()))
+    first = _deployments(log)[0]["id"]
+    assert log.state.active_deployments == {first}
+    _status(log, "paused")
+    assert log.state.active_deployments == {first}
+    log.apply(cmd("job.upsert", job=_web(image="v1")))
+    second = _deployments(log)[-1]["id"]
+    assert log.state.active_deployments == {second}  # the first was cancelled
+    _status(log, "successful")
+    assert log.state.active_deployments == set()
+    log.apply(cmd("job.upsert", job=_web(image="v2")))
+    log.apply(cmd("job.delete", name="web"))
+    assert log.state.active_deployments == set()
