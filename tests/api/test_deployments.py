@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.api.authutil import assert_error
+from tests.api.authutil import as_, assert_error, make_token, put_policy
 from tests.support.acting_node import ActingNode
 from tests.support.cluster import Cluster, Server, wait_until
 
@@ -295,3 +295,25 @@ def test_bad_update_settings_are_refused(server: Server, update: dict[str, Any],
     assert_error(r, 400)
     assert path in r.body["message"]
     assert commit_index(server) == before
+
+
+def test_reading_tokens_may_watch_but_not_steer(server: Server, node: HealthNode) -> None:
+    submit(server, spec("guard", image=SLOW, count=1))
+    dep = latest(server, "guard", "running")
+    put_policy(server, "deploy-readers", {"jobs": "read"})
+    put_policy(server, "deploy-writers", {"jobs": "write"})
+    reader = make_token(server, ["deploy-readers"])["secret_id"]
+    writer = make_token(server, ["deploy-writers"])["secret_id"]
+    assert as_(server, reader, "GET", "/v1/deployments?job=guard").body[0]["id"] == dep["id"]
+    assert as_(server, reader, "GET", f"/v1/deployments/{dep['id']}").status == 200
+    for path, body in (
+        (f"/v1/deployments/{dep['id']}/pause", None),
+        (f"/v1/deployments/{dep['id']}/fail", None),
+        ("/v1/jobs/guard/revert", {"version": 0}),
+    ):
+        assert_error(as_(server, reader, "POST", path, body), 403, "forbidden")
+    assert latest(server, "guard")["status"] == "running"
+    r = as_(server, writer, "POST", f"/v1/deployments/{dep['id']}/pause")
+    assert r.status == 200 and r.body["status"] == "paused", r.body
+    r = as_(server, writer, "POST", "/v1/jobs/guard/revert", {"version": 0})
+    assert r.status == 200 and r.body["version"] == 1, r.body

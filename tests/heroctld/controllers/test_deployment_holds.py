@@ -1,0 +1,22 @@
+"""Which deployment holds a job's rolling update (the scheduler's `hold`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from heroctld.controllers.scheduling import rollout_hold
+
+
+def _dep(version: int, status: str) -> dict[str, Any]:
+    return {"id": f"d{version}", "version": version, "status": status, "status_description": "x"}
+
+
+def test_a_paused_or_failed_deployment_of_the_current_version_holds() -> None:
+    job = {"name": "web", "version": 2}
+    assert rollout_hold(job, [_dep(1, "failed"), _dep(2, "paused")]) == "deployment d2 is paused"
+    assert rollout_hold(job, [_dep(2, "failed")]) == "deployment d2 failed: x"
+    assert rollout_hold(job, [_dep(2, "running")]) is None
+    assert rollout_hold(job, [_dep(2, "successful")]) is None
+    # an older version's failure (a rollback since) holds nothing
+    assert rollout_hold(job, [_dep(1, "failed")]) is None
+    assert rollout_hold(job, []) is None
