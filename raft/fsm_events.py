@@ -28,7 +28,7 @@ EVENT_TYPES: tuple[str, ...] = (
     "job.submitted",  # a job (or a new version of it) was accepted
     "job.updated",  # a job's status changed, it cannot be placed, or it was deleted
     "job.deployed",  # every replica of its latest version runs and is healthy
-    "job.failed",  # the rolling update of its latest version halted (unhealthy)
+    "job.failed",  # a version's deployment failed (rolled back with auto_revert, else halted)
     "alloc.updated",  # an allocation was placed, changed status or health, was stopped
     "alloc.failed",  # an allocation failed or was lost with its node
     "node.updated",  # a node registered, came back, drains, changed eligibility
