@@ -28,9 +28,18 @@ DEFAULT_UPDATE = {"max_parallel": 1, "min_healthy_time": 10, "healthy_deadline":
 # Keys that appear in a normalized `update` only when they differ from their
 # default: jobs stored before they existed stay equal to their resubmits (a
 # group that changed is a rolling update, raft.fsm_allocs.moves_in_place).
-OPTIONAL_UPDATE = {"strategy": "rolling", "progress_deadline": 600, "auto_revert": False}
+OPTIONAL_UPDATE = {
+    "strategy": "rolling",
+    "progress_deadline": 600,
+    "auto_revert": False,
+    "auto_promote": False,
+}
 STRATEGIES = ("rolling",)
 PLANNED_STRATEGIES = ("canary", "blue-green", "rainbow")
+# Strategies that place new-version replicas beside the old ones and wait for a
+# promote (domain.scheduler.reconcile): their `update` always holds `canary`.
+CANARY_STRATEGIES = ("canary", "blue-green")
+UPDATE_KEYS = set(DEFAULT_UPDATE) | set(OPTIONAL_UPDATE) | {"canary"}
 GROUP_KEYS = {"name", "count", "constraints", "update", "restart", "meta", "tasks", "ingress"}
 
 
@@ -65,10 +74,39 @@ def _strategy(value: Any, path: str) -> str:
     return one_of(value, STRATEGIES, path)
 
 
-def _update(value: Any, path: str) -> dict[str, Any]:
+def canary_settings(doc: Mapping[str, Any], strategy: str, count: int, path: str) -> dict[str, Any]:
+    """``canary`` and ``auto_promote`` of an `update` block: a canary strategy
+    always states its canary count (default 1; blue-green: the group's count),
+    which must be 1 to ``count``; other strategies take neither key (they would
+    be ignored, so they are refused)."""
+    auto_promote = doc.get("auto_promote", False)
+    if not isinstance(auto_promote, bool):
+        raise JobSpecError(join_path(path, "auto_promote"), "must be true or false")
+    if strategy not in CANARY_STRATEGIES:
+        for key in ("canary", "auto_promote"):
+            if key in doc:
+                raise JobSpecError(
+                    join_path(path, key),
+                    f"only applies to the strategies {', '.join(CANARY_STRATEGIES)}",
+                )
+        return {}
+    default = count if strategy == "blue-green" else min(1, count)
+    canary_path = join_path(path, "canary")
+    canary = as_int(doc.get("canary", default), canary_path, minimum=0, maximum=MAX_COUNT)
+    if canary < 1 and count > 0:  # a group scaled to 0 has nothing to try first
+        raise JobSpecError(canary_path, f"must be at least 1 for the {strategy} strategy")
+    if canary > count:
+        raise JobSpecError(canary_path, f"must not be more than the group's count ({count})")
+    settings: dict[str, Any] = {"canary": canary}
+    if auto_promote:
+        settings["auto_promote"] = True
+    return settings
+
+
+def _update(value: Any, path: str, count: int = 1) -> dict[str, Any]:
     if value is None:
         return dict(DEFAULT_UPDATE)
-    doc = as_object(value, path, set(DEFAULT_UPDATE) | set(OPTIONAL_UPDATE), optional=True)
+    doc = as_object(value, path, UPDATE_KEYS, optional=True)
     update = {
         "max_parallel": as_int(
             doc.get("max_parallel", DEFAULT_UPDATE["max_parallel"]),
@@ -104,6 +142,7 @@ def _update(value: Any, path: str) -> dict[str, Any]:
     if not isinstance(auto_revert, bool):
         raise JobSpecError(join_path(path, "auto_revert"), "must be true or false")
     update.update(strategy=strategy, auto_revert=auto_revert)
+    update.update(canary_settings(doc, strategy, count, path))
     for key, default in OPTIONAL_UPDATE.items():  # a default is said by its absence
         if update.get(key) == default:
             del update[key]
@@ -156,13 +195,12 @@ def normalize_group(value: Any, path: str) -> dict[str, Any]:
                         f"static port {port['static']} is used twice",
                     )
                 seen_static.add(port["static"])
+    count = as_int(doc.get("count", 1), join_path(path, "count"), minimum=0, maximum=MAX_COUNT)
     group = {
         "name": name,
-        "count": as_int(
-            doc.get("count", 1), join_path(path, "count"), minimum=0, maximum=MAX_COUNT
-        ),
+        "count": count,
         "constraints": constraint_list(doc.get("constraints"), join_path(path, "constraints")),
-        "update": _update(doc.get("update"), join_path(path, "update")),
+        "update": _update(doc.get("update"), join_path(path, "update"), count),
         "restart": _restart(doc.get("restart"), join_path(path, "restart")),
         "meta": string_map(doc.get("meta"), join_path(path, "meta")),
         "tasks": tasks,

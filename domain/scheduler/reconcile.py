@@ -17,6 +17,8 @@ from domain.scheduler.cluster_state import ClusterState
 from domain.scheduler.model import Allocation, Failure, Node, Placement, Plan, Stop
 from domain.scheduler.placement import DEFAULT_CANDIDATE_LIMIT, GroupPlacer
 
+CANARY_STRATEGIES = ("canary", "blue-green")  # as domain.jobspec.groups
+
 
 def _default_seed(job_name: str, version: int, allocs: int) -> int:
     return zlib.crc32(f"{job_name}/{version}/{allocs}".encode())
@@ -242,6 +244,8 @@ def _requests(
             if a.status == "complete" and a.job_version == version and a.desired == "run"
         )
     want = max(0, count - done)
+    canaries = canaries_wanted(job, version, group, slots)
+    want += canaries
 
     # 3. Scale down: stop whole slots, most dispensable first.
     if len(slots) > want:
@@ -294,7 +298,7 @@ def _requests(
         while next_index in used_indexes:
             next_index += 1
         used_indexes.add(next_index)
-        requests.append((next_index, None, "lost" if lost_any else "new"))
+        requests.append((next_index, None, "lost" if lost_any else "canary" if canaries else "new"))
 
     if is_service:
         in_flight = 0
@@ -318,6 +322,8 @@ def _requests(
         if (halted or hold) and outdated:
             plan.halted[gname] = hold or halted
             budget = min(budget, len(migrate))
+        elif canaries:  # the old replicas stay until the deployment is promoted
+            budget = min(budget, len(migrate))
         for alloc in migrate[:budget]:
             requests.append((alloc.index, alloc.id, "migrate"))
         for alloc in outdated[: max(0, budget - len(migrate))]:
@@ -328,6 +334,26 @@ def _requests(
             plan.deferred[gname] = waiting
 
     return requests
+
+
+def canaries_wanted(
+    job: Mapping[str, Any], version: int, group: Mapping[str, Any], slots: Sequence[Allocation]
+) -> int:
+    """How many new-version replicas a canary or blue-green group runs beside
+    its old ones: its ``canary`` count while replicas of an older version are
+    live and the version is not promoted (``promoted_version`` in the job,
+    written by `deployment.promote`), else 0. Once promoted the group wants
+    ``count`` again: scaling down stops old replicas first, so the canaries
+    count as already replaced (blue-green: the whole old set stops at once)
+    and the rest rolls as a rolling update does."""
+    update = group.get("update") or {}
+    if job.get("type", "service") == "batch" or update.get("strategy") not in CANARY_STRATEGIES:
+        return 0
+    if job.get("promoted_version") == version:
+        return 0
+    if not any(a.job_version != version for a in slots):
+        return 0  # a first version (or a finished rollout) has nothing to compare with
+    return int(update.get("canary", 1))
 
 
 def stop_job(job_name: str, state: ClusterState | Iterable[Allocation | Mapping[str, Any]]) -> Plan:

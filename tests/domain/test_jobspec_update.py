@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from domain.jobspec import JobSpecError, normalize_job, update_settings
+from domain.jobspec.groups import canary_settings
 
 
 def _job(update: dict[str, Any] | None) -> dict[str, Any]:
@@ -30,6 +31,7 @@ def test_defaults_are_absent_so_old_jobs_keep_their_normalized_form() -> None:
         "strategy": "rolling",
         "progress_deadline": 600,
         "auto_revert": False,
+        "auto_promote": False,
     }
 
 
@@ -73,3 +75,44 @@ def test_refusals_name_the_field(update: dict[str, Any], path: str, words: str) 
         _update(update)
     assert err.value.path == path
     assert words in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("strategy", "doc", "count", "settings"),
+    [
+        ("canary", {}, 3, {"canary": 1}),
+        ("canary", {"canary": 2, "auto_promote": True}, 3, {"canary": 2, "auto_promote": True}),
+        ("blue-green", {}, 3, {"canary": 3}),
+        ("blue-green", {"auto_promote": False}, 0, {"canary": 0}),
+        ("rolling", {}, 3, {}),
+    ],
+)
+def test_canary_settings_state_the_canary_count(
+    strategy: str, doc: dict[str, Any], count: int, settings: dict[str, Any]
+) -> None:
+    assert canary_settings(doc, strategy, count, "update") == settings
+
+
+@pytest.mark.parametrize(
+    ("strategy", "doc", "path", "words"),
+    [
+        ("canary", {"canary": 4}, "update.canary", "not be more than the group's count (3)"),
+        ("canary", {"canary": 0}, "update.canary", "at least 1"),
+        ("blue-green", {"canary": -1}, "update.canary", ">= 0"),
+        ("canary", {"auto_promote": "yes"}, "update.auto_promote", "true or false"),
+        ("rolling", {"canary": 1}, "update.canary", "only applies"),
+        ("rolling", {"auto_promote": True}, "update.auto_promote", "only applies"),
+    ],
+)
+def test_bad_canary_settings_name_their_field(
+    strategy: str, doc: dict[str, Any], path: str, words: str
+) -> None:
+    with pytest.raises(JobSpecError) as caught:
+        canary_settings(doc, strategy, 3, "update")
+    assert caught.value.path == path and words in caught.value.message
+
+
+def test_canary_keys_on_a_rolling_group_are_refused_with_their_path() -> None:
+    with pytest.raises(JobSpecError) as caught:
+        normalize_job(_job({"canary": 1}))
+    assert caught.value.path == "groups[0].update.canary"
