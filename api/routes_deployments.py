@@ -1,4 +1,4 @@
-"""Deployments: list (``?job=``), read (both long-poll), fail, pause, resume.
+"""Deployments: list (``?job=``), read (both long-poll), promote, fail, pause, resume.
 
 A deployment is created by the FSM with each job version that changes
 allocations and driven by the leader's deployments controller; here users
@@ -16,7 +16,7 @@ from aiohttp import web
 from api.context import blocking_view, read_headers, read_view
 from httpkit.errors import ApiError
 from httpkit.responses import json_response
-from raft.fsm_deployments import status_refusal
+from raft.fsm_deployments import promote_refusal, status_refusal
 
 routes = web.RouteTableDef()
 TABLES = ("deployments",)
@@ -89,3 +89,23 @@ async def pause_deployment(request: web.Request) -> web.Response:
 @routes.post("/v1/deployments/{id}/resume")
 async def resume_deployment(request: web.Request) -> web.Response:
     return await _steer(request, "resume")
+
+
+@routes.post("/v1/deployments/{id}/promote")
+async def promote_deployment(request: web.Request) -> web.Response:
+    """A canary or blue-green deployment blocked on promotion rolls the rest
+    (canary) or stops the old set (blue-green); any other: 409, nothing changes."""
+    dep_id = request.match_info["id"]
+    replica = await read_view(request)
+    with replica.read() as view:
+        doc = view.deployments.get(dep_id)
+        refusal = None if doc is None else promote_refusal(doc, view.jobs.get(doc["job"]))
+    if doc is None:
+        raise _not_found(dep_id)
+    if refusal is not None:
+        raise ApiError(refusal["status"], refusal["error"], refusal["message"])
+    result = await replica.write(
+        "deployment.promote", id=dep_id, description="deployment promoted by a user"
+    )
+    body = dict(result["deployment"], index=result["index"])
+    return json_response(body, headers={"X-HeroCtl-Index": str(result["index"])})

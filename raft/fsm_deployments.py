@@ -19,15 +19,29 @@ from raft.fsm_jobs import job_upsert, job_versions
 from raft.fsm_results import fail, ok
 from raft.state import State
 
+BLOCKED = "blocked-on-promotion"  # as domain.scheduler.deployment (raft cannot import domain)
+# Driven by the controller: deployment_docs.ACTIVE and the deployments waiting
+# for a promote (which the state's active index does not hold yet).
+DRIVEN = (*deployment_docs.ACTIVE, BLOCKED)
 # status asked for -> the statuses it may come from
 TRANSITIONS = {
     "paused": ("running",),
     "running": ("paused",),
-    "failed": ("running", "paused"),
+    "failed": ("running", "paused", BLOCKED),
     "successful": ("running",),
+    BLOCKED: ("running",),
+    "cancelled": (BLOCKED,),  # the controller: a newer version left it waiting
 }
-ACTIONS = {"paused": "pause", "running": "resume", "failed": "fail", "successful": "succeed"}
+ACTIONS = {
+    "paused": "pause",
+    "running": "resume",
+    "failed": "fail",
+    "successful": "succeed",
+    BLOCKED: "block",
+    "cancelled": "cancel",
+}
 COUNTED = ("placed", "healthy", "unhealthy")
+SETUP_KEYS = {"desired_canaries": int, "auto_promote": bool}
 
 
 def _found(state: State, cmd: dict[str, Any]) -> dict[str, Any]:
@@ -59,11 +73,13 @@ def deployment_progress(
     doc = _found(state, cmd)
     if doc.get("ok") is False:
         return doc
-    if doc["status"] not in deployment_docs.ACTIVE:
+    if doc["status"] not in DRIVEN:
         return fail(409, "deployment_status", f"deployment '{doc['id']}' is {doc['status']}")
     seen = cmd.get("groups")
     if not isinstance(seen, dict):
         return fail(400, "invalid_field", "groups: must be an object")
+    setup = cmd.get("setup") if isinstance(cmd.get("setup"), dict) else {}
+    set_groups = setup.get("groups") if isinstance(setup.get("groups"), dict) else {}
     ts = cmd.get("ts", 0)
     groups, progressed = {}, False
     for name, group in doc["groups"].items():
@@ -73,9 +89,19 @@ def deployment_progress(
             value = counts.get(key)
             if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
                 new[key] = value
+        canaries = counts.get("canaries")
+        if isinstance(canaries, list) and all(isinstance(c, str) for c in canaries):
+            new["canaries"] = list(canaries)
+        settings = set_groups.get(name) if isinstance(set_groups.get(name), dict) else {}
+        for key, kind in SETUP_KEYS.items():
+            value = settings.get(key)
+            if isinstance(value, kind) and (kind is bool or not isinstance(value, bool)):
+                new[key] = value
         progressed = progressed or new["healthy"] > group["healthy"]
         groups[name] = new
     new_doc = dict(doc, groups=groups, modify_time=ts)
+    if isinstance(setup.get("strategy"), str):
+        new_doc["strategy"] = setup["strategy"]
     if progressed and doc["status"] == "running":
         new_doc["require_progress_by"] = ts + doc["progress_deadline"] * 1000
     if new_doc != doc:
@@ -117,6 +143,8 @@ def deployment_status(
         "running": "deployment is running",
         "failed": "deployment failed",
         "successful": "deployment completed successfully",
+        BLOCKED: "deployment is waiting for promotion",
+        "cancelled": "deployment cancelled",
     }[status]
     description = str(cmd.get("description") or default)
     new_doc = dict(doc, status=status, status_description=description, modify_time=ts)
@@ -150,6 +178,9 @@ def deployment_status(
         else:
             new_doc = dict(new_doc, revert_version=reverted["job"]["version"])
             deployment_docs.put(state, changes, new_doc, index)
+            # The stable version ran before: nothing to try first, its
+            # canaries (if any) are not placed (domain.scheduler.reconcile).
+            reverted["job"]["promoted_version"] = reverted["job"]["version"]
             result["job"] = reverted["job"]
     if status == "successful":
         _mark_stable(state, changes, new_doc, index)
@@ -157,8 +188,58 @@ def deployment_status(
     return ok(deployment=state.table(deployment_docs.TABLE)[doc["id"]], **result)
 
 
+def promote_refusal(doc: dict[str, Any], job: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Why ``doc`` cannot be promoted now, or None: only a deployment blocked
+    on promotion of the job's current version can (the API asks too)."""
+    if doc["status"] != BLOCKED:
+        return fail(
+            409,
+            "deployment_status",
+            f"deployment '{doc['id']}' is {doc['status']}: only a deployment "
+            f"{BLOCKED} can be promoted",
+        )
+    if job is None or job.get("version") != doc["version"]:
+        return fail(
+            409, "deployment_status", f"deployment '{doc['id']}' is of a version the job left"
+        )
+    return None
+
+
+def deployment_promote(
+    state: State, cmd: dict[str, Any], index: int, changes: Changes
+) -> dict[str, Any]:
+    """Promote a deployment blocked on promotion (a user, or the controller for
+    ``auto_promote``): it runs again, and the job records ``promoted_version``,
+    which tells the scheduler to roll the rest (canary) or stop the old set
+    (blue-green). The progress deadline counts from now."""
+    doc = _found(state, cmd)
+    if doc.get("ok") is False:
+        return doc
+    refused = promote_refusal(doc, state.table("jobs").get(doc["job"]))
+    if refused is not None:
+        return refused
+    ts = cmd.get("ts", 0)
+    description = str(cmd.get("description") or "deployment promoted")
+    new_doc = dict(
+        doc,
+        status="running",
+        promoted=True,
+        status_description=description,
+        modify_time=ts,
+        require_progress_by=ts + doc["progress_deadline"] * 1000,
+    )
+    deployment_docs.put(state, changes, new_doc, index)
+    jobs = state.table("jobs")
+    job = jobs[doc["job"]]
+    changes.wrote("jobs", job["name"], job)
+    jobs[job["name"]] = dict(job, promoted_version=doc["version"], modify_index=index)
+    state.touch("jobs", index)
+    state.changed_jobs.add(doc["job"])
+    return ok(deployment=new_doc)
+
+
 def _spec_of(version: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in version.items() if k != "stable"}
+    return {k: v for k, v in version.items() if k not in ("stable", "promoted_version")}
 
 
 def job_revert(state: State, cmd: dict[str, Any], index: int, changes: Changes) -> dict[str, Any]:

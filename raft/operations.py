@@ -52,6 +52,7 @@ OPERATIONS: dict[str, Operation] = {
     "job.revert": fsm_deployments.job_revert,
     "deployment.progress": fsm_deployments.deployment_progress,
     "deployment.status": fsm_deployments.deployment_status,
+    "deployment.promote": fsm_deployments.deployment_promote,
     # nodes
     "node.register": fsm_nodes.node_register,
     "node.status": fsm_nodes.node_status,

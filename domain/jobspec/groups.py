@@ -34,8 +34,8 @@ OPTIONAL_UPDATE = {
     "auto_revert": False,
     "auto_promote": False,
 }
-STRATEGIES = ("rolling",)
-PLANNED_STRATEGIES = ("canary", "blue-green", "rainbow")
+STRATEGIES = ("rolling", "canary", "blue-green")
+PLANNED_STRATEGIES = ("rainbow",)
 # Strategies that place new-version replicas beside the old ones and wait for a
 # promote (domain.scheduler.reconcile): their `update` always holds `canary`.
 CANARY_STRATEGIES = ("canary", "blue-green")
@@ -70,7 +70,9 @@ def _restart(value: Any, path: str) -> dict[str, Any]:
 
 def _strategy(value: Any, path: str) -> str:
     if value in PLANNED_STRATEGIES:
-        raise JobSpecError(path, f"strategy {value!r} is not supported yet (only 'rolling')")
+        raise JobSpecError(
+            path, f"strategy {value!r} is not supported yet (only {', '.join(STRATEGIES)})"
+        )
     return one_of(value, STRATEGIES, path)
 
 

@@ -59,7 +59,8 @@ def deployment_setup(
 ) -> dict[str, Any]:
     """The strategy of the job's groups and, per group, ``desired_canaries``
     and ``auto_promote``: a canary or blue-green group whose older replicas
-    run tries its ``canary`` count first; a first version has none to try."""
+    run tries its ``canary`` count first; a first version has none to try,
+    nor has a version promoted from the start (an auto_revert's)."""
     version = deployment["version"]
     older = {
         a.get("group")
@@ -67,6 +68,7 @@ def deployment_setup(
         if a.get("job_version") != version and a.get("desired_status") == "run"
     }
     strategy, groups = "rolling", {}
+    reverted = job.get("promoted_version") == version  # an auto_revert: it ran before
     for group in job.get("groups") or ():
         if group["name"] not in deployment["groups"]:
             continue
@@ -75,7 +77,7 @@ def deployment_setup(
         if group_strategy != "rolling":
             strategy = group_strategy
         canaries = 0
-        if group_strategy in CANARY_STRATEGIES and group["name"] in older:
+        if group_strategy in CANARY_STRATEGIES and group["name"] in older and not reverted:
             canaries = int(update.get("canary", 1))
         groups[group["name"]] = {
             "desired_canaries": canaries,

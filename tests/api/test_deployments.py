@@ -119,6 +119,8 @@ def test_a_healthy_version_succeeds_and_is_marked_stable(server: Server, node: H
         "unhealthy": 0,
         "auto_revert": False,
         "progress_deadline": 600,
+        "desired_canaries": 0,
+        "auto_promote": False,
     }
     assert server.get(f"/v1/deployments/{done['id']}").body == done
     assert stable_versions(server, "ok") == {0: True}
@@ -283,7 +285,10 @@ def test_revert_by_hand_and_its_refusals(server: Server, node: HealthNode) -> No
 @pytest.mark.parametrize(
     ("update", "path"),
     [
-        ({"strategy": "canary"}, "groups[0].update.strategy"),
+        ({"strategy": "rainbow"}, "groups[0].update.strategy"),
+        ({"strategy": "canary", "canary": 3}, "groups[0].update.canary"),
+        ({"strategy": "canary", "canary": 0}, "groups[0].update.canary"),
+        ({"strategy": "blue-green", "auto_promote": 1}, "groups[0].update.auto_promote"),
         ({"strategy": "nope"}, "groups[0].update.strategy"),
         ({"progress_deadline": "1m"}, "groups[0].update.progress_deadline"),
         ({"auto_revert": "yes"}, "groups[0].update.auto_revert"),

@@ -44,6 +44,8 @@ def test_the_settings_come_from_the_job_once() -> None:
     }
     first = deployment_setup(fresh, _job(), [])  # a first version: nothing to try first
     assert first["groups"]["web"]["desired_canaries"] == 0
+    reverted = deployment_setup(fresh, {**_job(), "promoted_version": 1}, OLD)
+    assert reverted["groups"]["web"]["desired_canaries"] == 0
     assert next_step(_deployment(), OLD, 5_000, _job()).setup is None
 
 

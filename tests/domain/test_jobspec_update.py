@@ -63,8 +63,8 @@ def test_a_long_healthy_deadline_gets_a_longer_default_progress_deadline() -> No
             "longer than",
         ),
         ({"auto_revert": "yes"}, "groups[0].update.auto_revert", "true or false"),
-        ({"strategy": "canary"}, "groups[0].update.strategy", "not supported yet"),
-        ({"strategy": "blue-green"}, "groups[0].update.strategy", "not supported yet"),
+        ({"strategy": "canary", "canary": 2}, "groups[0].update.canary", "count (1)"),
+        ({"strategy": "blue-green", "canary": 0}, "groups[0].update.canary", "at least 1"),
         ({"strategy": "rainbow"}, "groups[0].update.strategy", "not supported yet"),
         ({"strategy": "sideways"}, "groups[0].update.strategy", ""),
         ({"stagger": "5s"}, "groups[0].update.stagger", ""),
@@ -116,3 +116,13 @@ def test_canary_keys_on_a_rolling_group_are_refused_with_their_path() -> None:
     with pytest.raises(JobSpecError) as caught:
         normalize_job(_job({"canary": 1}))
     assert caught.value.path == "groups[0].update.canary"
+
+
+def test_canary_strategies_state_their_canary_count() -> None:
+    assert _update({"strategy": "canary"})["canary"] == 1
+    job = _job({"strategy": "blue-green", "auto_promote": True})
+    job["groups"][0]["count"] = 3
+    normalized = normalize_job(job)
+    update = normalized["groups"][0]["update"]
+    assert update["strategy"] == "blue-green" and update["canary"] == 3
+    assert update["auto_promote"] is True and normalize_job(normalized) == normalized

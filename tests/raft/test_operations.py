@@ -112,6 +112,10 @@ SAMPLES: list[tuple[list[dict[str, Any]], dict[str, Any]]] = [
     ),
     (PLACED, cmd("deployment.status", id=DEPLOYMENT, status="successful")),
     (REVERTING, cmd("deployment.status", id=deployment_id("web", 1, 6), status="failed")),
+    (
+        [*PLACED, cmd("deployment.status", id=DEPLOYMENT, status="blocked-on-promotion")],
+        cmd("deployment.promote", id=DEPLOYMENT),
+    ),
     ([*PLACED, cmd("job.upsert", job=WEB_V1)], cmd("job.revert", name="web", version=0)),
     (PLACED, cmd("job.scale", name="web", group="web", count=5)),
     (
