@@ -1,4 +1,4 @@
-"""`heroctl deployment ...`: list deployments, show one, fail, pause or resume it.
+"""`heroctl deployment ...`: list deployments, show one, promote, fail, pause or resume it.
 
 A deployment is a job version's rollout (started by the server with every
 version that changes allocations); these commands watch and steer it.
@@ -20,10 +20,25 @@ def deployment() -> None:
     """Deployments: each job version's rollout, watched and steered."""
 
 
+GROUP_HEADERS = ["GROUP", "DESIRED", "PLACED", "HEALTHY", "UNHEALTHY"]
+
+
 def group_rows(doc: dict[str, Any]) -> list[tuple[Any, ...]]:
     return [
         (name, g.get("desired"), g.get("placed"), g.get("healthy"), g.get("unhealthy"))
         for name, g in sorted((doc.get("groups") or {}).items())
+    ]
+
+
+def has_canaries(doc: dict[str, Any]) -> bool:
+    return any(g.get("desired_canaries", 0) > 0 for g in (doc.get("groups") or {}).values())
+
+
+def canary_cells(doc: dict[str, Any]) -> list[str]:
+    """Per group (as :func:`group_rows`): canaries placed / wanted."""
+    return [
+        f"{len(g.get('canaries') or ())}/{g.get('desired_canaries', 0)}"
+        for _, g in sorted((doc.get("groups") or {}).items())
     ]
 
 
@@ -74,6 +89,10 @@ def summary_rows(doc: dict[str, Any], now_ms: float) -> list[tuple[str, Any]]:
     ]
     if doc.get("status") == "running":
         rows.append(("Progress deadline", fmt_until(doc.get("require_progress_by"), now_ms)))
+    if has_canaries(doc):
+        rows.append(("Promoted", "yes" if doc.get("promoted") else "no"))
+    if doc.get("status") == "blocked-on-promotion":
+        rows.append(("Next", f"heroctl deployment promote {doc.get('id')}"))
     if "reverted_to" in doc:
         rows.append(
             ("Rolled back", f"to version {doc['reverted_to']} (as {doc.get('revert_version')})")
@@ -93,7 +112,12 @@ def status(settings: Settings, deployment_id: str) -> None:
         return
     key_values(summary_rows(doc, time.time() * 1000))
     heading("Groups")
-    table(["GROUP", "DESIRED", "PLACED", "HEALTHY", "UNHEALTHY"], group_rows(doc))
+    rows = group_rows(doc)
+    if not has_canaries(doc):
+        table(GROUP_HEADERS, rows)
+        return
+    cells = canary_cells(doc)
+    table([*GROUP_HEADERS, "CANARIES"], [(*row, cells[i]) for i, row in enumerate(rows)])
 
 
 def _steer(settings: Settings, deployment_id: str, action: str) -> None:
@@ -105,6 +129,16 @@ def _steer(settings: Settings, deployment_id: str, action: str) -> None:
         f"Deployment {doc.get('id')} of job '{doc.get('job')}' version {doc.get('version')} "
         f"is {doc.get('status')}: {doc.get('status_description')}."
     )
+
+
+@deployment.command("promote")
+@click.argument("deployment_id", metavar="ID")
+@api_options
+@pass_settings
+def promote(settings: Settings, deployment_id: str) -> None:
+    """Promote a deployment blocked on promotion: canary rolls the rest,
+    blue-green stops the old set (and traffic moves to the new one)."""
+    _steer(settings, deployment_id, "promote")
 
 
 @deployment.command("fail")

@@ -1,4 +1,4 @@
-"""`heroctl deployment list|status|fail|pause|resume` and `heroctl job revert`
+"""`heroctl deployment list|status|promote|fail|pause|resume` and `heroctl job revert`
 against a real heroctld whose node acts on its allocations (health chosen by
 the image, tests/api/test_deployments.HealthNode)."""
 
@@ -14,6 +14,7 @@ from click.testing import CliRunner, Result
 
 from cli.main import cli
 from tests.api.test_deployments import SLOW, HealthNode, latest, spec, submit
+from tests.api.test_deployments_canary import blocked, versions
 from tests.support.cluster import Cluster, Server, wait_until
 
 
@@ -101,3 +102,20 @@ def test_job_revert(server: Server, node: HealthNode, heroctl: Any) -> None:
         line.split()[0]: line.split() for line in history.output.splitlines()[1:] if line.strip()
     }
     assert rows["2"][2] == "yes" and rows["1"][2] == "yes" and rows["0"][2] == "yes"
+
+
+def test_promote(server: Server, node: HealthNode, heroctl: Any) -> None:
+    submit(server, spec("clican", count=2, strategy="canary"))
+    done = latest(server, "clican", "successful")
+    refused = heroctl("deployment", "promote", done["id"])
+    assert refused.exit_code != 0 and "blocked-on-promotion" in refused.output, refused.output
+    submit(server, spec("clican", image="busybox:2", count=2, strategy="canary"))
+    waiting = blocked(server, "clican", 1)
+    shown = heroctl("deployment", "status", waiting["id"])
+    assert shown.exit_code == 0, shown.output
+    for text in ("canary", "blocked-on-promotion", "CANARIES", "1/1", "deployment promote"):
+        assert text in shown.output
+    promoted = heroctl("deployment", "promote", waiting["id"])
+    assert promoted.exit_code == 0 and "is running" in promoted.output, promoted.output
+    latest(server, "clican", "successful")
+    wait_until(lambda: versions(server, "clican") == [1, 1], timeout=30, message="v1 everywhere")
