@@ -246,6 +246,11 @@ def _requests(
     want = max(0, count - done)
     canaries = canaries_wanted(job, version, group, slots)
     want += canaries
+    # promoted: the old replicas beyond `count` make room for the new ones
+    promoted_over = (
+        job.get("promoted_version") == version
+        and (group.get("update") or {}).get("strategy") in CANARY_STRATEGIES
+    )
 
     # 3. Scale down: stop whole slots, most dispensable first.
     if len(slots) > want:
@@ -276,6 +281,8 @@ def _requests(
                 heapq.heappush(heap, (fresh, n, alloc))
                 continue
             reason = f"scaled down to {count}" if done == 0 else "batch job has enough runs"
+            if promoted_over and alloc.job_version != version:
+                reason = f"replaced by the promoted version {version}"
             do_stop(alloc, reason)
             stopped.add(alloc.id)
             old = paired_old(alloc)

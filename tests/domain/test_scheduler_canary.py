@@ -37,7 +37,7 @@ def test_a_canary_runs_beside_the_old_replicas_until_promoted() -> None:
 
     promoted = schedule(dict(v1, promoted_version=1), ns, allocs, new_id=UNIQUE, seed=7)
     reasons = sorted(s.reason for s in promoted.stops)  # the canary took one old one's place
-    assert reasons == ["job updated to version 1", "scaled down to 3"]
+    assert reasons == ["job updated to version 1", "replaced by the promoted version 1"]
     assert [p.reason for p in promoted.places] == ["update"]  # then one at a time
     after = live(applied(promoted, allocs))
     assert len(after) == 3 and sum(a.job_version == 1 for a in after) == 2
