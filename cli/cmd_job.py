@@ -11,6 +11,7 @@ import click
 import yaml
 
 from cli.common import Settings, api_options, call, pass_settings
+from cli.deployment_follow import find_deployment, follow_rollout
 from cli.output import (
     Duration,
     changed_keys,
@@ -23,7 +24,7 @@ from cli.output import (
     short_id,
     table,
 )
-from cli.placement import failure_text, follow, progress_view
+from cli.placement import failure_text, follow_placement
 from cli.plan_output import plan_text
 from cli.waiting import fetch_list, wait_option
 from domain.jobspec import SERVER_OWNED_FIELDS
@@ -84,28 +85,32 @@ def load_spec(text: str, source: str) -> dict[str, Any]:
     default="5m",
     show_default=True,
     metavar="DURATION",
-    help="How long to follow the placement before giving up (exit 1).",
+    help="How long to follow the deployment (or placement) before giving up (exit 1).",
 )
 @api_options
 @pass_settings
 def run(
     settings: Settings, file: IO[str], check_index: int | None, detach: bool, timeout: float
 ) -> None:
-    """Create or update a job from a file, then follow its placement.
+    """Create or update a job from a file, then follow its deployment.
 
-    FILE is JSON or YAML (`-` reads stdin). Every submit makes a new version.
-    Unless --detach, the command then follows the new version's allocations
-    until all of them run (and are healthy, once reported), and exits 1 with
+    FILE is JSON or YAML (`-` reads stdin). Every submit makes a new version;
+    one that changes allocations starts a deployment, which is followed
+    (unless --detach) until it is successful (exit 0), waits for promotion
+    (exit 0, saying how to promote), fails (exit 1, saying whether it was
+    rolled back) or --timeout passes (exit 1). A submit that changes nothing
+    follows the placement instead: exit 0 once the allocations run, 1 with
     the scheduler's reason when they cannot be placed. Ctrl-C stops
-    following; the job stays submitted. With --json the submitted job is
-    printed and the exit status tells how the placement went.
+    following; the job stays submitted. With --json the final deployment
+    (or, with nothing to follow, the submitted job) is printed.
     """
     source = "stdin" if file.name == "<stdin>" else file.name
     spec = load_spec(file.read(), source)
     doc = call(settings, lambda api: api.submit_job(spec, job_modify_index=check_index))
-    if settings.json_output:
+    started = None if detach else call(settings, lambda api: find_deployment(api, doc))
+    if settings.json_output and started is None:
         print_json(doc)
-    else:
+    elif not settings.json_output:
         verb = "registered" if doc.get("version") == 0 else "updated"
         echo(
             f"Job '{doc.get('name')}' {verb}: version {doc.get('version')}, "
@@ -113,22 +118,10 @@ def run(
         )
     if detach:
         return
-    follow_placement(settings, doc, timeout)
-
-
-def follow_placement(settings: Settings, doc: dict[str, Any], timeout: float) -> None:
-    """Follow a submitted version's placement (`job run`, `job scale`); exit 1 when it fails."""
-    view = progress_view(settings.json_output)
-    try:
-        placed = call(settings, lambda api: follow(api, doc, timeout, view))
-    except KeyboardInterrupt:
-        view.close()
-        click.echo("Stopped following; the job stays submitted.", err=True)
-        raise click.exceptions.Exit(130) from None
-    finally:
-        view.close()
-    if not settings.json_output:
-        echo(f"Job '{placed.name}' version {placed.version}: {placed.summary()}.")
+    if started is None:
+        follow_placement(settings, doc, timeout)
+    else:
+        follow_rollout(settings, started, timeout)
 
 
 PLAN_ERROR_EXIT = 255  # as `nomad job plan`: 0 no change, 1 changes, 255 an error

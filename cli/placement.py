@@ -16,6 +16,7 @@ import click
 from rich.console import Group
 from rich.text import Text
 
+from cli.common import Settings, call
 from cli.output import echo, fmt_duration_ms, fmt_seconds, live_display, make_table, short_id
 from client import ApiClient
 
@@ -275,3 +276,19 @@ async def follow(
                 f"job '{name}' version {version} is not running after {fmt_seconds(timeout)} "
                 f"({p.summary()}); it stays submitted: see `heroctl alloc list --job {name}`"
             )
+
+
+def follow_placement(settings: Settings, doc: dict[str, Any], timeout: float) -> None:
+    """Follow a submitted version's placement (`job run` with nothing deployed, `job
+    scale`); exit 1 when it fails."""
+    view = progress_view(settings.json_output)
+    try:
+        placed = call(settings, lambda api: follow(api, doc, timeout, view))
+    except KeyboardInterrupt:
+        view.close()
+        click.echo("Stopped following; the job stays submitted.", err=True)
+        raise click.exceptions.Exit(130) from None
+    finally:
+        view.close()
+    if not settings.json_output:
+        echo(f"Job '{placed.name}' version {placed.version}: {placed.summary()}.")
