@@ -17,8 +17,8 @@ from raft.changes import Changes
 from raft.state import State
 
 TABLE = "deployments"
-ACTIVE = ("running", "paused")
-STATUSES = ("running", "paused", "successful", "failed", "cancelled")
+ACTIVE = ("running", "paused", "blocked-on-promotion")
+STATUSES = ("running", "paused", "blocked-on-promotion", "successful", "failed", "cancelled")
 # As domain.jobspec.groups (raft cannot import domain; tests/raft/
 # test_fsm_deployments.py checks they agree): absent keys mean these.
 DEFAULT_PROGRESS_DEADLINE = 600
@@ -97,11 +97,15 @@ def start(
     if not _changes_allocations(old, job):
         return None
     groups: dict[str, Any] = {}
-    deadline, auto_revert = 0, False
+    deadline, auto_revert, strategy = 0, False, "rolling"
     for group in job.get("groups") or ():
         group_deadline, group_revert = group_settings(group)
         deadline = max(deadline, group_deadline)
         auto_revert = auto_revert or group_revert
+        # the canaries are set up by the controller's first pass
+        # (domain.scheduler.deployment.deployment_setup)
+        group_strategy = (group.get("update") or {}).get("strategy", "rolling")
+        strategy = group_strategy if group_strategy != "rolling" else strategy
         groups[group["name"]] = {
             "desired": group.get("count", 1),
             "placed": 0,
@@ -114,7 +118,7 @@ def start(
         "id": deployment_id(name, version, index),
         "job": name,
         "version": version,
-        "strategy": "rolling",
+        "strategy": strategy,
         "status": "running",
         "status_description": "deployment is running",
         "groups": groups,

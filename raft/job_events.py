@@ -84,6 +84,11 @@ def _deployed(state: State, job: dict[str, Any]) -> int | None:
             wanted[g.get("name")] = g.get("count", 1)
     if not wanted or sum(wanted.values()) == 0:
         return None
+    if any(
+        d.get("version") == version and d.get("status") == "blocked-on-promotion"
+        for d in state.deployments_of(job["name"])
+    ):
+        return None  # blue-green: the new set is up, the switch waits for promote
     have: dict[str, int] = {}
     for a in state.allocs_of(job=job["name"]):
         if a["desired_status"] != "run" or a.get("job_version") != version:

@@ -158,7 +158,7 @@ class State:
     def index_deployment(self, doc: dict[str, Any]) -> None:
         """Index a stored deployment (again after each write: its status moves)."""
         self.deployments_by_job.setdefault(doc["job"], set()).add(doc["id"])
-        if doc["status"] in ("running", "paused"):
+        if doc["status"] in ("running", "paused", "blocked-on-promotion"):
             self.active_deployments.add(doc["id"])
         else:
             self.active_deployments.discard(doc["id"])

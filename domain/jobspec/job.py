@@ -34,6 +34,7 @@ SHORTHAND_TASK_KEYS = TASK_KEYS - {"name", "constraints"}
 SERVER_OWNED_FIELDS = frozenset(
     {
         "id",
+        "promoted_version",
         "version",
         "create_index",
         "modify_index",
