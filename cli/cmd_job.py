@@ -207,7 +207,7 @@ def scale(
     GROUP may be left out when the job has one group. Only the count
     changes: the running allocations move to the new version in place and
     the scheduler places or stops the difference. Unless --detach, follows
-    the placement as `job run` does.
+    the placement (the allocations placed or stopped).
     """
     group, count = scale_target(target)
     result = call(settings, lambda api: api.scale_job(name, count, group, check_index))
