@@ -10,9 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 
-from cli.main import cli
 from tests.support.cluster import Cluster, Server, free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -25,20 +24,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         yield c.servers[0]
     finally:
         c.stop()
-
-
-@pytest.fixture
-def heroctl(server: Server, tmp_path: Path):  # type: ignore[no-untyped-def]
-    """Run `heroctl --address <server> ARGS...` in-process, isolated from the caller's env."""
-    runner = CliRunner(
-        env={"HEROCTL_ADDR": None, "HEROCTL_TOKEN": None, "XDG_CONFIG_HOME": str(tmp_path)}
-    )
-
-    def run(*args: str, input: str | None = None, address: str | None = None) -> Result:
-        token = ["--token", server.token] if server.token else []
-        return runner.invoke(cli, ["--address", address or server.url, *token, *args], input=input)
-
-    return run
 
 
 def ok(result: Result) -> str:

@@ -6,13 +6,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
 
-from cli.main import cli
 from tests.api.test_deployments import SLOW, HealthNode, latest, spec, submit
 from tests.api.test_deployments_canary import blocked, versions
 from tests.support.cluster import Cluster, Server, wait_until
@@ -35,19 +32,6 @@ def node(server: Server) -> Iterator[HealthNode]:
     finally:
         n.stop()
         assert not n.errors, n.errors[:5]
-
-
-@pytest.fixture
-def heroctl(server: Server, tmp_path: Path):  # type: ignore[no-untyped-def]
-    runner = CliRunner(
-        env={"HEROCTL_ADDR": None, "HEROCTL_TOKEN": None, "XDG_CONFIG_HOME": str(tmp_path)}
-    )
-
-    def run(*args: str) -> Result:
-        token = ["--token", server.token] if server.token else []
-        return runner.invoke(cli, ["--address", server.url, *token, *args])
-
-    return run
 
 
 def test_list_and_status(server: Server, node: HealthNode, heroctl: Any) -> None:

@@ -7,26 +7,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 
-from cli.main import cli
 from tests.api.test_ingress import cert_for, web_job
-from tests.support.cluster import Cluster
+from tests.support.cluster import Cluster, Server
 
 Run = Callable[..., Result]
 
 
-@pytest.fixture
-def heroctl(module_single: Cluster, tmp_path: Path) -> Run:
-    server = module_single.servers[0]
-    runner = CliRunner(
-        env={"HEROCTL_ADDR": None, "HEROCTL_TOKEN": None, "XDG_CONFIG_HOME": str(tmp_path)}
-    )
-
-    def run(*args: str) -> Result:
-        return runner.invoke(cli, ["--address", server.url, "--token", server.token or "", *args])
-
-    return run
+@pytest.fixture(scope="module")
+def server(module_single: Cluster) -> Server:
+    return module_single.servers[0]
 
 
 def ok(result: Result) -> str:

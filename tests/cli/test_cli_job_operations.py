@@ -10,9 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
 
-from cli.main import cli
 from cli.plan_output import counts_text, diff_lines, dry_run_lines
 from tests.support.acting_node import ActingNode
 from tests.support.cluster import Cluster, Server, wait_until
@@ -36,19 +34,6 @@ def node(server: Server) -> Iterator[ActingNode]:
     finally:
         n.stop()
         assert not n.errors, n.errors[:5]
-
-
-@pytest.fixture
-def heroctl(server: Server, tmp_path: Path):  # type: ignore[no-untyped-def]
-    runner = CliRunner(
-        env={"HEROCTL_ADDR": None, "HEROCTL_TOKEN": None, "XDG_CONFIG_HOME": str(tmp_path)}
-    )
-
-    def run(*args: str, input: str | None = None) -> Result:
-        token = ["--token", server.token] if server.token else []
-        return runner.invoke(cli, ["--address", server.url, *token, *args], input=input)
-
-    return run
 
 
 def spec(name: str, count: int = 2, image: str = "busybox:1", memory: int = 64) -> str:

@@ -14,13 +14,11 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 
-from cli.main import cli
 from client import ApiClient
 from tests.support.cluster import Cluster, Server
 
@@ -30,19 +28,6 @@ DEADLINE = 30.0  # seconds: the longest any step here may take
 @pytest.fixture(scope="module")
 def server(module_single: Cluster) -> Server:
     return module_single.servers[0]
-
-
-@pytest.fixture
-def heroctl(server: Server, tmp_path: Path) -> Callable[..., Result]:
-    runner = CliRunner(
-        env={"HEROCTL_ADDR": None, "HEROCTL_TOKEN": None, "XDG_CONFIG_HOME": str(tmp_path)}
-    )
-
-    def run(*args: str) -> Result:
-        token = ["--token", server.token] if server.token else []
-        return runner.invoke(cli, ["--address", server.url, *token, *args])
-
-    return run
 
 
 @pytest.fixture

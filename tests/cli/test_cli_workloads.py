@@ -17,13 +17,11 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 
-from cli.main import cli
 from cli.output import fmt_seconds, used_of
 from cli.placement import Placement, failure_text
 from client import format_wait, response_index
@@ -174,19 +172,6 @@ def agents(server: Server) -> Iterator[Callable[..., FakeAgent]]:
     finally:
         for agent in started:
             agent.stop()
-
-
-@pytest.fixture
-def heroctl(server: Server, tmp_path: Path):  # type: ignore[no-untyped-def]
-    runner = CliRunner(
-        env={"HEROCTL_ADDR": None, "HEROCTL_TOKEN": None, "XDG_CONFIG_HOME": str(tmp_path)}
-    )
-
-    def run(*args: str, input: str | None = None) -> Result:
-        token = ["--token", server.token] if server.token else []
-        return runner.invoke(cli, ["--address", server.url, *token, *args], input=input)
-
-    return run
 
 
 def ok(result: Result) -> str:

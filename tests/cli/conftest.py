@@ -1,0 +1,27 @@
+"""What the CLI tests share: `heroctl`, the CLI run in-process against the
+module's `server`, isolated from the caller's environment."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from cli.main import cli
+from tests.support.cluster import Server
+
+
+@pytest.fixture
+def heroctl(server: Server, tmp_path: Path) -> Callable[..., Result]:
+    """Run `heroctl --address <server> --token <its token> ARGS...`."""
+    runner = CliRunner(
+        env={"HEROCTL_ADDR": None, "HEROCTL_TOKEN": None, "XDG_CONFIG_HOME": str(tmp_path)}
+    )
+
+    def run(*args: str, input: str | None = None, address: str | None = None) -> Result:
+        token = ["--token", server.token] if server.token else []
+        return runner.invoke(cli, ["--address", address or server.url, *token, *args], input=input)
+
+    return run
