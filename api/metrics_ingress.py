@@ -156,6 +156,33 @@ def total_series(metric: str, series: list[dict[str, Any]], step: float) -> list
     return [[t, round(v, 3)] for t, v in sorted(total.items())]
 
 
+async def gather_series(
+    request: web.Request,
+    targets: list[tuple[str, Any]],
+    params: dict[str, str],
+    node_query: NodeQuery,
+) -> tuple[list[tuple[str, dict[str, Any]]], list[dict[str, str]], list[float]]:
+    """Ask every target node (name, id) at once: the (node name, series) they
+    hold, the nodes that did not answer, and the steps they answered with."""
+
+    async def ask(name: str, node_id: Any) -> dict[str, Any]:
+        return await node_query(request, locate(request, name, node_id), params)
+
+    results = await asyncio.gather(*(ask(*t) for t in targets), return_exceptions=True)
+    found: list[tuple[str, dict[str, Any]]] = []
+    errors: list[dict[str, str]] = []
+    steps: list[float] = []
+    for (name, _), result in zip(targets, results, strict=True):
+        if isinstance(result, NodeUnreachable):
+            errors.append({"node": name, "message": str(result)})
+            continue
+        if isinstance(result, BaseException):
+            raise result
+        steps.append(float(result.get("step") or 0))
+        found += [(name, s) for s in result.get("series") or []]
+    return found, errors, steps
+
+
 async def query_ingress(
     request: web.Request,
     metric: str,
@@ -184,31 +211,18 @@ async def query_ingress(
     if step is not None:
         params["step"] = repr(step)
 
-    async def ask(name: str, node_id: str) -> dict[str, Any]:
-        return await node_query(request, locate(request, name, node_id), params)
-
-    results = await asyncio.gather(*(ask(*t) for t in targets), return_exceptions=True)
-    series: list[dict[str, Any]] = []
-    errors: list[dict[str, str]] = []
-    steps: list[float] = []
-    for (name, _), result in zip(targets, results, strict=True):
-        if isinstance(result, NodeUnreachable):
-            errors.append({"node": name, "message": str(result)})
-            continue
-        if isinstance(result, BaseException):
-            raise result
-        steps.append(float(result.get("step") or 0))
-        for s in result.get("series") or []:
-            series.append(
-                {
-                    "node": name,
-                    "host": (s.get("labels") or {}).get("host", host),
-                    "alloc": None,
-                    "job": None,
-                    "group": None,
-                    "points": s.get("points") or [],
-                }
-            )
+    found, errors, steps = await gather_series(request, targets, params, node_query)
+    series = [
+        {
+            "node": name,
+            "host": (s.get("labels") or {}).get("host", host),
+            "alloc": None,
+            "job": None,
+            "group": None,
+            "points": s.get("points") or [],
+        }
+        for name, s in found
+    ]
     answer_step = max(steps) if steps else choose_step(start, end, 10.0, step)
     out: dict[str, Any] = {
         "metric": metric,

@@ -38,7 +38,7 @@ from typing import Any
 from aiohttp import web
 
 from api.context import replica_of
-from api.metrics_ingress import aggregate_ingress, checked_metric, query_ingress
+from api.metrics_ingress import aggregate_ingress, checked_metric, gather_series, query_ingress
 from api.metrics_prometheus import prometheus_text
 from api.relay import Location, NodeUnreachable, agent_get, locate, worker_nodes
 from api.routes_allocations import _alloc_or_404
@@ -304,31 +304,19 @@ async def query_metrics(request: web.Request) -> web.Response:
             else:
                 targets = sorted((n.get("name", ""), n["id"]) for n in view.nodes.values())
 
-    async def ask(name: str, node_id: str | None) -> dict[str, Any]:
-        return await _node_query(request, locate(request, name, node_id), params)
-
-    results = await asyncio.gather(*(ask(*t) for t in targets), return_exceptions=True)
-    series: list[dict[str, Any]] = []
-    errors: list[dict[str, str]] = []
-    steps: list[float] = []
-    for (name, _), result in zip(targets, results, strict=True):
-        if isinstance(result, NodeUnreachable):
-            errors.append({"node": name, "message": str(result)})
-            continue
-        if isinstance(result, BaseException):
-            raise result
-        steps.append(float(result.get("step") or 0))
-        for s in result.get("series") or []:
-            labels = s.get("labels") or {}
-            series.append(
-                {
-                    "node": name,
-                    "alloc": labels.get("alloc"),
-                    "job": labels.get("job"),
-                    "group": labels.get("group"),
-                    "points": s.get("points") or [],
-                }
-            )
+    found, errors, steps = await gather_series(request, targets, params, _node_query)
+    series = []
+    for name, s in found:
+        labels = s.get("labels") or {}
+        series.append(
+            {
+                "node": name,
+                "alloc": labels.get("alloc"),
+                "job": labels.get("job"),
+                "group": labels.get("group"),
+                "points": s.get("points") or [],
+            }
+        )
     answer_step = max(steps) if steps else choose_step(start, end, 10.0, step)
     out: dict[str, Any] = {
         "metric": metric,
