@@ -96,13 +96,7 @@ def cert_renew(state: State, cmd: dict[str, Any], index: int, changes: Changes) 
 
 
 def cert_delete(state: State, cmd: dict[str, Any], index: int, changes: Changes) -> dict[str, Any]:
-    table = state.table("certs")
-    host = cmd.get("host")
-    if host not in table:
-        return ok(changed=False)
-    changes.wrote("certs", host, table.pop(host))
-    state.touch("certs", index)
-    return ok(changed=True)
+    return _drop(state, changes, "certs", cmd.get("host"), index)
 
 
 def acme_account_put(
@@ -146,16 +140,20 @@ def acme_challenge_put(
     return ok()
 
 
+def _drop(state: State, changes: Changes, table_name: str, row: Any, index: int) -> dict[str, Any]:
+    """Remove a row if it is there (a retraction may be repeated)."""
+    table = state.table(table_name)
+    if row not in table:
+        return ok(changed=False)
+    changes.wrote(table_name, row, table.pop(row))
+    state.touch(table_name, index)
+    return ok(changed=True)
+
+
 def acme_challenge_delete(
     state: State, cmd: dict[str, Any], index: int, changes: Changes
 ) -> dict[str, Any]:
-    table = state.table("acme")
-    row = f"challenge:{cmd.get('token')}"
-    if row not in table:
-        return ok(changed=False)
-    changes.wrote("acme", row, table.pop(row))
-    state.touch("acme", index)
-    return ok(changed=True)
+    return _drop(state, changes, "acme", f"challenge:{cmd.get('token')}", index)
 
 
 def acme_alpn_challenge_put(
@@ -181,10 +179,4 @@ def acme_alpn_challenge_put(
 def acme_alpn_challenge_delete(
     state: State, cmd: dict[str, Any], index: int, changes: Changes
 ) -> dict[str, Any]:
-    table = state.table("acme")
-    row = f"challenge-alpn:{cmd.get('host')}"
-    if row not in table:
-        return ok(changed=False)
-    changes.wrote("acme", row, table.pop(row))
-    state.touch("acme", index)
-    return ok(changed=True)
+    return _drop(state, changes, "acme", f"challenge-alpn:{cmd.get('host')}", index)
