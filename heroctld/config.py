@@ -22,6 +22,7 @@ import tomllib
 from dataclasses import dataclass, field
 from typing import Any
 
+from heroctld.advertise import WILDCARDS, AdvertiseError, advertise_for_wildcard
 from heroctld.config_agent import AGENT, AgentSettings, resolve_drivers
 from heroctld.config_ingress import (
     ACME,
@@ -324,6 +325,21 @@ def load_config(
     return finish(cfg)
 
 
+def _wildcard_advertise(cfg: ServerConfig) -> str:
+    """The address a server bound to every address advertises (heroctld.advertise);
+    ConfigError when it cannot be worked out. Not with a raft address of its own
+    (``raft_bind``): that one says nothing of where the API is reached."""
+    if cfg.raft_bind not in WILDCARDS:
+        raise ConfigError(
+            f"--bind {cfg.bind or '0.0.0.0'} with --raft-bind {cfg.raft_bind}: give --advertise "
+            "ADDR, the address the other servers and agents reach this server's API at"
+        )
+    try:
+        return advertise_for_wildcard(cfg.bind, int(cfg.raft_port), cfg.peers, cfg.join)
+    except AdvertiseError as e:
+        raise ConfigError(str(e)) from None
+
+
 def finish(cfg: ServerConfig) -> ServerConfig:
     if cfg.dev:
         cfg.node_name = cfg.node_name or "dev"
@@ -335,6 +351,8 @@ def finish(cfg: ServerConfig) -> ServerConfig:
         cfg.ingress.bind = cfg.ingress.bind or "127.0.0.1"
         if (cfg.ingress.http_port, cfg.ingress.https_port) == (80, 443):
             cfg.ingress.http_port, cfg.ingress.https_port = 8080, 8443
+    elif cfg.bind in WILDCARDS and not cfg.advertise and not (cfg.join and cfg.peers):
+        cfg.advertise = _wildcard_advertise(cfg)
     cfg.agent.host_ip = cfg.agent.host_ip or cfg.advertise_host
     if not cfg.node_name:
         cfg.node_name = socket.gethostname().split(".")[0]
