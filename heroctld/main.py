@@ -69,7 +69,7 @@ def main(ctx: click.Context, config_path: str | None, **flags: object) -> None:
     from heroctld.server import serve
 
     async def run() -> None:
-        await serve(cfg)
+        await serve(cfg, reload=lambda: load_config(config_path, flags))  # on SIGHUP
         # asyncio.run still cancels what is left and joins the executor: bounded.
         exit_soon(asyncio.get_running_loop())
 
@@ -143,7 +143,7 @@ def exit_soon(loop: asyncio.AbstractEventLoop | None = None, grace: float = 5.0)
     help="the address the ingress listens on (default: every address; [ingress] bind,"
     " HEROCTL_INGRESS_BIND)",
 )
-@click.option("--log-level", default="info", help="debug, info, warning, error")
+@click.option("--log-level", help="debug, info, warning, error (default: log_level, info)")
 def agent_command(
     servers: str,
     token: str | None,
@@ -158,7 +158,7 @@ def agent_command(
     ingress_http_port: int | None,
     ingress_https_port: int | None,
     ingress_bind: str | None,
-    log_level: str,
+    log_level: str | None,
 ) -> None:
     """Run a worker-only node: an agent that is not a raft member.
 
@@ -210,11 +210,14 @@ def agent_command(
         )
     except ValueError as e:
         raise click.UsageError(str(e)) from None
-    setup_process(log_level)
-    from agent.standalone import run_agent
+    setup_process(log_level or cfg.log_level)
+    from heroctld.worker import run_worker
+
+    def level() -> str | None:  # what a SIGHUP sets: the file's, unless the flag said
+        return None if log_level else read_config(config_path, dict(os.environ)).log_level
 
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_agent(config, ca_fingerprint))
+        asyncio.run(run_worker(config, ca_fingerprint, level))
 
 
 @main.command()

@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import ssl
+from collections.abc import Callable
 
 import aiohttp
 from aiohttp import web
@@ -16,10 +17,11 @@ from agent.agent import Agent
 from agent.config import AgentConfig, parse_port_range
 from agent.http import endpoints as agent_endpoints
 from api.app import build_app
-from api.security.runtime import SecuritySettings
+from api.security.runtime import SECURITY, SecuritySettings
 from domain.crypto import JOIN_AUDIENCE, KeyMaterial
 from domain.heartbeats import Heartbeats
 from domain.tokens import generate_password, new_token_secret
+from heroctld.advertise import WILDCARDS
 from heroctld.config import ServerConfig
 from heroctld.controllers.acl_bootstrap import bootstrap_from_env
 from heroctld.controllers.acme import AcmeSettings as AcmeClientSettings
@@ -33,6 +35,8 @@ from heroctld.controllers.leadership import Controller, Leadership, cancel_and_w
 from heroctld.controllers.pki import ensure_ca
 from heroctld.controllers.scheduling import scheduling_loop
 from heroctld.controllers.webhooks import webhook_loop
+from heroctld.notify import Announcer, Notifier
+from heroctld.reload import Reloader
 from heroctld.tls import CaMismatch, ServerTls, fetch_join_ca
 from httpkit.local_node import LOCAL_NODE
 from raft.keys import derive_key
@@ -231,7 +235,36 @@ def server_tls(cfg: ServerConfig) -> ServerTls:
     return tls
 
 
-async def serve(cfg: ServerConfig) -> None:
+def systemd_status(cfg: ServerConfig, replica: Replica, listening: bool) -> tuple[bool, str]:
+    """(ready, the status line) for systemd: ready once the API serves and a leader is known."""
+    term = replica.raft_status()["term"]
+    if not listening:
+        return False, f"starting: raft on {cfg.raft_address}; the API waits for a certificate"
+    leader = replica.leader_server()
+    if replica.is_leader:
+        role = "leader"
+    elif leader is not None:
+        role = f"follower of {leader['name'] or leader['raft_address']}"
+    else:
+        return False, f"no leader known (term {term}): waiting for a majority of the servers"
+    return True, f"{role} (term {term}), API on {cfg.api_address}"
+
+
+async def serve(cfg: ServerConfig, reload: Callable[[], ServerConfig] | None = None) -> None:
+    """Run the server until SIGTERM or SIGINT. SIGHUP applies what ``reload()``
+    (the configuration read again) changed that can change (heroctld.reload).
+    Under systemd it says when it is ready, and what it is (heroctld.notify)."""
+    notifier = Notifier.from_environ()
+    watchdog = asyncio.create_task(notifier.watchdog(), name="systemd-watchdog")
+    try:
+        await _serve(cfg, reload, notifier)
+    finally:
+        watchdog.cancel()
+
+
+async def _serve(
+    cfg: ServerConfig, reload: Callable[[], ServerConfig] | None, notifier: Notifier
+) -> None:
     loop = asyncio.get_running_loop()
     tls = server_tls(cfg)
     try:  # before anything starts: [ingress] settings nginx could not use stop here
@@ -280,6 +313,10 @@ async def serve(cfg: ServerConfig) -> None:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
+    listening = False
+    announcer = Announcer(notifier, lambda: systemd_status(cfg, replica, listening))
+    reloader = Reloader(cfg, reload, app[SECURITY].settings, tls)  # the settings the API reads
+    loop.add_signal_handler(signal.SIGHUP, announcer.reload, reloader.reload)
     controllers: dict[str, Controller] = {
         "scheduler": lambda: scheduling_loop(replica),
         "deployments": lambda: deployment_loop(replica),
@@ -306,6 +343,7 @@ async def serve(cfg: ServerConfig) -> None:
         asyncio.create_task(keep_registered(replica), name="register"),
         asyncio.create_task(leadership.run(), name="leadership"),
         asyncio.create_task(tls.run(replica), name="tls"),
+        asyncio.create_task(announcer.run(), name="systemd-status"),
     ]
     agent = None if agent_cfg is None else Agent(agent_cfg)
     if agent is not None:  # the API reads this node's logs and metrics from its agent
@@ -325,6 +363,11 @@ async def serve(cfg: ServerConfig) -> None:
             ssl_context=tls.server_ctx if tls.enabled else None,
         )
         await site.start()
+        listening = True
+        if cfg.bind in WILDCARDS:
+            log.info(
+                "listening on every address (%s), advertising %s", cfg.bind, cfg.advertise_host
+            )
         log.info(
             "heroctld %s serving API on %s, raft on %s, members %s",
             cfg.node_name,
@@ -336,6 +379,7 @@ async def serve(cfg: ServerConfig) -> None:
             await agent.start()
         await stop.wait()
         log.info("shutting down (%s)", ", ".join(received))
+        announcer.stopping()
         await replica.step_down()
     finally:
         replica.close()
