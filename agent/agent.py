@@ -196,6 +196,7 @@ class Agent(Presence):
             wake=self._wake.set,
             http=self._http,
             calls=self.calls,
+            release_timeout=cfg.ingress_release_timeout,
         )
         self.log_collector = LogCollector(self.logs, self._drivers, executor=self.executor)
         sampler = self.sampler = MetricsSampler(

@@ -108,6 +108,9 @@ class AgentConfig:
     ingress_workers: int | str = "auto"
     ingress_nginx: str = ""
     ingress_stats_interval: float = 5.0  # how often the access log is read (seconds)
+    # How long a stopped allocation that took traffic waits at most for every
+    # node's ingress to let go of it before its tasks stop (agent.decisions).
+    ingress_release_timeout: float = 10.0
 
     def __post_init__(self) -> None:
         if not self.servers:

@@ -19,7 +19,10 @@ The rules:
   restart policy (:mod:`agent.restart`); a failed task fails the allocation
   and its other tasks are stopped;
 * desired ``stop``, or an allocation the cluster no longer lists: its tasks
-  are stopped and removed, and it is reported ``complete``;
+  are stopped and removed, and it is reported ``complete``; a stopped one
+  that took traffic from the ingress runs on until the cluster says every
+  node's ingress let go of it (``ingress_released``), ``release_timeout``
+  seconds at most;
 * a task of this node that belongs to no allocation at all is removed;
 * a user's restart request (the allocation's ``restart_requested``, newer
   than the one last acted on) restarts its running tasks in place, once no
@@ -57,6 +60,7 @@ __all__ = [
 ]
 
 Key = tuple[str, str]  # (alloc id, task)
+RELEASE_TIMEOUT = 10.0  # seconds a stop waits at most for the ingress to let go
 USER_RESTART = "restart requested by a user"
 
 
@@ -108,6 +112,7 @@ def decide(
     busy: Collection[Key],
     now: float,
     held: Collection[str] = (),
+    release_timeout: float = RELEASE_TIMEOUT,
 ) -> list[Action]:
     """The actions that bring the tasks in line; updates ``runtimes``
     (exits seen, restarts planned, health) as a side effect. ``held``: the
@@ -125,6 +130,8 @@ def decide(
         observed_here = by_alloc.get(alloc_id, {})
         if rt.desired_run and not rt.lost:
             _decide_run(rt, observed_here, busy, actions, now, held)
+        elif not rt.lost and rt.holds_for_ingress(now, release_timeout):
+            continue  # its tasks serve on until no ingress sends them requests
         else:
             _decide_stop(rt, observed_here, busy, "allocation stopped", actions, now, held)
     for alloc_id, rt in list(runtimes.items()):
@@ -315,6 +322,8 @@ def wake_at(runtimes: Mapping[str, AllocRuntime]) -> float | None:
         for t in rt.tasks.values():
             if t.state == PENDING and t.next_start is not None:
                 times.append(t.next_start)
+        if rt.releasing and rt.release_by is not None:
+            times.append(rt.release_by)
         if rt.health is not None and not rt.terminal:
             at = rt.health.wake_at()
             if at is not None:

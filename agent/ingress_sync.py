@@ -199,7 +199,7 @@ class IngressSync:
                 new_index = 0
             if body != last or self._error is not None:
                 try:
-                    await self._apply(body)
+                    served = await self._apply(body)
                 except Exception:  # noqa: BLE001 - a bug here must not end the watch
                     crashes += 1
                     if crashes in (1, 5) or crashes % 30 == 0:
@@ -208,12 +208,24 @@ class IngressSync:
                     continue
                 crashes = 0
                 last = body
+                if served and isinstance(body, dict) and body.get("draining"):
+                    await self._acknowledge(new_index)
             digest = headers.get("X-HeroCtl-Ingress-Digest", "")
             if new_index == index and time.monotonic() - began < 0.05:
                 await asyncio.sleep(0.5)  # a server that does not block: do not spin
             index = new_index
 
-    async def _apply(self, model: Any) -> None:
+    async def _acknowledge(self, index: int) -> None:
+        """Tell the cluster this node's ingress serves the model of ``index``:
+        the allocations it let go of may stop (their stop waits for every
+        node's word, or its timeout)."""
+        try:
+            await self._client.post(f"{self._path}/applied", {"index": index})
+        except ApiClientError as e:
+            self._log_once(f"telling the cluster which model is served failed: {e}")
+
+    async def _apply(self, model: Any) -> bool:
+        """Hand ``model`` to nginx; whether nginx serves it now."""
         assert self.supervisor is not None and self._listeners is not None
         local = (self.config.address, self.config.host_ip)
         config, problems = ingress_config(
@@ -239,6 +251,7 @@ class IngressSync:
         await self._set_error(error[:_MAX_ERROR] if error else None)
         self.models += 1
         self.applied.set()
+        return refused is None
 
     def _log_once(self, message: str) -> None:
         if message not in self._logged:

@@ -76,6 +76,10 @@ class AllocRuntime:
     restart_seen: int = 0
     restarting: set[str] = field(default_factory=set)
     restart_handled: int = 0
+    # A stop held until every node's ingress let go of it: until when at most
+    # (None: not held yet), and whether it holds now (a wake-up is due then).
+    release_by: float | None = None
+    releasing: bool = False
 
     # --- construction ---------------------------------------------------------
 
@@ -146,6 +150,24 @@ class AllocRuntime:
     @property
     def lost(self) -> bool:
         return self.doc.get("status") == "lost"
+
+    def holds_for_ingress(self, now: float, timeout: float) -> bool:
+        """Whether its stop waits: the cluster says a node's ingress may still
+        send it requests (``ingress_released: false``), for at most ``timeout``
+        seconds from when this agent first saw that (a node whose ingress
+        never answers holds no stop for ever)."""
+        waiting = self.doc.get("ingress_released") is False
+        if waiting and self.release_by is None:
+            self.release_by = now + timeout
+            self.event(now, "draining", "waiting until no node's ingress sends it requests")
+        holds = waiting and self.release_by is not None and now < self.release_by
+        if self.releasing and not holds:
+            why = "no node's ingress sends it requests any more"
+            if waiting:
+                why = f"an ingress did not let go within {timeout:g}s: stopping anyway"
+            self.event(now, "drained", why)
+        self.releasing = holds
+        return holds
 
     def restart_request(self) -> tuple[int, str | None] | None:
         """A user's restart request not acted on yet: (its raft index, the

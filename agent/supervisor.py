@@ -54,7 +54,9 @@ class Supervisor:
     """``drivers``: driver name -> driver (each already scoped to this node).
     ``fetch_secrets(alloc_id, task)``: the secrets endpoint's answer for one task.
     ``wake``: called whenever there is something new to reconcile or report.
-    ``calls``: how drivers are called (default: on ``executor``, no deadline)."""
+    ``calls``: how drivers are called (default: on ``executor``, no deadline).
+    ``release_timeout``: how long a stop waits at most for the ingress to
+    let go of the allocation (``[agent] ingress_release_timeout``)."""
 
     def __init__(
         self,
@@ -68,8 +70,10 @@ class Supervisor:
         wake: Callable[[], None] = lambda: None,
         http: aiohttp.ClientSession | None = None,
         calls: DriverCalls | None = None,
+        release_timeout: float = decisions.RELEASE_TIMEOUT,
     ) -> None:
         self.node_id = node_id
+        self.release_timeout = release_timeout
         self.drivers = dict(drivers)
         self.fetch_secrets = fetch_secrets
         self.host_ip = host_ip
@@ -175,7 +179,13 @@ class Supervisor:
             # a task to adopt. (Until a driver is listed, its tasks are held.)
             return []
         return decisions.decide(
-            self.desired, self.observed, self.runtimes, self.busy, self.clock(), self.held()
+            self.desired,
+            self.observed,
+            self.runtimes,
+            self.busy,
+            self.clock(),
+            self.held(),
+            release_timeout=self.release_timeout,
         )
 
     def wake_at(self) -> float | None:

@@ -10,31 +10,21 @@ from typing import Any
 
 from domain.certificates import describe
 from domain.crypto import DecryptError, KeyMaterial
+from domain.ingress_routing import draining_now, ingress_released, routed, serving
 from domain.pki import API_SERVER_NAME
 from raft.replica import StateView
 
 EXPIRING_DAYS = 7  # a valid certificate this close to its end, not yet renewed: `expiring`
 
 
-def serving(alloc: dict[str, Any]) -> bool:
-    """Whether an allocation takes traffic: it runs, is meant to, and every
-    task with a check passes it now (the live check, not the sticky
-    deployment health)."""
-    if alloc.get("status") != "running" or alloc.get("desired_status") != "run":
-        return False
-    tasks = (alloc.get("group_spec") or {}).get("tasks") or []
-    states = alloc.get("task_states") or {}
-    for task in tasks:
-        if task.get("check") and (states.get(task["name"]) or {}).get("check_ok") is not True:
-            return False
-    return True
-
-
 def route_targets(view: StateView, route: dict[str, Any]) -> list[dict[str, Any]]:
     """Every allocation of the route's job and group, with its address for
-    the route's port and whether it takes traffic."""
+    the route's port and whether the route sends it requests (it serves, and
+    its version is one the group's update strategy routes to)."""
     out = []
-    for alloc in view.allocs.by_job(route["job"]):
+    allocs = view.allocs.by_job(route["job"])
+    chosen = routed(view.jobs.get(route["job"]), route["group"], allocs)
+    for alloc in allocs:
         if alloc["group"] != route["group"] or alloc.get("desired_status") != "run":
             continue
         node = view.nodes.get(alloc["node"]) or {}
@@ -46,7 +36,9 @@ def route_targets(view: StateView, route: dict[str, Any]) -> list[dict[str, Any]
                 "node": alloc.get("node_name"),
                 "address": address,
                 "status": alloc.get("status"),
+                "version": alloc.get("job_version"),
                 "healthy": serving(alloc) and address is not None,
+                "routed": alloc["id"] in chosen and address is not None,
             }
         )
     return sorted(out, key=lambda a: a["id"])
@@ -112,7 +104,7 @@ def node_model(
         routes = []
         for route in domain["routes"]:
             targets = route_targets(view, route)
-            upstreams = sorted(t["address"] for t in targets if t["healthy"])
+            upstreams = sorted(t["address"] for t in targets if t["routed"])
             routes.append({"path": route["path"], "upstreams": upstreams})
         cert_pem, key_pem = (None, None)
         if domain["tls"] != "off":
@@ -130,9 +122,65 @@ def node_model(
         sites.append(_api_site(view, keys, api_domain))
     return {
         "sites": sites,
+        "draining": sorted(a["id"] for a in draining(view, domains)),
         "challenges": view.acme.challenges(),
         "alpn_challenges": _alpn_challenges(view, keys),
     }
+
+
+def routed_groups(domains: dict[str, dict[str, Any]]) -> set[tuple[str, str]]:
+    """(job, group) of every route of the served domains."""
+    return {(r["job"], r["group"]) for d in domains.values() for r in d["routes"] if "job" in r}
+
+
+def draining(
+    view: StateView, domains: dict[str, dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
+    """The allocations stopped while they took traffic whose tasks still run,
+    of a group some route serves: each node's ingress acknowledges the model
+    that lets go of them (listed in the model, so that their stop changes it)."""
+    groups = routed_groups(view.ingress.domains() if domains is None else domains)
+    if not groups:
+        return []
+    return [
+        a
+        for job in sorted({job for job, _ in groups})
+        for a in view.allocs.by_job(job)
+        if (job, a["group"]) in groups and draining_now(a)
+    ]
+
+
+def ingress_nodes(view: StateView) -> list[str]:
+    """The ready nodes whose ingress serves: the ones a drain waits for."""
+    return [
+        node_id
+        for node_id, node in view.nodes.items()
+        if node.get("status") == "ready" and (node.get("ingress") or {}).get("enabled")
+    ]
+
+
+def with_release(
+    view: StateView, allocs: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], bool]:
+    """A node's allocations, each draining one (stopped while it took traffic
+    from a route) with ``ingress_released``: whether every serving ingress
+    let go of it, so its agent may stop its tasks; and whether any drains."""
+    stopping = [a for a in allocs if draining_now(a)]
+    if not stopping:
+        return allocs, False
+    groups = routed_groups(view.ingress.domains())
+    nodes = ingress_nodes(view)
+    released = {
+        a["id"]: ingress_released(a, view.ingress_acks, nodes)
+        for a in stopping
+        if (a["job"], a["group"]) in groups
+    }
+    if not released:
+        return allocs, False
+    out = [
+        {**a, "ingress_released": released[a["id"]]} if a["id"] in released else a for a in allocs
+    ]
+    return out, True
 
 
 def _alpn_challenges(view: StateView, keys: KeyMaterial) -> dict[str, dict[str, str]]:

@@ -220,3 +220,19 @@ async def node_ingress(request: web.Request) -> web.Response:
         await replica.wait_for_change(tables, index, left)
     headers = {**read_headers(replica, index), "X-HeroCtl-Ingress-Digest": digest}
     return json_response(model, headers=headers)
+
+
+@routes.post("/v1/nodes/{id}/ingress/applied")
+async def node_ingress_applied(request: web.Request) -> web.Response:
+    """A node's ingress serves the model it read at `{"index": N}` (the
+    `X-HeroCtl-Index` of that answer): what a stopping allocation's drain
+    waits for. For that node's own agent only."""
+    body = await read_json_object(request)
+    applied = body.get("index")
+    if not isinstance(applied, int) or isinstance(applied, bool) or applied < 0:
+        raise ApiError(400, "invalid_field", "field 'index' must be a non-negative integer")
+    replica = replica_of(request)
+    with replica.read() as view:
+        node = own_node(request, view, request.match_info["id"])
+    result = await replica.write("node.ingress_applied", id=node["id"], index=applied)
+    return json_response({"index": result["applied"]})

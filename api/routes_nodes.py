@@ -9,6 +9,7 @@ from aiohttp import web
 
 from api.context import HEARTBEATS, blocking_view, read_headers, read_view, replica_of
 from api.forward import leader_or_forward
+from api.ingress_view import with_release
 from api.security.runtime import security_of
 from api.tls_ca import sign_agent_csr
 from domain.node_credentials import check_node_secret
@@ -259,14 +260,19 @@ async def heartbeat(request: web.Request) -> web.Response:
 
 @routes.get("/v1/nodes/{id}/allocations")
 async def node_allocations(request: web.Request) -> web.Response:
-    if identity_of(request).kind == "node":  # a node watches its own allocations only
-        with replica_of(request).read() as view:
+    """What a node's agent runs. An allocation stopped while it took traffic
+    says `ingress_released` (api.ingress_view.with_release): while one is
+    not, the long poll also wakes when a node's ingress acknowledges a model."""
+    with replica_of(request).read() as view:
+        if identity_of(request).kind == "node":  # a node watches its own allocations only
             own_node(request, view, request.match_info["id"])
-    replica = await blocking_view(request, "allocations")
-    with replica.read() as view:
         node = _node_or_404(view, request.match_info["id"])
-        allocs = view.allocs.by_node(node["id"])
-        index = view.allocs.index
+        _, drains = with_release(view, view.allocs.by_node(node["id"]))
+    tables = ("allocations", "ingress_acks") if drains else ("allocations",)
+    replica = await blocking_view(request, *tables)
+    with replica.read() as view:
+        allocs, drains = with_release(view, view.allocs.by_node(node["id"]))
+        index = view.index_of(*tables) if drains else view.allocs.index
     return json_response(allocs, headers=read_headers(replica, index))
 
 

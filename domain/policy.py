@@ -219,6 +219,7 @@ NODE_ROUTES = frozenset(
         ("POST", "/v1/nodes/{id}/heartbeat"),
         ("GET", "/v1/nodes/{id}/allocations"),
         ("GET", "/v1/nodes/{id}/ingress"),
+        ("POST", "/v1/nodes/{id}/ingress/applied"),
         ("POST", "/v1/allocations/status"),
         ("GET", "/v1/allocations/{id}/secrets"),
     }

@@ -9,6 +9,11 @@ sets `restart_requested: {"index": <raft index>, "task": <name or None>}`;
 the node's agent sees it in its allocation watch, restarts the tasks in place
 and reports `restart_handled: <that index>`, so a request is acted on once,
 even by an agent that restarted in between.
+
+Stopping a running allocation records the stop's raft index as
+`ingress_drain_index`: when a route serves its group, its agent stops the
+tasks only once every node's ingress applied a model at or after it
+(domain.ingress_routing).
 """
 
 from __future__ import annotations
@@ -21,6 +26,10 @@ from raft.state import State
 
 CLIENT_STATUSES = ("pending", "running", "complete", "failed", "lost")
 TERMINAL = ("complete", "failed", "lost")
+# Set on the stop of a running allocation: the raft index of that stop, which
+# every node's ingress must have applied before its tasks stop
+# (domain.ingress_routing).
+DRAIN_INDEX = "ingress_drain_index"
 MAX_EVENTS = 30
 
 
@@ -59,6 +68,8 @@ def mark_stop(
     doc = dict(alloc, desired_status="stop", desired_reason=reason)
     if lost and alloc.get("status") not in TERMINAL:
         doc["status"] = "lost"
+    elif alloc.get("status") == "running":
+        doc[DRAIN_INDEX] = index
     doc["events"] = _with_events(alloc, [_event(ts, "lost" if lost else "stop", reason)])
     _put(state, changes, doc, index)
 

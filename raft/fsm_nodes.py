@@ -115,6 +115,24 @@ def node_status(state: State, cmd: dict[str, Any], index: int, changes: Changes)
     return ok(node=_put(state, changes, doc, index, "status"), changed=True)
 
 
+def node_ingress_applied(
+    state: State, cmd: dict[str, Any], index: int, changes: Changes
+) -> dict[str, Any]:
+    """A node's ingress serves the model of raft index `index` (or later):
+    what a stopping allocation's drain waits for (domain.ingress_routing).
+    Only ever moves forward; not announced (no event)."""
+    node_id, applied = cmd.get("id"), cmd.get("index")
+    if _node(state, node_id) is None:
+        return fail(404, "node_not_found", f"node '{node_id}' does not exist")
+    if not isinstance(applied, int) or isinstance(applied, bool) or applied < 0:
+        return fail(400, "invalid_field", "field 'index' must be a non-negative integer")
+    table = state.table("ingress_acks")
+    if applied > table.get(node_id, 0):
+        table[node_id] = min(applied, index)  # never ahead of the log itself
+        state.touch("ingress_acks", index)
+    return ok(applied=table.get(node_id, 0))
+
+
 def node_drain(state: State, cmd: dict[str, Any], index: int, changes: Changes) -> dict[str, Any]:
     """Start (`enable`) or cancel a drain; a started drain has a deadline."""
     existing = _node(state, cmd.get("id"))

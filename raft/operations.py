@@ -57,6 +57,7 @@ OPERATIONS: dict[str, Operation] = {
     "node.register": fsm_nodes.node_register,
     "node.status": fsm_nodes.node_status,
     "node.drain": fsm_nodes.node_drain,
+    "node.ingress_applied": fsm_nodes.node_ingress_applied,
     "node.drain_complete": fsm_nodes.node_drain_complete,
     "node.eligibility": fsm_nodes.node_eligibility,
     # secrets and the keyring

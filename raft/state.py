@@ -45,6 +45,7 @@ TABLES: tuple[str, ...] = (
     "certs",  # host -> {status, cert_pem, key (sealed), not_after, ...}: ingress certificates
     "acme",  # "account", "challenge:<token>" (http-01), "challenge-alpn:<host>" (fsm_certs)
     "deployments",  # id -> a job version's deployment (raft.deployment_docs, fsm_deployments)
+    "ingress_acks",  # node id -> raft index of the last ingress model it applied (fsm_nodes)
 )
 
 # How many request ids the FSM remembers for idempotent retries.

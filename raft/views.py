@@ -196,6 +196,7 @@ class StateView:
         "certs",
         "acme",
         "deployments",
+        "ingress_acks",
         "acl_meta",
         "acl_policies",
         "acl_roles",
@@ -222,6 +223,7 @@ class StateView:
         self.certs = Table(state, "certs")
         self.acme = Acme(state, "acme")
         self.deployments = Deployments(state, "deployments")
+        self.ingress_acks = Table(state, "ingress_acks")
         self.acl_meta = Table(state, "acl_meta")
         self.acl_policies = Table(state, "acl_policies")
         self.acl_roles = Table(state, "acl_roles")

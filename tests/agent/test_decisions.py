@@ -124,6 +124,37 @@ async def test_desired_stop_stops_removes_and_reports_complete(h: Harness) -> No
     assert "killed" in kinds(u)
 
 
+async def test_a_stop_waits_until_every_ingress_let_go(h: Harness) -> None:
+    """A stopped allocation the ingress still routes to (`ingress_released:
+    false`) keeps running until the cluster says every node's ingress let
+    go of it; then it stops."""
+    h.sup.set_desired([alloc()])
+    h.poll()
+    await h.settle()
+    h.ack()
+    h.sup.set_desired([{**alloc(desired="stop", status="running"), "ingress_released": False}])
+    assert await h.settle() == []
+    assert kinds(h.update()) == ["draining"]
+    h.ack()
+    h.clock.now += 1
+    h.sup.set_desired([{**alloc(desired="stop", status="running"), "ingress_released": True}])
+    assert await h.settle() == [Kill("a1", "web", "docker", "allocation stopped")]
+    assert "drained" in kinds(h.update())
+
+
+async def test_a_stop_waits_for_the_ingress_no_longer_than_its_timeout(h: Harness) -> None:
+    h.sup.set_desired([alloc()])
+    h.poll()
+    await h.settle()
+    h.ack()
+    h.sup.set_desired([{**alloc(desired="stop", status="running"), "ingress_released": False}])
+    assert await h.settle() == []
+    h.clock.now += 10
+    assert await h.settle() == [Kill("a1", "web", "docker", "allocation stopped")]
+    u = h.update()
+    assert any("did not let go within 10s" in e["message"] for e in u["events"])
+
+
 async def test_allocation_gone_and_strangers_are_removed(h: Harness) -> None:
     h.driver.plant("stranger", "web")
     h.sup.set_desired([alloc()])

@@ -105,3 +105,30 @@ def test_agent_reports_only_for_its_own_node() -> None:
     assert r["applied"] == 1 and alloc["status"] == "running" and alloc["healthy"] is True
     log.do("node.status", id="n1", status="down")
     assert log.state.table("nodes")["n1"]["status"] == "down"
+
+
+def test_stopping_a_running_allocation_records_its_drain_index() -> None:
+    """The index the nodes' ingresses must have applied before the agent
+    stops its tasks; a pending one (never served) and a lost one get none."""
+    log = Log()
+    log.do(
+        "node.register",
+        node={"id": "n1", "name": "node-1", "resources": {"cpu": 4000, "memory": 4096}},
+    )
+    log.do("job.upsert", job=job(2))
+    running, pending = placed(log, 2)
+    log.do("alloc.update", node="n1", updates=[{"id": running["id"], "status": "running"}])
+    log.do("job.delete", name="web")
+    allocs = log.state.table("allocations")
+    assert allocs[running["id"]]["ingress_drain_index"] == log.index
+    assert "ingress_drain_index" not in allocs[pending["id"]]
+
+
+def test_a_node_acknowledges_the_ingress_model_it_applied_forward_only() -> None:
+    log = Log()
+    log.do("node.register", node={"id": "n1", "name": "node-1"})
+    assert log.do("node.ingress_applied", id="n1", index=2)["applied"] == 2
+    assert log.do("node.ingress_applied", id="n1", index=1)["applied"] == 2  # never back
+    assert log.do("node.ingress_applied", id="n1", index=10**9)["applied"] == log.index
+    assert log.do("node.ingress_applied", id="n2", index=1)["status"] == 404
+    assert log.do("node.ingress_applied", id="n1", index="3")["status"] == 400

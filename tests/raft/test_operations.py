@@ -134,6 +134,7 @@ SAMPLES: list[tuple[list[dict[str, Any]], dict[str, Any]]] = [
     (DRAINING[:1], cmd("node.status", id="n1", status="down")),
     (DRAINING[:1], cmd("node.drain", id="n1", enable=True, deadline_seconds=5)),
     (DRAINING, cmd("node.drain_complete", id="n1")),
+    (DRAINING[:1], cmd("node.ingress_applied", id="n1", index=3)),
     (DRAINING[:1], cmd("node.eligibility", id="n1", eligible=False)),
     ([], cmd("secret.put", name="db", version=1, **SECRET)),
     ([cmd("secret.put", name="db", version=1, **SECRET)], cmd("secret.delete", name="db")),
