@@ -15,7 +15,13 @@ from heroctld.config import ConfigError, load_config
 from raft.keys import generate_cluster_key
 
 KEY = {"HEROCTL_CLUSTER_KEY": generate_cluster_key()}
-OTHER = "192.0.2.12"  # TEST-NET-1: never an address of this machine
+# Documentation addresses (TEST-NET-3, -2, -1): the first that is not this machine's
+# (a test machine may well have one of them on an interface).
+OTHER, OTHER_2 = [
+    a
+    for a in ("203.0.113.12", "198.51.100.12", "192.0.2.12", "203.0.113.13")
+    if not is_local_address(a)
+][:2]
 
 
 def server(**flags: object):
@@ -34,7 +40,7 @@ def test_it_is_the_peer_with_an_address_of_this_machine_and_its_raft_port() -> N
 
 def test_none_of_the_peers_is_this_machine_is_refused_saying_what_to_give() -> None:
     with pytest.raises(ConfigError) as e:
-        server(bind="0.0.0.0", peers=f"{OTHER}:7071,192.0.2.13:7071")
+        server(bind="0.0.0.0", peers=f"{OTHER}:7071,{OTHER_2}:7071")
     msg = str(e.value)
     assert "--bind 0.0.0.0" in msg and "none of --peers" in msg and "raft port 7071" in msg
     assert "give --advertise ADDR" in msg
