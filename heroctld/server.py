@@ -256,6 +256,9 @@ async def serve(cfg: ServerConfig, reload: Callable[[], ServerConfig] | None = N
     Under systemd it says when it is ready, and what it is (heroctld.notify)."""
     notifier = Notifier.from_environ()
     watchdog = asyncio.create_task(notifier.watchdog(), name="systemd-watchdog")
+    asyncio.get_running_loop().add_signal_handler(  # until the reloader takes over
+        signal.SIGHUP, log.info, "SIGHUP while starting: nothing reloaded"
+    )
     try:
         await _serve(cfg, reload, notifier)
     finally:
