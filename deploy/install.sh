@@ -379,7 +379,7 @@ if [[ $ROLE == server ]]; then
 			echo "drivers = [$DRIVER_LIST]"
 		fi
 	} | checked_config) || exit 2
-	printf '%s\n' "$config" | put "$CONF" 0644
+	put "$CONF" 0644 <<<"$config" # (not a pipe: put runs here, and says what it changed)
 
 	# The cluster key: kept if there is one, never printed.
 	existing=""
@@ -428,7 +428,7 @@ else
 		[[ -z $API_PORT ]] || echo "api_port = $API_PORT"
 		[[ -z $DRIVER_LIST ]] || echo "drivers = [$DRIVER_LIST]"
 	} | checked_config) || exit 2
-	printf '%s\n' "$config" | put "$CONF" 0644
+	put "$CONF" 0644 <<<"$config" # (not a pipe: put runs here, and says what it changed)
 	token=""
 	if [[ -n $TOKEN_FILE ]]; then
 		token=$(secret_from "$TOKEN_FILE" HEROCTL_TOKEN)
@@ -442,13 +442,11 @@ else
 		put /etc/heroctl/ca.pem 0644 <"$CA_FILE"
 		flags+=" --ca-file /etc/heroctl/ca.pem"
 	fi
-	(
-		umask 077
-		echo "# Written by deploy/install.sh: the flags of heroctld agent (heroctl-agent.service)"
-		echo "# and the token that enrolls the node (root only)."
-		echo "HEROCTL_AGENT_FLAGS=\"$flags\"" # split into arguments by ExecStart's $HEROCTL_AGENT_FLAGS
-		[[ -z $token ]] || printf 'HEROCTL_TOKEN=%s\n' "$token"
-	) | put "$ENV_FILE" 0600
+	agent_env="# Written by deploy/install.sh: the flags of heroctld agent (heroctl-agent.service)
+# and the token that enrolls the node (root only).
+HEROCTL_AGENT_FLAGS=\"$flags\"" # split into arguments by ExecStart's $HEROCTL_AGENT_FLAGS
+	[[ -z $token ]] || agent_env+=$'\n'"HEROCTL_TOKEN=$token"
+	put "$ENV_FILE" 0600 <<<"$agent_env"
 fi
 put "/etc/systemd/system/$UNIT" 0644 <"$HERE/$UNIT"
 

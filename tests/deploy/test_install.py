@@ -437,3 +437,100 @@ def test_the_real_virtual_environment_from_a_checkout(tmp_path: Path) -> None:
     (checkout / "heroctld/config.py").write_text(installed.read_text() + "# changed\n")
     out = ok(install(root, *args, env=env, venv=False))  # a changed checkout is installed again
     assert "installing HeroCtl from" in out and installed.read_text().endswith("# changed\n")
+
+
+def _can_unshare() -> bool:
+    unshare = shutil.which("unshare")
+    if unshare is None or os.geteuid() != 0:
+        return False
+    probe = [unshare, "-m", "--propagation", "private", "true"]
+    return subprocess.run(probe, capture_output=True, timeout=30).returncode == 0
+
+
+FAKE_SYSTEMCTL = """#!/bin/sh
+echo "$*" >>"{state}/systemctl.log"
+case "$1" in
+is-active) [ -f "{state}/active" ] && exit 0 || exit 3 ;;
+start | restart) touch "{state}/active" ;;
+esac
+exit 0
+"""
+
+
+@pytest.mark.skipif(
+    not _can_unshare(), reason="needs root and unshare -m (a private mount namespace)"
+)
+def test_on_the_machine_itself_it_enables_and_starts_the_unit(tmp_path: Path) -> None:
+    """Without --root, in a private mount namespace whose /etc, /opt, /usr/local/bin,
+    /var/lib and /run are the test's: systemctl (a stand-in that logs) enables the
+    unit and starts it without waiting; a second run leaves the running server
+    alone; a change restarts it; without systemd, it says so and runs no systemctl."""
+    state = tmp_path / "state"
+    fakebin = tmp_path / "fakebin"
+    for d in (
+        state,
+        fakebin,
+        tmp_path / "opt",
+        tmp_path / "bin",
+        tmp_path / "varlib",
+        tmp_path / "run",
+    ):
+        d.mkdir()
+    shutil.copytree("/etc", tmp_path / "etc", symlinks=True, ignore_dangling_symlinks=True)
+    (fakebin / "systemctl").write_text(FAKE_SYSTEMCTL.format(state=state))
+    (fakebin / "systemctl").chmod(0o755)
+    mounts = {
+        "etc": "/etc",
+        "opt": "/opt",
+        "bin": "/usr/local/bin",
+        "varlib": "/var/lib",
+        "run": "/run",
+    }
+    binds = " && ".join(f"mount --bind {tmp_path / src} {dst}" for src, dst in mounts.items())
+
+    def run(*more: str) -> str:
+        argv = " ".join(
+            ["bash", str(INSTALL), "--server", "--bind", "10.0.0.11", "--node-name", "server-1"]
+            + ["--peers", PEERS, "--venv", str(VENV), *more]
+        )
+        proc = subprocess.run(
+            ["unshare", "-m", "--propagation", "private", "bash", "-c", f"{binds} && {argv}"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+            env={**os.environ, "PATH": f"{fakebin}:{os.environ['PATH']}"},
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc.stdout
+
+    def calls() -> list[str]:
+        log = state / "systemctl.log"
+        return log.read_text().splitlines() if log.exists() else []
+
+    out = run()
+    assert "systemd is not running here (PID 1 is" in out and calls() == []
+    assert (tmp_path / "etc/heroctl/heroctld.toml").exists()
+    assert os.readlink(tmp_path / "bin/heroctld") == f"{VENV}/bin/heroctld"
+    assert oct((tmp_path / "varlib/heroctl").stat().st_mode & 0o777) == "0o700"
+
+    (tmp_path / "run/systemd/system").mkdir(parents=True)
+    (tmp_path / "etc/systemd/system/heroctld.service").unlink()  # as if new: a change
+    out = run()
+    assert calls() == [
+        "daemon-reload",
+        "enable --quiet heroctld.service",
+        "is-active --quiet heroctld.service",
+        "start --no-block heroctld.service",
+    ]
+    assert "starting heroctld.service" in out
+
+    (state / "systemctl.log").unlink()
+    out = run()  # nothing changed: the running server is left alone
+    assert calls() == ["enable --quiet heroctld.service", "is-active --quiet heroctld.service"]
+    assert "heroctld.service is running; nothing changed" in out
+
+    (state / "systemctl.log").unlink()
+    out = run("--api-port", "7080")
+    assert calls()[-1] == "restart --no-block heroctld.service" and calls()[0] == "daemon-reload"
+    assert "restarting heroctld.service (its tasks keep running)" in out
