@@ -2,16 +2,16 @@
 # Build the image the tests run, `heroctl-test/busybox:latest`, locally and
 # offline: FROM scratch plus Debian's static busybox (package busybox-static)
 # and one symlink per applet, so `sh`, `httpd`, `sleep`... all resolve.
-# No registry is reachable in CI, so nothing may be pulled. Idempotent: does
-# nothing when the image already exists (pass --force to rebuild).
+# No registry is reachable in CI, so nothing may be pulled. Rebuilt when its
+# content changed, not merely when the tag is missing: the image carries the
+# sha256 of this script and of the busybox binary (label
+# org.heroctl.test-image.content); the same content does nothing (pass
+# --force to rebuild anyway).
 set -euo pipefail
 
 IMAGE="${HEROCTL_TEST_IMAGE:-heroctl-test/busybox:latest}"
 BUSYBOX="${BUSYBOX:-/bin/busybox}"
 
-if [ "${1:-}" != "--force" ] && docker image inspect "$IMAGE" >/dev/null 2>&1; then
-  exit 0
-fi
 if [ ! -x "$BUSYBOX" ]; then
   echo "no static busybox at $BUSYBOX (apt-get install busybox-static)" >&2
   exit 1
@@ -19,6 +19,13 @@ fi
 if ! "$BUSYBOX" --list >/dev/null 2>&1; then
   echo "$BUSYBOX does not run" >&2
   exit 1
+fi
+
+content="$(cat "${BASH_SOURCE[0]}" "$BUSYBOX" | sha256sum | cut -d' ' -f1)"
+built="$(docker image inspect "$IMAGE" \
+  --format '{{ index .Config.Labels "org.heroctl.test-image.content" }}' 2>/dev/null || true)"
+if [ "${1:-}" != "--force" ] && [ "$built" = "$content" ]; then
+  exit 0
 fi
 
 ctx="$(mktemp -d)"
@@ -39,9 +46,12 @@ FROM scratch
 COPY rootfs/ /
 ENV PATH=/bin
 LABEL org.heroctl.test-image="busybox"
+LABEL org.heroctl.test-image.content="CONTENT"
 WORKDIR /
 CMD ["/bin/sh"]
 EOF
+
+sed -i "s/CONTENT/$content/" "$ctx/Dockerfile"
 
 # The classic builder works offline with no buildx plugin installed.
 if ! out="$(DOCKER_BUILDKIT=0 docker build -q -t "$IMAGE" "$ctx" 2>&1)"; then
