@@ -185,7 +185,10 @@ class Agent(Presence):
             agent_csr=cfg.api_csr,
             ingress=ingress,
         )
-        self._http = aiohttp.ClientSession()
+        # The health checks' client: a fresh connection per check, so a check
+        # holds no connection to a task between checks (a rainbow drain counts
+        # the connections a stopping task still holds: agent.connections).
+        self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True))
         self.supervisor = Supervisor(
             self.node_id,
             self._drivers,

@@ -22,7 +22,10 @@ The rules:
   are stopped and removed, and it is reported ``complete``; a stopped one
   that took traffic from the ingress runs on until the cluster says every
   node's ingress let go of it (``ingress_released``), ``release_timeout``
-  seconds at most;
+  seconds at most; then it waits for the connections it holds to close
+  (requests nginx's old workers have in flight; a rainbow deployment's old
+  version: its websockets, long polls and downloads), its ``kill_timeout``
+  (rainbow: ``drain_connections``, the group's drain_timeout) at most;
 * a task of this node that belongs to no allocation at all is removed;
 * a user's restart request (the allocation's ``restart_requested``, newer
   than the one last acted on) restarts its running tasks in place, once no
@@ -130,7 +133,9 @@ def decide(
         observed_here = by_alloc.get(alloc_id, {})
         if rt.desired_run and not rt.lost:
             _decide_run(rt, observed_here, busy, actions, now, held)
-        elif not rt.lost and rt.holds_for_ingress(now, release_timeout):
+        elif not rt.lost and (
+            rt.holds_for_ingress(now, release_timeout) or rt.holds_for_connections(now)
+        ):
             continue  # its tasks serve on until no ingress sends them requests
         else:
             _decide_stop(rt, observed_here, busy, "allocation stopped", actions, now, held)
@@ -324,6 +329,8 @@ def wake_at(runtimes: Mapping[str, AllocRuntime]) -> float | None:
                 times.append(t.next_start)
         if rt.releasing and rt.release_by is not None:
             times.append(rt.release_by)
+        if rt.keeping and rt.recheck_at is not None:
+            times.append(rt.recheck_at)
         if rt.health is not None and not rt.terminal:
             at = rt.health.wake_at()
             if at is not None:

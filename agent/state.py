@@ -58,6 +58,9 @@ class TaskRuntime:
         }
 
 
+CONNECTIONS_RECHECK = 0.2  # seconds between counts of a stopping task's connections
+
+
 @dataclass
 class AllocRuntime:
     id: str
@@ -80,6 +83,12 @@ class AllocRuntime:
     # (None: not held yet), and whether it holds now (a wake-up is due then).
     release_by: float | None = None
     releasing: bool = False
+    # A rainbow stop keeps the connections the allocation holds (sampled by
+    # the supervisor: None until then) until they close or `keep_until`.
+    connections: int | None = None
+    keep_until: float | None = None
+    keeping: bool = False
+    recheck_at: float | None = None  # while keeping: when to count them again
 
     # --- construction ---------------------------------------------------------
 
@@ -169,6 +178,45 @@ class AllocRuntime:
         self.releasing = holds
         return holds
 
+    def keeps_connections(self) -> float | None:
+        """Seconds a stop waits at most for the connections the allocation
+        holds to close (None: it does not wait): a rainbow deployment's old
+        version its ``drain_connections`` (the group's drain_timeout); any
+        other allocation the ingress let go of its longest ``kill_timeout``,
+        so the requests nginx's old workers still have in flight finish."""
+        if self.desired_run:
+            return None
+        seconds = self.doc.get("drain_connections")
+        if isinstance(seconds, int | float) and not isinstance(seconds, bool) and seconds > 0:
+            return float(seconds)
+        if "ingress_released" not in self.doc:
+            return None
+        specs = (self.doc.get("group_spec") or {}).get("tasks") or []
+        return max((float(t.get("kill_timeout", 5)) for t in specs), default=5.0)
+
+    def holds_for_connections(self, now: float) -> bool:
+        """Whether its stop waits for the connections it holds to close,
+        :meth:`keeps_connections` seconds at most from when this agent first
+        saw the stop (the supervisor samples them: agent.connections)."""
+        seconds = self.keeps_connections()
+        if seconds is None:
+            return False
+        if self.keep_until is None:
+            self.keep_until = now + seconds
+        holds = self.connections != 0 and now < self.keep_until
+        if holds and not self.keeping:
+            self.event(
+                now, "draining", f"waiting for its open connections to close ({seconds:g}s at most)"
+            )
+        if self.keeping and not holds:
+            why = "its connections closed"
+            if self.connections:
+                why = f"{seconds:g}s passed with {self.connections} connections open"
+            self.event(now, "drained", why)
+        self.keeping = holds
+        self.recheck_at = now + CONNECTIONS_RECHECK if holds else None
+        return holds
+
     def restart_request(self) -> tuple[int, str | None] | None:
         """A user's restart request not acted on yet: (its raft index, the
         task it names or None for every task), from the allocation document."""
@@ -245,12 +293,14 @@ class AllocRuntime:
         healthy: bool | None,
         task_states: Mapping[str, Mapping[str, Any]],
         restart_handled: int = 0,
+        connections: int | None = None,
     ) -> tuple[Any, ...]:
         """What, when it changes, is worth a status update (times are not)."""
         return (
             status,
             healthy,
             restart_handled,
+            connections,
             tuple(
                 sorted(
                     (
@@ -272,6 +322,7 @@ class AllocRuntime:
             self.healthy,
             {n: t.to_report() for n, t in self.tasks.items()},
             self.restart_handled,
+            self.connections,
         )
 
     def pending_update(self) -> dict[str, Any] | None:
@@ -292,6 +343,8 @@ class AllocRuntime:
         }
         if self.restart_handled:
             update["restart_handled"] = self.restart_handled
+        if self.connections is not None:
+            update["connections"] = self.connections
         return update
 
     def acknowledge(self, update: Mapping[str, Any]) -> None:
@@ -301,6 +354,7 @@ class AllocRuntime:
             update["healthy"],
             update["task_states"],
             update.get("restart_handled", 0),
+            update.get("connections"),
         )
         self.events = [(seq, ev) for seq, ev in self.events if seq > update["_seq"]]
 

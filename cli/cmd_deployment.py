@@ -118,6 +118,20 @@ def status(settings: Settings, deployment_id: str) -> None:
         return
     cells = canary_cells(doc)
     table([*GROUP_HEADERS, "CANARIES"], [(*row, cells[i]) for i, row in enumerate(rows)])
+    draining = draining_rows(doc)
+    if draining:
+        heading("Older versions draining")
+        table(["GROUP", "VERSION", "ALLOCATIONS", "CONNECTIONS"], draining)
+
+
+def draining_rows(doc: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """A rainbow deployment's older versions still running: per group and
+    version, the allocations and the connections they hold."""
+    return [
+        (name, int(version), row.get("allocations"), row.get("connections"))
+        for name, g in sorted((doc.get("groups") or {}).items())
+        for version, row in sorted((g.get("draining") or {}).items(), key=lambda v: int(v[0]))
+    ]
 
 
 def _steer(settings: Settings, deployment_id: str, action: str) -> None:

@@ -30,6 +30,9 @@ TERMINAL = ("complete", "failed", "lost")
 # every node's ingress must have applied before its tasks stop
 # (domain.ingress_routing).
 DRAIN_INDEX = "ingress_drain_index"
+# Set when the scheduler stops a running allocation of a rainbow group: how
+# many seconds (its drain_timeout) it may keep the connections it holds.
+DRAIN_CONNECTIONS = "drain_connections"
 MAX_EVENTS = 30
 
 
@@ -61,8 +64,10 @@ def mark_stop(
     ts: int,
     index: int,
     lost: bool = False,
+    keep_connections: float | None = None,
 ) -> None:
-    """Desired stop (the agent stops it and reports); `lost` when its node is gone."""
+    """Desired stop (the agent stops it and reports); `lost` when its node is
+    gone; `keep_connections`: seconds it may keep its open connections."""
     if alloc.get("desired_status") == "stop" and not lost:
         return
     doc = dict(alloc, desired_status="stop", desired_reason=reason)
@@ -70,6 +75,8 @@ def mark_stop(
         doc["status"] = "lost"
     elif alloc.get("status") == "running":
         doc[DRAIN_INDEX] = index
+        if keep_connections:
+            doc[DRAIN_CONNECTIONS] = keep_connections
     doc["events"] = _with_events(alloc, [_event(ts, "lost" if lost else "stop", reason)])
     _put(state, changes, doc, index)
 
@@ -79,6 +86,17 @@ def _group_spec(job: dict[str, Any] | None, group: str) -> dict[str, Any] | None
         if g.get("name") == group:
             return g
     return None
+
+
+def _rainbow_drain(job: dict[str, Any] | None, group: str) -> float | None:
+    """A rainbow group's drain_timeout (stated by every rainbow `update`)
+    while its job runs."""
+    if job is None or job.get("stop"):
+        return None
+    update = (_group_spec(job, group) or {}).get("update") or {}
+    if update.get("strategy") != "rainbow":
+        return None
+    return update.get("drain_timeout")
 
 
 def plan_apply(state: State, cmd: dict[str, Any], index: int, changes: Changes) -> dict[str, Any]:
@@ -102,6 +120,7 @@ def plan_apply(state: State, cmd: dict[str, Any], index: int, changes: Changes) 
                 ts,
                 index,
                 lost=bool(stop.get("lost")),
+                keep_connections=_rainbow_drain(job, alloc["group"]),
             )
     for p in places:
         node = nodes.get(p.get("node"))
@@ -166,6 +185,13 @@ def alloc_update(state: State, cmd: dict[str, Any], index: int, changes: Changes
             doc["task_states"] = u["task_states"]
         if "healthy" in u and u["healthy"] in (True, False, None):
             doc["healthy"] = u["healthy"]
+            if u["healthy"] is True and alloc.get("healthy") is not True:
+                doc["healthy_at"] = cmd.get(
+                    "ts", 0
+                )  # when (ms): a rollout's stagger counts from it
+        connections = u.get("connections")
+        if isinstance(connections, int) and not isinstance(connections, bool) and connections >= 0:
+            doc["connections"] = connections  # a rainbow drain's open connections
         handled = u.get("restart_handled")
         if isinstance(handled, int) and not isinstance(handled, bool):
             doc["restart_handled"] = max(handled, alloc.get("restart_handled") or 0)

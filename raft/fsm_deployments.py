@@ -65,6 +65,20 @@ def status_refusal(doc: dict[str, Any], status: Any) -> dict[str, Any] | None:
     return None
 
 
+def _draining(value: dict[str, Any]) -> dict[str, dict[str, int]]:
+    """A rainbow group's older versions still draining: version ->
+    {allocations, connections} (what the controller counted)."""
+    out = {}
+    for version, row in value.items():
+        if isinstance(version, str) and version.isdigit() and isinstance(row, dict):
+            out[version] = {
+                key: n
+                for key in ("allocations", "connections")
+                if isinstance(n := row.get(key), int) and not isinstance(n, bool) and n >= 0
+            }
+    return out
+
+
 def deployment_progress(
     state: State, cmd: dict[str, Any], index: int, changes: Changes
 ) -> dict[str, Any]:
@@ -92,6 +106,11 @@ def deployment_progress(
         canaries = counts.get("canaries")
         if isinstance(canaries, list) and all(isinstance(c, str) for c in canaries):
             new["canaries"] = list(canaries)
+        draining = counts.get("draining")
+        if isinstance(draining, dict):
+            new["draining"] = _draining(draining)
+        elif "draining" in new:
+            del new["draining"]
         settings = set_groups.get(name) if isinstance(set_groups.get(name), dict) else {}
         for key, kind in SETUP_KEYS.items():
             value = settings.get(key)

@@ -43,12 +43,14 @@ from agent.ingress.render_stream import stream_block
 __all__ = ["render", "error_pages_conf", "upstream_name", "LOG_FORMAT_FIELDS"]
 
 ACME_PREFIX = "/.well-known/acme-challenge/"
-# The JSON access log's fields (agent.ingress.access_log reads them).
+# The JSON access log's fields (agent.ingress.access_log reads them; `pid`,
+# the worker's, tells which configuration served a request: a reload's old
+# workers finish theirs while the new ones take new connections).
 LOG_FORMAT_FIELDS = (
     '"msec":$msec,"host":"$server_name","status":$status,"bytes_sent":$bytes_sent,'
     '"request_length":$request_length,"request_time":$request_time,'
     '"upstream_response_time":"$upstream_response_time","upstream_addr":"$upstream_addr",'
-    '"method":"$request_method"'
+    '"method":"$request_method","pid":$pid'
 )
 _PAGES = {
     404: ("Not Found", "no site or route here"),

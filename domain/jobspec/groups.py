@@ -33,13 +33,17 @@ OPTIONAL_UPDATE = {
     "progress_deadline": 600,
     "auto_revert": False,
     "auto_promote": False,
+    "stagger": 0,
 }
-STRATEGIES = ("rolling", "canary", "blue-green")
-PLANNED_STRATEGIES = ("rainbow",)
+DRAIN_TIMEOUT = 3600  # rainbow: how long old versions may keep connections (always stated)
+STRATEGIES = ("rolling", "canary", "blue-green", "rainbow")
 # Strategies that place new-version replicas beside the old ones and wait for a
 # promote (domain.scheduler.reconcile): their `update` always holds `canary`.
-CANARY_STRATEGIES = ("canary", "blue-green")
-UPDATE_KEYS = set(DEFAULT_UPDATE) | set(OPTIONAL_UPDATE) | {"canary"}
+# Rainbow runs a whole new set and promotes itself once it is healthy; the old
+# versions keep their open connections (domain.ingress_routing).
+CANARY_STRATEGIES = ("canary", "blue-green", "rainbow")
+PROMOTED_BY_HAND = ("canary", "blue-green")  # the ones that take `canary` and `auto_promote`
+UPDATE_KEYS = set(DEFAULT_UPDATE) | set(OPTIONAL_UPDATE) | {"canary", "drain_timeout"}
 GROUP_KEYS = {"name", "count", "constraints", "update", "restart", "meta", "tasks", "ingress"}
 
 
@@ -68,30 +72,23 @@ def _restart(value: Any, path: str) -> dict[str, Any]:
     }
 
 
-def _strategy(value: Any, path: str) -> str:
-    if value in PLANNED_STRATEGIES:
-        raise JobSpecError(
-            path, f"strategy {value!r} is not supported yet (only {', '.join(STRATEGIES)})"
-        )
-    return one_of(value, STRATEGIES, path)
-
-
 def canary_settings(doc: Mapping[str, Any], strategy: str, count: int, path: str) -> dict[str, Any]:
     """``canary`` and ``auto_promote`` of an `update` block: a canary strategy
     always states its canary count (default 1; blue-green: the group's count),
-    which must be 1 to ``count``; other strategies take neither key (they would
-    be ignored, so they are refused)."""
+    which must be 1 to ``count``; rainbow runs the group's count and promotes
+    itself; other strategies take neither key (they would be ignored, so they
+    are refused)."""
     auto_promote = doc.get("auto_promote", False)
     if not isinstance(auto_promote, bool):
         raise JobSpecError(join_path(path, "auto_promote"), "must be true or false")
-    if strategy not in CANARY_STRATEGIES:
+    if strategy not in PROMOTED_BY_HAND:
         for key in ("canary", "auto_promote"):
             if key in doc:
                 raise JobSpecError(
                     join_path(path, key),
-                    f"only applies to the strategies {', '.join(CANARY_STRATEGIES)}",
+                    f"only applies to the strategies {', '.join(PROMOTED_BY_HAND)}",
                 )
-        return {}
+        return {"canary": count, "auto_promote": True} if strategy == "rainbow" else {}
     default = count if strategy == "blue-green" else min(1, count)
     canary_path = join_path(path, "canary")
     canary = as_int(doc.get("canary", default), canary_path, minimum=0, maximum=MAX_COUNT)
@@ -130,7 +127,7 @@ def _update(value: Any, path: str, count: int = 1) -> dict[str, Any]:
             join_path(path, "healthy_deadline"),
             f"must be longer than min_healthy_time ({update['min_healthy_time']}s)",
         )
-    strategy = _strategy(doc.get("strategy", "rolling"), join_path(path, "strategy"))
+    strategy = one_of(doc.get("strategy", "rolling"), STRATEGIES, join_path(path, "strategy"))
     if "progress_deadline" in doc:
         deadline_path = join_path(path, "progress_deadline")
         deadline = parse_duration(doc["progress_deadline"], deadline_path)
@@ -145,6 +142,15 @@ def _update(value: Any, path: str, count: int = 1) -> dict[str, Any]:
         raise JobSpecError(join_path(path, "auto_revert"), "must be true or false")
     update.update(strategy=strategy, auto_revert=auto_revert)
     update.update(canary_settings(doc, strategy, count, path))
+    if "stagger" in doc:
+        update["stagger"] = parse_duration(doc["stagger"], join_path(path, "stagger"))
+    drain_path = join_path(path, "drain_timeout")
+    if strategy == "rainbow":
+        update["drain_timeout"] = parse_duration(
+            doc.get("drain_timeout", DRAIN_TIMEOUT), drain_path
+        )
+    elif "drain_timeout" in doc:
+        raise JobSpecError(drain_path, "only applies to the rainbow strategy")
     for key, default in OPTIONAL_UPDATE.items():  # a default is said by its absence
         if update.get(key) == default:
             del update[key]

@@ -19,8 +19,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from domain.ingress_routing import draining_now
+from domain.jobspec.groups import CANARY_STRATEGIES
+from raft.fsm_allocs import TERMINAL
+
 COUNTED = ("placed", "healthy", "unhealthy")
-CANARY_STRATEGIES = ("canary", "blue-green")  # as domain.jobspec.groups
 BLOCKED = "blocked-on-promotion"
 DRIVEN = ("running", "paused", BLOCKED)
 
@@ -83,6 +86,7 @@ def deployment_setup(
             "desired_canaries": canaries,
             "auto_promote": update.get("auto_promote") is True,
         }
+
     return {"strategy": strategy, "groups": groups}
 
 
@@ -105,16 +109,29 @@ def group_counts(
 ) -> tuple[dict[str, dict[str, Any]], Mapping[str, Any] | None]:
     """Per group placed/healthy/unhealthy of the deployment's version (and,
     while it waits for promotion, its canaries: every replica of the version
-    then is one), and the first unhealthy allocation (by id) if any."""
+    then is one; for rainbow, the older versions still running or draining:
+    per version their allocations and the connections they hold), and the
+    first unhealthy allocation (by id) if any."""
     version = deployment["version"]
     counts: dict[str, dict[str, Any]] = {g: dict.fromkeys(COUNTED, 0) for g in deployment["groups"]}
     waiting = waits_for_promotion(deployment)
     for name, doc in deployment["groups"].items():
         if "canaries" in doc or (waiting and doc.get("desired_canaries", 0) > 0):
             counts[name]["canaries"] = list(doc.get("canaries", ()))
+    rainbow = deployment.get("strategy") == "rainbow"
     first_bad: Mapping[str, Any] | None = None
     for alloc in sorted(allocations, key=lambda a: a["id"]):
         group = counts.get(alloc.get("group"))
+        if group is not None and rainbow and alloc.get("job_version") != version:
+            if draining_now(alloc) or (
+                alloc.get("desired_status") == "run" and alloc.get("status") not in TERMINAL
+            ):
+                older = group.setdefault("draining", {}).setdefault(
+                    str(alloc.get("job_version")), {"allocations": 0, "connections": 0}
+                )
+                older["allocations"] += 1
+                older["connections"] += int(alloc.get("connections") or 0)
+            continue
         if group is None or alloc.get("job_version") != version:
             continue
         if alloc.get("desired_status") == "run":
@@ -154,6 +171,9 @@ def next_step(
     known: dict[str, dict[str, Any]] = {}
     for name, doc in deployment["groups"].items():
         known[name] = {k: doc.get(k, 0) for k in COUNTED}
+        for key in ("canaries", "draining"):
+            if key in doc:
+                known[name][key] = doc[key]
         if "canaries" in counts[name]:
             known[name]["canaries"] = list(doc.get("canaries", ()))
     changed = counts if counts != known else None
@@ -182,6 +202,8 @@ def next_step(
             )
             return DeploymentStep(changed, BLOCKED, description, setup)
     elif all(counts[g]["healthy"] >= doc.get("desired", 0) for g, doc in groups.items()):
+        if any(counts[g].get("draining") for g in groups):
+            return DeploymentStep(counts=changed, setup=setup)  # rainbow: older versions drain
         return DeploymentStep(
             changed, "successful", "every replica of the version is healthy", setup
         )

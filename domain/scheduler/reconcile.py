@@ -13,11 +13,10 @@ import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from domain.jobspec.groups import CANARY_STRATEGIES
 from domain.scheduler.cluster_state import ClusterState
 from domain.scheduler.model import Allocation, Failure, Node, Placement, Plan, Stop
 from domain.scheduler.placement import DEFAULT_CANDIDATE_LIMIT, GroupPlacer
-
-CANARY_STRATEGIES = ("canary", "blue-green")  # as domain.jobspec.groups
 
 
 def _default_seed(job_name: str, version: int, allocs: int) -> int:

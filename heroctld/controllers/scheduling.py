@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from domain.scheduler import ClusterState, Plan, schedule_on
@@ -21,10 +23,42 @@ WATCHED = ("jobs", "nodes", "allocations", "deployments")
 MAX_PLACES_PER_COMMAND = 2000
 
 
-def rollout_hold(job: dict[str, Any], deployments: list[dict[str, Any]]) -> str | None:
+def stagger_until(
+    job: dict[str, Any], deployments: list[dict[str, Any]], allocs: Iterable[dict[str, Any]]
+) -> int | None:
+    """When (ms) the rollout of the job's version may start its next
+    replacement, if a group's `update.stagger` pauses it: that long after the
+    last replacement of the version turned healthy (`healthy_at`), while the
+    version's deployment runs."""
+    version = job.get("version")
+    running = any(d["version"] == version and d["status"] == "running" for d in deployments)
+    staggers = {
+        g["name"]: float((g.get("update") or {}).get("stagger") or 0)
+        for g in job.get("groups") or ()
+    }
+    if not running or not any(staggers.values()):
+        return None
+    times = [
+        a["healthy_at"] + int(staggers[a["group"]] * 1000)
+        for a in allocs
+        if a.get("job_version") == version
+        and a.get("previous_alloc")
+        and staggers.get(a.get("group"))
+        and isinstance(a.get("healthy_at"), int)
+    ]
+    return max(times, default=None)
+
+
+def rollout_hold(
+    job: dict[str, Any],
+    deployments: list[dict[str, Any]],
+    now_ms: int = 0,
+    allocs: Iterable[dict[str, Any]] = (),
+) -> str | None:
     """Why the rolling update of the job's version waits, if it does: its
     deployment is paused, or failed without rolling back (a rollback is a
-    newer version, with a deployment of its own)."""
+    newer version, with a deployment of its own), or a group's `stagger`
+    pauses it between batches (:func:`stagger_until`)."""
     for deployment in reversed(deployments):
         if deployment["version"] != job.get("version"):
             continue
@@ -32,6 +66,9 @@ def rollout_hold(job: dict[str, Any], deployments: list[dict[str, Any]]) -> str 
             return f"deployment {deployment['id']} is paused"
         if deployment["status"] == "failed":
             return f"deployment {deployment['id']} failed: {deployment['status_description']}"
+        until = stagger_until(job, [deployment], allocs)
+        if until is not None and until > now_ms:
+            return "stagger: pausing between batches"
         return None
     return None
 
@@ -95,18 +132,29 @@ async def _propose(replica: Replica, name: str, plan: Plan, job: dict[str, Any])
     return True
 
 
-async def scheduling_loop(replica: Replica, wait: float = 30.0) -> None:
+async def scheduling_loop(
+    replica: Replica, wait: float = 30.0, clock: Callable[[], float] = time.time
+) -> None:
     """Schedule the jobs whose inputs changed (the FSM notes them), all of them
     when nodes changed or this server just became leader. A job that runs
     nowhere and could not be placed is skipped until its placement inputs,
-    the nodes or the allocations change (domain.scheduler.blocked)."""
+    the nodes or the allocations change (domain.scheduler.blocked). A job
+    whose rollout a `stagger` pauses is scheduled again when the pause ends."""
     replica.take_changes()  # what happened before we led: covered by the full first pass
     everything, retry = True, set()
     blocked = BlockedJobs()
+    staggered: dict[str, int] = {}  # job -> when (ms) its next batch may start
     index = 0
     while True:
         if not everything and not retry:
-            index = await replica.wait_for_change(WATCHED, index, wait)
+            timeout = wait
+            if staggered:
+                timeout = min(wait, max(0.0, min(staggered.values()) / 1000 - clock()) + 0.01)
+            index = await replica.wait_for_change(WATCHED, index, timeout)
+            now_ms = int(clock() * 1000)
+            retry = {n for n, until in staggered.items() if until <= now_ms}
+            for name in retry:
+                del staggered[name]
         changed, nodes_changed = replica.take_changes()
         with replica.read() as view:
             table = view.jobs
@@ -121,7 +169,14 @@ async def scheduling_loop(replica: Replica, wait: float = 30.0) -> None:
                 )
             jobs = {n: table[n] for n in names}
             statuses = {n: view.job_status.get(n) for n in names}
-            holds = {n: rollout_hold(jobs[n], view.deployments.by_job(n)) for n in names}
+            now_ms = int(clock() * 1000)
+            holds = {}
+            for name in names:
+                deployments, allocs = view.deployments.by_job(name), view.allocs.by_job(name)
+                holds[name] = rollout_hold(jobs[name], deployments, now_ms, allocs)
+                until = stagger_until(jobs[name], deployments, allocs)
+                if until is not None and until > now_ms:
+                    staggered[name] = until
             nodes = list(view.nodes.values()) if names else []
             allocs = list(view.allocs.values()) if names else []
             index = max(index, *(replica.table_index(t) for t in WATCHED))

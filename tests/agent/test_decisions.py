@@ -155,6 +155,36 @@ async def test_a_stop_waits_for_the_ingress_no_longer_than_its_timeout(h: Harnes
     assert any("did not let go within 10s" in e["message"] for e in u["events"])
 
 
+async def test_a_rainbow_stop_keeps_its_open_connections_until_they_close(h: Harness) -> None:
+    h.sup.set_desired([alloc()])
+    h.poll()
+    await h.settle()
+    h.ack()
+    stopping = {**alloc(desired="stop", status="running"), "drain_connections": 60}
+    h.sup.set_desired([stopping])
+    h.sup.runtimes["a1"].connections = 2  # what the supervisor samples (agent.connections)
+    assert h.sup.decide() == []
+    assert h.sup.pending_updates()[0]["connections"] == 2
+    h.sup.runtimes["a1"].connections = 0
+    assert h.sup.decide() == [Kill("a1", "web", "docker", "allocation stopped")]
+    messages = [e["message"] for e in h.update()["events"]]
+    assert "its connections closed" in messages
+
+
+async def test_a_rainbow_stop_ends_at_its_drain_timeout(h: Harness) -> None:
+    h.sup.set_desired([alloc()])
+    h.poll()
+    await h.settle()
+    h.ack()
+    h.sup.set_desired([{**alloc(desired="stop", status="running"), "drain_connections": 60}])
+    h.sup.runtimes["a1"].connections = 1
+    assert h.sup.decide() == []
+    h.clock.now += 60
+    h.sup.runtimes["a1"].connections = 1
+    assert h.sup.decide() == [Kill("a1", "web", "docker", "allocation stopped")]
+    assert any("60s passed with 1 connections open" in e["message"] for e in h.update()["events"])
+
+
 async def test_allocation_gone_and_strangers_are_removed(h: Harness) -> None:
     h.driver.plant("stranger", "web")
     h.sup.set_desired([alloc()])

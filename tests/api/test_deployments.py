@@ -285,7 +285,7 @@ def test_revert_by_hand_and_its_refusals(server: Server, node: HealthNode) -> No
 @pytest.mark.parametrize(
     ("update", "path"),
     [
-        ({"strategy": "rainbow"}, "groups[0].update.strategy"),
+        ({"strategy": "rainbow", "canary": 1}, "groups[0].update.canary"),
         ({"strategy": "canary", "canary": 3}, "groups[0].update.canary"),
         ({"strategy": "canary", "canary": 0}, "groups[0].update.canary"),
         ({"strategy": "blue-green", "auto_promote": 1}, "groups[0].update.auto_promote"),
@@ -322,3 +322,23 @@ def test_reading_tokens_may_watch_but_not_steer(server: Server, node: HealthNode
     assert r.status == 200 and r.body["status"] == "paused", r.body
     r = as_(server, writer, "POST", "/v1/jobs/guard/revert", {"version": 0})
     assert r.status == 200 and r.body["version"] == 1, r.body
+
+
+def test_stagger_pauses_between_batches(server: Server, node: HealthNode) -> None:
+    """Each replacement after the first waits `stagger` from the moment the
+    one before it turned healthy."""
+    submit(server, spec("staggered", count=3, stagger="2s"))
+    latest(server, "staggered", "successful")
+    changed = spec("staggered", count=3, stagger="2s")
+    changed["groups"][0]["tasks"][0]["env"] = {"V": "2"}
+    submit(server, changed)
+    done = latest(server, "staggered", "successful")
+    assert done["version"] == 1
+    allocs = server.get("/v1/allocations?job=staggered").body
+    new = sorted(
+        (server.get(f"/v1/allocations/{a['id']}").body for a in allocs if a["job_version"] == 1),
+        key=lambda a: a["create_time"],
+    )
+    assert len(new) == 3
+    for before, after in zip(new, new[1:], strict=False):
+        assert after["create_time"] - before["healthy_at"] >= 2000, (before, after)

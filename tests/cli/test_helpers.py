@@ -9,6 +9,7 @@ import click
 import pytest
 
 from cli.cmd_cluster import status_rows
+from cli.cmd_deployment import draining_rows
 from cli.cmd_job import SpecError, load_spec, version_rows
 from cli.common import Settings, error_text
 from cli.credentials import CredentialsError, credentials_path, read_saved_token
@@ -106,3 +107,18 @@ def test_token_falls_back_to_the_credentials_file(
         read_saved_token(path)
     with pytest.raises(click.ClickException, match="not valid JSON"):
         Settings().resolved_token()
+
+
+def test_deployment_status_lists_a_rainbows_older_versions_draining() -> None:
+    doc = {
+        "groups": {
+            "web": {
+                "draining": {
+                    "10": {"allocations": 1, "connections": 0},
+                    "9": {"allocations": 2, "connections": 5},
+                }
+            },
+            "api": {},
+        }
+    }
+    assert draining_rows(doc) == [("web", 9, 2, 5), ("web", 10, 1, 0)]

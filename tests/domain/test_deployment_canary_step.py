@@ -94,3 +94,18 @@ def test_after_promotion_the_canaries_are_kept_and_the_rest_rolls() -> None:
     step = next_step(promoted, allocs, 5_000, _job())
     assert step.status is None and step.counts is not None
     assert step.counts["web"] == {"placed": 2, "healthy": 1, "unhealthy": 0, "canaries": ["a3"]}
+
+
+def test_a_promoted_rainbow_stays_running_while_older_versions_hold_connections() -> None:
+    rainbow = {**_deployment(promoted=True), "strategy": "rainbow"}
+    rainbow["promoted"] = True
+    new = [_alloc(3), _alloc(4)]
+    stopping = {"desired_status": "stop", "ingress_drain_index": 7}
+    old = [_alloc(1, version=0, connections=2, **stopping), _alloc(2, version=0, **stopping)]
+    step = next_step(rainbow, [*old, *new], 5_000, _job(strategy="rainbow"))
+    assert step.status is None  # every new replica is healthy, the old ones still drain
+    assert step.counts is not None
+    assert step.counts["web"]["draining"] == {"0": {"allocations": 2, "connections": 2}}
+    gone = [{**a, "status": "complete"} for a in old]
+    step = next_step(rainbow, [*gone, *new], 5_000, _job(strategy="rainbow"))
+    assert step.status == "successful"

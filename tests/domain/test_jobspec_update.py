@@ -32,7 +32,18 @@ def test_defaults_are_absent_so_old_jobs_keep_their_normalized_form() -> None:
         "progress_deadline": 600,
         "auto_revert": False,
         "auto_promote": False,
+        "stagger": 0,
     }
+
+
+def test_stagger_and_rainbow_settings() -> None:
+    assert _update({"stagger": "5s"})["stagger"] == 5
+    assert _update({"stagger": "0s"}).get("stagger") is None  # the default, said by absence
+    rainbow = _update({"strategy": "rainbow", "drain_timeout": "2m"})
+    # a whole new set that promotes itself; old versions drain for drain_timeout
+    assert rainbow["canary"] == 1 and rainbow["auto_promote"] is True
+    assert rainbow["drain_timeout"] == 120
+    assert _update({"strategy": "rainbow"})["drain_timeout"] == 3600  # always stated
 
 
 def test_set_keys_are_kept_and_normalizing_twice_changes_nothing() -> None:
@@ -65,9 +76,10 @@ def test_a_long_healthy_deadline_gets_a_longer_default_progress_deadline() -> No
         ({"auto_revert": "yes"}, "groups[0].update.auto_revert", "true or false"),
         ({"strategy": "canary", "canary": 2}, "groups[0].update.canary", "count (1)"),
         ({"strategy": "blue-green", "canary": 0}, "groups[0].update.canary", "at least 1"),
-        ({"strategy": "rainbow"}, "groups[0].update.strategy", "not supported yet"),
+        ({"strategy": "rainbow", "canary": 1}, "groups[0].update.canary", "only applies"),
+        ({"drain_timeout": "1m"}, "groups[0].update.drain_timeout", "rainbow"),
         ({"strategy": "sideways"}, "groups[0].update.strategy", ""),
-        ({"stagger": "5s"}, "groups[0].update.stagger", ""),
+        ({"stagger": "soon"}, "groups[0].update.stagger", ""),
     ],
 )
 def test_refusals_name_the_field(update: dict[str, Any], path: str, words: str) -> None:

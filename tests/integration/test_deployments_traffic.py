@@ -12,20 +12,29 @@ logs show nginx never had to retry a request on a second upstream (a
 stopped allocation would have refused it). Blue-green sends nothing to the
 new set before the promotion and, per client, nothing to the old set after
 the first answer from the new one.
+
+Rainbow (an exec task: tests/support/echo_server.py, whose websocket holds
+a connection through the ingress): a websocket opened on the old version
+stays up while new requests reach the new one, the deployment counts the
+connections the old version holds, and the old allocation stops once the
+websocket closes, or at its drain_timeout.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from agent.ingress import NginxSupervisor
 from tests.integration.test_deployments_docker import deployment_of
 from tests.integration.test_ingress_nodes import ingress_port, prefix, reap
 from tests.support.cluster import Cluster, Server, free_port, wait_until
+from tests.support.ingress_workloads import SYSTEM_PYTHON, echo_job, staged_echo_server
 from tests.support.traffic import SteadyLoad, logged, retried_upstreams
 from tests.support.workloads import IMAGE, docker_unavailable
 
@@ -35,16 +44,24 @@ def _nginx_missing() -> str | None:
     return None if found else reason
 
 
-_SKIP = docker_unavailable() or _nginx_missing()
+def _python_missing() -> str | None:
+    return None if Path(SYSTEM_PYTHON).exists() else f"no {SYSTEM_PYTHON} for the exec task"
+
+
+_SKIP = docker_unavailable() or _nginx_missing() or _python_missing()
 pytestmark = [pytest.mark.docker, pytest.mark.skipif(_SKIP is not None, reason=_SKIP or "")]
 
 HOST = "deploy.test"
 JOB = "traffic"
-# Each answer is "<version> <allocation id>": who served it, of which version.
+# Each answer is "<version> <allocation id>": who served it, of which version;
+# POST /cgi-bin/slow answers the same after 0.3 s (a request in flight).
+SLOW_CGI = "#!/bin/sh\\necho Content-Type: text/plain\\necho\\nsleep 0.3\\necho $VERSION $HEROCTL_ALLOC_ID\\n"
 PAGE = (
-    "mkdir -p /tmp/www && echo $VERSION $HEROCTL_ALLOC_ID > /tmp/www/index.html && "
+    "mkdir -p /tmp/www/cgi-bin && echo $VERSION $HEROCTL_ALLOC_ID > /tmp/www/index.html && "
+    f"printf '{SLOW_CGI}' > /tmp/www/cgi-bin/slow && chmod +x /tmp/www/cgi-bin/slow && "
     "exec httpd -f -p 8080 -h /tmp/www"
 )
+LOAD = (("GET", "/"), ("POST", "/cgi-bin/slow"))
 
 
 def traffic_job(version: str, **update: Any) -> dict[str, Any]:
@@ -76,8 +93,15 @@ def traffic_job(version: str, **update: Any) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
+def echo_script() -> Iterator[Path]:
+    with staged_echo_server() as script:
+        yield script
+
+
+@pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    c = Cluster(tmp_path_factory.mktemp("deploy-traffic"), 3, agent=True)
+    drivers = {"HEROCTL_AGENT_DRIVERS": "docker,exec"}  # exec for the rainbow's echo server
+    c = Cluster(tmp_path_factory.mktemp("deploy-traffic"), 3, agent=True, env=drivers)
     for server in c.servers:
         server.env["HEROCTL_INGRESS_HTTP_PORT"] = str(free_port())
         server.env["HEROCTL_INGRESS_HTTPS_PORT"] = str(free_port())
@@ -90,9 +114,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             0.2,
             "3 ready nodes",
         )
-        submit(c, traffic_job("1"))
+        submit(c, traffic_job("0"))
         deployment_of(c, JOB, 0, "successful", timeout=90)
-        wait_until(lambda: serves_only(c, "1"), 30, 0.2, "every node serving version 1")
+        wait_until(lambda: serves_only(c, "0"), 30, 0.2, "every node serving version 0")
         yield c
     finally:
         c.stop()
@@ -124,13 +148,20 @@ def serves_only(c: Cluster, version: str, requests: int = 6) -> bool:
     return True
 
 
+def next_version(c: Cluster) -> int:
+    """The version the next submit of the job makes (each answer says its
+    version: its VERSION is the job's version number)."""
+    return int(api(c).get(f"/v1/jobs/{JOB}").body["version"]) + 1
+
+
 def versions(bodies: list[str]) -> set[str]:
     return {b.split()[0] for b in bodies}
 
 
-def assert_nothing_dropped(c: Cluster, load: SteadyLoad, since: float) -> None:
+def assert_nothing_dropped(c: Cluster, load: SteadyLoad, since: float) -> list[dict[str, Any]]:
     """No request failed, and nginx never sent one to an upstream that did
-    not answer (a retry on another upstream would hide it from the client)."""
+    not answer (a retry on another upstream would hide it from the client);
+    the access logs' entries of the load."""
     answers = load.snapshot()
     assert answers, "the load sent no request"
     failed = load.failures()
@@ -145,68 +176,195 @@ def assert_nothing_dropped(c: Cluster, load: SteadyLoad, since: float) -> None:
     )
     retried = retried_upstreams(entries)
     assert not retried, f"nginx retried {len(retried)} requests: {retried[:3]}"
+    return entries
 
 
 def test_a_rolling_update_drops_no_request(cluster: Cluster) -> None:
+    new = next_version(cluster)
     since = time.time()
-    with SteadyLoad(HOST, ports(cluster)) as load:
-        submit(cluster, traffic_job("2"))
-        deployment_of(cluster, JOB, 1, "successful", timeout=90)
-        wait_until(lambda: serves_only(cluster, "2"), 30, 0.2, "every node serving version 2")
-    assert versions(load.bodies_since(0)) == {"1", "2"}
+    with SteadyLoad(HOST, ports(cluster), LOAD) as load:
+        submit(cluster, traffic_job(str(new)))
+        deployment_of(cluster, JOB, new, "successful", timeout=90)
+        wait_until(lambda: serves_only(cluster, str(new)), 30, 0.2, f"every node serving v{new}")
+    assert versions(load.bodies_since(0)) == {str(new - 1), str(new)}
     assert_nothing_dropped(cluster, load, since)
-    # each old allocation stopped once every ingress let go of it, not at a timeout
-    old = [a for a in api(cluster).get(f"/v1/allocations?job={JOB}").body if a["job_version"] == 0]
+    # each old allocation stopped once every ingress let go of it and its
+    # connections closed, not at a timeout
+    allocs = api(cluster).get(f"/v1/allocations?job={JOB}").body
+    old = [a for a in allocs if a["job_version"] == new - 1]
     assert len(old) == 3
     for a in old:
         events = api(cluster).get(f"/v1/allocations/{a['id']}").body["events"]
         drained = [e["message"] for e in events if e["type"] == "drained"]
-        assert drained == ["no node's ingress sends it requests any more"], events
+        assert drained[0] == "no node's ingress sends it requests any more", events
+        assert set(drained[1:]) <= {"its connections closed"}, events
 
 
 def test_a_canary_promotion_drops_no_request(cluster: Cluster) -> None:
+    new = next_version(cluster)
     since = time.time()
-    with SteadyLoad(HOST, ports(cluster)) as load:
-        submit(cluster, traffic_job("3", strategy="canary"))
-        waiting = deployment_of(cluster, JOB, 2, "blocked-on-promotion", timeout=60)
+    with SteadyLoad(HOST, ports(cluster), LOAD) as load:
+        submit(cluster, traffic_job(str(new), strategy="canary"))
+        waiting = deployment_of(cluster, JOB, new, "blocked-on-promotion", timeout=60)
         # the canary takes its share beside the old replicas
         mark = len(load.snapshot())
         wait_until(
-            lambda: versions(load.bodies_since(mark)) == {"2", "3"},
+            lambda: versions(load.bodies_since(mark)) == {str(new - 1), str(new)},
             30,
             0.2,
             "answers from the canary and the old replicas",
         )
         r = api(cluster).post(f"/v1/deployments/{waiting['id']}/promote")
         assert r.status == 200, r.body
-        deployment_of(cluster, JOB, 2, "successful", timeout=90)
-        wait_until(lambda: serves_only(cluster, "3"), 30, 0.2, "every node serving version 3")
+        deployment_of(cluster, JOB, new, "successful", timeout=90)
+        wait_until(lambda: serves_only(cluster, str(new)), 30, 0.2, f"every node serving v{new}")
     assert_nothing_dropped(cluster, load, since)
 
 
 def test_blue_green_switches_all_traffic_at_once_and_drops_no_request(cluster: Cluster) -> None:
+    new = next_version(cluster)
+    blue, green = str(new - 1), str(new)
     since = time.time()
-    with SteadyLoad(HOST, ports(cluster)) as load:
-        submit(cluster, traffic_job("4", strategy="blue-green"))
-        waiting = deployment_of(cluster, JOB, 3, "blocked-on-promotion", timeout=60)
+    with SteadyLoad(HOST, ports(cluster), LOAD) as load:
+        submit(cluster, traffic_job(green, strategy="blue-green"))
+        waiting = deployment_of(cluster, JOB, new, "blocked-on-promotion", timeout=60)
         healthy = [
             a
             for a in api(cluster).get(f"/v1/allocations?job={JOB}").body
             if a["desired_status"] == "run" and a["healthy"] is True
         ]
-        assert sorted(a["job_version"] for a in healthy) == [2, 2, 2, 3, 3, 3]
+        assert sorted(a["job_version"] for a in healthy) == [new - 1] * 3 + [new] * 3
         # the green set is healthy and still gets nothing
         mark = len(load.snapshot())
         wait_until(lambda: len(load.snapshot()) > mark + 60, 30, 0.05, "60 more answers")
-        assert versions(load.bodies_since(mark)) == {"3"}
+        assert versions(load.bodies_since(mark)) == {blue}
         switch = len(load.snapshot())
         r = api(cluster).post(f"/v1/deployments/{waiting['id']}/promote")
         assert r.status == 200, r.body
-        deployment_of(cluster, JOB, 3, "successful", timeout=60)
-        wait_until(lambda: serves_only(cluster, "4"), 30, 0.2, "every node serving version 4")
-    # each node's client: once the green set answered, the blue one never again
-    for port in ports(cluster):
-        seen = [a.body.split()[0] for a in load.snapshot()[switch:] if a.port == port]
-        first_green = seen.index("4")
-        assert set(seen[first_green:]) == {"4"}, f"port {port} went back to blue: {seen}"
-    assert_nothing_dropped(cluster, load, since)
+        deployment_of(cluster, JOB, new, "successful", timeout=60)
+        wait_until(lambda: serves_only(cluster, green), 30, 0.2, f"every node serving v{new}")
+    for port in ports(cluster):  # every node's clients moved to the green set
+        assert green in versions([a.body for a in load.snapshot()[switch:] if a.port == port])
+    entries = assert_nothing_dropped(cluster, load, since)
+    # All at once: no nginx worker (each serves one configuration) sent requests
+    # to both sets, so no node ever had blue and green in its upstreams together.
+    version_of = {
+        str(port): a["job_version"]
+        for summary in api(cluster).get(f"/v1/allocations?job={JOB}").body
+        for a in [api(cluster).get(f"/v1/allocations/{summary['id']}").body]
+        for port in a["ports"].values()
+    }
+    served: dict[tuple[str, int], set[int]] = {}
+    for e in entries:
+        upstream = str(e["upstream_addr"]).rpartition(":")[2]
+        served.setdefault((e["log"], e["pid"]), set()).add(version_of[upstream])
+    assert {new - 1, new} <= set().union(*served.values())
+    mixed = {worker: seen for worker, seen in served.items() if len(seen) > 1}
+    assert not mixed, f"workers that served both sets: {mixed}"
+
+
+RAINBOW_HOST = "rainbow.test"
+WS_TIMEOUT = aiohttp.ClientWSTimeout(ws_receive=60, ws_close=10)
+
+
+def rainbow_job(script: Path, version: str, drain_timeout: str) -> dict[str, Any]:
+    job = echo_job("rainbow", RAINBOW_HOST, script)
+    group = job["groups"][0]
+    group["update"] = {
+        "strategy": "rainbow",
+        "drain_timeout": drain_timeout,
+        "min_healthy_time": "1s",
+        "healthy_deadline": "30s",
+    }
+    task = group["tasks"][0]
+    task["env"] = {"VERSION": version}
+    task["check"] = {"type": "http", "port": "http", "path": "/", "interval": "1s"}
+    return job
+
+
+def rainbow_alloc(c: Cluster, version: int) -> dict[str, Any]:
+    (alloc,) = [
+        a
+        for a in api(c).get("/v1/allocations?job=rainbow").body
+        if a["job_version"] == version and a["desired_status"] == "run"
+    ]
+    return alloc
+
+
+def answered_by(port: int) -> str:
+    answer = SteadyLoad(RAINBOW_HOST, [port]).one(port)
+    assert answer.status == 200, answer
+    return answer.body
+
+
+def draining(c: Cluster, version: int) -> dict[str, Any] | None:
+    """The rainbow deployment of ``version``'s older versions still draining."""
+    for d in api(c).get("/v1/deployments?job=rainbow").body:
+        if d["version"] == version:
+            return d["groups"]["echo"].get("draining")
+    return None
+
+
+async def test_rainbow_keeps_an_open_connection_on_the_old_version_until_it_closes(
+    cluster: Cluster, echo_script: Path
+) -> None:
+    port = ingress_port(cluster.servers[0])
+    submit(cluster, rainbow_job(echo_script, "1", "60s"))
+    deployment_of(cluster, "rainbow", 0, "successful", timeout=60)
+    old = rainbow_alloc(cluster, 0)["id"]
+    wait_until(lambda: answered_by(port) == old, 30, 0.2, "the ingress answering with v1")
+    async with aiohttp.ClientSession() as session:
+        url = f"http://127.0.0.1:{port}/echo"
+        ws = await session.ws_connect(url, headers={"Host": RAINBOW_HOST}, timeout=WS_TIMEOUT)
+        await ws.send_str("before")
+        assert (await ws.receive(timeout=10)).data == "before"
+        submit(cluster, rainbow_job(echo_script, "2", "60s"))
+        # the new version serves new requests while the old one holds the websocket
+        new = wait_until(lambda: rainbow_alloc(cluster, 1)["id"], 30, 0.2, "version 2 placed")
+        wait_until(lambda: answered_by(port) == new, 60, 0.2, "new requests reaching v2")
+        held = wait_until(
+            lambda: (d := draining(cluster, 1)) and d.get("0", {}).get("connections", 0) >= 1 and d,
+            30,
+            0.2,
+            "the deployment counting the old version's open connections",
+        )
+        assert held["0"]["allocations"] == 1
+        assert api(cluster).get(f"/v1/allocations/{old}").body["status"] == "running"
+        await ws.send_str("still there")
+        assert (await ws.receive(timeout=10)).data == "still there"
+        await ws.close()
+    # closed: the old allocation stops, and the deployment is over
+    wait_until(
+        lambda: api(cluster).get(f"/v1/allocations/{old}").body["status"] == "complete",
+        30,
+        0.2,
+        "the old allocation stopped once its connection closed",
+    )
+    done = deployment_of(cluster, "rainbow", 1, "successful", timeout=30)
+    assert not done["groups"]["echo"].get("draining")
+
+
+async def test_rainbow_stops_the_old_version_at_its_drain_timeout(
+    cluster: Cluster, echo_script: Path
+) -> None:
+    port = ingress_port(cluster.servers[1])
+    submit(cluster, rainbow_job(echo_script, "3", "60s"))
+    version = deployment_of(cluster, "rainbow", 2, "successful", timeout=60)["version"]
+    old = rainbow_alloc(cluster, version)["id"]
+    wait_until(lambda: answered_by(port) == old, 30, 0.2, "the ingress answering with v3")
+    async with aiohttp.ClientSession() as session:
+        url = f"http://127.0.0.1:{port}/echo"
+        ws = await session.ws_connect(url, headers={"Host": RAINBOW_HOST}, timeout=WS_TIMEOUT)
+        submit(cluster, rainbow_job(echo_script, "4", "2s"))
+        # held past the ingress's release, then stopped at the drain timeout: the
+        # websocket ends with it
+        message = await ws.receive(timeout=60)
+        assert message.type in (
+            aiohttp.WSMsgType.CLOSE,
+            aiohttp.WSMsgType.CLOSED,
+            aiohttp.WSMsgType.ERROR,
+        ), message
+    events = api(cluster).get(f"/v1/allocations/{old}").body["events"]
+    drained = [e["message"] for e in events if e["type"] == "drained"]
+    assert any("2s passed with" in m for m in drained), [e["message"] for e in events]
+    deployment_of(cluster, "rainbow", version + 1, "successful", timeout=30)

@@ -1,10 +1,13 @@
 """Constant request load through the ingress, for the zero-dropped-requests
 tests of deployments (tests/integration/test_deployments_traffic.py).
 
-``SteadyLoad`` runs one thread per ingress port: each sends a GET with the
-site's ``Host`` header on a fresh connection (``Connection: close``), paced,
-until stopped, and records every answer (status, body) or failure (the
-exception) in order. A fresh connection per request keeps the client's own
+``SteadyLoad`` runs one thread per ingress port and request (``GET /`` by
+default; a slow ``POST`` keeps requests in flight, and nginx never sends a
+POST it already sent to another upstream): each sends it with the site's
+``Host`` header on a fresh connection (``Connection: close``), paced, until
+stopped, and records every answer (status, body) or failure (the exception)
+in order. A 200 with an empty body is a failure too (a streamed answer cut
+off when its task stopped). A fresh connection per request keeps the client's own
 keep-alive races with nginx's reloads (a reused connection closed by an old
 worker) out of what is measured: what the deployment drops.
 
@@ -31,12 +34,18 @@ class Answer:
     status: int  # 0: no HTTP answer (see error)
     body: str = ""
     error: str = ""
+    method: str = "GET"
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 200 and bool(self.body)
 
 
 @dataclass
 class SteadyLoad:
     host: str
     ports: list[int]
+    requests: tuple[tuple[str, str], ...] = (("GET", "/"),)  # (method, path): a thread each
     pace: float = 0.02  # seconds between a thread's requests
     timeout: float = 10.0
     answers: list[Answer] = field(default_factory=list)
@@ -46,9 +55,10 @@ class SteadyLoad:
 
     def __enter__(self) -> SteadyLoad:
         for port in self.ports:
-            t = threading.Thread(target=self._loop, args=(port,), daemon=True)
-            t.start()
-            self._threads.append(t)
+            for method, path in self.requests:
+                t = threading.Thread(target=self._loop, args=(port, method, path), daemon=True)
+                t.start()
+                self._threads.append(t)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -59,24 +69,24 @@ class SteadyLoad:
         for t in self._threads:
             t.join(self.timeout + 5)
 
-    def _loop(self, port: int) -> None:
+    def _loop(self, port: int, method: str, path: str) -> None:
         while not self._stop.is_set():
-            answer = self.one(port)
+            answer = self.one(port, method, path)
             with self._lock:
                 self.answers.append(answer)
             self._stop.wait(self.pace)
 
-    def one(self, port: int) -> Answer:
+    def one(self, port: int, method: str = "GET", path: str = "/") -> Answer:
         """One request on a fresh connection."""
         began = time.monotonic()
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=self.timeout)
         try:
-            conn.request("GET", "/", headers={"Host": self.host, "Connection": "close"})
+            conn.request(method, path, headers={"Host": self.host, "Connection": "close"})
             response = conn.getresponse()
             body = response.read().decode(errors="replace").strip()
-            return Answer(began, port, response.status, body)
+            return Answer(began, port, response.status, body, method=method)
         except (OSError, http.client.HTTPException) as e:
-            return Answer(began, port, 0, error=f"{type(e).__name__}: {e}")
+            return Answer(began, port, 0, error=f"{type(e).__name__}: {e}", method=method)
         finally:
             conn.close()
 
@@ -87,14 +97,15 @@ class SteadyLoad:
             return list(self.answers)
 
     def failures(self) -> list[Answer]:
-        return [a for a in self.snapshot() if a.status != 200]
+        return [a for a in self.snapshot() if not a.ok]
 
     def bodies_since(self, index: int) -> list[str]:
-        return [a.body for a in self.snapshot()[index:] if a.status == 200]
+        return [a.body for a in self.snapshot()[index:] if a.ok]
 
 
 def logged(access_logs: list[Path], host: str, since: float) -> list[dict[str, object]]:
-    """The access-log entries for ``host`` at or after ``since`` (epoch seconds)."""
+    """The access-log entries for ``host`` at or after ``since`` (epoch
+    seconds), each with ``log``: the file it came from (one per node)."""
     found = []
     for path in access_logs:
         if not path.exists():
@@ -105,7 +116,7 @@ def logged(access_logs: list[Path], host: str, since: float) -> list[dict[str, o
             except ValueError:
                 continue
             if entry.get("host") == host and float(entry.get("msec", 0)) >= since:
-                found.append(entry)
+                found.append({**entry, "log": str(path)})
     return found
 
 
