@@ -129,9 +129,9 @@ async def submit_job(request: web.Request) -> web.Response:
     check_grants(request, spec)
     result = await replica_of(request).write("job.upsert", job=spec, cas=cas)
     status = 201 if result["created"] else 200
-    return json_response(
-        result["job"], status=status, headers={"X-HeroCtl-Index": str(result["index"])}
-    )
+    # the job, and the deployment this version started (None: it changes no allocation)
+    body = dict(result["job"], deployment_id=result.get("deployment"))
+    return json_response(body, status=status, headers={"X-HeroCtl-Index": str(result["index"])})
 
 
 @routes.delete("/v1/jobs/{name}")
@@ -177,6 +177,7 @@ async def scale_job(request: web.Request) -> web.Response:
             "count": result["count"],
             "version": doc["version"],
             "job_modify_index": doc["job_modify_index"],
+            "deployment_id": result.get("deployment"),
             "index": result["index"],
         },
         headers={"X-HeroCtl-Index": str(result["index"])},
@@ -211,7 +212,9 @@ async def revert_job(request: web.Request) -> web.Response:
     result = await replica.write("job.revert", name=name, version=version, cas=cas)
     doc = result["job"]
     return json_response(
-        dict(doc, reverted_to=version, index=result["index"]),
+        dict(
+            doc, reverted_to=version, deployment_id=result.get("deployment"), index=result["index"]
+        ),
         headers={"X-HeroCtl-Index": str(result["index"])},
     )
 

@@ -190,7 +190,7 @@ def scale_target(args: tuple[str, ...]) -> tuple[str | None, int]:
     default="5m",
     show_default=True,
     metavar="DURATION",
-    help="How long to follow the placement before giving up (exit 1).",
+    help="How long to follow the deployment before giving up (exit 1).",
 )
 @api_options
 @pass_settings
@@ -207,7 +207,7 @@ def scale(
     GROUP may be left out when the job has one group. Only the count
     changes: the running allocations move to the new version in place and
     the scheduler places or stops the difference. Unless --detach, follows
-    the placement (the allocations placed or stopped).
+    the deployment the new version started, as `job run` does.
     """
     group, count = scale_target(target)
     result = call(settings, lambda api: api.scale_job(name, count, group, check_index))
@@ -220,6 +220,12 @@ def scale(
             f"{result.get('version')}, job modify index {result.get('job_modify_index')}."
         )
     if detach:
+        return
+    started = None
+    if result.get("deployment_id"):
+        started = call(settings, lambda api: api.get_deployment(result["deployment_id"]))
+    if started is not None:
+        follow_rollout(settings, started, timeout)
         return
     doc = call(settings, lambda api: api.get_job(name))
     follow_placement(settings, dict(doc, version=result.get("version")), timeout)

@@ -46,9 +46,14 @@ ENDED = {"successful": 0, "blocked-on-promotion": 0, "failed": 1, "cancelled": 1
 async def find_deployment(api: ApiClient, submitted: dict[str, Any]) -> dict[str, Any] | None:
     """The deployment the submit of `submitted` started, or None (nothing changed).
 
-    Started in the submit's own raft command, so a consistent read right
-    after the submit sees it: same version, created at the job modify index.
+    The submit's answer names it (`deployment_id`); a server that does not
+    say is asked for the deployments of the job: started in the submit's own
+    raft command, so a consistent read right after the submit sees it (same
+    version, created at the job modify index).
     """
+    if "deployment_id" in submitted:
+        dep_id = submitted["deployment_id"]
+        return None if dep_id is None else await api.get_deployment(dep_id)
     for doc in await api.list_deployments(submitted["name"]):
         if doc.get("version") == submitted.get("version") and doc.get(
             "create_index"

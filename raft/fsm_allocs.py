@@ -186,9 +186,7 @@ def alloc_update(state: State, cmd: dict[str, Any], index: int, changes: Changes
         if "healthy" in u and u["healthy"] in (True, False, None):
             doc["healthy"] = u["healthy"]
             if u["healthy"] is True and alloc.get("healthy") is not True:
-                doc["healthy_at"] = cmd.get(
-                    "ts", 0
-                )  # when (ms): a rollout's stagger counts from it
+                doc["healthy_at"] = cmd.get("ts", 0)  # a rollout's stagger counts from it
         connections = u.get("connections")
         if isinstance(connections, int) and not isinstance(connections, bool) and connections >= 0:
             doc["connections"] = connections  # a rainbow drain's open connections

@@ -342,3 +342,15 @@ def test_stagger_pauses_between_batches(server: Server, node: HealthNode) -> Non
     assert len(new) == 3
     for before, after in zip(new, new[1:], strict=False):
         assert after["create_time"] - before["healthy_at"] >= 2000, (before, after)
+
+
+def test_the_submit_answer_names_the_deployment_it_started(
+    server: Server, node: HealthNode
+) -> None:
+    first = submit(server, spec("named"))
+    (dep,) = deployments(server, "named")
+    assert first["deployment_id"] == dep["id"] and dep["version"] == first["version"]
+    again = submit(server, spec("named"))  # the same groups: no deployment
+    assert again["deployment_id"] is None
+    scaled = server.post("/v1/jobs/named/scale", {"count": 3}).body
+    assert scaled["deployment_id"] == deployments(server, "named")[0]["id"]

@@ -155,14 +155,18 @@ def test_scale_up_and_down_and_follow(heroctl, server: Server, node: ActingNode)
     r = heroctl("job", "scale", "cli-scale", "app", "3")
     assert r.exit_code == 0, r.output
     assert "Job 'cli-scale' group 'app' scaled from 1 to 3: version 1" in r.stdout
-    assert "3/3 running" in r.stdout  # followed until placed and running
+    # followed: the deployment the new version started
+    assert "version 1 successful: app: 3/3 placed, 3 healthy" in r.stdout
     assert len(running(server, "cli-scale", 3)) == 3
     r = heroctl("job", "scale", "cli-scale", "1", "--detach")  # the only group, implied
     assert r.exit_code == 0, r.output
     assert "scaled from 3 to 1: version 2" in r.stdout
     running(server, "cli-scale", 1)
     r = heroctl("job", "scale", "cli-scale", "2", "--json", "--detach")
-    assert json.loads(r.stdout)["count"] == 2
+    answer = json.loads(r.stdout)
+    assert answer["count"] == 2
+    deployment = server.get(f"/v1/deployments/{answer['deployment_id']}").body
+    assert deployment["version"] == answer["version"] == 3
 
 
 def test_scale_errors(heroctl, server: Server, node: ActingNode) -> None:
