@@ -36,11 +36,18 @@ import aiohttp
 from agent import decisions
 from agent.connections import established_to
 from agent.decisions import Action, Key, Kill, Restart, Start, Stop
-from agent.drivers.base import Driver, DriverError, TaskNotFound, TaskState
+from agent.drivers.base import Driver, DriverError, RegistryAuth, TaskNotFound, TaskState
 from agent.drivers.calls import DriverCalls
 from agent.health_checks import HealthCheckLoops
 from agent.state import DEAD, PENDING, RUNNING, AllocRuntime, ms
-from agent.task_spec import SecretsUnavailable, build_task_spec, task_secrets
+from agent.task_spec import (
+    SecretsUnavailable,
+    build_task_spec,
+    driver_events,
+    needs_secrets,
+    registry_credentials,
+    task_secrets,
+)
 
 __all__ = ["Supervisor"]
 
@@ -263,15 +270,24 @@ class Supervisor:
                     f"(available: {', '.join(self.drivers) or 'none'})"
                 )
             secrets: Mapping[str, str] = {}
-            if task.get("secrets"):
+            registry: RegistryAuth | None = None
+            if needs_secrets(task):
                 try:
-                    secrets = task_secrets(await self.fetch_secrets(rt.id, action.task), task)
+                    fetched = await self.fetch_secrets(rt.id, action.task)
+                    secrets = task_secrets(fetched, task)
+                    registry = registry_credentials(fetched, task)
                 except SecretsUnavailable:
                     raise
                 except Exception as exc:  # noqa: BLE001 - the API client's errors, unreachable...
                     raise SecretsUnavailable(f"cannot fetch the task's secrets: {exc}") from exc
             spec = build_task_spec(
-                rt, action.task, secrets, node_id=self.node_id, host_ip=self.host_ip
+                rt,
+                action.task,
+                secrets,
+                node_id=self.node_id,
+                host_ip=self.host_ip,
+                registry_auth=registry,
+                on_event=driver_events(rt, action.task, self.clock, self.wake),
             )
             if by_user:
                 t.restarts.total += 1
@@ -285,7 +301,7 @@ class Supervisor:
             else:
                 restarted = False
             state = await self.calls.start(driver, spec)
-            del secrets, spec  # the secrets live no longer than the start
+            del secrets, registry, spec  # the secrets live no longer than the start
         except SecretsUnavailable as exc:
             now = self.clock()
             t.next_start = now + SECRET_RETRY

@@ -2,20 +2,31 @@
 
 The allocation document from the cluster holds the group's task specs and
 the host ports the scheduler picked; the agent adds this node's id and
-address and, for a task with secrets, their values from the secrets
-endpoint. The supervisor builds a spec right before a start and drops it
-right after, so the secrets live no longer than the start.
+address and, for a task with secrets or a private registry's credentials,
+their values from the secrets endpoint. The supervisor builds a spec right
+before a start and drops it right after, so the secrets live no longer than
+the start. What a driver says meanwhile (an image's pull) reaches the
+allocation's events through :func:`driver_events`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+import contextlib
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from agent.drivers.base import DriverError, HostVolume, PortMapping, TaskSpec
+from agent.drivers.base import DriverError, HostVolume, PortMapping, RegistryAuth, TaskSpec
 from agent.state import AllocRuntime
 
-__all__ = ["SecretsUnavailable", "build_task_spec", "task_secrets"]
+__all__ = [
+    "SecretsUnavailable",
+    "build_task_spec",
+    "driver_events",
+    "needs_secrets",
+    "registry_credentials",
+    "task_secrets",
+]
 
 
 class SecretsUnavailable(Exception):
@@ -33,8 +44,55 @@ def task_secrets(doc: Mapping[str, Any], task: Mapping[str, Any]) -> dict[str, s
     return {k: str(source[k]) for k in wanted}
 
 
+def needs_secrets(task: Mapping[str, Any]) -> bool:
+    """Whether starting ``task`` needs the secrets endpoint: secret env
+    vars, or a private registry's password."""
+    return bool(task.get("secrets") or task.get("registry_auth"))
+
+
+def registry_credentials(doc: Mapping[str, Any], task: Mapping[str, Any]) -> RegistryAuth | None:
+    """The task's registry credentials from the secrets endpoint's answer
+    for it (``{"registry_auth": {"username", "password"}}``); None when the
+    task has no ``registry_auth``."""
+    if not task.get("registry_auth"):
+        return None
+    auth = doc.get("registry_auth")
+    if not isinstance(auth, Mapping) or not isinstance(auth.get("password"), str):
+        raise SecretsUnavailable("the secrets endpoint did not return the registry password")
+    return RegistryAuth(str(auth.get("username") or ""), auth["password"])
+
+
+def driver_events(
+    rt: AllocRuntime,
+    task: str,
+    clock: Callable[[], float],
+    wake: Callable[[], None],
+) -> Callable[[str, str], None]:
+    """An event sink for a driver's thread (``TaskSpec.on_event``): each
+    event joins allocation ``rt``'s timeline on the calling event loop, and
+    ``wake`` makes the agent report it while the start goes on."""
+    loop = asyncio.get_running_loop()
+
+    def record(kind: str, message: str) -> None:
+        rt.event(clock(), kind, message, task)
+        wake()
+
+    def sink(kind: str, message: str) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the agent stops
+            loop.call_soon_threadsafe(record, kind, message)
+
+    return sink
+
+
 def build_task_spec(
-    rt: AllocRuntime, name: str, secrets: Mapping[str, str], *, node_id: str, host_ip: str
+    rt: AllocRuntime,
+    name: str,
+    secrets: Mapping[str, str],
+    *,
+    node_id: str,
+    host_ip: str,
+    registry_auth: RegistryAuth | None = None,
+    on_event: Callable[[str, str], None] | None = None,
 ) -> TaskSpec:
     """Task ``name`` of the allocation ``rt`` as its driver gets it."""
     task = rt.task_spec(name)
@@ -70,4 +128,7 @@ def build_task_spec(
         host_ip=host_ip,
         kill_timeout=float(task.get("kill_timeout", 5)),
         job_version=int(doc.get("job_version", 0) or 0),
+        pull=str(task.get("pull") or "missing"),
+        registry_auth=registry_auth,
+        on_event=on_event,
     )

@@ -15,6 +15,7 @@ from httpkit.identity import identity_of
 from httpkit.responses import json_response
 from raft.fsm_allocs import CLIENT_STATUSES, restart_refusal
 from raft.fsm_secrets import version_entry
+from raft.views import Secrets
 
 routes = web.RouteTableDef()
 SUMMARY = (
@@ -152,8 +153,9 @@ async def report_status(request: web.Request) -> web.Response:
 
 @routes.get("/v1/allocations/{id}/secrets")
 async def allocation_secrets(request: web.Request) -> web.Response:
-    """The secret env of one task of an allocation (``?task=NAME``), for the
-    node running it: an agent gets what that task references, nothing else."""
+    """The secret env of one task of an allocation (``?task=NAME``), and its
+    registry credentials when it has ``registry_auth``, for the node running
+    it: an agent gets what that task references, nothing else."""
     name = request.query.get("task")
     if not name:
         raise ApiError(400, "missing_parameter", "say whose secrets: ?task=NAME")
@@ -173,16 +175,26 @@ async def allocation_secrets(request: web.Request) -> web.Response:
     if task is None:
         raise ApiError(400, "invalid_parameter", f"allocation {alloc['id']} has no task '{name}'")
     refs = sorted((task.get("secrets") or {}).items())
+    auth = task.get("registry_auth")
     env: dict[str, str] = {}
+    out: dict[str, Any] = {"env": env}
     with replica.read() as view:
-        docs = view.secrets
         for var, ref in refs:
-            secret, version = parse_secret_ref(ref)
-            doc = docs.get(secret)
-            entry = version_entry(doc, version or doc["version"]) if doc else None
-            if entry is None:
-                raise ApiError(
-                    404, "secret_not_found", f"secret '{ref}' for {name}.{var} does not exist"
-                )
-            env[var] = _open(request, secret, entry)
-    return json_response({"env": env})
+            env[var] = _secret_value(request, view.secrets, ref, f"{name}.{var}")
+        if auth:
+            password = _secret_value(
+                request, view.secrets, auth["password_secret"], f"{name}.registry_auth"
+            )
+            out["registry_auth"] = {"username": auth["username"], "password": password}
+    return json_response(out)
+
+
+def _secret_value(request: web.Request, docs: Secrets, ref: str, used_by: str) -> str:
+    """The plaintext of secret reference ``ref`` (``name[@version]``), which
+    ``used_by`` names; 404 when it does not exist."""
+    secret, version = parse_secret_ref(ref)
+    doc = docs.get(secret)
+    entry = version_entry(doc, version or doc["version"]) if doc else None
+    if entry is None:
+        raise ApiError(404, "secret_not_found", f"secret '{ref}' for {used_by} does not exist")
+    return _open(request, secret, entry)

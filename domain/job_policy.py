@@ -13,7 +13,8 @@ set ``privileged`` and its exec tasks run as a ``user`` other than ``nobody``;
 ``host_volumes`` lists host paths a docker task may mount, each with what is
 below it. Several policies add up (drivers and host paths are unions,
 ``privileged`` is granted by any); ``deny`` on ``jobs`` still wins over all.
-Secrets need ``read`` on each name a task references
+Secrets need ``read`` on each name a task references, in its ``secrets``
+and its ``registry_auth.password_secret``
 (:meth:`domain.policy.Permissions.may_secret`). Pure: the API asks
 :func:`job_refusals` and answers 403 with what it returns.
 """
@@ -130,6 +131,12 @@ def job_refusals(
                 name = parse_secret_ref(ref)[0]
                 if not may_read_secret(name):
                     out.append(f"secret '{name}' is not readable ({path}.secrets.{var})")
+            auth = task.get("registry_auth")
+            if auth:
+                name = parse_secret_ref(auth["password_secret"])[0]
+                if not may_read_secret(name):
+                    field = f"{path}.registry_auth.password_secret"
+                    out.append(f"secret '{name}' is not readable ({field})")
             user = task.get("user") or DEFAULT_EXEC_USER
             if task.get("privileged") and not grants.privileged:
                 out.append(f"privileged is not granted ({path}.privileged)")

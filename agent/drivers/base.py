@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -30,10 +30,13 @@ __all__ = [
     "TaskNotFound",
     "PortMapping",
     "HostVolume",
+    "RegistryAuth",
     "TaskSpec",
     "TaskState",
     "TaskStats",
     "LABEL_PREFIX",
+    "EVENT_PULLING",
+    "EVENT_PULLED",
     "host_cpu",
     "port_env",
 ]
@@ -44,6 +47,9 @@ RUNNING = "running"
 EXITED = "exited"
 CREATED = "created"  # exists, never started or being started
 UNKNOWN = "unknown"
+# What a driver tells a task's event sink (TaskSpec.on_event) of its image.
+EVENT_PULLING = "pulling"  # a pull began, or its progress
+EVENT_PULLED = "pulled"
 
 
 class DriverError(Exception):
@@ -77,6 +83,16 @@ class HostVolume:
     source: str
     target: str
     read_only: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryAuth:
+    """Credentials for a private registry (a docker task's ``registry_auth``
+    with its password secret's value): handed to the engine for a pull,
+    never shown (``repr`` leaves the password out)."""
+
+    username: str
+    password: str = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -113,6 +129,12 @@ class TaskSpec:
     host_ip: str = "127.0.0.1"  # where ports are published (the node's address)
     kill_timeout: float = 5.0
     job_version: int = 0
+    # docker: when to pull the image (missing | always | never) and with
+    # which credentials; ``on_event(kind, message)`` hears how a pull goes
+    # (called from the driver's thread).
+    pull: str = "missing"
+    registry_auth: RegistryAuth | None = field(default=None, repr=False)
+    on_event: Callable[[str, str], None] | None = field(default=None, repr=False, compare=False)
 
     def heroctl_labels(self) -> dict[str, str]:
         """The labels that make a task ours and say whose it is."""

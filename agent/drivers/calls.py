@@ -11,7 +11,8 @@ it on the agent's shared threads waited too, exec tasks' included. So:
   agent's file I/O go on. The pool's size is the bound on engine calls in
   flight;
 * each of its calls has a deadline, queueing included (a stop adds the kill
-  timeout, a start that may pull an image adds the pull's bound). When it
+  timeout, a start that pulls an image adds the pull's bound once the pull
+  began). When it
   passes the caller gets a :class:`DriverError`: that allocation's action
   fails (``driver_error``, retried by the restart policy) and the round goes
   on. The thread itself is freed by the engine client's own socket timeout,
@@ -24,13 +25,15 @@ it on the agent's shared threads waited too, exec tasks' included. So:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import threading
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from agent.drivers.base import Driver, DriverError, TaskSpec, TaskState, TaskStats
+from agent.drivers.base import EVENT_PULLING, Driver, DriverError, TaskSpec, TaskState, TaskStats
 
 __all__ = ["DriverCalls", "EngineLimits"]
 
@@ -86,10 +89,31 @@ class DriverCalls:
         return await self._run(driver, "cannot list tasks", driver.list)
 
     async def start(self, driver: Driver, spec: TaskSpec) -> TaskState:
+        """A start's deadline grows by the pull's bound once the driver says
+        a pull began (its ``pulling`` event): an image already there costs
+        no more than any call, a hung engine fails the start as soon."""
         limits = self._limits(driver)
-        pulls = limits is not None and getattr(driver, "allow_pull", False)
-        extra = limits.pull_timeout if pulls and limits is not None else 0.0
-        return await self._run(driver, "cannot start the task", driver.start, spec, extra=extra)
+        pulls = getattr(driver, "allow_pull", False) and spec.pull != "never"
+        if limits is None or not pulls:
+            return await self._run(driver, "cannot start the task", driver.start, spec)
+        pulling = threading.Event()
+        heard = spec.on_event
+
+        def on_event(kind: str, message: str) -> None:
+            if kind == EVENT_PULLING:
+                pulling.set()
+            if heard is not None:
+                heard(kind, message)
+
+        spec = dataclasses.replace(spec, on_event=on_event)
+        return await self._run(
+            driver,
+            "cannot start the task",
+            driver.start,
+            spec,
+            extra=limits.pull_timeout,
+            extra_once=pulling,
+        )
 
     async def stop(
         self, driver: Driver, alloc_id: str, task: str, timeout: float | None
@@ -131,16 +155,31 @@ class DriverCalls:
         *args: Any,
         extra: float = 0.0,
         deadline: float | None = None,
+        extra_once: threading.Event | None = None,
     ) -> T:
         """``fn(*args)`` on the driver's threads, within its deadline (plus
-        ``extra``, or exactly ``deadline``), any failure a DriverError."""
+        ``extra``, or exactly ``deadline``), any failure a DriverError.
+        With ``extra_once``, ``extra`` counts only if that is set by the
+        time the deadline without it passes."""
         engine = self._engines.get(driver.name)
         executor = engine[0] if engine is not None else self.executor
+        later = 0.0
         if deadline is None and engine is not None:
-            deadline = engine[1].timeout + extra
+            deadline = engine[1].timeout + (extra if extra_once is None else 0.0)
+            later = extra if extra_once is not None else 0.0
         future = asyncio.get_running_loop().run_in_executor(executor, fn, *args)
         try:
-            return await asyncio.wait_for(future, deadline)
+            if not later:
+                return await asyncio.wait_for(future, deadline)
+            try:
+                return await asyncio.wait_for(asyncio.shield(future), deadline)
+            except TimeoutError:
+                if extra_once is None or not extra_once.is_set():
+                    future.cancel()
+                    raise
+            assert deadline is not None
+            deadline += later
+            return await asyncio.wait_for(future, later)
         except DriverError:
             raise
         except TimeoutError:

@@ -25,8 +25,9 @@ What a container gets, and why:
   host directories only as the task's ``volumes`` (bind mounts whose source
   must exist: the engine never creates one).
 
-Images are never pulled unless the driver was built with ``allow_pull``:
-a missing image is a clear error (tests use only locally built images).
+Images are pulled as the task's ``pull`` policy says (``missing`` by
+default; :mod:`agent.drivers.docker_images`, with the task's registry
+credentials), unless the driver was built with ``allow_pull=False``.
 
 Every public method raises only :class:`DriverError` (whatever the SDK or
 the socket raised, :mod:`agent.drivers.docker_errors`), and every request
@@ -61,11 +62,12 @@ from agent.drivers.docker_containers import (
     listed_state,
     ports_label,
 )
+from agent.drivers.docker_images import ensure_image
 from agent.drivers.docker_secrets import deliver_secrets, find_shim, secrets_payload, shim_options
 
 try:  # the SDK is a dependency, but keep import errors readable
     import docker
-    from docker.errors import APIError, ImageNotFound, NotFound
+    from docker.errors import APIError, NotFound
     from docker.types import Mount
 
     from agent.drivers.docker_errors import ENGINE_FAILURES, engine_errors
@@ -92,7 +94,7 @@ class DockerDriver:
         client: docker.DockerClient | None = None,
         host_cores: int | None = None,
         mhz_per_core: int | None = None,
-        allow_pull: bool = False,
+        allow_pull: bool = True,
         use_init: bool = True,
         timeout: float = 30.0,
         shim_binary: str | None = None,
@@ -170,7 +172,7 @@ class DockerDriver:
             if (existing.attrs.get("State") or {}).get("Running"):
                 return inspected_state(existing.attrs, self.name)  # adopt: never a second copy
             self._remove_container(existing)
-        self._ensure_image(spec.image)
+        ensure_image(self.client, spec, self.node, allow_pull=self.allow_pull)
         labels = spec.all_labels()
         labels["heroctl.ports"] = ports_label(spec)
         labels["heroctl.kill_timeout"] = str(spec.kill_timeout)
@@ -240,20 +242,6 @@ class DockerDriver:
 
     def _start_with_secrets(self, container: Any, payload: bytes) -> None:
         deliver_secrets(self.client, container, payload)
-
-    def _ensure_image(self, image: str) -> None:
-        try:
-            self.client.images.get(image)
-            return
-        except ImageNotFound:
-            if not self.allow_pull:
-                raise DriverError(
-                    f"image {image!r} is not present on node {self.node} and pulling is disabled"
-                ) from None
-        try:
-            self.client.images.pull(image)
-        except ENGINE_FAILURES as exc:
-            raise DriverError(f"cannot pull image {image!r}: {explain(exc)}") from exc
 
     @engine_errors("cannot stop the task's container")
     def stop(self, alloc_id: str, task: str, timeout: float | None = None) -> TaskState:

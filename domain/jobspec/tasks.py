@@ -1,6 +1,7 @@
 """One task of a group: driver, image or command, env, secrets, resources,
-ports, health check, labels, constraints, and what it asks of the node
-(user, privileged, volumes: :mod:`domain.jobspec.privileges`)."""
+ports, health check, labels, constraints, what it asks of the node (user,
+privileged, volumes: :mod:`domain.jobspec.privileges`) and how its image is
+pulled (pull, registry_auth: :mod:`domain.jobspec.images`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 from domain.jobspec.constraints import constraint_list
 from domain.jobspec.errors import JobSpecError
+from domain.jobspec.images import IMAGE_KEYS, image_fields
 from domain.jobspec.privileges import DEFAULT_EXEC_USER, as_bool, user_name, volumes
 from domain.jobspec.values import (
     as_int,
@@ -58,6 +60,7 @@ TASK_KEYS = {
     "user",
     "privileged",
     "volumes",
+    *IMAGE_KEYS,
 }
 
 
@@ -247,4 +250,5 @@ def normalize_task(value: Any, path: str) -> dict[str, Any]:
         ),
         "privileged": privileged,
         "volumes": mounts,
+        **image_fields(doc, path, driver),
     }

@@ -174,9 +174,9 @@ def test_stop_kills_after_the_timeout(driver: Driver, node: str) -> None:
         driver.remove(s.alloc_id, s.task)
 
 
-def test_missing_image_is_never_pulled(driver: Driver, node: str) -> None:
-    s = spec(node, ["true"], image="heroctl-test/does-not-exist:1")
-    with pytest.raises(DriverError, match="not present on node .* pulling is disabled"):
+def test_missing_image_is_not_pulled_with_pull_never(driver: Driver, node: str) -> None:
+    s = spec(node, ["true"], image="heroctl-test/does-not-exist:1", pull="never")
+    with pytest.raises(DriverError, match="not present on node .* pull: never"):
         driver.start(s)
     assert all(t.alloc_id != s.alloc_id for t in driver.list())
 
