@@ -5,7 +5,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-APT_PACKAGES := iptables busybox-static docker.io nginx libnginx-mod-stream pebble
+APT_PACKAGES := iptables busybox-static docker.io nginx libnginx-mod-stream pebble docker-registry apache2-utils
 
 .PHONY: install dev test test-fast bench lint fmt system-deps clean
 
@@ -19,13 +19,15 @@ install: $(STAMP)
 
 # System packages the tests use (iptables for partitions; docker + busybox for workloads;
 # nginx for the ingress data plane, its stream module for tls-alpn-01; pebble, a real ACME
-# server, for certificates).
+# server, for certificates; docker-registry and htpasswd (apache2-utils) for image pulls:
+# the tests start their own registries on 127.0.0.1, so the package's service is disabled).
 system-deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  export DEBIAN_FRONTEND=noninteractive; \
 	  apt-get update -q && apt-get install -y -q $$missing; \
+	  case "$$missing" in *docker-registry*) systemctl disable --now docker-registry >/dev/null 2>&1 || true;; esac; \
 	fi
 	@if bash scripts/ensure-docker.sh; then bash scripts/build-test-image.sh; \
 	 else echo "warning: no Docker engine; docker tests will be skipped"; fi
