@@ -39,7 +39,13 @@ MAX_UPDATES = 1000
 
 
 def summary(alloc: dict[str, Any]) -> dict[str, Any]:
-    return {k: alloc.get(k) for k in SUMMARY}
+    """An allocation in a listing: its ``SUMMARY`` fields and its newest
+    event (``last_event``, null before the first), so a follower sees what
+    a pending allocation is doing (pulling its image) without a read each."""
+    out = {k: alloc.get(k) for k in SUMMARY}
+    events = alloc.get("events")
+    out["last_event"] = events[-1] if events else None
+    return out
 
 
 def detail(alloc: dict[str, Any]) -> dict[str, Any]:

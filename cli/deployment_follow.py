@@ -36,6 +36,7 @@ from cli.output import (
     table,
 )
 from cli.placement import failure_text
+from cli.pull_progress import PullLines
 from client import ApiClient
 
 MAX_BLOCK_SECONDS = 5.0  # longest blocking wait: the deadline countdown is redrawn this often
@@ -222,7 +223,11 @@ async def _first_answer(
 
 
 async def follow_deployment(
-    api: ApiClient, first: dict[str, Any], timeout: float, view: DeploymentView
+    api: ApiClient,
+    first: dict[str, Any],
+    timeout: float,
+    view: DeploymentView,
+    pulls: PullLines | None = None,
 ) -> Followed:
     """Blocking queries until the deployment ends, cannot be placed, or `timeout` passes.
 
@@ -231,7 +236,9 @@ async def follow_deployment(
     with the scheduler's placement failures); whichever answers first is
     used. Each waits at most MAX_BLOCK_SECONDS so the deadline countdown
     moves on a terminal; an answer at once with the same index (a server that
-    cannot block on a read) is never repeated in a loop.
+    cannot block on a read) is never repeated in a loop. With ``pulls``, the
+    version's allocations are read after each answer and their image pulls
+    printed (:mod:`cli.pull_progress`).
     """
     paths = {
         "deployment": f"/v1/deployments/{quote(first['id'], safe='')}",
@@ -248,6 +255,10 @@ async def follow_deployment(
     strikes = 0
     while True:
         view.update(doc, loop.time() - start)
+        if pulls is not None:
+            allocs = await api.list_allocations(job=first["job"])
+            for line in pulls.lines(allocs, loop.time() - start):
+                echo(line)
         if doc.get("status") in ENDED:
             return Followed(doc)
         unplaced = unplaced_reason(job, first["version"])
@@ -322,8 +333,9 @@ def follow_rollout(settings: Settings, started: dict[str, Any], timeout: float) 
     ends with the groups' table as last read.
     """
     view = deployment_view(settings.json_output, started["id"])
+    pulls = None if settings.json_output else PullLines(started.get("version"))
     try:
-        followed = call(settings, lambda api: follow_deployment(api, started, timeout, view))
+        followed = call(settings, lambda api: follow_deployment(api, started, timeout, view, pulls))
     except KeyboardInterrupt:
         view.close()
         click.echo("Stopped following; the deployment goes on.", err=True)

@@ -18,6 +18,7 @@ from rich.text import Text
 
 from cli.common import Settings, call
 from cli.output import echo, fmt_duration_ms, fmt_seconds, live_display, make_table, short_id
+from cli.pull_progress import PullLines, pulling
 from client import ApiClient
 
 MAX_BLOCK_SECONDS = 5.0  # longest blocking wait (the display and the deadline are looked at)
@@ -151,12 +152,16 @@ def _health(a: dict[str, Any]) -> str:
 
 
 class LinesView:
-    """Piped output: one line per allocation state change, as it happens."""
+    """Piped output: one line per allocation state change, as it happens
+    (and per pull of its image)."""
 
     def __init__(self) -> None:
         self.seen: dict[str, tuple[Any, ...]] = {}
+        self.pulls = PullLines()
 
     def update(self, p: Placement, elapsed: float) -> None:
+        for line in self.pulls.lines(p.allocs, elapsed):
+            echo(line)
         for a in p.allocs:
             state = (a.get("status"), a.get("healthy"))
             if self.seen.get(a["id"]) != state:
@@ -168,6 +173,13 @@ class LinesView:
 
     def close(self) -> None:
         pass
+
+
+def status_cell(a: dict[str, Any]) -> str:
+    """`pending`, or `pending: pulling image X` while its node pulls."""
+    status = str(a.get("status"))
+    pull = pulling(a) if status == "pending" else None
+    return f"{status}: {pull}" if pull else status
 
 
 class LiveView:
@@ -186,7 +198,7 @@ class LiveView:
                 short_id(a["id"]),
                 a.get("name"),
                 a.get("node_name"),
-                a.get("status"),
+                status_cell(a),
                 a.get("healthy"),
             )
             for a in p.allocs
