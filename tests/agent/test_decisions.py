@@ -124,14 +124,19 @@ async def test_desired_stop_stops_removes_and_reports_complete(h: Harness) -> No
     assert "killed" in kinds(u)
 
 
-async def test_a_stop_waits_until_every_ingress_let_go(h: Harness) -> None:
-    """A stopped allocation the ingress still routes to (`ingress_released:
-    false`) keeps running until the cluster says every node's ingress let
-    go of it; then it stops."""
+async def running(h: Harness) -> None:
+    """Allocation a1 started and its state reported."""
     h.sup.set_desired([alloc()])
     h.poll()
     await h.settle()
     h.ack()
+
+
+async def test_a_stop_waits_until_every_ingress_let_go(h: Harness) -> None:
+    """A stopped allocation the ingress still routes to (`ingress_released:
+    false`) keeps running until the cluster says every node's ingress let
+    go of it; then it stops."""
+    await running(h)
     h.sup.set_desired([{**alloc(desired="stop", status="running"), "ingress_released": False}])
     assert await h.settle() == []
     assert kinds(h.update()) == ["draining"]
@@ -143,10 +148,7 @@ async def test_a_stop_waits_until_every_ingress_let_go(h: Harness) -> None:
 
 
 async def test_a_stop_waits_for_the_ingress_no_longer_than_its_timeout(h: Harness) -> None:
-    h.sup.set_desired([alloc()])
-    h.poll()
-    await h.settle()
-    h.ack()
+    await running(h)
     h.sup.set_desired([{**alloc(desired="stop", status="running"), "ingress_released": False}])
     assert await h.settle() == []
     h.clock.now += 10
@@ -156,10 +158,7 @@ async def test_a_stop_waits_for_the_ingress_no_longer_than_its_timeout(h: Harnes
 
 
 async def test_a_rainbow_stop_keeps_its_open_connections_until_they_close(h: Harness) -> None:
-    h.sup.set_desired([alloc()])
-    h.poll()
-    await h.settle()
-    h.ack()
+    await running(h)
     stopping = {**alloc(desired="stop", status="running"), "drain_connections": 60}
     h.sup.set_desired([stopping])
     h.sup.runtimes["a1"].connections = 2  # what the supervisor samples (agent.connections)
@@ -172,10 +171,7 @@ async def test_a_rainbow_stop_keeps_its_open_connections_until_they_close(h: Har
 
 
 async def test_a_rainbow_stop_ends_at_its_drain_timeout(h: Harness) -> None:
-    h.sup.set_desired([alloc()])
-    h.poll()
-    await h.settle()
-    h.ack()
+    await running(h)
     h.sup.set_desired([{**alloc(desired="stop", status="running"), "drain_connections": 60}])
     h.sup.runtimes["a1"].connections = 1
     assert h.sup.decide() == []

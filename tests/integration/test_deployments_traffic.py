@@ -30,25 +30,20 @@ from typing import Any
 import aiohttp
 import pytest
 
-from agent.ingress import NginxSupervisor
 from tests.integration.test_deployments_docker import deployment_of
-from tests.integration.test_ingress_nodes import ingress_port, prefix, reap
-from tests.support.cluster import Cluster, Server, free_port, wait_until
-from tests.support.ingress_workloads import SYSTEM_PYTHON, echo_job, staged_echo_server
+from tests.support.cluster import Cluster, Server, wait_until
+from tests.support.ingress_cluster import (
+    ingress_cluster,
+    ingress_port,
+    ingress_prefix,
+    nginx_missing,
+    python_missing,
+)
+from tests.support.ingress_workloads import echo_job, staged_echo_server
 from tests.support.traffic import SteadyLoad, logged, retried_upstreams
 from tests.support.workloads import IMAGE, docker_unavailable
 
-
-def _nginx_missing() -> str | None:
-    found, reason = NginxSupervisor.probe()
-    return None if found else reason
-
-
-def _python_missing() -> str | None:
-    return None if Path(SYSTEM_PYTHON).exists() else f"no {SYSTEM_PYTHON} for the exec task"
-
-
-_SKIP = docker_unavailable() or _nginx_missing() or _python_missing()
+_SKIP = docker_unavailable() or nginx_missing() or python_missing()
 pytestmark = [pytest.mark.docker, pytest.mark.skipif(_SKIP is not None, reason=_SKIP or "")]
 
 HOST = "deploy.test"
@@ -101,27 +96,11 @@ def echo_script() -> Iterator[Path]:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     drivers = {"HEROCTL_AGENT_DRIVERS": "docker,exec"}  # exec for the rainbow's echo server
-    c = Cluster(tmp_path_factory.mktemp("deploy-traffic"), 3, agent=True, env=drivers)
-    for server in c.servers:
-        server.env["HEROCTL_INGRESS_HTTP_PORT"] = str(free_port())
-        server.env["HEROCTL_INGRESS_HTTPS_PORT"] = str(free_port())
-        server.env["HEROCTL_INGRESS_BIND"] = "127.0.0.1"
-    try:
-        c.start()
-        wait_until(
-            lambda: len([n for n in api(c).get("/v1/nodes").body if n["status"] == "ready"]) == 3,
-            30,
-            0.2,
-            "3 ready nodes",
-        )
+    with ingress_cluster(tmp_path_factory.mktemp("deploy-traffic"), **drivers) as c:
         submit(c, traffic_job("0"))
         deployment_of(c, JOB, 0, "successful", timeout=90)
         wait_until(lambda: serves_only(c, "0"), 30, 0.2, "every node serving version 0")
         yield c
-    finally:
-        c.stop()
-        for server in c.servers:
-            reap(server)
 
 
 def api(c: Cluster) -> Server:
@@ -166,7 +145,7 @@ def assert_nothing_dropped(c: Cluster, load: SteadyLoad, since: float) -> list[d
     assert answers, "the load sent no request"
     failed = load.failures()
     assert not failed, f"{len(failed)} of {len(answers)} requests failed: {failed[:5]}"
-    logs = [prefix(s) / "logs" / "access.log" for s in c.servers]
+    logs = [ingress_prefix(s) / "logs" / "access.log" for s in c.servers]
     # nginx flushes its access log every second: wait until it holds them all
     entries = wait_until(
         lambda: (e := logged(logs, HOST, since)) and len(e) >= len(answers) and e,

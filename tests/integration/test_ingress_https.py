@@ -28,12 +28,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-from agent.ingress import NginxSupervisor
 from raft.state import State
 from tests.support.cluster import Cluster, Server, wait_until
+from tests.support.ingress_cluster import nginx_missing, python_missing
 from tests.support.ingress_https import LoopbackResolver, http_get, https_get, verifying_context
 from tests.support.ingress_workloads import (
-    SYSTEM_PYTHON,
     echo_job,
     health_file,
     staged_echo_server,
@@ -42,17 +41,7 @@ from tests.support.ingress_workloads import (
 from tests.support.pebble import Pebble, free_port, running_pebble
 from tests.support.workloads import docker_unavailable
 
-
-def _nginx_missing() -> str | None:
-    found, reason = NginxSupervisor.probe()
-    return None if found else reason
-
-
-def _python_missing() -> str | None:
-    return None if Path(SYSTEM_PYTHON).exists() else f"no {SYSTEM_PYTHON} for the exec task"
-
-
-_SKIP = docker_unavailable() or _nginx_missing() or _python_missing()
+_SKIP = docker_unavailable() or nginx_missing() or python_missing()
 pytestmark = [pytest.mark.docker, pytest.mark.skipif(_SKIP is not None, reason=_SKIP or "")]
 
 DOMAIN = "example.test"

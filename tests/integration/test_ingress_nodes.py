@@ -16,20 +16,19 @@ from typing import Any
 
 import pytest
 
-from agent.ingress import NginxSupervisor, Paths
-from agent.ingress.process import reap_stale
 from tests.agent.ingress.support import processes_holding
-from tests.support.cluster import Cluster, DaemonProcess, Server, free_port, wait_until
+from tests.support.cluster import Cluster, Server, free_port, wait_until
+from tests.support.ingress_cluster import (
+    ingress_cluster,
+    ingress_port,
+    nginx_missing,
+    reap,
+)
+from tests.support.ingress_cluster import ingress_prefix as prefix
 from tests.support.worker import Worker
 from tests.support.workloads import IMAGE, docker_unavailable
 
-
-def _nginx_missing() -> str | None:
-    found, reason = NginxSupervisor.probe()
-    return None if found else reason
-
-
-_SKIP = docker_unavailable() or _nginx_missing()
+_SKIP = docker_unavailable() or nginx_missing()
 pytestmark = [pytest.mark.docker, pytest.mark.skipif(_SKIP is not None, reason=_SKIP or "")]
 
 JOB = "ingress-web"
@@ -74,20 +73,6 @@ def ingress_job(count: int) -> dict[str, Any]:
             }
         ],
     }
-
-
-def prefix(daemon: DaemonProcess) -> Path:
-    return daemon.data_dir / "agent" / "ingress"
-
-
-def reap(daemon: DaemonProcess) -> None:
-    """Stop an nginx its daemon left running (killed, it could not stop it)."""
-    if (prefix(daemon) / "run").exists():
-        reap_stale(Paths.in_prefix(prefix(daemon)))
-
-
-def ingress_port(server: Server) -> int:
-    return int(server.env["HEROCTL_INGRESS_HTTP_PORT"])
 
 
 def get(port: int, host: str = HOST, path: str = "/") -> tuple[int, str]:
@@ -144,24 +129,8 @@ def every_node_serves_exactly(c: Cluster, expected: set[str], timeout: float = 3
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    c = Cluster(tmp_path_factory.mktemp("ingress-nodes"), 3, agent=True)
-    for server in c.servers:
-        server.env["HEROCTL_INGRESS_HTTP_PORT"] = str(free_port())
-        server.env["HEROCTL_INGRESS_HTTPS_PORT"] = str(free_port())
-        server.env["HEROCTL_INGRESS_BIND"] = "127.0.0.1"
-    try:
-        c.start()
-        wait_until(
-            lambda: len([n for n in api(c).get("/v1/nodes").body if n["status"] == "ready"]) == 3,
-            30,
-            0.2,
-            "3 ready nodes",
-        )
+    with ingress_cluster(tmp_path_factory.mktemp("ingress-nodes")) as c:
         yield c
-    finally:
-        c.stop()
-        for server in c.servers:
-            reap(server)
 
 
 def test_every_node_registers_its_ingress(cluster: Cluster) -> None:
