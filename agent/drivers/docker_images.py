@@ -104,7 +104,7 @@ class _Progress:
     def text(self) -> str:
         done = sum(c for c, _ in self.layers.values())
         total = sum(t for _, t in self.layers.values())
-        return f"{_megabytes(done)} of {_megabytes(total)}" if total else _megabytes(done)
+        return f"{done / 1e6:.1f} of {_megabytes(total)}" if total else _megabytes(done)
 
 
 def _follow(
