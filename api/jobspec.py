@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from domain.jobspec import DNS_LABEL_RE, JobSpecError, normalize_job
+from domain.jobspec.schema import RESERVED_JOB_NAMES
 from httpkit.errors import ApiError
 
 
@@ -33,6 +34,13 @@ def parse_submission(body: dict[str, Any]) -> tuple[dict[str, Any], int | None]:
     except JobSpecError as e:
         code = "missing_field" if "required" in e.message else "invalid_field"
         raise ApiError(400, code, f"{e.path or 'job'}: {e.message}") from None
+    if spec["name"] in RESERVED_JOB_NAMES:
+        raise ApiError(
+            400,
+            "invalid_field",
+            f"name: {spec['name']!r} is reserved (GET /v1/jobs/{spec['name']} is the job "
+            "spec's schema)",
+        )
     return spec, cas
 
 

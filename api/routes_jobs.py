@@ -1,5 +1,6 @@
 """Jobs as stored documents: list, read, submit (new version, CAS), delete;
-scale one group (a new version too) and plan a submit (a dry run)."""
+scale one group (a new version too), plan a submit (a dry run), and the job
+spec's JSON Schema (``GET /v1/jobs/schema``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from aiohttp import web
 from api.context import blocking_view, read_headers, read_view, replica_of
 from api.jobspec import check_name, parse_submission, summary
 from domain.job_plan import plan_job
+from domain.jobspec.schema import schema_json
 from httpkit.errors import ApiError, read_json_object
 from httpkit.identity import identity_of
 from httpkit.responses import RenderedViews, dumps, json_body_response, json_response
@@ -70,6 +72,16 @@ async def list_jobs(request: web.Request) -> web.Response:
         ]
         index = view.index_of(*JOB_TABLES)
     return json_response(jobs, headers=read_headers(replica, index))
+
+
+# Registered before GET /v1/jobs/{name}, and "schema" is no job's name
+# (domain.jobspec.schema.RESERVED_JOB_NAMES, refused by api.jobspec): this path
+# is always the schema.
+@routes.get("/v1/jobs/schema")
+async def get_job_schema(request: web.Request) -> web.Response:
+    """The job spec's JSON Schema (draft 2020-12: domain/jobspec/schema.py), what
+    `heroctl job validate` checks files with; the same on every server of a version."""
+    return web.Response(text=schema_json(), content_type="application/schema+json", charset="utf-8")
 
 
 @routes.get("/v1/jobs/{name}")

@@ -13,6 +13,7 @@ from cli import (
     cmd_events,
     cmd_ingress,
     cmd_job,
+    cmd_job_files,
     cmd_logs,
     cmd_metrics,
     cmd_node,
@@ -42,6 +43,9 @@ COMMANDS: list[click.Command] = [
     cmd_metrics.metrics,
     cmd_operator.operator,
 ]
+# `job validate` and `job init`: a module of their own (cmd_job is large).
+cmd_job.job.add_command(cmd_job_files.validate)
+cmd_job.job.add_command(cmd_job_files.init)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

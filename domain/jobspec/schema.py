@@ -28,33 +28,35 @@ from domain.jobspec.schema_task import task_defs, task_properties
 from domain.jobspec.schema_types import SCALAR, field, forbidden, nullable, string_map
 from domain.jobspec.values import DNS_LABEL_RE
 
-__all__ = ["SCHEMA_ID", "job_schema", "schema_json", "shorthand_keys"]
+__all__ = ["RESERVED_JOB_NAMES", "SCHEMA_ID", "job_schema", "schema_json", "shorthand_keys"]
 
 Schema = dict[str, Any]
 SCHEMA_ID = "urn:heroctl:job-spec"
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
+# Names the API's own routes under /v1/jobs/ take (GET /v1/jobs/schema): the
+# API refuses them for a job (api.jobspec), and so does the schema.
+RESERVED_JOB_NAMES = ("schema",)
 
 
 # The root's examples: the full form and the shorthand.
 EXAMPLES: list[Schema] = [
     {
-        "name": "shop",
+        "name": "web",
         "type": "service",
         "groups": [
             {
-                "name": "web",
-                "count": 3,
+                "name": "app",
+                "count": 2,
                 "update": {"max_parallel": 1, "healthy_deadline": "2m", "auto_revert": True},
-                "ingress": [{"host": "shop.example.com", "path": "/", "port": "http"}],
+                "ingress": [{"host": "app.example.com", "path": "/", "port": "http"}],
                 "tasks": [
                     {
-                        "name": "app",
-                        "image": "registry.example.com/shop:1.4",
-                        "env": {"LOG_LEVEL": "info"},
-                        "secrets": {"DB_PASSWORD": "shop_db_password"},
-                        "resources": {"cpu": 500, "memory": 256},
-                        "ports": [{"name": "http", "to": 8080}],
-                        "check": {"type": "http", "port": "http", "path": "/healthz"},
+                        "name": "nginx",
+                        "image": "nginx:1.27",
+                        "env": {"NGINX_ENTRYPOINT_QUIET_LOGS": "1"},
+                        "resources": {"cpu": 200, "memory": 128},
+                        "ports": [{"name": "http", "to": 80}],
+                        "check": {"type": "http", "port": "http", "path": "/"},
                     }
                 ],
             }
@@ -75,9 +77,16 @@ def shorthand_keys() -> list[str]:
 def _job_properties() -> Schema:
     return {
         "name": field(
-            {"$ref": "#/$defs/dns_label"},
+            {
+                "$ref": "#/$defs/dns_label",
+                "not": {
+                    "enum": list(RESERVED_JOB_NAMES),
+                    "errorMessage": "is reserved (the API's /v1/jobs/schema)",
+                },
+            },
             "The job's name, unique in the cluster; also the group's and the task's in "
-            "the shorthand.",
+            f"the shorthand. Not {', '.join(map(repr, RESERVED_JOB_NAMES))} (a route of the "
+            "API).",
             "web",
         ),
         "type": field(
