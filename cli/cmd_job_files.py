@@ -16,7 +16,6 @@ from cli.output import echo, print_json
 from client import ApiClient, ApiClientError
 from domain.jobspec import JobSpecError, normalize_job
 from domain.jobspec.schema import job_schema
-from domain.jobspec.schema_check import schema_errors
 from domain.jobspec.schema_example import commented_example
 
 __all__ = ["init", "validate"]
@@ -30,6 +29,8 @@ SPEC_REFUSALS = (400, 403, 409, 413)
 def local_errors(spec: dict[str, Any]) -> list[dict[str, str]]:
     """The schema's errors; when it has none, the validator's (what the
     schema cannot say: unique names, a check's port, growing deadlines...)."""
+    from domain.jobspec.schema_check import schema_errors  # jsonschema: ~80 ms, only here
+
     found = [
         {"path": e.path, "message": e.message, "source": "schema"} for e in schema_errors(spec)
     ]
