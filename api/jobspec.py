@@ -10,7 +10,7 @@ from httpkit.errors import ApiError
 
 
 def check_name(name: Any, field: str = "name") -> str:
-    if not isinstance(name, str) or not DNS_LABEL_RE.match(name):
+    if not isinstance(name, str) or not DNS_LABEL_RE.fullmatch(name):
         raise ApiError(
             400,
             "invalid_field",

@@ -100,7 +100,7 @@ async def find_alloc(request: web.Request, ref: str) -> dict[str, Any]:
     try:
         return _alloc_or_404(request, ref)
     except ApiError as exc:
-        if exc.status != 404 or not _FULL_ID.match(ref):
+        if exc.status != 404 or not _FULL_ID.fullmatch(ref):
             raise
         missing = exc
     replica = replica_of(request)

@@ -75,9 +75,9 @@ def _restart(value: Any, path: str) -> dict[str, Any]:
 def canary_settings(doc: Mapping[str, Any], strategy: str, count: int, path: str) -> dict[str, Any]:
     """``canary`` and ``auto_promote`` of an `update` block: a canary strategy
     always states its canary count (default 1; blue-green: the group's count),
-    which must be 1 to ``count``; rainbow runs the group's count and promotes
-    itself; other strategies take neither key (they would be ignored, so they
-    are refused)."""
+    which must be 1 to ``count``; other strategies (rainbow too: it runs the
+    group's whole count and promotes itself, domain.scheduler) take neither
+    key (they would be ignored, so they are refused)."""
     auto_promote = doc.get("auto_promote", False)
     if not isinstance(auto_promote, bool):
         raise JobSpecError(join_path(path, "auto_promote"), "must be true or false")
@@ -88,7 +88,7 @@ def canary_settings(doc: Mapping[str, Any], strategy: str, count: int, path: str
                     join_path(path, key),
                     f"only applies to the strategies {', '.join(PROMOTED_BY_HAND)}",
                 )
-        return {"canary": count, "auto_promote": True} if strategy == "rainbow" else {}
+        return {}
     default = count if strategy == "blue-green" else min(1, count)
     canary_path = join_path(path, "canary")
     canary = as_int(doc.get("canary", default), canary_path, minimum=0, maximum=MAX_COUNT)

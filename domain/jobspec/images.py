@@ -45,7 +45,7 @@ def _registry_auth(value: Any, path: str) -> dict[str, str]:
         if key not in doc:
             raise JobSpecError(join_path(path, key), "is required")
     username = as_str(doc["username"], join_path(path, "username"))
-    if not USERNAME_RE.match(username):
+    if not USERNAME_RE.fullmatch(username):
         raise JobSpecError(
             join_path(path, "username"),
             "must be 1-255 printable characters without whitespace or ':'",

@@ -37,7 +37,7 @@ def ingress_path(value: Any, path: str) -> str:
         return "/"
     if (
         not isinstance(value, str)
-        or not _PATH.match(value)
+        or not _PATH.fullmatch(value)
         or len(value) > 1024
         or "/../" in value + "/"
         or "'" in value

@@ -33,7 +33,7 @@ def as_bool(value: Any, path: str) -> bool:
 def user_name(value: Any, path: str) -> str:
     """Who a task runs as: a user name or a numeric uid."""
     name = as_str(value, path)
-    if not USER_RE.match(name):
+    if not USER_RE.fullmatch(name):
         raise JobSpecError(path, f"{name!r} is not a user name or a numeric uid")
     return name
 

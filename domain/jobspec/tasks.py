@@ -86,7 +86,7 @@ def _ports(value: Any, path: str) -> list[dict[str, Any]]:
         if "name" not in doc:
             raise JobSpecError(join_path(p, "name"), "is required")
         name = as_str(doc["name"], join_path(p, "name"))
-        if not PORT_LABEL_RE.match(name):
+        if not PORT_LABEL_RE.fullmatch(name):
             raise JobSpecError(
                 join_path(p, "name"),
                 f"{name!r} is not a valid port name: letters, digits, '_' and '-', at most 63",
@@ -159,12 +159,12 @@ def _not_allowed(doc: Mapping[str, Any], fields: tuple[str, ...], kind: str, pat
 
 
 def _env_key(key: str, path: str) -> None:
-    if not ENV_NAME_RE.match(key):
+    if not ENV_NAME_RE.fullmatch(key):
         raise JobSpecError(path, f"{key!r} is not a valid environment variable name")
 
 
 def _label_key(key: str, path: str) -> None:
-    if not LABEL_KEY_RE.match(key):
+    if not LABEL_KEY_RE.fullmatch(key):
         raise JobSpecError(path, f"{key!r} is not a valid label key")
     if key.startswith("heroctl."):
         raise JobSpecError(path, "labels starting with 'heroctl.' are reserved")

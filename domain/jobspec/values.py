@@ -65,7 +65,7 @@ def _parse_duration(value: Any, path: str) -> int | float:
 
 def check_secret_ref(ref: str, path: str) -> re.Match[str]:
     """The match of a ``name[@version]`` secret reference, or an error at ``path``."""
-    match = SECRET_REF_RE.match(ref)
+    match = SECRET_REF_RE.fullmatch(ref)
     if not match:
         raise JobSpecError(path, f"invalid secret reference {ref!r}: expected name[@version]")
     return match
@@ -189,7 +189,7 @@ def dns_label(value: Any, path: str) -> str:
     if value is None:
         raise JobSpecError(path, "is required")
     name = as_str(value, path)
-    if not DNS_LABEL_RE.match(name):
+    if not DNS_LABEL_RE.fullmatch(name):
         raise JobSpecError(
             path,
             f"{name!r} is not a DNS label: use 1-63 lowercase letters, digits and '-', "

@@ -21,6 +21,7 @@ from typing import Any
 
 from domain.ingress_routing import draining_now
 from domain.jobspec.groups import CANARY_STRATEGIES
+from domain.scheduler.reconcile import rollout_canaries
 from raft.fsm_allocs import TERMINAL
 
 COUNTED = ("placed", "healthy", "unhealthy")
@@ -81,10 +82,10 @@ def deployment_setup(
             strategy = group_strategy
         canaries = 0
         if group_strategy in CANARY_STRATEGIES and group["name"] in older and not reverted:
-            canaries = int(update.get("canary", 1))
+            canaries = rollout_canaries(group)
         groups[group["name"]] = {
             "desired_canaries": canaries,
-            "auto_promote": update.get("auto_promote") is True,
+            "auto_promote": update.get("auto_promote") is True or group_strategy == "rainbow",
         }
 
     return {"strategy": strategy, "groups": groups}

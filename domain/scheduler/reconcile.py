@@ -342,6 +342,15 @@ def _requests(
     return requests
 
 
+def rollout_canaries(group: Mapping[str, Any]) -> int:
+    """How many new-version replicas a canary strategy tries first: its
+    ``canary`` (rainbow: the group's whole count)."""
+    update = group.get("update") or {}
+    if update.get("strategy") == "rainbow":
+        return int(group.get("count", 1))
+    return int(update.get("canary", 1))
+
+
 def canaries_wanted(
     job: Mapping[str, Any], version: int, group: Mapping[str, Any], slots: Sequence[Allocation]
 ) -> int:
@@ -359,7 +368,7 @@ def canaries_wanted(
         return 0
     if not any(a.job_version != version for a in slots):
         return 0  # a first version (or a finished rollout) has nothing to compare with
-    return int(update.get("canary", 1))
+    return rollout_canaries(group)
 
 
 def stop_job(job_name: str, state: ClusterState | Iterable[Allocation | Mapping[str, Any]]) -> Plan:

@@ -532,3 +532,30 @@ def test_property_garbage_never_crashes(doc: Any) -> None:
         normalize_job(doc)
     except JobSpecError as err:
         assert isinstance(err.path, str) and err.message
+
+
+@pytest.mark.parametrize(
+    ("doc", "path"),
+    [
+        ({"name": "web\n", "image": "busybox"}, "name"),
+        ({"name": "web", "image": "busybox", "env": {"A\n": "1"}}, "env"),
+        (
+            {
+                "name": "web",
+                "groups": [
+                    {
+                        "name": "app",
+                        "ingress": [{"host": "a.test", "path": "/a\n", "port": "http"}],
+                        "tasks": [{"name": "t", "image": "busybox", "ports": [{"name": "http"}]}],
+                    }
+                ],
+            },
+            "ingress[0].path",
+        ),
+    ],
+)
+def test_a_trailing_newline_is_no_valid_name(doc: dict, path: str) -> None:
+    """`$` in a pattern also matches before a final newline: names are matched whole."""
+    with pytest.raises(JobSpecError) as err:
+        normalize_job(doc)
+    assert path in err.value.path

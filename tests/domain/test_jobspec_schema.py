@@ -201,11 +201,8 @@ def test_what_the_schema_accepts_the_validator_accepts(doc: dict[str, Any]) -> N
     fixed = repair(doc)
     assert accepts(fixed), schema_errors(fixed)
     normalized = normalize_job(fixed)
-    rainbow = any(
-        (g.get("update") or {}).get("strategy") == "rainbow" for g in normalized["groups"]
-    )
-    # see test_a_normalized_rainbow_job_is_a_valid_spec and ..._without_groups_...
-    if normalized["groups"] and not rainbow:
+    # see test_a_normalized_job_without_groups_is_a_valid_spec
+    if normalized["groups"]:
         assert accepts(normalized), schema_errors(normalized)
 
 
@@ -272,11 +269,6 @@ def test_a_mutated_document_is_refused_by_the_validator_only_if_the_schema_refus
             assert where in {e.path for e in errors}, (exc, errors)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the validator stores a rainbow update with `canary` and `auto_promote`, "
-    "then refuses them when the stored job is normalized again (groups.canary_settings)",
-)
 def test_a_normalized_rainbow_job_is_a_valid_spec() -> None:
     normalized = normalize_job(CONTEXTS["update"]({"strategy": "rainbow"}))
     assert accepts(normalized), schema_errors(normalized)
