@@ -7,6 +7,7 @@ Import from here: `from client import ApiClient, ApiClientError`.
 from client.api_client import ApiClient
 from client.ca import fetch_ca_unverified
 from client.errors import ApiClientError, ApiUnreachable, CertificateUntrusted
+from client.retry import DEFAULT_RETRY, RetryPolicy
 from client.transport import (
     DEFAULT_ADDRESS,
     INDEX_HEADER,
@@ -14,11 +15,13 @@ from client.transport import (
     Params,
     format_wait,
     normalize_address,
+    parse_addresses,
     response_index,
 )
 
 __all__ = [
     "DEFAULT_ADDRESS",
+    "DEFAULT_RETRY",
     "INDEX_HEADER",
     "ApiClient",
     "ApiClientError",
@@ -29,5 +32,7 @@ __all__ = [
     "Params",
     "format_wait",
     "normalize_address",
+    "parse_addresses",
+    "RetryPolicy",
     "response_index",
 ]

@@ -19,7 +19,9 @@ __all__ = ["ApiClient"]
 
 
 class ApiClient(HttpClient):
-    """Async API client: `async with ApiClient(address, token) as api: ...`."""
+    """Async API client: `async with ApiClient(address, token) as api: ...`
+    (``address``: one server or several, `"a,b,c"`, failed over between;
+    ``retry=DEFAULT_RETRY`` retries 429 and 503, see client.retry)."""
 
     # cluster and jobs: the body only ---------------------------------------
     async def cluster_status(self) -> dict[str, Any]:
@@ -50,7 +52,8 @@ class ApiClient(HttpClient):
         body = dict(spec)
         if job_modify_index is not None:
             body["job_modify_index"] = job_modify_index
-        return (await self.post("/v1/jobs", body))[0]
+        # Submitting the same spec again changes nothing more (a check-and-set would 409).
+        return (await self.post("/v1/jobs", body, idempotent=job_modify_index is None))[0]
 
     async def delete_job(self, name: str) -> dict[str, Any]:
         return (await self.delete(f"/v1/jobs/{quote(name, safe='')}"))[0]
@@ -68,7 +71,8 @@ class ApiClient(HttpClient):
             body["group"] = group
         if job_modify_index is not None:
             body["job_modify_index"] = job_modify_index
-        return (await self.post(f"/v1/jobs/{quote(name, safe='')}/scale", body))[0]
+        path = f"/v1/jobs/{quote(name, safe='')}/scale"
+        return (await self.post(path, body, idempotent=job_modify_index is None))[0]
 
     async def plan_job(self, spec: dict[str, Any]) -> dict[str, Any]:
         """What submitting ``spec`` would change (a dry run: nothing is written)."""
@@ -124,7 +128,7 @@ class ApiClient(HttpClient):
 
     async def node_eligibility(self, ref: str, eligible: bool) -> dict[str, Any]:
         path = f"/v1/nodes/{quote(ref, safe='')}/eligibility"
-        return (await self.post(path, {"eligible": eligible}))[0]
+        return (await self.post(path, {"eligible": eligible}, idempotent=True))[0]
 
     # allocations --------------------------------------------------------------
     async def list_allocations(

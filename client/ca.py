@@ -13,7 +13,7 @@ from __future__ import annotations
 import aiohttp
 
 from client.errors import ApiUnreachable, error_from
-from client.transport import decode_body, failure_reason, normalize_address
+from client.transport import decode_body, failure_reason, parse_addresses
 from domain.pki import fingerprint
 
 __all__ = ["fetch_ca_unverified"]
@@ -21,8 +21,18 @@ __all__ = ["fetch_ca_unverified"]
 
 async def fetch_ca_unverified(address: str, timeout: float = 15.0) -> tuple[str, str]:
     """(PEM, ``sha256:...`` fingerprint) of the CA the server at ``address``
-    presents; ApiClientError when it cannot be had."""
-    base = normalize_address(address)
+    presents (several, `a,b,c`: the first that answers); ApiClientError when
+    it cannot be had."""
+    bases = parse_addresses(address)
+    for base in bases[:-1]:
+        try:
+            return await _fetch(base, timeout)
+        except ApiUnreachable:
+            continue
+    return await _fetch(bases[-1], timeout)
+
+
+async def _fetch(base: str, timeout: float) -> tuple[str, str]:
     try:
         async with (
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session,

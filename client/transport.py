@@ -2,6 +2,11 @@
 client, JSON bodies, the error envelope turned into `ApiClientError`, blocking
 queries (`?index=N&wait=`) and server-sent event streams.
 
+A client may be given several servers (`"https://a:7070,https://b:7070"`):
+a request goes to the one that answered last and fails over to the others
+when it cannot be had there; 429 and 503 are retried with backoff under a
+`RetryPolicy` (client.retry says exactly when, for which methods).
+
 `HttpClient` knows paths and verbs only; `client.api_client.ApiClient` adds
 one typed method per resource on top of it.
 """
@@ -12,12 +17,24 @@ import asyncio
 import json
 import socket
 import ssl
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, Self
 
 import aiohttp
 
 from client.errors import ApiUnreachable, CertificateUntrusted, error_from
+from client.retry import (
+    IDEMPOTENT_METHODS,
+    Outcome,
+    RetryPolicy,
+    Tries,
+    TryFailed,
+    answer_outcome,
+    connection_outcome,
+    reported_error,
+    retry_after_seconds,
+)
+from client.sse import sse_events
 
 __all__ = [
     "DEFAULT_ADDRESS",
@@ -26,6 +43,7 @@ __all__ = [
     "Params",
     "format_wait",
     "normalize_address",
+    "parse_addresses",
     "response_index",
 ]
 
@@ -42,6 +60,18 @@ def normalize_address(address: str) -> str:
     if "://" not in address:
         address = "http://" + address
     return address
+
+
+def parse_addresses(addresses: str | Sequence[str]) -> list[str]:
+    """Servers given as `a,b,c` (or a list): base URLs, in order, without repeats."""
+    items = addresses.split(",") if isinstance(addresses, str) else list(addresses)
+    out: list[str] = []
+    for item in items:
+        if item.strip() and (url := normalize_address(item)) not in out:
+            out.append(url)
+    if not out:
+        raise ValueError("no server address given")
+    return out
 
 
 def _query(params: Params | None) -> dict[str, str]:
@@ -97,24 +127,35 @@ def failure_reason(e: aiohttp.ClientError) -> str:
 class HttpClient:
     """Async JSON over HTTP: `async with HttpClient(address, token) as http: ...`.
 
-    An https server is verified against ``ca_file`` (the cluster's CA) when
-    given, else the system's trust store."""
+    ``address``: one server, or several (a list, or `a,b,c`) to fail over
+    between. An https server is verified against ``ca_file`` (the cluster's
+    CA) when given, else the system's trust store. ``retry``: how 429 and 503
+    are retried (None: never paused for; several servers are still each
+    tried once, see client.retry)."""
 
     DEFAULT_WAIT = 300.0  # seconds a blocking query waits when no `wait` is given
 
     def __init__(
         self,
-        address: str = DEFAULT_ADDRESS,
+        address: str | Sequence[str] = DEFAULT_ADDRESS,
         token: str | None = None,
         *,
         timeout: float = 60.0,
         ca_file: str | None = None,
+        retry: RetryPolicy | None = None,
     ) -> None:
-        self.address = normalize_address(address)
+        self.addresses = parse_addresses(address)
         self.token = token
         self.timeout = timeout
         self.ca_file = ca_file
+        self.retry = retry
+        self._current = 0  # the server that answered last
         self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def address(self) -> str:
+        """The server requests go to first (the one that answered last)."""
+        return self.addresses[self._current]
 
     async def __aenter__(self) -> Self:
         return self
@@ -135,7 +176,7 @@ class HttpClient:
                 headers["Authorization"] = f"Bearer {self.token}"
             # https: verified against the CA file (the cluster's), else the system's store.
             tls: ssl.SSLContext | bool = True
-            if self.address.startswith("https:"):
+            if any(a.startswith("https:") for a in self.addresses):
                 tls = ssl.create_default_context(cafile=self.ca_file)
             self._session = aiohttp.ClientSession(
                 headers=headers,
@@ -144,8 +185,8 @@ class HttpClient:
             )
         return self._session
 
-    def _url(self, path: str) -> str:
-        return self.address + (path if path.startswith("/") else "/" + path)
+    def _url(self, path: str, base: str | None = None) -> str:
+        return (base or self.address) + (path if path.startswith("/") else "/" + path)
 
     async def request(
         self,
@@ -155,14 +196,53 @@ class HttpClient:
         params: Params | None = None,
         *,
         timeout: float | None = None,
+        idempotent: bool | None = None,
     ) -> tuple[Any, Mapping[str, str]]:
         """(decoded body, response headers); raises `ApiClientError` on any failure.
 
-        `timeout` replaces the client's for this request (a blocking query
-        may legitimately take as long as its `wait`).
+        `timeout` replaces the client's for each try (a blocking query may
+        legitimately take as long as its `wait`). `idempotent`: whether the
+        request may be sent again after a lost answer (default: by method;
+        a POST that repeating changes nothing more, like a job submit without
+        check-and-set, says True).
         """
-        url = self._url(path)
         data = None if body is None else json.dumps(body).encode()
+        loop = asyncio.get_running_loop()
+        tries = Tries(
+            servers=len(self.addresses),
+            first=self._current,
+            policy=self.retry,
+            idempotent=method.upper() in IDEMPOTENT_METHODS if idempotent is None else idempotent,
+            started=loop.time(),
+        )
+        failures: list[TryFailed] = []
+        while True:
+            base = self.addresses[tries.current]
+            try:
+                answer = await self._try(base, method, path, data, params, timeout)
+            except TryFailed as failed:
+                failures.append(failed)
+                retry_after = retry_after_seconds(failed.error.headers)
+                step = tries.after(failed.outcome, retry_after, loop.time())
+            else:
+                self._current = tries.current
+                return answer
+            if step is None:
+                raise reported_error(failures) from None
+            _, pause = step
+            if pause > 0:
+                await asyncio.sleep(pause)
+
+    async def _try(
+        self,
+        base: str,
+        method: str,
+        path: str,
+        data: bytes | None,
+        params: Params | None,
+        timeout: float | None,
+    ) -> tuple[Any, Mapping[str, str]]:
+        """One try on one server; its failure carries an `outcome` for client.retry."""
         headers = {"Content-Type": "application/json"} if data is not None else None
         session = self._session_for_loop()
         limit = self.timeout if timeout is None else timeout
@@ -171,17 +251,24 @@ class HttpClient:
             extra["timeout"] = aiohttp.ClientTimeout(total=timeout)
         try:
             async with session.request(
-                method, url, data=data, params=_query(params), headers=headers, **extra
+                method,
+                self._url(path, base),
+                data=data,
+                params=_query(params),
+                headers=headers,
+                **extra,
             ) as r:
                 raw = await r.read()
                 status, reason, resp_headers = r.status, r.reason or "", r.headers
         except TimeoutError:
-            raise ApiUnreachable(self.address, f"no answer within {limit:g}s") from None
+            error = ApiUnreachable(base, f"no answer within {limit:g}s")
+            raise TryFailed(error, Outcome.FINAL) from None
         except aiohttp.ClientError as e:
-            raise _unreachable(self.address, e) from None
+            raise TryFailed(_unreachable(base, e), connection_outcome(e)) from None
         payload = decode_body(raw) if raw else None
         if status >= 400:
-            raise error_from(status, reason, payload, resp_headers)
+            error = error_from(status, reason, payload, resp_headers)
+            raise TryFailed(error, answer_outcome(status))
         return payload, resp_headers
 
     async def get(
@@ -244,9 +331,14 @@ class HttpClient:
         return body, False
 
     async def post(
-        self, path: str, body: Any = None, params: Params | None = None
+        self,
+        path: str,
+        body: Any = None,
+        params: Params | None = None,
+        *,
+        idempotent: bool | None = None,
     ) -> tuple[Any, Mapping[str, str]]:
-        return await self.request("POST", path, body, params)
+        return await self.request("POST", path, body, params, idempotent=idempotent)
 
     async def delete(
         self, path: str, body: Any = None, params: Params | None = None
@@ -255,42 +347,38 @@ class HttpClient:
 
     async def sse(self, path: str, params: Params | None = None) -> AsyncIterator[tuple[str, Any]]:
         """The events of a `text/event-stream` answer: (event, decoded data),
-        until the server ends the stream (or the caller stops iterating)."""
-        url = self._url(path)
+        until the server ends the stream (or the caller stops iterating).
+
+        Opening the stream fails over to the next server on a refusal or a
+        503; a stream that broke once open is not resumed here."""
         session = self._session_for_loop()
-        try:
-            async with session.get(
-                url,
-                params=_query(params),
-                headers={"Accept": "text/event-stream"},
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.timeout),
-            ) as r:
-                if r.status >= 400:
-                    payload = decode_body(await r.read())
-                    raise error_from(r.status, r.reason or "", payload, r.headers)
-                buf = b""
-                event, data = "", []
-                async for chunk in r.content.iter_any():
-                    buf += chunk
-                    *lines, buf = buf.split(b"\n")
-                    for raw_line in lines:
-                        line = raw_line.rstrip(b"\r").decode("utf-8", errors="replace")
-                        if not line:
-                            if data:
-                                text = "\n".join(data)
-                                try:
-                                    yield event or "message", json.loads(text)
-                                except ValueError:
-                                    yield event or "message", text
-                            event, data = "", []
-                        elif line.startswith(":"):
-                            continue  # a comment (keep-alive ping)
-                        else:
-                            name, _, value = line.partition(":")
-                            value = value[1:] if value.startswith(" ") else value
-                            if name == "event":
-                                event = value
-                            elif name == "data":
-                                data.append(value)
-        except aiohttp.ClientError as e:
-            raise _unreachable(self.address, e) from None
+        failures: list[TryFailed] = []
+        for k in range(len(self.addresses)):
+            index = (self._current + k) % len(self.addresses)
+            base = self.addresses[index]
+            opened = False
+            try:
+                async with session.get(
+                    self._url(path, base),
+                    params=_query(params),
+                    headers={"Accept": "text/event-stream"},
+                    timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.timeout),
+                ) as r:
+                    if r.status >= 400:
+                        payload = decode_body(await r.read())
+                        error = error_from(r.status, r.reason or "", payload, r.headers)
+                        if r.status != 503:
+                            raise error
+                        failures.append(TryFailed(error, Outcome.BUSY))
+                        continue
+                    opened = True
+                    self._current = index
+                    async for event in sse_events(r):
+                        yield event
+                    return
+            except aiohttp.ClientError as e:
+                outcome = connection_outcome(e)
+                if opened or outcome is not Outcome.REFUSED:
+                    raise _unreachable(base, e) from None
+                failures.append(TryFailed(_unreachable(base, e), outcome))
+        raise reported_error(failures)
