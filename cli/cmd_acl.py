@@ -1,4 +1,4 @@
-"""`heroctl acl ...`: bootstrap, tokens, policies (and users, roles through the API)."""
+"""`heroctl acl ...`: bootstrap, tokens and policies (users and roles: cli.cmd_acl_users)."""
 
 from __future__ import annotations
 
@@ -10,14 +10,20 @@ from urllib.parse import quote
 import click
 import yaml
 
+from cli.cmd_acl_users import role, user
 from cli.common import Settings, api_options, call, pass_settings
-from cli.output import echo, key_values, print_json, table
+from cli.output import Duration, echo, key_values, print_json, table
+from cli.verbs import alias, destructive
 from client import ApiClient
 
 
 @click.group()
 def acl() -> None:
-    """Access control: bootstrap, tokens and policies."""
+    """Access control: bootstrap, tokens, policies, roles and users."""
+
+
+acl.add_command(user)
+acl.add_command(role)
 
 
 @acl.command("bootstrap")
@@ -77,7 +83,12 @@ def token() -> None:
     default="client",
     show_default=True,
 )
-@click.option("--ttl", type=click.IntRange(min=1), help="Expire after this many seconds.")
+@click.option(
+    "--ttl",
+    type=Duration(),
+    metavar="DURATION",
+    help="Expire after this long (like 90d, 12h; a bare number is seconds).",
+)
 @api_options
 @pass_settings
 def token_create(
@@ -86,9 +97,11 @@ def token_create(
     policies: tuple[str, ...],
     roles: tuple[str, ...],
     token_type: str,
-    ttl: int | None,
+    ttl: float | None,
 ) -> None:
     """Create a token; its secret is shown once."""
+    if ttl is not None and ttl < 1:
+        raise click.BadParameter("must be at least 1s", param_hint="--ttl")
     body: dict[str, Any] = {
         "name": name,
         "type": token_type,
@@ -96,7 +109,7 @@ def token_create(
         "roles": list(roles),
     }
     if ttl:
-        body["expiration_ttl"] = ttl
+        body["expiration_ttl"] = round(ttl)
     out = call(settings, lambda api: _post(api, "/v1/acl/tokens", body))
     if settings.json_output:
         print_json(out)
@@ -139,7 +152,8 @@ def token_list(settings: Settings) -> None:
     )
 
 
-@token.command("revoke")
+@token.command("rm")
+@destructive("Revoke token {accessor}? Whatever uses it stops working.")
 @click.argument("accessor")
 @api_options
 @pass_settings
@@ -152,16 +166,24 @@ def token_revoke(settings: Settings, accessor: str) -> None:
     echo(f"Token {accessor} revoked.")
 
 
-@token.command("self")
+alias(token, token_revoke, "revoke", "delete")
+
+
+@token.command("show")
+@click.argument("accessor", default="self")
 @api_options
 @pass_settings
-def token_self(settings: Settings) -> None:
-    """Show who the current credentials are."""
-    out = call(settings, lambda api: _get(api, "/v1/acl/tokens/self"))
+def token_show(settings: Settings, accessor: str) -> None:
+    """Show token ACCESSOR (never its secret); `self` (the default): who the
+    current credentials are."""
+    out = call(settings, lambda api: _get(api, f"/v1/acl/tokens/{quote(accessor, safe='')}"))
     if settings.json_output:
         print_json(out)
         return
     key_values([(k, v if not isinstance(v, list) else ", ".join(v)) for k, v in out.items()])
+
+
+alias(token, token_show, "self")  # `acl token self`: the older name of `show self`
 
 
 # --- policies ---------------------------------------------------------------------
@@ -223,7 +245,23 @@ def policy_list(settings: Settings) -> None:
     )
 
 
-@policy.command("delete")
+@policy.command("show")
+@click.argument("name")
+@api_options
+@pass_settings
+def policy_show(settings: Settings, name: str) -> None:
+    """Show policy NAME: its description and rules (as YAML, ready for `apply`)."""
+    out = call(settings, lambda api: _get(api, f"/v1/acl/policies/{quote(name, safe='')}"))
+    if settings.json_output:
+        print_json(out)
+        return
+    key_values([("Name", out.get("name")), ("Description", out.get("description"))])
+    echo("Rules:")
+    echo(yaml.safe_dump(out.get("rules") or {}, sort_keys=True, default_flow_style=False).rstrip())
+
+
+@policy.command("rm")
+@destructive("Delete policy '{name}'? Tokens, users and roles that name it lose what it grants.")
 @click.argument("name")
 @api_options
 @pass_settings
@@ -234,3 +272,6 @@ def policy_delete(settings: Settings, name: str) -> None:
         print_json(out)
         return
     echo(f"Policy '{name}' deleted.")
+
+
+alias(policy, policy_delete, "delete")

@@ -11,6 +11,7 @@ from urllib.parse import quote
 import click
 
 from cli.common import Settings, api_options, call, pass_settings
+from cli.completion import complete_allocations, complete_jobs, complete_nodes
 from cli.output import (
     NONE,
     Duration,
@@ -65,8 +66,15 @@ ALLOC_HEADERS = ["ID", "NAME", "NODE", "STATUS", "DESIRED", "HEALTHY", "VERSION"
 
 
 @alloc.command("list")
-@click.option("--job", metavar="JOB", help="Only this job's allocations.")
-@click.option("--node", metavar="NODE", help="Only allocations on this node (name or id).")
+@click.option(
+    "--job", metavar="JOB", shell_complete=complete_jobs, help="Only this job's allocations."
+)
+@click.option(
+    "--node",
+    metavar="NODE",
+    shell_complete=complete_nodes,
+    help="Only allocations on this node (name or id).",
+)
 @click.option("--status", type=click.Choice(STATUSES), help="Only allocations in this status.")
 @wait_option()
 @api_options
@@ -178,7 +186,7 @@ async def alloc_and_address(api: ApiClient, ref: str) -> tuple[dict[str, Any], s
 
 
 @alloc.command("status")
-@click.argument("alloc_id", metavar="ALLOC")
+@click.argument("alloc_id", metavar="ALLOC", shell_complete=complete_allocations)
 @api_options
 @pass_settings
 def status(settings: Settings, alloc_id: str) -> None:
@@ -206,7 +214,7 @@ def status(settings: Settings, alloc_id: str) -> None:
 
 
 @alloc.command("stop")
-@click.argument("alloc_id", metavar="ALLOC")
+@click.argument("alloc_id", metavar="ALLOC", shell_complete=complete_allocations)
 @api_options
 @pass_settings
 def stop(settings: Settings, alloc_id: str) -> None:
@@ -265,7 +273,7 @@ async def restart_and_wait(
 
 
 @alloc.command("restart")
-@click.argument("alloc_id", metavar="ALLOC")
+@click.argument("alloc_id", metavar="ALLOC", shell_complete=complete_allocations)
 @click.option("--task", metavar="TASK", help="Restart only this task (default: every task).")
 @click.option("--detach", is_flag=True, help="Return once asked; do not wait for the node.")
 @click.option(

@@ -28,7 +28,7 @@ from cli.common import Settings, api_options, error_text, pass_settings
 from cli.credentials import credentials_path
 from cli.output import echo, print_json
 from cli.trust import establish_trust, pinned_ca
-from client import ApiClient, ApiClientError
+from client import DEFAULT_RETRY, ApiClient, ApiClientError
 
 REFRESH_BEFORE = 3600.0  # seconds before expiry when a saved JWT is refreshed
 
@@ -74,7 +74,7 @@ def _run(coro: Any, ca_file: str | None) -> Any:
 
 
 async def _login(address: str, body: dict[str, str], ca_file: str | None) -> dict[str, Any]:
-    async with ApiClient(address, ca_file=ca_file) as api:
+    async with ApiClient(address, ca_file=ca_file, retry=DEFAULT_RETRY) as api:
         return (await api.post("/v1/auth/login", body))[0]
 
 
@@ -107,7 +107,9 @@ def refresh_saved_login(now: float | None = None, path: Path | None = None) -> b
 
     async def refresh() -> dict[str, Any]:
         ca_file = creds.get("ca_file") or pinned_ca()
-        async with ApiClient(creds["address"], timeout=10, ca_file=ca_file) as api:
+        async with ApiClient(
+            creds["address"], timeout=10, ca_file=ca_file, retry=DEFAULT_RETRY
+        ) as api:
             return (await api.post("/v1/auth/refresh", {"refresh_token": creds["refresh_token"]}))[
                 0
             ]
@@ -194,7 +196,7 @@ def logout(settings: Settings) -> None:
     ca_file = settings.ca_cert or creds.get("ca_file") or pinned_ca()
 
     async def end() -> None:
-        async with ApiClient(address, token, ca_file=ca_file) as api:
+        async with ApiClient(address, token, ca_file=ca_file, retry=DEFAULT_RETRY) as api:
             await api.post("/v1/auth/logout")
 
     if token and creds.get("refresh_token"):

@@ -8,6 +8,7 @@ import click
 
 from cli.common import Settings, api_options, call, pass_settings
 from cli.output import echo, fmt_duration_ms, key_values, print_json, table, yes_no
+from cli.verbs import destructive
 
 
 @click.group()
@@ -109,6 +110,7 @@ def transfer_leadership(settings: Settings, to: str | None) -> None:
 
 
 @cluster.command("leave")
+@destructive("Remove server '{name}' from the cluster's raft configuration?")
 @click.argument("name")
 @api_options
 @pass_settings

@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from cli.common import Settings, api_options, call, pass_settings
+from cli.completion import complete_jobs
 from cli.output import echo, fmt_age, fmt_time, fmt_until, heading, key_values, print_json, table
 
 
@@ -43,7 +44,14 @@ def canary_cells(doc: dict[str, Any]) -> list[str]:
 
 
 @deployment.command("list")
-@click.option("--job", "job_name", default=None, metavar="NAME", help="Only this job's.")
+@click.option(
+    "--job",
+    "job_name",
+    default=None,
+    metavar="NAME",
+    shell_complete=complete_jobs,
+    help="Only this job's.",
+)
 @api_options
 @pass_settings
 def list_(settings: Settings, job_name: str | None) -> None:

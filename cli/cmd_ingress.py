@@ -14,6 +14,7 @@ import click
 
 from cli.common import Settings, api_options, call, pass_settings
 from cli.output import echo, heading, key_values, print_json, table
+from cli.verbs import alias, destructive
 from cli.waiting import fetch_list, wait_option
 from client import ApiClient
 
@@ -145,6 +146,7 @@ def add(
 
 
 @ingress.command("rm")
+@destructive("Stop serving {host}?")
 @click.argument("host")
 @api_options
 @pass_settings
@@ -168,3 +170,7 @@ def renew(settings: Settings, host: str) -> None:
         print_json(out)
         return
     echo(f"Renewal of {host}'s certificate requested; `heroctl ingress status {host}` follows it.")
+
+
+alias(ingress, add, "create")
+alias(ingress, status, "show")

@@ -11,6 +11,7 @@ import click
 import yaml
 
 from cli.common import Settings, api_options, call, pass_settings
+from cli.completion import complete_jobs
 from cli.deployment_follow import find_deployment, follow_rollout
 from cli.output import (
     Duration,
@@ -26,6 +27,7 @@ from cli.output import (
 )
 from cli.placement import failure_text, follow_placement
 from cli.plan_output import plan_text
+from cli.verbs import alias, destructive
 from cli.waiting import fetch_list, wait_option
 from domain.jobspec import SERVER_OWNED_FIELDS
 
@@ -175,7 +177,7 @@ def scale_target(args: tuple[str, ...]) -> tuple[str | None, int]:
 
 
 @job.command("scale")
-@click.argument("name")
+@click.argument("name", shell_complete=complete_jobs)
 @click.argument("target", nargs=-1, required=True, metavar="[GROUP] COUNT")
 @click.option(
     "--check-index",
@@ -232,7 +234,7 @@ def scale(
 
 
 @job.command("revert")
-@click.argument("name")
+@click.argument("name", shell_complete=complete_jobs)
 @click.argument("version", type=click.IntRange(min=0))
 @click.option(
     "--check-index",
@@ -354,7 +356,7 @@ def version_rows(versions: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
 
 
 @job.command("status")
-@click.argument("name")
+@click.argument("name", shell_complete=complete_jobs)
 @click.option("--versions", is_flag=True, help="Show the stored versions instead.")
 @api_options
 @pass_settings
@@ -388,7 +390,8 @@ def status(settings: Settings, name: str, versions: bool) -> None:
 
 
 @job.command("stop")
-@click.argument("name")
+@destructive("Stop job '{name}' and remove it with its history?")
+@click.argument("name", shell_complete=complete_jobs)
 @api_options
 @pass_settings
 def stop(settings: Settings, name: str) -> None:
@@ -398,3 +401,6 @@ def stop(settings: Settings, name: str) -> None:
         print_json(result)
         return
     echo(f"Job '{name}' stopped and removed (index {result.get('index')}).")
+
+
+alias(job, stop, "rm")

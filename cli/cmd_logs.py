@@ -20,6 +20,7 @@ from typing import Any
 import click
 
 from cli.common import Settings, api_options, call, pass_settings
+from cli.completion import complete_allocations, complete_jobs
 from cli.output import short_id
 from client import ApiClient, ApiClientError
 
@@ -147,8 +148,13 @@ async def _follow(
 
 
 @click.command("logs")
-@click.argument("alloc", required=False)
-@click.option("--job", metavar="NAME", help="Every allocation of this job, merged.")
+@click.argument("alloc", required=False, shell_complete=complete_allocations)
+@click.option(
+    "--job",
+    metavar="NAME",
+    shell_complete=complete_jobs,
+    help="Every allocation of this job, merged.",
+)
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines as they come.")
 @click.option(
     "-n",

@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from cli.common import Settings, api_options, call, pass_settings
+from cli.completion import complete_allocations, complete_jobs, complete_nodes
 from cli.output import NONE, echo, heading, key_values, print_json, table, used_of
 from client import ApiClient
 
@@ -207,9 +208,21 @@ def _alloc_table(answers: dict[str, dict[str, Any]]) -> list[tuple[Any, ...]]:
 
 
 @click.command("metrics")
-@click.option("--job", metavar="NAME", help="cpu and memory of a job (all its allocations).")
-@click.option("--node", metavar="NAME", help="cpu, memory and disk of a node.")
-@click.option("--alloc", metavar="ID", help="cpu and memory of one allocation.")
+@click.option(
+    "--job",
+    metavar="NAME",
+    shell_complete=complete_jobs,
+    help="cpu and memory of a job (all its allocations).",
+)
+@click.option(
+    "--node", metavar="NAME", shell_complete=complete_nodes, help="cpu, memory and disk of a node."
+)
+@click.option(
+    "--alloc",
+    metavar="ID",
+    shell_complete=complete_allocations,
+    help="cpu and memory of one allocation.",
+)
 @click.option(
     "--from", "start", default="-1h", show_default=True, help="Start: -1h, -30m, RFC 3339."
 )

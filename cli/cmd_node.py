@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 import click
 
 from cli.common import Settings, api_options, call, pass_settings
+from cli.completion import complete_nodes
 from cli.output import (
     Duration,
     echo,
@@ -23,6 +24,7 @@ from cli.output import (
     table,
     used_of,
 )
+from cli.verbs import destructive
 from cli.waiting import fetch_list, wait_option
 from client import ApiClient, ApiClientError
 
@@ -159,7 +161,7 @@ def alloc_brief_rows(allocs: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
 
 
 @node.command("status")
-@click.argument("node_ref", metavar="NODE")
+@click.argument("node_ref", metavar="NODE", shell_complete=complete_nodes)
 @api_options
 @pass_settings
 def status(settings: Settings, node_ref: str) -> None:
@@ -184,7 +186,12 @@ def status(settings: Settings, node_ref: str) -> None:
 
 
 @node.command("drain")
-@click.argument("node_ref", metavar="NODE")
+@destructive(
+    "Drain node '{node_ref}': move its allocations off and stop what has not moved "
+    "by the deadline?",
+    unless=lambda params: params["disable"] or params["keep_ineligible"],  # undo, or a usage error
+)
+@click.argument("node_ref", metavar="NODE", shell_complete=complete_nodes)
 @click.option(
     "--deadline",
     type=Duration(),
@@ -247,7 +254,7 @@ def drain(
 
 
 @node.command("eligibility")
-@click.argument("node_ref", metavar="NODE")
+@click.argument("node_ref", metavar="NODE", shell_complete=complete_nodes)
 @click.option(
     "--enable/--disable",
     "eligible",

@@ -15,6 +15,7 @@ import click
 
 from cli.common import Settings, api_options, call, pass_settings
 from cli.output import echo, print_json, table
+from cli.verbs import destructive
 from cli.waiting import fetch_list, wait_option
 from client import ApiClient
 
@@ -147,6 +148,7 @@ def rollback(settings: Settings, name: str, version: int) -> None:
 
 
 @secret.command("rm")
+@destructive("Delete secret '{name}' and all its versions? Jobs that read it fail to start.")
 @click.argument("name")
 @api_options
 @pass_settings

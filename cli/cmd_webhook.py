@@ -15,6 +15,7 @@ import click
 
 from cli.common import Settings, api_options, call, pass_settings
 from cli.output import echo, key_values, print_json, table
+from cli.verbs import alias, destructive
 from cli.waiting import fetch_list, wait_option
 from client import ApiClient
 
@@ -145,6 +146,7 @@ def show(settings: Settings, webhook_id: str) -> None:
 
 
 @webhook.command("rm")
+@destructive("Delete webhook {webhook_id}? Deliveries in progress stop.")
 @click.argument("webhook_id")
 @api_options
 @pass_settings
@@ -207,3 +209,7 @@ def redeliver(settings: Settings, webhook_id: str, delivery: str) -> None:
         print_json(out)
         return
     echo(f"Delivery {delivery} {'queued' if out.get('queued') else 'was already queued'}.")
+
+
+alias(webhook, add, "create")
+alias(webhook, show, "status")

@@ -16,7 +16,14 @@ import click
 
 from cli.credentials import CredentialsError, read_saved_token
 from cli.trust import CA_ENV, pinned_ca, untrusted_text
-from client import DEFAULT_ADDRESS, ApiClient, ApiClientError, ApiUnreachable, CertificateUntrusted
+from client import (
+    DEFAULT_ADDRESS,
+    DEFAULT_RETRY,
+    ApiClient,
+    ApiClientError,
+    ApiUnreachable,
+    CertificateUntrusted,
+)
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -29,7 +36,7 @@ TOKEN_ENV = "HEROCTL_TOKEN"
 class Settings:
     """Resolved once per invocation; subcommand options override the group's."""
 
-    address: str = DEFAULT_ADDRESS
+    address: str = DEFAULT_ADDRESS  # one server, or several comma-separated (failover)
     token: str | None = None
     json_output: bool = False
     ca_cert: str | None = None  # --ca-cert / $HEROCTL_CACERT
@@ -70,7 +77,8 @@ def api_options(fn: F) -> F:
         ),
         click.option(
             "--address",
-            metavar="URL",
+            "--addr",
+            metavar="URL[,URL...]",
             default=None,
             expose_value=False,
             callback=_override("address"),
@@ -113,12 +121,15 @@ def error_text(e: ApiClientError, ca_file: str | None = None) -> str:
 
 
 def call(settings: Settings, fn: Callable[[ApiClient], Awaitable[T]]) -> T:
-    """Run one API conversation; any API failure exits 1 with a readable line."""
+    """Run one API conversation; any API failure exits 1 with a readable line.
+
+    The servers of `settings.address` are failed over between, and 429/503
+    answers retried within `client.DEFAULT_RETRY`'s bounds (client.retry)."""
     token = settings.resolved_token()
     ca_file = settings.resolved_ca()
 
     async def conversation() -> T:
-        async with ApiClient(settings.address, token, ca_file=ca_file) as api:
+        async with ApiClient(settings.address, token, ca_file=ca_file, retry=DEFAULT_RETRY) as api:
             return await fn(api)
 
     try:

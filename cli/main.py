@@ -14,12 +14,14 @@ from cli import (
     cmd_ingress,
     cmd_job,
     cmd_job_files,
+    cmd_keyring,
     cmd_logs,
     cmd_metrics,
     cmd_node,
     cmd_operator,
     cmd_secret,
     cmd_webhook,
+    completion,
 )
 from cli.common import ADDRESS_ENV, TOKEN_ENV, Settings
 from cli.trust import CA_ENV
@@ -42,20 +44,25 @@ COMMANDS: list[click.Command] = [
     cmd_logs.logs,
     cmd_metrics.metrics,
     cmd_operator.operator,
+    completion.completion,
 ]
 # `job validate` and `job init`: a module of their own (cmd_job is large).
 cmd_job.job.add_command(cmd_job_files.validate)
 cmd_job.job.add_command(cmd_job_files.init)
+# `operator keyring ...`: a module of its own (cmd_operator holds the snapshots).
+cmd_operator.operator.add_command(cmd_keyring.keyring)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--address",
+    "--addr",
     envvar=ADDRESS_ENV,
     default=DEFAULT_ADDRESS,
     show_default=True,
-    metavar="URL",
-    help=f"HeroCtl API address [env {ADDRESS_ENV}].",
+    metavar="URL[,URL...]",
+    help=f"HeroCtl API address; several, comma-separated, are failed over between "
+    f"[env {ADDRESS_ENV}].",
 )
 @click.option(
     "--token",

@@ -126,10 +126,12 @@ def test_job_run_rejects_bad_files(heroctl, tmp_path: Path) -> None:
 
 def test_job_stop_then_status_is_a_clear_error(heroctl) -> None:
     ok(heroctl("job", "run", "--detach", "-", input='{"name": "doomed"}'))
-    assert ok(heroctl("job", "stop", "doomed")).startswith("Job 'doomed' stopped and removed")
+    assert ok(heroctl("job", "stop", "doomed", "--yes")).startswith(
+        "Job 'doomed' stopped and removed"
+    )
     err = failed(heroctl("job", "status", "doomed"))
     assert err.startswith("Error: job 'doomed' does not exist (job_not_found, request req_")
-    assert "job_not_found" in failed(heroctl("job", "stop", "doomed"))
+    assert "job_not_found" in failed(heroctl("job", "stop", "doomed", "--yes"))
 
 
 def test_cluster_status_and_peers(heroctl, server: Server) -> None:

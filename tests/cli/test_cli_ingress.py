@@ -37,7 +37,7 @@ def test_add_list_status_renew_rm(module_single: Cluster, heroctl: Run, tmp_path
     status = ok(heroctl("ingress", "status", "cli.example.com"))
     assert "pending" in status and "No allocations: requests get 503." in status
     assert "requested" in ok(heroctl("ingress", "renew", "extra.example.com"))
-    assert "no longer served" in ok(heroctl("ingress", "rm", "extra.example.com"))
+    assert "no longer served" in ok(heroctl("ingress", "rm", "extra.example.com", "--yes"))
     gone = heroctl("ingress", "status", "extra.example.com")
     assert gone.exit_code == 1 and "ingress_not_found" in gone.stderr
 

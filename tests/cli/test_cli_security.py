@@ -124,10 +124,10 @@ def test_acl_tokens_and_policies(server: Server, home: Path) -> None:
         server, home, "job", "run", "-", input='{"name": "x"}', token=made["secret_id"]
     )
     assert denied.exit_code == 1 and "forbidden" in denied.stderr
-    ok(heroctl(server, home, "acl", "token", "revoke", made["accessor_id"], token=t))
+    ok(heroctl(server, home, "acl", "token", "revoke", made["accessor_id"], "--yes", token=t))
     gone = heroctl(server, home, "job", "list", token=made["secret_id"])
     assert gone.exit_code == 1 and "invalid_token" in gone.stderr
-    ok(heroctl(server, home, "acl", "policy", "delete", "ro", token=t))
+    ok(heroctl(server, home, "acl", "policy", "delete", "ro", "--yes", token=t))
 
 
 def test_secret_commands(server: Server, home: Path) -> None:
@@ -149,7 +149,7 @@ def test_secret_commands(server: Server, home: Path) -> None:
         heroctl(server, home, "secret", "rollback", "cli_db", "1", token=t)
     )
     assert ok(heroctl(server, home, "secret", "get", "cli_db", token=t)) == value
-    ok(heroctl(server, home, "secret", "rm", "cli_db", token=t))
+    ok(heroctl(server, home, "secret", "rm", "cli_db", "--yes", token=t))
     missing = heroctl(server, home, "secret", "get", "cli_db", token=t)
     assert missing.exit_code == 1 and "secret_not_found" in missing.stderr
     # the value is never an argument: there is no option for it

@@ -317,7 +317,7 @@ def test_node_drain_and_eligibility(heroctl, server: Server, agents) -> None:
     ok(heroctl("job", "run", "--detach", "-", input=job_spec("drain-job", n.name)))
     allocs_of(server, "drain-job", 1)
 
-    out = ok(heroctl("node", "drain", n.name, "--deadline", "1s"))
+    out = ok(heroctl("node", "drain", n.name, "--deadline", "1s", "--yes"))
     assert out.startswith(f"Node '{n.name}' is draining: ")
     assert "(deadline 1s)" in out
     assert rows(ok(heroctl("node", "list")))[n.name][2:4] == ["draining", "ineligible"]
@@ -343,12 +343,12 @@ def test_node_drain_and_eligibility(heroctl, server: Server, agents) -> None:
     ok(heroctl("node", "eligibility", n.name, "--enable"))
 
     # A drain with the server's default deadline, cancelled (twice: eligible / kept out).
-    doc = json.loads(ok(heroctl("node", "drain", n.name, "--json")))
+    doc = json.loads(ok(heroctl("node", "drain", n.name, "--json", "-y")))
     assert doc["drain"]["deadline_seconds"] == 3600 and doc["eligibility"] == "ineligible"
     assert ok(heroctl("node", "drain", n.name, "--disable")) == (
         f"Drain of node '{n.name}' cancelled; it is eligible for new allocations.\n"
     )
-    ok(heroctl("node", "drain", n.name, "--deadline", "10m"))
+    ok(heroctl("node", "drain", n.name, "--deadline", "10m", "--yes"))
     assert ok(heroctl("node", "drain", n.name, "--disable", "--keep-ineligible")) == (
         f"Drain of node '{n.name}' cancelled; it stays ineligible for new allocations.\n"
     )

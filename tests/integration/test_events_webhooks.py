@@ -413,7 +413,7 @@ def test_cli_webhook_and_events(cluster: Cluster, receiver: Receiver, tmp_path: 
     as_json = json.loads(_heroctl(s, tmp_path, "events", "--json", "--index", "0").stdout)
     assert {e["type"] for e in as_json} >= {"secret.changed"}
 
-    assert "deleted" in _heroctl(s, tmp_path, "webhook", "rm", wid).stdout
+    assert "deleted" in _heroctl(s, tmp_path, "webhook", "rm", wid, "--yes").stdout
     assert "No webhooks." in _heroctl(s, tmp_path, "webhook", "list").stdout
 
 
