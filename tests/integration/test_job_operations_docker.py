@@ -119,6 +119,13 @@ def test_plan_then_scale_up_and_down(server: Server, docker_client: Any) -> None
     assert server.post("/v1/jobs", web_job("ops-scale", 1)).status == 201
     (first,) = wait_healthy(server, "ops-scale", 1)
     (first_container,) = containers(docker_client, "ops-scale")
+    wait_until(  # the cluster is quiet: the leader has written the deployment's end
+        lambda: [d["status"] for d in server.get("/v1/deployments?job=ops-scale").body]
+        == ["successful"],
+        30,
+        0.2,
+        "the first version's deployment successful",
+    )
 
     # The plan of the scale-up says what the scale then does, and writes nothing.
     index = server.get("/v1/cluster/status").body["commit_index"]
