@@ -294,6 +294,14 @@ async def token_self(request: web.Request) -> web.Response:
     ident = identity_of(request)
     replica = replica_of(request)
     out = ident.describe()
+    # what the caller may do, merged from its policies and roles: the web panel
+    # shows no button for what it may not change
+    perms = ident.permissions
+    out["permissions"] = {
+        "management": perms.management,
+        "resources": dict(perms.resources),
+        "secrets": {pattern: access for _spec, pattern, _rx, access in perms.secret_rules},
+    }
     if ident.kind == "token":
         with replica.read() as view:
             row = view.acl_tokens.get(ident.name)

@@ -5,6 +5,10 @@ A login proposes `auth.session.create` (the refresh token's hash, the JWT's
 that works once (a second use within the grace window gets the same new pair:
 api.security.refresh_grace). Refresh rotates both; logout deletes the
 session, which every server sees at the same index, so the JWT dies everywhere.
+
+With `{"cookie": true}` (the web panel) the JWT goes into an HttpOnly session
+cookie instead of the body, with a CSRF token beside it (api.security.cookies);
+refresh and logout then work from the cookie, and logout clears it.
 """
 
 from __future__ import annotations
@@ -18,6 +22,14 @@ from aiohttp import web
 from api.context import replica_of
 from api.security import jwt_tokens
 from api.security.authn import AuthError, KeyUnavailable
+from api.security.cookies import (
+    BY_COOKIE,
+    check_csrf,
+    clear_session,
+    csrf_token,
+    session_credential,
+    set_session,
+)
 from api.security.login_guard import Throttled
 from api.security.refresh_grace import SealError
 from api.security.runtime import Security, security_of
@@ -59,15 +71,37 @@ def _too_many(retry: int) -> ApiError:
 
 
 def _pair(
-    sec: Security, subject: str, sid: str, jti: str, issued: int, expires: int, refresh: str
+    sec: Security,
+    subject: str,
+    sid: str,
+    jti: str,
+    issued: int,
+    expires: int,
+    refresh: str,
+    cookie_for: web.Request | None = None,
 ) -> web.Response:
     """The answer of a login or refresh: the JWT (rebuilt identically from the
-    same claims), when it expires, and the refresh token."""
-    token = jwt_tokens.issue(_signing_key(sec), subject, sid, jti, issued, expires - issued)
-    return json_response({"token": token, "expires_at": rfc3339(expires), "refresh_token": refresh})
+    same claims), when it expires, and the refresh token; with `cookie_for`,
+    the JWT in the session cookie and only the expiry and CSRF token in the body."""
+    key = _signing_key(sec)
+    token = jwt_tokens.issue(key, subject, sid, jti, issued, expires - issued)
+    if cookie_for is None:
+        body = {"token": token, "expires_at": rfc3339(expires), "refresh_token": refresh}
+        return json_response(body)
+    csrf = csrf_token(key, jti)
+    response = json_response({"expires_at": rfc3339(expires), "csrf_token": csrf, "cookie": True})
+    set_session(response, cookie_for, token, csrf, max(1, expires - int(sec.clock())))
+    return response
 
 
-async def _issue(request: web.Request, subject: str) -> web.Response:
+def _cookie_flag(body: dict[str, Any]) -> bool:
+    value = body.get("cookie", False)
+    if not isinstance(value, bool):
+        raise ApiError(400, "invalid_field", "field 'cookie' must be true or false")
+    return value
+
+
+async def _issue(request: web.Request, subject: str, cookie: bool = False) -> web.Response:
     """Create a session (ending the subject's oldest beyond the cap) and answer with its pair."""
     sec = security_of(request)
     _signing_key(sec)  # before the write: no session without a key to sign its JWT
@@ -83,7 +117,8 @@ async def _issue(request: web.Request, subject: str) -> web.Response:
     await replica_of(request).write(
         "auth.session.create", session=session, max_sessions=sec.settings.max_sessions
     )
-    return _pair(sec, subject, sid, jti, now, now + sec.settings.jwt_ttl, refresh)
+    expires = now + sec.settings.jwt_ttl
+    return _pair(sec, subject, sid, jti, now, expires, refresh, request if cookie else None)
 
 
 async def _catch_up(request: web.Request) -> None:
@@ -96,6 +131,7 @@ async def _catch_up(request: web.Request) -> None:
 async def login(request: web.Request) -> web.Response:
     sec = security_of(request)
     body = await read_json_object(request)
+    cookie = _cookie_flag(body)
     acl_token = _string_field(body, "acl_token")
     username = _string_field(body, "username")
     password = _string_field(body, "password")
@@ -113,7 +149,7 @@ async def login(request: web.Request) -> web.Response:
         await asyncio.sleep(sec.settings.login_failure_delay)
         raise ApiError(401, "invalid_credentials", "unknown user, wrong password or invalid token")
     attempt.succeeded()
-    return await _issue(request, subject)
+    return await _issue(request, subject, cookie)
 
 
 async def _verified_subject(
@@ -139,17 +175,25 @@ async def _verified_subject(
     return f"user:{username}" if good and stored else None
 
 
-def _jwt_identity(request: web.Request, sec: Security) -> Identity | None:
+def _jwt_identity(request: web.Request, sec: Security) -> tuple[Identity | None, bool]:
+    """The session refreshed by its JWT: from the Bearer header, else from the
+    session cookie (which must bring its CSRF token); and whether by cookie."""
     credential = bearer(request)
+    by_cookie = False
     if credential is None:
-        return None
+        credential = session_credential(request)
+        by_cookie = credential is not None
+    if credential is None:
+        return None, False
     try:
         ident = sec.auth.resolve(credential)
     except AuthError as e:
         raise ApiError(401, e.code, e.message) from None
     if ident.via != "jwt" or ident.session_id is None:
         raise ApiError(400, "not_a_session", "only a JWT from /v1/auth/login can be refreshed")
-    return ident
+    if by_cookie:
+        check_csrf(request, _signing_key(sec), ident.jti)
+    return ident, by_cookie
 
 
 @routes.post("/v1/auth/refresh")
@@ -165,15 +209,18 @@ async def refresh(request: web.Request) -> web.Response:
         rotate = {"id": sid, "expect_refresh_hash": hash_secret(refresh_token)}
         return await _rotate(request, rotate)
     await _catch_up(request)
-    ident = _jwt_identity(request, sec)
+    ident, by_cookie = _jwt_identity(request, sec)
     if ident is None:
         raise ApiError(
             401, "missing_token", "send a valid Bearer JWT or {'refresh_token': 'rt_...'}"
         )
-    return await _rotate(request, {"id": ident.session_id, "expect_jti": ident.jti})
+    rotate = {"id": ident.session_id, "expect_jti": ident.jti}
+    return await _rotate(request, rotate, by_cookie)
 
 
-async def _rotate(request: web.Request, rotate: dict[str, Any]) -> web.Response:
+async def _rotate(
+    request: web.Request, rotate: dict[str, Any], cookie: bool = False
+) -> web.Response:
     """Swap the session's pair for a new one; within the grace window of the
     last swap, the pair that swap made (api.security.refresh_grace)."""
     sec = security_of(request)
@@ -205,7 +252,8 @@ async def _rotate(request: web.Request, rotate: dict[str, Any]) -> web.Response:
             refresh = sec.refresh_seal.open(sid, jti, result["sealed"])
         except SealError as e:
             raise ApiError(500, "decryption_failed", str(e)) from None
-    return _pair(sec, result["subject"], sid, jti, now, expires, refresh)
+    cookie_for = request if cookie else None
+    return _pair(sec, result["subject"], sid, jti, now, expires, refresh, cookie_for)
 
 
 @routes.post("/v1/auth/logout")
@@ -218,4 +266,7 @@ async def logout(request: web.Request) -> web.Response:
             "logout ends a login session; revoke an ACL token with DELETE /v1/acl/tokens/:accessor",
         )
     result = await replica_of(request).write("auth.session.delete", id=ident.session_id)
-    return json_response({"revoked": result["revoked"]})
+    response = json_response({"revoked": result["revoked"]})
+    if request.get(BY_COOKIE):
+        clear_session(response, request)
+    return response

@@ -6,7 +6,10 @@ id -> error envelope -> auth -> rate limit), so a refusal here is an
 
 Auth: the matched route's template (never the raw path) is looked up in
 `policy.requirement`; public routes pass, everything else needs a valid
-identity (401) with the permission (403). Requests that match no route fall
+identity (401) with the permission (403). The identity comes from the
+`Authorization: Bearer` header or, without one, from the web panel's session
+cookie, whose state-changing requests must carry their CSRF token
+(api.security.cookies). The panel's static files (GET /ui/...) are public. Requests that match no route fall
 through to their 404/405 without a token: there is nothing behind them.
 """
 
@@ -19,6 +22,7 @@ from aiohttp import web
 
 from api.context import replica_of
 from api.security.authn import AuthError
+from api.security.cookies import BY_COOKIE, check_csrf, session_credential
 from api.security.runtime import RATE_HEADERS, Security, security_of
 from domain.policy import AUTHENTICATED, MANAGEMENT, PUBLIC, Requirement, requirement
 from httpkit.errors import ApiError
@@ -28,6 +32,11 @@ from raft.replica import NoLeader, RaftRefused
 log = logging.getLogger("heroctld.auth")
 
 _HEALTH_PREFIX = "/v1/health/"
+
+
+def _is_panel(path: str) -> bool:
+    """The web panel's static files (api.ui): no credential needed."""
+    return path == "/ui" or path.startswith("/ui/")
 
 
 def route_path(request: web.Request) -> str:
@@ -73,12 +82,18 @@ async def admit(request: web.Request) -> None:
     if request.match_info.http_exception is not None:  # 404/405
         return
     route = (request.method.upper(), route_path(request))
+    if route[0] in ("GET", "HEAD") and _is_panel(route[1]):
+        return  # the panel's files: everything it shows comes from /v1
     req = requirement(*route)
     if req.kind == PUBLIC:
         return
     sec = security_of(request)
+    by_cookie = False
     try:
         credential = bearer(request)
+        if credential is None:
+            credential = session_credential(request)  # the panel's HttpOnly cookie
+            by_cookie = credential is not None
         if credential is None:
             raise AuthError(
                 "missing_token", "this endpoint needs a token: 'Authorization: Bearer <token>'"
@@ -94,6 +109,11 @@ async def admit(request: web.Request) -> None:
         if isinstance(e, ApiError):
             raise
         raise ApiError(401, e.code, e.message) from None
+    if by_cookie:
+        if identity.via != "jwt" or identity.jti is None:
+            raise ApiError(401, "invalid_token", "the session cookie holds no login session")
+        check_csrf(request, sec.auth.jwt_key(), identity.jti)
+        request[BY_COOKIE] = True
     request[IDENTITY] = identity
     if not permitted(identity, req, route):
         if identity.scope is not None:
