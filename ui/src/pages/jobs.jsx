@@ -1,0 +1,326 @@
+// Jobs: the list, one job (versions and a diff, deployment progress with its
+// buttons, allocations, placement failures, stop and scale), and submitting a
+// job as YAML with the API's field-path errors shown at their line.
+import { useEffect, useMemo, useState } from "preact/hooks";
+import { parseDocument, stringify } from "yaml";
+import { del, get, post } from "../api.js";
+import { may } from "../perm.js";
+import { Action, Badge, ErrorNote, Link, ago, navigate, useLive } from "../ui.jsx";
+
+export function Jobs({ me }) {
+  const jobs = useLive("/v1/jobs");
+  return (
+    <>
+      <h1>Jobs</h1>
+      {may(me, "jobs", "write") ? (
+        <p>
+          <Link to="/jobs/new" class="button">Submit a job</Link>
+        </p>
+      ) : null}
+      <ErrorNote error={jobs.error} what="jobs" />
+      <table aria-label="Jobs">
+        <thead>
+          <tr><th>Name</th><th>Type</th><th>Status</th><th>Version</th><th>Groups (count)</th><th>Submitted</th></tr>
+        </thead>
+        <tbody>
+          {(jobs.data || []).map((j) => (
+            <tr key={j.name}>
+              <td><Link to={`/jobs/${encodeURIComponent(j.name)}`}>{j.name}</Link></td>
+              <td>{j.type}</td>
+              <td><Badge status={j.status} /></td>
+              <td>{j.version}</td>
+              <td>{Object.entries(j.groups || {}).map(([g, c]) => `${g} (${c})`).join(", ")}</td>
+              <td class="muted">{ago(j.submit_time)}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+      {jobs.data && jobs.data.length === 0 ? <p class="muted">No jobs yet.</p> : null}
+    </>
+  );
+}
+
+function Deployment({ me, job }) {
+  const deps = useLive(`/v1/deployments?job=${encodeURIComponent(job.name)}`, { enabled: may(me, "jobs") });
+  const list = (deps.data || []).filter((d) => d.job === job.name);
+  const d = list.sort((a, b) => b.create_index - a.create_index)[0];
+  if (!d) return <ErrorNote error={deps.error} what="deployments" />;
+  const running = ["running", "paused", "pending"].includes(d.status);
+  const canWrite = may(me, "jobs", "write");
+  const needsPromote = Object.values(d.groups || {}).some((g) => g.desired_canaries > 0 && !g.promoted);
+  return (
+    <section aria-labelledby="h-dep">
+      <h2 id="h-dep">Deployment of version {d.version}</h2>
+      <p>
+        <Badge status={d.status} /> {d.status_description} <span class="muted">({d.strategy})</span>
+      </p>
+      <table aria-label="Deployment progress">
+        <thead><tr><th>Group</th><th>Desired</th><th>Placed</th><th>Healthy</th><th>Unhealthy</th><th>Canaries</th></tr></thead>
+        <tbody>
+          {Object.entries(d.groups || {}).map(([g, s]) => (
+            <tr key={g}>
+              <td>{g}</td><td>{s.desired}</td><td>{s.placed}</td><td>{s.healthy}</td><td>{s.unhealthy}</td>
+              <td>{s.desired_canaries || 0}{s.promoted ? " (promoted)" : ""}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+      {canWrite && running ? (
+        <p class="buttons">
+          {needsPromote ? <Action label="Promote" run={() => post(`/v1/deployments/${d.id}/promote`)} onDone={deps.reload} /> : null}
+          {d.status === "paused" ? (
+            <Action label="Resume" run={() => post(`/v1/deployments/${d.id}/resume`)} onDone={deps.reload} />
+          ) : (
+            <Action label="Pause" run={() => post(`/v1/deployments/${d.id}/pause`)} onDone={deps.reload} />
+          )}
+          <Action label="Fail deployment" danger confirm="Fail this deployment?" run={() => post(`/v1/deployments/${d.id}/fail`)} onDone={deps.reload} />
+        </p>
+      ) : null}
+    </section>
+  );
+}
+
+function diffLines(a, b) {
+  // A line diff (longest common subsequence): fine for job specs of a few hundred lines.
+  const x = a.split("\n");
+  const y = b.split("\n");
+  const n = x.length;
+  const m = y.length;
+  const L = Array.from({ length: n + 1 }, () => new Int32Array(m + 1));
+  for (let i = n - 1; i >= 0; i--)
+    for (let j = m - 1; j >= 0; j--) L[i][j] = x[i] === y[j] ? L[i + 1][j + 1] + 1 : Math.max(L[i + 1][j], L[i][j + 1]);
+  const out = [];
+  let i = 0;
+  let j = 0;
+  while (i < n && j < m) {
+    if (x[i] === y[j]) out.push([" ", x[i++]]), j++;
+    else if (L[i + 1][j] >= L[i][j + 1]) out.push(["-", x[i++]]);
+    else out.push(["+", y[j++]]);
+  }
+  while (i < n) out.push(["-", x[i++]]);
+  while (j < m) out.push(["+", y[j++]]);
+  return out;
+}
+
+const SPEC_KEYS = ["name", "type", "priority", "meta", "constraints", "groups", "update", "ingress"];
+function specOf(v) {
+  const out = {};
+  for (const k of SPEC_KEYS) if (v[k] !== undefined) out[k] = v[k];
+  return out;
+}
+
+function Versions({ name }) {
+  const versions = useLive(`/v1/jobs/${encodeURIComponent(name)}/versions`);
+  const list = versions.data || [];
+  const [a, setA] = useState(null);
+  const [b, setB] = useState(null);
+  const byVersion = Object.fromEntries(list.map((v) => [v.version, v]));
+  const va = byVersion[a ?? list[1]?.version ?? list[0]?.version];
+  const vb = byVersion[b ?? list[0]?.version];
+  const diff = useMemo(() => (va && vb ? diffLines(stringify(specOf(va)), stringify(specOf(vb))) : []), [va, vb]);
+  return (
+    <section aria-labelledby="h-versions">
+      <h2 id="h-versions">Versions</h2>
+      <ErrorNote error={versions.error} what="versions" />
+      <p>
+        <label>
+          From{" "}
+          <select aria-label="Diff from version" value={va?.version} onChange={(e) => setA(Number(e.currentTarget.value))}>
+            {list.map((v) => <option key={v.version} value={v.version}>version {v.version}</option>)}
+          </select>
+        </label>{" "}
+        <label>
+          to{" "}
+          <select aria-label="Diff to version" value={vb?.version} onChange={(e) => setB(Number(e.currentTarget.value))}>
+            {list.map((v) => <option key={v.version} value={v.version}>version {v.version}</option>)}
+          </select>
+        </label>
+      </p>
+      <pre class="diff" aria-label="Version diff">
+        {diff.map(([k, line], i) => (
+          <div key={i} class={k === "+" ? "add" : k === "-" ? "rem" : ""}>{k} {line}</div>
+        ))}
+      </pre>
+    </section>
+  );
+}
+
+function Scale({ job, onDone }) {
+  const [group, setGroup] = useState(job.groups[0]?.name);
+  const g = job.groups.find((x) => x.name === group) || job.groups[0];
+  const [count, setCount] = useState(g?.count ?? 1);
+  useEffect(() => setCount(g?.count ?? 1), [group, job.version]);
+  return (
+    <span class="scale">
+      {job.groups.length > 1 ? (
+        <select aria-label="Group to scale" value={group} onChange={(e) => setGroup(e.currentTarget.value)}>
+          {job.groups.map((x) => <option key={x.name}>{x.name}</option>)}
+        </select>
+      ) : null}
+      <input type="number" min="0" aria-label="Count" value={count} onInput={(e) => setCount(Number(e.currentTarget.value))} />
+      <Action label="Scale" run={() => post(`/v1/jobs/${encodeURIComponent(job.name)}/scale`, { group: g.name, count })} onDone={onDone} />
+    </span>
+  );
+}
+
+export function JobPage({ me, name }) {
+  const job = useLive(`/v1/jobs/${encodeURIComponent(name)}`);
+  const allocs = useLive(`/v1/allocations?job=${encodeURIComponent(name)}`, { enabled: may(me, "allocations") });
+  const j = job.data;
+  const canWrite = may(me, "jobs", "write");
+  return (
+    <>
+      <h1>Job {name}</h1>
+      <ErrorNote error={job.error} what="job" />
+      {j ? (
+        <>
+          <p>
+            <Badge status={j.status} /> {j.type}, version {j.version}, priority {j.priority}, submitted {ago(j.submit_time)}
+          </p>
+          {canWrite ? (
+            <p class="buttons">
+              <Link to={`/jobs/${encodeURIComponent(name)}/edit`} class="button">Edit</Link>
+              <Scale job={j} onDone={job.reload} />
+              <Action label="Stop job" danger confirm={`Stop job ${name} and all its allocations?`} run={() => del(`/v1/jobs/${encodeURIComponent(name)}`)} onDone={job.reload} />
+            </p>
+          ) : null}
+          {(j.placement_failures || []).length ? (
+            <section aria-labelledby="h-fail">
+              <h2 id="h-fail">Cannot be placed</h2>
+              <ul>
+                {j.placement_failures.map((f, i) => (
+                  <li key={i}>{typeof f === "string" ? f : f.message || f.reason || JSON.stringify(f)}</li>
+                ))}
+              </ul>
+            </section>
+          ) : null}
+          <Deployment me={me} job={j} />
+          {may(me, "allocations") ? (
+            <section aria-labelledby="h-jallocs">
+              <h2 id="h-jallocs">Allocations</h2>
+              <AllocTable allocs={allocs.data} />
+            </section>
+          ) : null}
+          <Versions name={name} />
+        </>
+      ) : null}
+    </>
+  );
+}
+
+export function AllocTable({ allocs }) {
+  return (
+    <table aria-label="Allocations">
+      <thead><tr><th>Allocation</th><th>Name</th><th>Node</th><th>Status</th><th>Version</th><th>Healthy</th><th>Last event</th></tr></thead>
+      <tbody>
+        {(allocs || []).map((a) => (
+          <tr key={a.id}>
+            <td><Link to={`/allocations/${a.id}`}>{a.id.slice(0, 8)}</Link></td>
+            <td>{a.name}</td>
+            <td>{a.node_name}</td>
+            <td><Badge status={a.status} />{a.desired_status !== "run" ? <span class="muted"> ({a.desired_status})</span> : null}</td>
+            <td>{a.job_version}</td>
+            <td>{a.healthy == null ? "—" : a.healthy ? "yes" : "no"}</td>
+            <td class="muted">{a.last_event ? `${a.last_event.message} (${ago(a.last_event.ts)})` : ""}</td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
+  );
+}
+
+const EXAMPLE = `name: hello
+type: service
+groups:
+  - name: web
+    count: 1
+    tasks:
+      - name: main
+        image: busybox:1.36
+        command: ["sh", "-c", "while true; do echo hello; sleep 5; done"]
+        resources:
+          cpu: 100
+          memory: 64
+`;
+
+/** The line (1-based) a field path such as `groups[0].tasks[1].image` points at. */
+function lineOf(doc, text, path) {
+  const keys = [];
+  for (const part of path.split(".")) {
+    const m = part.match(/^([^[\]]*)((?:\[\d+\])*)$/);
+    if (!m) return null;
+    if (m[1]) keys.push(m[1]);
+    for (const idx of m[2].matchAll(/\[(\d+)\]/g)) keys.push(Number(idx[1]));
+  }
+  while (keys.length) {
+    const node = doc.getIn(keys, true);
+    if (node && node.range) return text.slice(0, node.range[0]).split("\n").length;
+    keys.pop();
+  }
+  return null;
+}
+
+export function SubmitJob({ me, name }) {
+  const [text, setText] = useState(name ? "" : EXAMPLE);
+  const [error, setError] = useState(null);
+  const [line, setLine] = useState(null);
+  const [busy, setBusy] = useState(false);
+  useEffect(() => {
+    if (!name) return;
+    get(`/v1/jobs/${encodeURIComponent(name)}`).then((j) => setText(stringify(specOf(j))), setError);
+  }, [name]);
+  const submit = async (e) => {
+    e.preventDefault();
+    setError(null);
+    setLine(null);
+    const doc = parseDocument(text);
+    if (doc.errors.length) {
+      const err = doc.errors[0];
+      setError({ message: `YAML: ${err.message.split("\n")[0]}` });
+      setLine(err.linePos?.[0]?.line ?? null);
+      return;
+    }
+    setBusy(true);
+    try {
+      const job = await post("/v1/jobs", doc.toJS());
+      navigate(`/jobs/${encodeURIComponent(job.name)}`);
+    } catch (err) {
+      setError(err);
+      const m = (err.message || "").match(/^([A-Za-z0-9_.[\]-]+): /);
+      if (m) setLine(lineOf(doc, text, m[1]));
+    } finally {
+      setBusy(false);
+    }
+  };
+  if (!may(me, "jobs", "write")) return <p>You may not submit jobs.</p>;
+  const lines = text.split("\n");
+  return (
+    <>
+      <h1>{name ? `Edit job ${name}` : "Submit a job"}</h1>
+      <form onSubmit={submit} aria-label="Job specification">
+        <div class="editor">
+          <pre class="gutter" aria-hidden="true">
+            {lines.map((_, i) => (
+              <div key={i} class={line === i + 1 ? "errline" : ""}>{i + 1}</div>
+            ))}
+          </pre>
+          <textarea
+            aria-label="Job YAML"
+            spellcheck={false}
+            rows={Math.max(18, lines.length + 1)}
+            value={text}
+            onInput={(e) => setText(e.currentTarget.value)}
+          />
+        </div>
+        {error ? (
+          <div class="error" role="alert">
+            {line ? <strong>Line {line}: </strong> : null}
+            {error.message}
+            {error.code ? <span class="muted"> ({error.status} {error.code})</span> : null}
+          </div>
+        ) : null}
+        <button type="submit" disabled={busy}>Submit job</button>
+      </form>
+    </>
+  );
+}

@@ -1,0 +1,81 @@
+// Metrics: cpu and memory over a range, per node or job, charted with uPlot
+// from /v1/metrics/query.
+import { useEffect, useRef, useState } from "preact/hooks";
+import uPlot from "uplot";
+import { get } from "../api.js";
+import { ErrorNote } from "../ui.jsx";
+
+const RANGES = ["1h", "6h", "24h", "7d"];
+const COLORS = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#4b5563"];
+
+function Chart({ title, result }) {
+  const el = useRef(null);
+  useEffect(() => {
+    if (!el.current || !result) return undefined;
+    const series = result.series || [];
+    const times = [...new Set(series.flatMap((s) => s.points.map((p) => p[0])))].sort((a, b) => a - b);
+    const data = [times];
+    for (const s of series) {
+      const at = new Map(s.points.map((p) => [p[0], p[1]]));
+      data.push(times.map((t) => (at.has(t) ? at.get(t) : null)));
+    }
+    const opts = {
+      title,
+      width: Math.min(900, el.current.clientWidth || 900),
+      height: 260,
+      series: [
+        {},
+        ...series.map((s, i) => ({
+          label: s.alloc ? s.alloc.slice(0, 8) : s.job || s.node || "total",
+          stroke: COLORS[i % COLORS.length],
+          width: 1.5,
+        })),
+      ],
+      axes: [{}, { label: result.unit }],
+    };
+    const plot = new uPlot(opts, data, el.current);
+    return () => plot.destroy();
+  }, [result, title]);
+  return <div ref={el} role="img" aria-label={`${title} chart`} class="chart" />;
+}
+
+export function Metrics() {
+  const [range, setRange] = useState("1h");
+  const [scope, setScope] = useState(""); // "": every node; else a job's allocations
+  const [jobs, setJobs] = useState([]);
+  const [results, setResults] = useState({});
+  const [error, setError] = useState(null);
+  useEffect(() => {
+    get("/v1/jobs").then((list) => setJobs(list.map((j) => j.name)), () => setJobs([]));
+  }, []);
+  useEffect(() => {
+    setError(null);
+    const by = scope ? `&job=${encodeURIComponent(scope)}` : "";
+    Promise.all(
+      ["cpu", "memory"].map((m) => get(`/v1/metrics/query?metric=${m}&from=-${range}${by}`)),
+    ).then(([cpu, memory]) => setResults({ cpu, memory }), setError);
+  }, [range, scope]);
+  return (
+    <>
+      <h1>Metrics</h1>
+      <div class="toolbar">
+        <label>
+          Range{" "}
+          <select aria-label="Time range" value={range} onChange={(e) => setRange(e.currentTarget.value)}>
+            {RANGES.map((r) => <option key={r}>{r}</option>)}
+          </select>
+        </label>
+        <label>
+          Of{" "}
+          <select aria-label="Nodes or a job" value={scope} onChange={(e) => setScope(e.currentTarget.value)}>
+            <option value="">every node</option>
+            {jobs.map((j) => <option key={j} value={j}>job {j}</option>)}
+          </select>
+        </label>
+      </div>
+      <ErrorNote error={error} what="metrics" />
+      <Chart title="CPU" result={results.cpu} />
+      <Chart title="Memory" result={results.memory} />
+    </>
+  );
+}
