@@ -45,6 +45,7 @@ def test_rotate_follows_the_reencryption_until_the_old_key_is_gone(heroctl, serv
     assert ring["keys"][0]["secret_versions"] == 40
     lines = out.splitlines()
     assert lines[0] == f"New primary key {ring['primary']}; 40 secret version(s) to re-encrypt."
+    assert lines[1] == "re-encrypting: 40 secret version(s) left under 1 old key(s)"
     assert (
         lines[-1] == f"Keyring rotated: every secret is under {ring['primary']}, old keys dropped."
     )
