@@ -24,6 +24,7 @@ from api import (
     routes_operator,
     routes_secrets,
     routes_webhooks,
+    ui,
 )
 from api.context import CLUSTER_CA, HEARTBEATS, REPLICA, TLS_CLIENT
 from api.forward import http_session_ctx
@@ -111,6 +112,7 @@ def build_app(
         routes_webhooks,
         routes_logs,
         routes_metrics,
+        ui,  # the web panel's files at /ui/
     ):
         app.add_routes(module.routes)
     for table in extra_routes:
