@@ -56,8 +56,13 @@ dev: install
 	@echo "==> the web panel: http://127.0.0.1:7070/ui/ (sign in as admin with the password printed below)"
 	$(BIN)/heroctld --dev
 
+# The suite waits far more than it computes (clusters starting, long polls,
+# containers): test files run in TEST_WORKERS processes, each file whole on one
+# (its module-scoped clusters shared as written).
+TEST_WORKERS ?= 3
+
 test: install system-deps browser-deps
-	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile --durations=15
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
