@@ -21,6 +21,7 @@ from api import (
     routes_logs,
     routes_metrics,
     routes_nodes,
+    routes_openapi,
     routes_operator,
     routes_secrets,
     routes_webhooks,
@@ -98,6 +99,7 @@ def build_app(
     # routes_auth and routes_acl before others: /v1/acl/tokens/self precedes /{accessor}.
     for module in (
         routes_health,
+        routes_openapi,
         routes_auth,
         routes_acl,
         routes_secrets,

@@ -205,6 +205,7 @@ _PUBLIC_ROUTES = {
     ("POST", "/v1/auth/refresh"),
     ("POST", "/v1/acl/bootstrap"),
     ("GET", "/v1/cluster/ca"),  # the public CA certificate, what a client pins
+    ("GET", "/v1/openapi.json"),  # the API's description: routes, nothing of the state
 }
 _PUBLIC_PREFIXES = ("/v1/health/",)
 # Membership changes: management only (and the joining server's proof, api.routes_cluster).
