@@ -56,7 +56,8 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
         response = error_for(exc, request, rid)
     if "X-HeroCtl-Index" not in response.headers:
         response.headers["X-HeroCtl-Index"] = str(request.app[REPLICA].index)
-    response.headers["X-Request-Id"] = rid
+    # a forwarded answer keeps the leader's id: the one its error body and log name
+    response.headers.setdefault("X-Request-Id", rid)
     return response
 
 

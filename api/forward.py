@@ -21,6 +21,7 @@ from raft.replica import NoLeader
 HTTP_SESSION = web.AppKey("http_session", aiohttp.ClientSession)
 FORWARDED = "X-HeroCtl-Forwarded"
 _PASS_HEADERS = ("Content-Type", "Authorization")
+_KEEP_HEADERS = ("X-Request-Id", "X-HeroCtl-Index", "Retry-After")
 
 
 async def http_session_ctx(app: web.Application):  # cleanup_ctx
@@ -56,7 +57,9 @@ async def leader_or_forward(request: web.Request) -> web.Response | None:
     try:
         async with session.request(request.method, url, data=body or None, headers=headers) as r:
             payload = await r.read()
-            out = web.Response(status=r.status, body=payload)
+            # the leader's request id (its error body names it), index and retry hint
+            kept = {h: r.headers[h] for h in _KEEP_HEADERS if h in r.headers}
+            out = web.Response(status=r.status, body=payload, headers=kept)
             out.content_type = r.content_type
             return out
     except (aiohttp.ClientError, TimeoutError) as e:
