@@ -11,6 +11,9 @@ import { Nodes } from "./pages/nodes.jsx";
 import { Secrets } from "./pages/secrets.jsx";
 import { Events } from "./pages/events.jsx";
 import { Metrics } from "./pages/metrics.jsx";
+import { Ingress } from "./pages/ingress.jsx";
+import { Webhooks } from "./pages/webhooks.jsx";
+import { Access } from "./pages/access.jsx";
 import "uplot/dist/uPlot.min.css";
 import "./style.css";
 
@@ -21,7 +24,10 @@ const PAGES = [
   { path: "/nodes", label: "Nodes", resource: "nodes" },
   { path: "/secrets", label: "Secrets", resource: "secrets", access: "list" },
   { path: "/events", label: "Events", resource: "events" },
+  { path: "/webhooks", label: "Webhooks", resource: "webhooks" },
+  { path: "/ingress", label: "Ingress", resource: "ingress" },
   { path: "/metrics", label: "Metrics", resource: "metrics" },
+  { path: "/access", label: "Access", management: true },
 ];
 
 function SignIn({ onIn }) {
@@ -96,6 +102,9 @@ function route(path, me) {
   if (path === "/secrets") return <Secrets me={me} />;
   if (path === "/events") return <Events me={me} />;
   if (path === "/metrics") return <Metrics me={me} />;
+  if (path === "/ingress") return <Ingress me={me} />;
+  if (path === "/webhooks") return <Webhooks me={me} />;
+  if (path === "/access") return <Access me={me} />;
   return <p>No such page. <Link to="/">Overview</Link></p>;
 }
 
@@ -127,7 +136,7 @@ function App() {
       navigate("/");
     }
   };
-  const pages = PAGES.filter((p) => may(me, p.resource, p.access || "read"));
+  const pages = PAGES.filter((p) => (p.management ? me.management : may(me, p.resource, p.access || "read")));
   return (
     <>
       <header>

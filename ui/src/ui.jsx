@@ -3,54 +3,125 @@ import { useEffect, useState, useCallback, useRef } from "preact/hooks";
 import { get, stream } from "./api.js";
 
 // --- the cluster's event stream, shared: pages refresh when something changes ---
+// Events come in batches (one flush per FLUSH_MS), so a burst of hundreds of
+// events costs the page one render, not hundreds.
 const changeListeners = new Set();
+const FLUSH_MS = 200;
 let closeEvents = null;
+let queued = [];
+let flushTimer = null;
+function flush() {
+  flushTimer = null;
+  const batch = queued;
+  queued = [];
+  for (const fn of changeListeners) {
+    try {
+      fn(batch);
+    } catch {
+      /* one page's listener failing must not stop the others */
+    }
+  }
+}
+export const EVENT_TYPES = [
+  "job.submitted", "job.updated", "job.deployed", "job.failed", "alloc.updated",
+  "alloc.failed", "node.updated", "node.down", "secret.changed", "cert.renewed",
+  "cert.failed", "ingress.updated",
+];
 export function startEvents() {
   if (closeEvents) return;
-  const fire = (ev) => changeListeners.forEach((fn) => fn(ev));
-  const types = [
-    "job.submitted", "job.updated", "job.deployed", "job.failed", "alloc.updated",
-    "alloc.failed", "node.updated", "node.down", "secret.changed", "cert.renewed",
-    "cert.failed", "ingress.updated",
-  ];
   const handlers = {};
-  for (const t of types) handlers[t] = (data, e) => fire({ type: t, data, id: e.lastEventId });
+  for (const t of EVENT_TYPES)
+    handlers[t] = (data, e) => {
+      queued.push({ type: t, data, id: e.lastEventId });
+      if (queued.length > 500) queued = queued.slice(-500);
+      if (!flushTimer) flushTimer = setTimeout(flush, FLUSH_MS);
+    };
   closeEvents = stream("/v1/events?stream=true", handlers);
 }
 export function stopEvents() {
   if (closeEvents) closeEvents();
   closeEvents = null;
 }
+/** `fn(events)` with each batch of cluster events (oldest first). */
 export function onChange(fn) {
   changeListeners.add(fn);
   return () => changeListeners.delete(fn);
 }
 
-/** GET `path` now, again on every cluster change (debounced) and every 15 s. */
-export function useLive(path, { enabled = true } = {}) {
+// Which event topics change what a path reads (null: any event).
+const TOPICS_OF = [
+  ["/v1/jobs", ["job", "alloc"]],
+  ["/v1/allocations", ["alloc", "job", "node"]],
+  ["/v1/nodes", ["node", "alloc"]],
+  ["/v1/deployments", ["job", "alloc"]],
+  ["/v1/ingress", ["ingress", "cert", "job", "alloc"]],
+  ["/v1/secrets", ["secret"]],
+  ["/v1/metrics", []],
+  ["/v1/webhooks", []],
+  ["/v1/acl", []],
+];
+function topicsOf(path) {
+  const hit = TOPICS_OF.find(([p]) => path.startsWith(p));
+  return hit ? hit[1] : null;
+}
+
+/** GET `path` now; again after cluster events that concern it, coalesced:
+ * at most one request in flight, and the next no sooner than a gap that grows
+ * with the read's cost (a 2,000-allocation list is not re-read per event);
+ * and every `every` ms (15 s) regardless. */
+export function useLive(path, { enabled = true, every = 15000 } = {}) {
   const [state, setState] = useState({ data: null, error: null, loading: true });
-  const timer = useRef(null);
-  const load = useCallback(() => {
-    if (!path || !enabled) return;
-    get(path).then(
-      (data) => setState({ data, error: null, loading: false }),
-      (error) => setState((s) => ({ data: s.data, error, loading: false })),
-    );
-  }, [path, enabled]);
+  const reloadRef = useRef(() => {});
   useEffect(() => {
+    if (!path || !enabled) return undefined;
+    const c = { alive: true, busy: false, again: false, timer: null, last: 0, cost: 0 };
+    const load = () => {
+      if (!c.alive) return;
+      if (c.busy) {
+        c.again = true;
+        return;
+      }
+      c.busy = true;
+      c.again = false;
+      const t0 = performance.now();
+      get(path)
+        .then(
+          (data) => c.alive && setState({ data, error: null, loading: false }),
+          (error) => c.alive && setState((s) => ({ data: s.data, error, loading: false })),
+        )
+        .finally(() => {
+          c.busy = false;
+          c.last = performance.now();
+          c.cost = c.last - t0;
+          if (c.again) schedule();
+        });
+    };
+    const schedule = () => {
+      if (c.timer || !c.alive) return;
+      const gap = Math.max(500, Math.min(5000, 4 * c.cost));
+      const wait = Math.max(100, c.last + gap - performance.now());
+      c.timer = setTimeout(() => {
+        c.timer = null;
+        load();
+      }, wait);
+    };
+    reloadRef.current = load;
     load();
-    const every = setInterval(load, 15000);
-    const off = onChange(() => {
-      clearTimeout(timer.current);
-      timer.current = setTimeout(load, 250);
+    const topics = topicsOf(path);
+    const tick = setInterval(load, every);
+    const off = onChange((batch) => {
+      if (topics && !batch.some((ev) => topics.includes(ev.type.split(".")[0]))) return;
+      schedule();
     });
     return () => {
-      clearInterval(every);
-      clearTimeout(timer.current);
+      c.alive = false;
+      clearInterval(tick);
+      clearTimeout(c.timer);
       off();
     };
-  }, [load]);
-  return { ...state, reload: load };
+  }, [path, enabled, every]);
+  const reload = useCallback(() => reloadRef.current(), []);
+  return { ...state, reload };
 }
 
 export function ErrorNote({ error, what }) {
@@ -150,15 +221,18 @@ export function Counts({ counts, label }) {
 }
 
 /** A button that runs an async action and shows the API's refusal next to it. */
-export function Action({ label, run, confirm: ask, danger, onDone }) {
+export function Action({ label, run, confirm: ask, danger, onDone, done }) {
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState(null);
+  const [ok, setOk] = useState(null);
   const click = async () => {
     if (ask && !window.confirm(ask)) return;
     setBusy(true);
     setError(null);
+    setOk(null);
     try {
-      await run();
+      const result = await run();
+      if (done) setOk(typeof done === "function" ? done(result) : done);
       onDone?.();
     } catch (e) {
       setError(e);
@@ -171,6 +245,7 @@ export function Action({ label, run, confirm: ask, danger, onDone }) {
       <button type="button" class={danger ? "danger" : ""} disabled={busy} onClick={click}>
         {label}
       </button>
+      {ok ? <span class="ok" role="status">{ok}</span> : null}
       <ErrorNote error={error} what={label} />
     </span>
   );

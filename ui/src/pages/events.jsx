@@ -23,9 +23,26 @@ export function Events() {
     get(`/v1/events?limit=100&topic=${topic}`).then((list) => {
       setEvents(list.slice().reverse());
       const last = list.length ? list[list.length - 1].index : null;
+      // a burst of events is one render: queued, then shown every 200 ms
+      let queue = [];
+      let timer = null;
+      const flush = () => {
+        timer = null;
+        const fresh = queue.reverse();
+        queue = [];
+        setEvents((old) => [...fresh, ...old].slice(0, 500));
+      };
       const handlers = {};
-      for (const t of TYPES) handlers[t] = (data, e) => setEvents((old) => [{ id: e.lastEventId, type: t, data, time: new Date().toISOString() }, ...old].slice(0, 500));
-      close = stream(`/v1/events?stream=true&topic=${topic}${last != null ? `&index=${last}` : ""}`, handlers);
+      for (const t of TYPES)
+        handlers[t] = (data, e) => {
+          queue.push({ id: e.lastEventId, type: t, data, time: new Date().toISOString() });
+          if (!timer) timer = setTimeout(flush, 200);
+        };
+      const closeStream = stream(`/v1/events?stream=true&topic=${topic}${last != null ? `&index=${last}` : ""}`, handlers);
+      close = () => {
+        clearTimeout(timer);
+        closeStream();
+      };
     }, setError);
     return () => close();
   }, [topic]);

@@ -40,44 +40,88 @@ export function Jobs({ me }) {
   );
 }
 
+const ACTIVE = ["running", "paused", "blocked-on-promotion"];
+
+/** A rainbow group's older versions still serving or draining, in words. */
+function drainingText(draining) {
+  const rows = Object.entries(draining || {}).sort(([a], [b]) => Number(b) - Number(a));
+  if (!rows.length) return "—";
+  return rows
+    .map(([v, r]) => `version ${v}: ${r.allocations ?? 0} allocation${r.allocations === 1 ? "" : "s"}, ${r.connections ?? 0} connection${r.connections === 1 ? "" : "s"}`)
+    .join("; ");
+}
+
 function Deployment({ me, job }) {
   const deps = useLive(`/v1/deployments?job=${encodeURIComponent(job.name)}`, { enabled: may(me, "jobs") });
   const list = (deps.data || []).filter((d) => d.job === job.name);
   const d = list.sort((a, b) => b.create_index - a.create_index)[0];
   if (!d) return <ErrorNote error={deps.error} what="deployments" />;
-  const running = ["running", "paused", "pending"].includes(d.status);
+  const active = ACTIVE.includes(d.status);
   const canWrite = may(me, "jobs", "write");
-  const needsPromote = Object.values(d.groups || {}).some((g) => g.desired_canaries > 0 && !g.promoted);
+  const groups = Object.entries(d.groups || {});
+  const canaried = groups.some(([, g]) => (g.desired_canaries || 0) > 0);
+  const rainbow = d.strategy === "rainbow";
+  const needsPromote = d.status === "blocked-on-promotion" && !d.promoted;
   return (
     <section aria-labelledby="h-dep">
       <h2 id="h-dep">Deployment of version {d.version}</h2>
       <p>
-        <Badge status={d.status} /> {d.status_description} <span class="muted">({d.strategy})</span>
+        <Badge status={d.status} /> {d.status_description} <span class="muted">({d.strategy}{d.promoted ? ", promoted" : ""})</span>
       </p>
+      {needsPromote ? (
+        <p class="note" role="status">
+          The canaries are {groups.every(([, g]) => (g.healthy || 0) >= (g.desired_canaries || 0)) ? "healthy" : "not all healthy yet"}: promote to roll the rest of the version out, or fail the deployment to keep the previous version.
+        </p>
+      ) : null}
       <table aria-label="Deployment progress">
-        <thead><tr><th>Group</th><th>Desired</th><th>Placed</th><th>Healthy</th><th>Unhealthy</th><th>Canaries</th></tr></thead>
+        <thead>
+          <tr>
+            <th>Group</th><th>Desired</th><th>Placed</th><th>Healthy</th><th>Unhealthy</th>
+            {canaried ? <th>Canaries (healthy of wanted)</th> : null}
+            {rainbow ? <th>Older versions draining</th> : null}
+          </tr>
+        </thead>
         <tbody>
-          {Object.entries(d.groups || {}).map(([g, s]) => (
+          {groups.map(([g, s]) => (
             <tr key={g}>
               <td>{g}</td><td>{s.desired}</td><td>{s.placed}</td><td>{s.healthy}</td><td>{s.unhealthy}</td>
-              <td>{s.desired_canaries || 0}{s.promoted ? " (promoted)" : ""}</td>
+              {canaried ? (
+                <td>
+                  {(s.desired_canaries || 0) > 0
+                    ? `${Math.min(s.healthy || 0, s.desired_canaries)} of ${s.desired_canaries}${(s.canaries || []).length ? ` (${s.canaries.map((c) => c.slice(0, 8)).join(", ")})` : ""}`
+                    : "—"}
+                </td>
+              ) : null}
+              {rainbow ? <td>{drainingText(s.draining)}</td> : null}
             </tr>
           ))}
         </tbody>
       </table>
-      {canWrite && running ? (
+      {canWrite && active ? (
         <p class="buttons">
           {needsPromote ? <Action label="Promote" run={() => post(`/v1/deployments/${d.id}/promote`)} onDone={deps.reload} /> : null}
           {d.status === "paused" ? (
             <Action label="Resume" run={() => post(`/v1/deployments/${d.id}/resume`)} onDone={deps.reload} />
-          ) : (
+          ) : d.status === "running" ? (
             <Action label="Pause" run={() => post(`/v1/deployments/${d.id}/pause`)} onDone={deps.reload} />
-          )}
+          ) : null}
           <Action label="Fail deployment" danger confirm="Fail this deployment?" run={() => post(`/v1/deployments/${d.id}/fail`)} onDone={deps.reload} />
         </p>
       ) : null}
     </section>
   );
+}
+
+/** The scheduler's placement failures in words, as `heroctl job status` says them. */
+export function failureText(f, want) {
+  if (typeof f === "string") return f;
+  const n = f.count ?? 1;
+  const of = want[f.group] != null ? ` of ${want[f.group]}` : "";
+  const plural = (want[f.group] ?? n) === 1 ? "" : "s";
+  const why = f.reason || f.message || "no reason given";
+  const m = f.metrics || {};
+  const seen = m.nodes_total != null ? ` (${m.nodes_evaluated ?? 0} of ${m.nodes_total} node${m.nodes_total === 1 ? "" : "s"} passed the constraints)` : "";
+  return `Group ${f.group}: ${n}${of} allocation${plural} could not be placed: ${why}${seen}.`;
 }
 
 function diffLines(a, b) {
@@ -109,7 +153,8 @@ function specOf(v) {
   return out;
 }
 
-function Versions({ name }) {
+function Versions({ me, job, onReverted }) {
+  const name = job.name;
   const versions = useLive(`/v1/jobs/${encodeURIComponent(name)}/versions`);
   const list = versions.data || [];
   const [a, setA] = useState(null);
@@ -136,12 +181,66 @@ function Versions({ name }) {
           </select>
         </label>
       </p>
+      {may(me, "jobs", "write") ? <Revert job={job} versions={list} onDone={() => { versions.reload(); onReverted?.(); }} /> : null}
       <pre class="diff" aria-label="Version diff">
         {diff.map(([k, line], i) => (
           <div key={i} class={k === "+" ? "add" : k === "-" ? "rem" : ""}>{k} {line}</div>
         ))}
       </pre>
     </section>
+  );
+}
+
+function Revert({ job, versions, onDone }) {
+  const older = versions.filter((v) => v.version !== job.version);
+  const [version, setVersion] = useState("");
+  const [error, setError] = useState(null);
+  const [done, setDone] = useState(null);
+  const [busy, setBusy] = useState(false);
+  const chosen = version === "" ? older[0]?.version : Number(version);
+  const run = async () => {
+    if (!window.confirm(`Revert job ${job.name} to version ${chosen}? This submits version ${chosen}'s spec as a new version.`)) return;
+    setBusy(true);
+    setError(null);
+    setDone(null);
+    try {
+      const r = await post(`/v1/jobs/${encodeURIComponent(job.name)}/revert`, { version: chosen, job_modify_index: job.job_modify_index });
+      setDone(`Reverted to version ${r.reverted_to}: now version ${r.version}.`);
+      onDone?.();
+    } catch (e) {
+      setError(e);
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <div class="revert">
+      <label>
+        Revert to{" "}
+        <input
+          type="number"
+          min="0"
+          aria-label="Version to revert to"
+          list="job-versions"
+          placeholder={older[0] ? String(older[0].version) : ""}
+          value={version}
+          onInput={(e) => setVersion(e.currentTarget.value)}
+        />
+        <datalist id="job-versions">
+          {older.map((v) => <option key={v.version} value={v.version} />)}
+        </datalist>
+      </label>{" "}
+      <button type="button" disabled={busy || chosen == null || Number.isNaN(chosen)} onClick={run}>Revert</button>
+      {done ? <span class="ok" role="status"> {done}</span> : null}
+      {error?.code === "version_not_found" ? (
+        <div class="error" role="alert">
+          <strong>No such version: </strong>
+          {error.message}. Pick one of the versions listed above.
+        </div>
+      ) : (
+        <ErrorNote error={error} what="Revert" />
+      )}
+    </div>
   );
 }
 
@@ -189,7 +288,7 @@ export function JobPage({ me, name }) {
               <h2 id="h-fail">Cannot be placed</h2>
               <ul>
                 {j.placement_failures.map((f, i) => (
-                  <li key={i}>{typeof f === "string" ? f : f.message || f.reason || JSON.stringify(f)}</li>
+                  <li key={i}>{failureText(f, Object.fromEntries((j.groups || []).map((g) => [g.name, g.count ?? 1])))}</li>
                 ))}
               </ul>
             </section>
@@ -201,7 +300,7 @@ export function JobPage({ me, name }) {
               <AllocTable allocs={allocs.data} />
             </section>
           ) : null}
-          <Versions name={name} />
+          <Versions me={me} job={j} onReverted={job.reload} />
         </>
       ) : null}
     </>

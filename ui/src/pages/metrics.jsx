@@ -39,21 +39,44 @@ function Chart({ title, result }) {
   return <div ref={el} role="img" aria-label={`${title} chart`} class="chart" />;
 }
 
+/** The query's scope: "" every node, or "node:ID", "job:NAME", "alloc:ID". */
+function scopeParam(scope) {
+  if (!scope) return "";
+  const [kind, ...rest] = scope.split(":");
+  return `&${kind}=${encodeURIComponent(rest.join(":"))}`;
+}
+
 export function Metrics() {
   const [range, setRange] = useState("1h");
-  const [scope, setScope] = useState(""); // "": every node; else a job's allocations
-  const [jobs, setJobs] = useState([]);
+  const [scope, setScope] = useState("");
+  const [choices, setChoices] = useState({ nodes: [], jobs: [], allocs: [] });
   const [results, setResults] = useState({});
   const [error, setError] = useState(null);
   useEffect(() => {
-    get("/v1/jobs").then((list) => setJobs(list.map((j) => j.name)), () => setJobs([]));
+    Promise.all([
+      get("/v1/nodes").catch(() => []),
+      get("/v1/jobs").catch(() => []),
+      get("/v1/allocations?status=running").catch(() => []),
+    ]).then(([nodes, jobs, allocs]) =>
+      setChoices({
+        nodes: nodes.map((n) => [n.id, n.name]),
+        jobs: jobs.map((j) => j.name),
+        // a long list is no help in a menu: the first 200 (a job's chart covers the rest)
+        allocs: allocs.slice(0, 200).map((a) => [a.id, a.name]),
+      }),
+    );
   }, []);
   useEffect(() => {
     setError(null);
-    const by = scope ? `&job=${encodeURIComponent(scope)}` : "";
-    Promise.all(
-      ["cpu", "memory"].map((m) => get(`/v1/metrics/query?metric=${m}&from=-${range}${by}`)),
-    ).then(([cpu, memory]) => setResults({ cpu, memory }), setError);
+    const by = scopeParam(scope);
+    let alive = true;
+    Promise.all(["cpu", "memory"].map((m) => get(`/v1/metrics/query?metric=${m}&from=-${range}${by}`))).then(
+      ([cpu, memory]) => alive && setResults({ cpu, memory }),
+      (e) => alive && setError(e),
+    );
+    return () => {
+      alive = false;
+    };
   }, [range, scope]);
   return (
     <>
@@ -67,9 +90,17 @@ export function Metrics() {
         </label>
         <label>
           Of{" "}
-          <select aria-label="Nodes or a job" value={scope} onChange={(e) => setScope(e.currentTarget.value)}>
+          <select aria-label="Nodes, a node, a job or an allocation" value={scope} onChange={(e) => setScope(e.currentTarget.value)}>
             <option value="">every node</option>
-            {jobs.map((j) => <option key={j} value={j}>job {j}</option>)}
+            <optgroup label="Node">
+              {choices.nodes.map(([id, name]) => <option key={id} value={`node:${id}`}>node {name}</option>)}
+            </optgroup>
+            <optgroup label="Job">
+              {choices.jobs.map((j) => <option key={j} value={`job:${j}`}>job {j}</option>)}
+            </optgroup>
+            <optgroup label="Allocation">
+              {choices.allocs.map(([id, name]) => <option key={id} value={`alloc:${id}`}>allocation {id.slice(0, 8)} ({name})</option>)}
+            </optgroup>
           </select>
         </label>
       </div>

@@ -77,7 +77,11 @@ function RecentEvents() {
       (list) => setEvents(list.slice(-15).reverse()),
       setError,
     );
-    return onChange((ev) => setEvents((old) => [{ id: ev.id, type: ev.type, data: ev.data, time: new Date().toISOString() }, ...old].slice(0, 15)));
+    return onChange((batch) => {
+      const time = new Date().toISOString();
+      const fresh = batch.slice(-15).reverse().map((ev) => ({ id: ev.id, type: ev.type, data: ev.data, time }));
+      setEvents((old) => [...fresh, ...old].slice(0, 15));
+    });
   }, []);
   return (
     <section aria-labelledby="h-events">
