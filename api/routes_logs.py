@@ -183,9 +183,8 @@ async def get_logs(request: web.Request) -> web.StreamResponse:
             raise result
         merged.extend(result)
     if missing and len(missing) == len(newest):
-        raise ApiError(
-            503, "node_unreachable", f"no node holding logs of job '{job}' could be reached"
-        )
+        whose = f"job '{job}'" if job else f"allocation {missing[0]}"  # ?alloc=: no job
+        raise ApiError(503, "node_unreachable", f"no node holding logs of {whose} could be reached")
     merged.sort(key=lambda d: d.get("us", 0))
     if f.lines is not None:
         merged = merged[-f.lines :] if f.lines else []

@@ -163,6 +163,19 @@ def test_a_forwarded_error_names_one_request_id(run: Run) -> None:
         assert r.body["request_id"] == r.header("X-Request-Id")
 
 
+def test_logs_no_node_can_give_name_the_allocation_asked_for(run: Run) -> None:
+    """`?alloc=` on the seeded allocation, whose node nobody runs: a 503 that
+    names the allocation (there is no job in that question)."""
+    alloc = run.fuzzer.seeds.values["alloc"][0]
+    r = request(
+        "GET",
+        run.wires[0].url + f"/v1/logs?alloc={alloc}",
+        headers={"Authorization": f"Bearer {run.fuzzer.token}"},
+    )
+    assert r.status == 503 and r.body["error"] == "node_unreachable"
+    assert alloc in r.body["message"] and "None" not in r.body["message"]
+
+
 @pytest.mark.parametrize(("method", "path"), OPERATIONS, ids=[f"{m} {p}" for m, p in OPERATIONS])
 def test_fuzzed_requests_get_documented_answers(run: Run, method: str, path: str) -> None:
     if (method, path) in SKIPPED:
