@@ -1,10 +1,12 @@
 """Commands: the only thing that enters the raft log.
 
-A command is a small map `{"op": "job.upsert", "rid": "...", "ts": ms, ...}`.
+A command is a small map `{"op": "job.upsert", "rid": "...", "ts": ms, ...}`
+(and `"v"`, its format, when it needs a newer one than 1: raft.formats).
 Many commands travel together as one raft entry (a batch), which is how
-concurrent writes share one round trip. An entry is a msgpack list of packed
-commands (raft.packing: JSON, or msgpack when a command carries bytes), never
-pickle.
+concurrent writes share one round trip. An entry is `[format, [command, ...]]`
+in msgpack, each command packed (raft.packing: JSON, or msgpack when a command
+carries bytes), never pickle. An entry or command of a newer format than this
+server reads stops it before anything of it is applied (raft.formats).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 import msgpack
 
 from raft.errors import CommandError
+from raft.formats import ENTRY_FORMAT, check_entry_format
 from raft.packing import pack, unpack
 
 # pysyncobj's chunked path for entries >= appendEntriesBatchSizeBytes is
@@ -23,8 +26,6 @@ from raft.packing import pack, unpack
 # and we keep every entry well below it.
 MAX_COMMAND_BYTES = 2 * 1024 * 1024
 MAX_BATCH_BYTES = 3 * 1024 * 1024
-
-BATCH_MARKER = 1  # first element of an entry; lets the format evolve
 
 
 # Request ids only need to be unique (the FSM's retry dedupe key), not secret:
@@ -60,16 +61,25 @@ def encode_command(cmd: dict[str, Any]) -> bytes:
 
 def encode_batch(encoded: list[bytes]) -> bytes:
     """Join already-encoded commands into one raft entry."""
-    return msgpack.packb([BATCH_MARKER, encoded], use_bin_type=True)
+    return msgpack.packb([ENTRY_FORMAT, encoded], use_bin_type=True)
 
 
 def decode_batch(entry: bytes) -> list[dict[str, Any] | None]:
-    """Decode an entry; a command that does not decode becomes None."""
+    """Decode an entry; a command that does not decode becomes None.
+
+    raft.fatal.FormatTooNew when the entry is of a newer format than this
+    server reads (nothing of it is applied then: the server stops)."""
     try:
-        marker, items = msgpack.unpackb(entry, raw=False)
+        decoded = msgpack.unpackb(entry, raw=False)
     except Exception:
         return []
-    if marker != BATCH_MARKER or not isinstance(items, list):
+    if isinstance(decoded, list) and decoded:
+        check_entry_format(decoded[0])
+    try:
+        marker, items = decoded
+    except (TypeError, ValueError):
+        return []
+    if marker != ENTRY_FORMAT or not isinstance(items, list):
         return []
     out: list[dict[str, Any] | None] = []
     for item in items:

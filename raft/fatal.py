@@ -15,6 +15,7 @@ import os
 
 EXIT_STORAGE = 74  # EX_IOERR: the journal could not be written, reserved or flushed
 EXIT_DIVERGED = 65  # EX_DATAERR: this server's applied log differs from the leader's
+EXIT_TOO_OLD = 76  # EX_PROTOCOL: an entry or snapshot of a format newer than this server reads
 
 
 class RaftFatal(Exception):
@@ -38,6 +39,15 @@ class LogDiverged(RaftFatal):
     sends for the same index: the state machines have diverged."""
 
     exit_code = EXIT_DIVERGED
+
+
+class FormatTooNew(RaftFatal):
+    """An entry or a snapshot of a format newer than this server understands
+    (raft.formats): applying or skipping it would leave this server's state
+    unlike the others', so it stops before applying anything of it; upgrading
+    this server is the way out."""
+
+    exit_code = EXIT_TOO_OLD
 
 
 def exit_process(error: RaftFatal) -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import errno
 import os
 
-from raft.fatal import JournalFailed, JournalFull
+from raft.fatal import JournalFailed, JournalFull, RaftFatal
 
 FAULT_FSYNC_ENV = "HEROCTL_TEST_FAULT_FSYNC"
 GROWTH_MAX = 64 * 2**20  # the file doubles, but by 64 MiB at most
@@ -39,9 +39,9 @@ class Journal:
         self._flushed_at = -1  # the journal read at start may not be on disk yet
         self._reserved = 0
         self._fault = os.environ.get(FAULT_FSYNC_ENV) or None
-        self._failure: JournalFailed | None = None
+        self._failure: RaftFatal | None = None
 
-    def fail(self, error: JournalFailed) -> JournalFailed:
+    def fail(self, error: RaftFatal) -> RaftFatal:
         """Remember `error` (the first one) for `check`; returns it, to raise."""
         self._failure = self._failure or error
         return error

@@ -187,9 +187,12 @@ class RaftNode:
             log.exception("raft shutdown")
 
     def _snapshot_failed(self, error: Exception) -> None:
-        """Tick thread: a snapshot did not load; the next delivery stops the server."""
+        """Tick thread: a snapshot did not load; the next delivery stops the server
+        (with the snapshot's own reason when it is fatal: a newer format)."""
         self._journal.fail(
-            JournalFailed(f"raft: cannot load the snapshot {self.snapshot_path}: {error}")
+            error
+            if isinstance(error, RaftFatal)
+            else JournalFailed(f"raft: cannot load the snapshot {self.snapshot_path}: {error}")
         )
 
     def _fail(self, error: RaftFatal) -> None:

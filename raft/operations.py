@@ -25,6 +25,7 @@ from raft import (
     fsm_jobs,
     fsm_nodes,
     fsm_pki,
+    fsm_restore,
     fsm_secrets,
     fsm_sessions,
     fsm_webhooks,
@@ -98,4 +99,7 @@ OPERATIONS: dict[str, Operation] = {
     "acme.challenge.delete": fsm_certs.acme_challenge_delete,
     "acme.alpn_challenge.put": fsm_certs.acme_alpn_challenge_put,
     "acme.alpn_challenge.delete": fsm_certs.acme_alpn_challenge_delete,
+    # restoring a backup: the whole state (raft.fsm_restore)
+    "state.restore": fsm_restore.state_restore,
+    "state.restore.abort": fsm_restore.state_restore_abort,
 }

@@ -40,7 +40,7 @@ from pysyncobj.node import TCPNode
 from raft.commands import decode_batch
 from raft.completions import DENIED, DISCARDED, NO_LEADER, NOT_LEADER, OK, QUEUE_FULL, UNKNOWN
 from raft.config import RaftConfig, append_batch_bytes
-from raft.fatal import LogDiverged
+from raft.fatal import LogDiverged, RaftFatal
 from raft.fsm import apply_batch
 from raft.journal import Journal
 from raft.pysyncobj_follower import DIVERGED, Entry, HeldAcks, match_append
@@ -151,10 +151,15 @@ class ReplicatedLog(SyncObj):
     @replicated
     def apply_entry(self, entry: bytes) -> Any:
         # Total by construction: apply_batch never raises, and this guard
-        # catches anything around it (notes/pysyncobj.md #1).
+        # catches anything around it (notes/pysyncobj.md #1), except what says
+        # this server must stop rather than apply it (raft.fatal: an entry of
+        # a newer format): it leaves the tick and raft.node stops the server
+        # before pysyncobj counts the entry as applied.
         try:
             index = self.raftLastApplied + 1
             return apply_batch(self._state, decode_batch(entry), index)
+        except RaftFatal:
+            raise
         except BaseException:
             log.exception("apply failed")
             return []

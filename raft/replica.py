@@ -10,14 +10,16 @@ Nobody outside raft/ touches the node, the bridge or the tables.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
 from dataclasses import dataclass
 from typing import Any
 
+from raft.backup import Backup, take_backup
 from raft.bridge import RaftBridge
-from raft.commands import new_command
+from raft.commands import new_command, new_request_id
 from raft.errors import CommandError, CommandRejected, NoLeader, RaftRefused
 from raft.node import OK, RaftConfig, RaftNode
 from raft.state import State
@@ -33,7 +35,12 @@ def _mtime(path: str) -> int | None:
         return None
 
 
+# A restore travels in parts of this size (raft.fsm_restore): each a command
+# well below raft.commands.MAX_COMMAND_BYTES.
+RESTORE_PART_BYTES = 2**20
+
 __all__ = [
+    "Backup",
     "CommandError",
     "CommandRejected",
     "NoLeader",
@@ -126,6 +133,40 @@ class Replica:
         """(index, the whole state packed as a raft snapshot): a backup."""
         with self._state.read() as s:
             return s.index, s.to_bytes()
+
+    async def backup(self) -> Backup:
+        """This server's state as a backup's body (raft.backup), packed and
+        compressed off the event loop."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, take_backup, self._state)
+
+    async def restore(self, body: bytes, sha256: str, snapshot_format: int) -> dict[str, Any]:
+        """Replace the replicated state with a backup's body, through the log:
+        `state.restore` commands of RESTORE_PART_BYTES each, proposed in order;
+        the last one's result (CommandRejected if refused). The caller has
+        checked the body; the FSM checks its sha256 again. An upload that
+        fails half way drops its staged parts (best effort)."""
+        restore_id = new_request_id()
+        parts = max(1, -(-len(body) // RESTORE_PART_BYTES))
+        fields = {"id": restore_id, "parts": parts, "size": len(body), "sha256": sha256}
+        result: dict[str, Any] = {}
+        try:
+            for part in range(parts):
+                data = body[part * RESTORE_PART_BYTES : (part + 1) * RESTORE_PART_BYTES]
+                result = await self.write(
+                    "state.restore", part=part, data=data, format=snapshot_format, **fields
+                )
+        except BaseException:
+            if parts > 1:
+                with contextlib.suppress(Exception):
+                    await self.write("state.restore.abort", id=restore_id)
+            raise
+        return result
+
+    @property
+    def restores(self) -> int:
+        """How many restores this server's state has applied (controllers restart on a new one)."""
+        return self._state.restores
 
     async def wait_for_change(self, tables: tuple[str, ...], index: int, timeout: float) -> int:
         """Block until one of `tables` changes past `index` (or the timeout).

@@ -15,6 +15,7 @@ from typing import Any
 
 import msgpack
 
+from raft.formats import SNAPSHOT_FORMAT, check_snapshot_format
 from raft.packing import pack, unpack
 
 # Every table the FSM knows. Adding one is backwards compatible: a snapshot
@@ -50,7 +51,11 @@ TABLES: tuple[str, ...] = (
 
 # How many request ids the FSM remembers for idempotent retries.
 REQUEST_MEMORY = 20_000
-SNAPSHOT_FORMAT = 1
+# The tables a restore (raft.fsm_restore) keeps from the running cluster: who
+# its servers are now, not who they were when the backup was taken.
+LIVE_TABLES: tuple[str, ...] = ("servers",)
+
+__all__ = ["LIVE_TABLES", "SNAPSHOT_FORMAT", "TABLES", "State", "pack_snapshot", "unpack_snapshot"]
 
 
 class State:
@@ -70,6 +75,14 @@ class State:
         self.allocs_by_job: dict[str, set[str]] = {}
         self.deployments_by_job: dict[str, set[str]] = {}
         self.active_deployments: set[str] = set()  # running or paused: what the leader drives
+        # Replicated, in every snapshot, changed only by a restore (raft.fsm_restore):
+        # the state's index is the raft index plus `index_offset`, so that after
+        # restoring a backup taken at a higher index the indexes still only grow;
+        # `restoring` stages the parts of a restore still arriving; `restores`
+        # counts the restores applied (the leader restarts its controllers).
+        self.index_offset = 0
+        self.restoring: dict[str, Any] | None = None
+        self.restores = 0
         self._reading = _Reading(self)
 
     def read(self) -> _Reading:
@@ -93,16 +106,26 @@ class State:
             self.requests.popitem(last=False)
 
     # --- snapshots -------------------------------------------------------
-    def capture(self) -> dict[str, Any]:
-        """A cheap consistent copy (shallow: documents are immutable)."""
+    def capture(self, *, backup: bool = False) -> dict[str, Any]:
+        """A cheap consistent copy (shallow: documents are immutable).
+
+        `backup`: only what a restore takes (raft.backup): the tables, without
+        the request memory or a restore being staged."""
         with self.lock:
-            return {
+            captured: dict[str, Any] = {
                 "format": SNAPSHOT_FORMAT,
                 "index": self.index,
                 "table_index": dict(self.table_index),
                 "tables": {name: dict(rows) for name, rows in self.tables.items()},
-                "requests": list(self.requests.items()),
             }
+            if backup:
+                return captured
+            captured["requests"] = list(self.requests.items())
+            captured["index_offset"] = self.index_offset
+            captured["restores"] = self.restores
+            if self.restoring is not None:
+                captured["restoring"] = {**self.restoring, "chunks": list(self.restoring["chunks"])}
+            return captured
 
     def to_bytes(self) -> bytes:
         return pack_snapshot(self.capture())
@@ -116,13 +139,38 @@ class State:
             for name, rows in snapshot.get("tables", {}).items():
                 self.tables[name] = dict(rows)
             self.requests = OrderedDict((k, v) for k, v in snapshot.get("requests", []))
-            self.allocs_by_node, self.allocs_by_job = {}, {}
-            self.nodes_changed = True
-            for alloc in self.tables["allocations"].values():
-                self.index_alloc(alloc)
-            self.deployments_by_job, self.active_deployments = {}, set()
-            for deployment in self.tables["deployments"].values():
-                self.index_deployment(deployment)
+            self.index_offset = int(snapshot.get("index_offset", 0))
+            self.restores = int(snapshot.get("restores", 0))
+            restoring = snapshot.get("restoring")
+            self.restoring = dict(restoring) if isinstance(restoring, dict) else None
+            self._derive()
+
+    def replace_tables(self, snapshot: dict[str, Any], index: int) -> None:
+        """A restore (raft.fsm_restore): the snapshot's tables, but the running
+        cluster's LIVE_TABLES, request memory and index; every table changed at
+        `index`, and the scheduler sees every job as changed. The caller holds
+        the lock."""
+        tables: dict[str, dict[str, Any]] = {t: {} for t in TABLES}
+        for name, rows in snapshot.get("tables", {}).items():
+            if name in tables and isinstance(rows, dict):
+                tables[name] = dict(rows)
+        for name in LIVE_TABLES:
+            tables[name] = self.tables[name]
+        self.changed_jobs |= set(self.tables["jobs"]) | set(tables["jobs"])
+        self.tables = tables
+        self.table_index = dict.fromkeys(TABLES, index)
+        self.index = index
+        self._derive()
+
+    def _derive(self) -> None:
+        """Rebuild the derived lookups from the tables."""
+        self.allocs_by_node, self.allocs_by_job = {}, {}
+        self.nodes_changed = True
+        for alloc in self.tables["allocations"].values():
+            self.index_alloc(alloc)
+        self.deployments_by_job, self.active_deployments = {}, set()
+        for deployment in self.tables["deployments"].values():
+            self.index_deployment(deployment)
 
     def take_changes(self) -> tuple[set[str], bool]:
         """(jobs changed since the last call, whether nodes changed): for the scheduler."""
@@ -190,9 +238,15 @@ def pack_snapshot(captured: dict[str, Any]) -> bytes:
 
 
 def unpack_snapshot(data: bytes) -> dict[str, Any]:
+    """The snapshot's map; ValueError if it is not one of ours, raft.fatal.FormatTooNew
+    if it is of a newer format than this server reads."""
     snap = msgpack.unpackb(data, raw=False, strict_map_key=False)
+    if isinstance(snap, dict):
+        check_snapshot_format(snap.get("format"))
     if not isinstance(snap, dict) or snap.get("format") != SNAPSHOT_FORMAT:
         raise ValueError("not a heroctl snapshot")
+    if not isinstance(snap.get("index"), int) or not isinstance(snap.get("tables"), dict):
+        raise ValueError("not a heroctl snapshot: no index or tables")
     return snap
 
 

@@ -1,4 +1,10 @@
-"""Runs the controllers while this server leads, and stops them when it does not."""
+"""Runs the controllers while this server leads, and stops them when it does not.
+
+A restore of a backup (raft.fsm_restore) replaces the whole state under the
+controllers' feet (what they keep in memory: heartbeats seen, webhook
+workers, deployments watched): the leader restarts them all once it has
+applied one, so each starts again from the restored state.
+"""
 
 from __future__ import annotations
 
@@ -45,9 +51,15 @@ class Leadership:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def run(self, check_every: float = 0.1) -> None:
+        restores = self.replica.restores
         try:
             while True:
                 leading = self.replica.is_leader and self.replica.is_ready()
+                if self.replica.restores != restores:
+                    restores = self.replica.restores
+                    if self._tasks:
+                        log.info("the state was restored from a backup: restarting controllers")
+                        await self._stop()
                 if leading and not self._tasks:
                     log.info("leading: starting %s", ", ".join(self.controllers))
                     self._tasks = [

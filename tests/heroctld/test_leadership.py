@@ -15,6 +15,7 @@ from heroctld.controllers.leadership import Leadership
 
 class FakeReplica:
     is_leader = True
+    restores = 0
 
     def is_ready(self) -> bool:
         return True
@@ -72,3 +73,21 @@ async def test_cancelled_while_stopping_a_slow_controller_still_ends() -> None:
     done, _ = await asyncio.wait([task], timeout=2)
     assert task in done, "Leadership swallowed its cancellation and kept running"
     assert task.cancelled()
+
+
+async def test_a_restore_restarts_the_controllers() -> None:
+    """A restored backup replaced the state the controllers keep in memory."""
+    replica = FakeReplica()
+    started: list[str] = []
+
+    async def controller() -> None:
+        started.append("c")
+        await asyncio.Event().wait()
+
+    leadership = Leadership(replica, {"c": controller})  # type: ignore[arg-type]
+    task = asyncio.create_task(leadership.run(check_every=0.01))
+    await wait_for_condition(lambda: started == ["c"])
+    replica.restores = 1
+    await wait_for_condition(lambda: started == ["c", "c"])
+    task.cancel()
+    await asyncio.wait([task], timeout=2)
