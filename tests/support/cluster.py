@@ -238,6 +238,9 @@ class Server(DaemonProcess):
     def delete(self, path: str, **kw: Any) -> Reply:
         return request("DELETE", self.url + path, **self._auth(kw))
 
+    def put(self, path: str, body: Any = None, **kw: Any) -> Reply:
+        return request("PUT", self.url + path, body, **self._auth(kw))
+
     def status(self) -> dict[str, Any] | None:
         try:
             r = self.get("/v1/cluster/status", timeout=2)
