@@ -1,4 +1,7 @@
-"""`heroctl operator backup FILE`: save the cluster's whole state (secrets stay encrypted)."""
+"""`heroctl operator`: snapshots (backups and restores: cli.cmd_snapshot), the
+keyring (cli.cmd_keyring, added by cli.main), and `backup FILE`, the older
+backup (the raft snapshot's msgpack, which cannot be restored: prefer
+`operator snapshot save`)."""
 
 from __future__ import annotations
 
@@ -7,16 +10,20 @@ from pathlib import Path
 
 import click
 
+from cli.cmd_snapshot import snapshot
 from cli.common import Settings, api_options, call, pass_settings
 from cli.output import echo, print_json
 
 
 @click.group()
 def operator() -> None:
-    """Operator tasks: backups."""
+    """Operator tasks: snapshots (backup and restore), the keyring."""
 
 
-@operator.command("backup")
+operator.add_command(snapshot)
+
+
+@operator.command("backup", hidden=True)
 @click.argument("file", type=click.Path(dir_okay=False, writable=True))
 @api_options
 @pass_settings

@@ -183,6 +183,17 @@ class ApiClient(HttpClient):
         )
         return self.sse(path, params)
 
+    # operator: backups ---------------------------------------------------------
+    async def save_snapshot(self) -> bytes:
+        """The cluster's state as a backup file (`GET /v1/operator/snapshot`)."""
+        data, _ = await self.request("GET", "/v1/operator/snapshot", binary=True, timeout=600.0)
+        return bytes(data)
+
+    async def restore_snapshot(self, data: bytes) -> dict[str, Any]:
+        """Restore a backup file into the cluster (`PUT /v1/operator/snapshot`)."""
+        body, _ = await self.request("PUT", "/v1/operator/snapshot", raw=data, timeout=600.0)
+        return dict(body)
+
     async def metrics(self) -> dict[str, Any]:
         """The cluster snapshot (nodes, jobs, allocations, raft, API rate)."""
         return (await self.get("/v1/metrics"))[0]

@@ -197,6 +197,8 @@ class HttpClient:
         *,
         timeout: float | None = None,
         idempotent: bool | None = None,
+        raw: bytes | None = None,
+        binary: bool = False,
     ) -> tuple[Any, Mapping[str, str]]:
         """(decoded body, response headers); raises `ApiClientError` on any failure.
 
@@ -204,9 +206,12 @@ class HttpClient:
         legitimately take as long as its `wait`). `idempotent`: whether the
         request may be sent again after a lost answer (default: by method;
         a POST that repeating changes nothing more, like a job submit without
-        check-and-set, says True).
+        check-and-set, says True). `raw`: bytes sent as they are
+        (application/octet-stream) instead of `body` as JSON; `binary`: the
+        answer's bytes are returned undecoded (errors are still the envelope).
         """
-        data = None if body is None else json.dumps(body).encode()
+        data = raw if raw is not None else None if body is None else json.dumps(body).encode()
+        content_type = "application/octet-stream" if raw is not None else "application/json"
         loop = asyncio.get_running_loop()
         tries = Tries(
             servers=len(self.addresses),
@@ -219,7 +224,9 @@ class HttpClient:
         while True:
             base = self.addresses[tries.current]
             try:
-                answer = await self._try(base, method, path, data, params, timeout)
+                answer = await self._try(
+                    base, method, path, data, params, timeout, content_type, binary
+                )
             except TryFailed as failed:
                 failures.append(failed)
                 retry_after = retry_after_seconds(failed.error.headers)
@@ -241,9 +248,11 @@ class HttpClient:
         data: bytes | None,
         params: Params | None,
         timeout: float | None,
+        content_type: str = "application/json",
+        binary: bool = False,
     ) -> tuple[Any, Mapping[str, str]]:
         """One try on one server; its failure carries an `outcome` for client.retry."""
-        headers = {"Content-Type": "application/json"} if data is not None else None
+        headers = {"Content-Type": content_type} if data is not None else None
         session = self._session_for_loop()
         limit = self.timeout if timeout is None else timeout
         extra: dict[str, Any] = {}
@@ -265,11 +274,11 @@ class HttpClient:
             raise TryFailed(error, Outcome.FINAL) from None
         except aiohttp.ClientError as e:
             raise TryFailed(_unreachable(base, e), connection_outcome(e)) from None
-        payload = decode_body(raw) if raw else None
+        payload = decode_body(raw) if raw and (binary is False or status >= 400) else None
         if status >= 400:
             error = error_from(status, reason, payload, resp_headers)
             raise TryFailed(error, answer_outcome(status))
-        return payload, resp_headers
+        return (raw if binary else payload), resp_headers
 
     async def get(
         self,
