@@ -140,6 +140,44 @@ OPS: tuple[Op, ...] = (
     ),
     Op(
         "GET",
+        "/v1/operator/snapshot",
+        "A backup file of the whole state (secrets sealed; restore needs the same cluster key)",
+        (
+            ok(
+                {"type": "string", "contentMediaType": "application/octet-stream"},
+                "The file: a header (format, raft index, cluster id, sha256), then the tables.",
+                media="application/octet-stream",
+            ),
+        ),
+        query=(STALE,),
+    ),
+    Op(
+        "PUT",
+        "/v1/operator/snapshot",
+        "Restore a backup file into the running cluster (through the log: every server)",
+        (
+            ok(
+                obj(
+                    {
+                        "index": INDEX,
+                        "restored_index": INDEX,
+                        "cluster_id": STR,
+                        "format": STR,
+                        "sha256": STR,
+                        "bytes": INT,
+                        "tables": {"type": "object"},
+                    },
+                    ["index", "restored_index", "sha256", "bytes"],
+                )
+            ),
+        ),
+        description="A corrupt, truncated, too new or foreign file is refused (400) "
+        "and nothing changes. The body may be up to 512 MiB.",
+        body={"type": "string", "contentMediaType": "application/octet-stream"},
+        body_media="application/octet-stream",
+    ),
+    Op(
+        "GET",
         "/v1/operator/keyring",
         "The secrets keyring",
         (ok(named("Keyring")),),
