@@ -3,7 +3,7 @@
 The keys of the TOML file are the flags' names with `_` for `-`
 (`node_name`, `data_dir`, `api_port`, ...) plus a table per part of the
 server (`[raft]`, `[rate_limit]`, `[auth]`, `[webhooks]`, `[logs]`,
-`[metrics]`, `[gc]`, `[tls]`; `[agent]` in heroctld.config_agent;
+`[metrics]`, `[gc]`, `[backup]`, `[tls]`; `[agent]` in heroctld.config_agent;
 `[ingress]`, `[acme]`, `[api]` in heroctld.config_ingress), each of whose
 keys `HEROCTL_<TABLE>_<KEY>` overrides. Secrets (the cluster key) may come
 from the environment so they stay out of files and process listings. An
@@ -46,6 +46,7 @@ from heroctld.config_tables import (
     text,
     unknown_key,
 )
+from heroctld.controllers.backup import BackupSettings
 from heroctld.controllers.gc import GCSettings
 from heroctld.tls import TLS_MODES, TlsSettings
 from raft.config import DEFAULT_MAX_FRAME, MIN_FRAME
@@ -166,6 +167,11 @@ GC = Table(
         "batch_size": integer(minimum=1),
     },
 )
+BACKUP = Table(
+    "backup",
+    BackupSettings,
+    {"interval": _seconds, "dir": text, "keep": integer(minimum=1)},
+)
 TLS = Table(
     "tls",
     TlsSettings,
@@ -179,7 +185,21 @@ TLS = Table(
 )
 TABLES = {
     t.name: t
-    for t in (RAFT, RATE_LIMIT, AUTH, WEBHOOKS, AGENT, LOGS, METRICS, GC, TLS, INGRESS, ACME, API)
+    for t in (
+        RAFT,
+        RATE_LIMIT,
+        AUTH,
+        WEBHOOKS,
+        AGENT,
+        LOGS,
+        METRICS,
+        GC,
+        BACKUP,
+        TLS,
+        INGRESS,
+        ACME,
+        API,
+    )
 }
 
 
@@ -221,6 +241,7 @@ class ServerConfig:
     logs: LogSettings = field(default_factory=LogSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     gc: GCSettings = field(default_factory=GCSettings)
+    backup: BackupSettings = field(default_factory=BackupSettings)
     tls: TlsSettings = field(default_factory=TlsSettings)
     ingress: IngressSettings = field(default_factory=IngressSettings)
     acme: AcmeSettings = field(default_factory=AcmeSettings)

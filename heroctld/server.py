@@ -20,11 +20,13 @@ from api.app import build_app
 from api.security.runtime import SECURITY, SecuritySettings
 from domain.crypto import JOIN_AUDIENCE, KeyMaterial
 from domain.heartbeats import Heartbeats
+from domain.snapshot_archive import SnapshotSealer
 from domain.tokens import generate_password, new_token_secret
 from heroctld.advertise import WILDCARDS
 from heroctld.config import ServerConfig
 from heroctld.controllers.acl_bootstrap import bootstrap_from_env
 from heroctld.controllers.acme import AcmeSettings as AcmeClientSettings
+from heroctld.controllers.backup import backup_loop
 from heroctld.controllers.certificates import CertificateSettings, certificate_loop
 from heroctld.controllers.deployments import deployment_loop
 from heroctld.controllers.drainer import drain_loop
@@ -329,6 +331,9 @@ async def _serve(
             replica, cfg.cluster_key, allow_private=cfg.webhooks.allow_private
         ),
         "gc": lambda: gc_loop(replica, cfg.gc),
+        "backup": lambda: backup_loop(
+            replica, cfg.backup, SnapshotSealer(cfg.cluster_key), cfg.data_dir
+        ),
         "certificates": lambda: certificate_loop(replica, keys, certificate_settings(cfg)),
         "keyring": lambda: reencrypt_loop(replica, keys),
         "acl-bootstrap": lambda: bootstrap_from_env(

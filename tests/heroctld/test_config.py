@@ -229,8 +229,27 @@ def test_every_settings_field_has_a_reader() -> None:
     # Table() refuses a table whose readers do not match its dataclass: importing proves it.
     assert set(TABLES) == {
         *("raft", "rate_limit", "auth", "webhooks", "agent", "logs", "metrics", "gc", "tls"),
-        *("ingress", "acme", "api"),
+        *("ingress", "acme", "api", "backup"),
     }
+
+
+def test_backup_settings_from_table_and_environment(tmp_path: Path) -> None:
+    cfg = read_config(None, {})
+    assert (cfg.backup.interval, cfg.backup.dir, cfg.backup.keep) == (0.0, "", 24)
+    cfg = from_file(
+        tmp_path,
+        'data_dir = "/tmp/x"\n[backup]\ninterval = "1h"\ndir = "/var/backups/heroctl"\nkeep = 7\n',
+    )
+    assert (cfg.backup.interval, cfg.backup.dir, cfg.backup.keep) == (
+        3600.0,
+        "/var/backups/heroctl",
+        7,
+    )
+    env = {"HEROCTL_BACKUP_INTERVAL": "30m", "HEROCTL_BACKUP_KEEP": "3"}
+    cfg = read_config(None, env)
+    assert (cfg.backup.interval, cfg.backup.keep) == (1800.0, 3)
+    with pytest.raises(ConfigError, match="^HEROCTL_BACKUP_KEEP: must be at least 1"):
+        read_config(None, {"HEROCTL_BACKUP_KEEP": "0"})
 
 
 def test_ingress_acme_and_api_settings() -> None:

@@ -3,14 +3,16 @@
 server converges, and a corrupt, truncated, too new or foreign snapshot is
 refused with the error envelope and changes nothing.
 
-One 3-server cluster for the module: the refusal test checks that nothing
-changed by the jobs table's index, which only the other test's restore moves.
+One 3-server cluster for the module, taking scheduled backups every second
+(keeping 2): the refusal test checks that nothing changed by the jobs table's
+index, which only a restore or a job write moves.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -35,7 +37,8 @@ def exec_job(name: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    c = Cluster(tmp_path_factory.mktemp("snapshots"), 3).start()
+    env = {"HEROCTL_BACKUP_INTERVAL": "1", "HEROCTL_BACKUP_KEEP": "2"}
+    c = Cluster(tmp_path_factory.mktemp("snapshots"), 3, env=env).start()
     try:
         yield c
     finally:
@@ -165,3 +168,29 @@ def test_refused_snapshots_change_nothing(cluster: Cluster) -> None:
         r = s.get("/v1/jobs")
         assert int(r.header("X-HeroCtl-Index") or 0) == before[s.name], s.name
         assert {j["name"] for j in r.body} == job_names(a)
+
+
+def test_the_leader_takes_scheduled_backups_that_restore(cluster: Cluster) -> None:
+    leader = cluster.leader()
+    directory = leader.data_dir / "backups"
+
+    def files() -> list[Path]:
+        return sorted(directory.glob("heroctl-*.snap")) if directory.exists() else []
+
+    wait_until(files, 15, message="a scheduled backup")
+    assert leader.post("/v1/jobs", exec_job("scheduled")).status in (200, 201)
+    index = int(leader.get("/v1/jobs").header("X-HeroCtl-Index") or 0)
+
+    def newest_has_it() -> Path | None:
+        found = files()
+        return found[-1] if found and decode(found[-1].read_bytes()).index >= index else None
+
+    newest = wait_until(newest_has_it, 15, message="a backup with the new job")
+    assert len(files()) <= 2  # keep = 2
+    assert newest.stat().st_mode & 0o777 == 0o600
+    assert not list(directory.glob(".*.tmp"))
+    assert leader.delete("/v1/jobs/scheduled").status == 200
+    r = restore(leader, newest.read_bytes())
+    assert r.status == 200, r.raw
+    for s in cluster.servers:
+        wait_until(lambda s=s: "scheduled" in job_names(s), 15, message="restored from schedule")
