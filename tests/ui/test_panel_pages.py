@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.api.test_deployments import HealthNode, latest, spec, submit
+from tests.api.test_deployments import SLOW, HealthNode, latest, spec, submit
 from tests.support.cluster import Cluster, Server, free_port, wait_until
 from tests.ui.test_panel import TIMEOUT, sign_in, unnamed_controls
 
@@ -97,6 +97,26 @@ def test_canary_promote_and_revert(
     job = server.get("/v1/jobs/canary").body
     assert job["version"] == 2 and job["groups"][0]["tasks"][0]["image"] != "busybox:2"
     check(page, shots, "job-canary-reverted")
+
+
+def test_rainbow_shows_older_versions_draining(
+    server: Server, node: HealthNode, page: Any, shots: Path
+) -> None:
+    submit(server, spec("rainbow", count=2, strategy="rainbow"))
+    latest(server, "rainbow", "successful")
+    # the new set's health stays unknown: the deployment runs beside version 0
+    submit(server, spec("rainbow", image=SLOW, count=2, strategy="rainbow"))
+
+    def draining() -> dict[str, Any] | None:
+        d = latest(server, "rainbow")
+        return d if d["version"] == 1 and d["groups"]["app"].get("draining") else None
+
+    doc = wait_until(draining, timeout=30, message="version 0 counted as draining")
+    assert doc["strategy"] == "rainbow", doc
+    open_page(page, "/jobs/rainbow")
+    progress = page.get_by_role("table", name="Deployment progress")
+    progress.get_by_text("version 0: 2 allocations, 0 connections").wait_for()
+    check(page, shots, "job-rainbow-draining")
 
 
 def test_placement_failures_in_words(
