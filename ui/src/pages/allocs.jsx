@@ -6,10 +6,16 @@ import { may } from "../perm.js";
 import { Action, Badge, ErrorNote, ago, useLive } from "../ui.jsx";
 import { AllocTable } from "./jobs.jsx";
 
+const SHOWN = 500;
+
 export function Allocations({ me }) {
   const [status, setStatus] = useState("");
+  const [all, setAll] = useState(false);
   const allocs = useLive("/v1/allocations");
   const list = (allocs.data || []).filter((a) => !status || a.status === status);
+  // thousands of rows re-rendered on every refresh would freeze the page: the
+  // first SHOWN unless asked (the status filter narrows the list first)
+  const shown = all ? list : list.slice(0, SHOWN);
   return (
     <>
       <h1>Allocations</h1>
@@ -21,7 +27,13 @@ export function Allocations({ me }) {
         </select>
       </label>
       <ErrorNote error={allocs.error} what="allocations" />
-      <AllocTable allocs={list} />
+      <AllocTable allocs={shown} />
+      {shown.length < list.length ? (
+        <p>
+          <span class="muted">{SHOWN} of {list.length} shown. </span>
+          <button type="button" onClick={() => setAll(true)}>Show all {list.length} allocations</button>
+        </p>
+      ) : null}
     </>
   );
 }
