@@ -37,12 +37,22 @@ WORKER_ENV = {
     "HEROCTL_AGENT_PORT_RANGE": "29600-29699",
     "HEROCTL_AGENT_CPU": "1000",
     "HEROCTL_AGENT_MEMORY": "512",
-    "HEROCTL_AGENT_DRIVER": "docker",
+    "HEROCTL_AGENT_DRIVERS": "docker",
 }
+# The servers run their own agents (exec only: the docker job runs on the worker).
+SERVER_ENV = {"HEROCTL_AGENT_DRIVERS": "exec"}
+NODE_TTL = "8"  # the new cluster marks the destroyed servers' nodes down after it
 
 
 def exec_job(version: str) -> dict[str, Any]:
-    task = {"name": "t", "driver": "exec", "command": "/bin/sleep", "args": ["600"]}
+    """A job that is never placed (more memory than any node has): versions only."""
+    task = {
+        "name": "t",
+        "driver": "exec",
+        "command": "/bin/sleep",
+        "args": ["600"],
+        "resources": {"cpu": 100, "memory": 100_000},
+    }
     group = {"name": "g", "count": 1, "meta": {"v": version}, "tasks": [task]}
     return {"name": "versions", "type": "service", "groups": [group]}
 
@@ -88,10 +98,16 @@ class Disaster:
     container: dict[str, Any] | None = None  # the keeper's container before the disaster
     worker: Worker | None = None
     after_backup: str | None = None  # the allocation of a job submitted after the backup
+    old_nodes: set[str] = field(default_factory=set)  # every node of the old cluster
 
     @property
     def server(self) -> Server:
         return self.new.servers[0]
+
+
+def ready_nodes(server: Server) -> dict[str, str]:
+    """{node id: name} of the ready nodes."""
+    return {n["id"]: n["name"] for n in server.get("/v1/nodes").body if n["status"] == "ready"}
 
 
 def _running_alloc(server: Server, job: str) -> dict[str, Any] | None:
@@ -143,17 +159,17 @@ def disaster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Disaster]:
     root = tmp_path_factory.mktemp("disaster")
     for part in ("old", "new"):
         (root / part).mkdir()
-    old = Cluster(root / "old", 3).start()
+    old = Cluster(root / "old", 3, agent=True, env=SERVER_ENV).start()
     worker: Worker | None = None
     new: Cluster | None = None
     try:
         if _NO_DOCKER is None:
             worker = Worker(old, "worker-1", root, env=WORKER_ENV).start()
             wait_until(
-                lambda: [n for n in old.servers[0].get("/v1/nodes").body if n["status"] == "ready"],
+                lambda: len(ready_nodes(old.servers[0])) == 4,
                 60,
                 0.2,
-                "the worker ready",
+                "the worker and the servers' nodes ready",
             )
         reader, webhook = _populate(old)
         container = None
@@ -172,6 +188,7 @@ def disaster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Disaster]:
             after_backup = late["id"]
             assert _containers_of(after_backup)
 
+        old_nodes = {n["id"] for n in old.servers[0].get("/v1/nodes").body}
         # The disaster: every server and its data dir, and the worker's agent process.
         for s in old.servers:
             s.kill()
@@ -180,7 +197,13 @@ def disaster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Disaster]:
         for s in old.servers:
             shutil.rmtree(s.data_dir)
 
-        new = Cluster(root / "new", 3, cluster_key=old.cluster_key).start()
+        new = Cluster(
+            root / "new",
+            3,
+            cluster_key=old.cluster_key,
+            agent=True,
+            env={**SERVER_ENV, "HEROCTL_NODE_TTL": NODE_TTL},
+        ).start()
         s = new.servers[0]
         statuses = {
             "reader": as_(s, reader, "GET", "/v1/jobs").status,
@@ -204,7 +227,17 @@ def disaster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Disaster]:
         if worker is not None:
             worker = Worker(new, "worker-1", root, env=WORKER_ENV).start()
         yield Disaster(
-            old, new, r.body, reader, webhook, new_token, statuses, container, worker, after_backup
+            old,
+            new,
+            r.body,
+            reader,
+            webhook,
+            new_token,
+            statuses,
+            container,
+            worker,
+            after_backup,
+            old_nodes,
         )
     finally:
         if worker is not None:
@@ -235,6 +268,29 @@ def test_everything_comes_back_on_the_new_cluster(disaster: Disaster) -> None:
     s = disaster.server
     assert s.post("/v1/jobs", exec_job("3")).status in (200, 201)
     assert [v["version"] for v in s.get("/v1/jobs/versions/versions").body] == [2, 1, 0]
+
+
+def test_the_nodes_of_both_clusters_are_sorted_out(disaster: Disaster) -> None:
+    """The new servers' agents register with their own node ids again (the
+    restore replaced the nodes table with the old cluster's: their heartbeats
+    are answered 404 and they register); the destroyed servers' nodes, which
+    no agent answers for any more, go down after the node TTL."""
+    s = disaster.server
+    new_servers = {srv.name for srv in disaster.new.servers}
+    new_ids = {srv.node_id for srv in disaster.new.servers}
+    assert not new_ids & disaster.old_nodes  # the new servers' agents have ids of their own
+    old_servers = {n["id"] for n in s.get("/v1/nodes").body if n["id"] in disaster.old_nodes} - (
+        {disaster.worker.node_id} if disaster.worker else set()
+    )
+
+    def sorted_out() -> bool:
+        nodes = {n["id"]: n for n in s.get("/v1/nodes").body}
+        mine = {i for i, n in nodes.items() if n["status"] == "ready" and n["name"] in new_servers}
+        gone = all(nodes[i]["status"] == "down" for i in old_servers)
+        return mine == new_ids and gone
+
+    wait_until(sorted_out, 60, 0.25, "the new agents registered and the old nodes down")
+    assert len(old_servers) == 3
 
 
 @pytest.mark.docker
