@@ -9,6 +9,7 @@ on every load. Text files go out gzip-compressed when the browser accepts it
 (compressed once, kept in memory). Without a build the panel answers 503 with
 a page that says how to build it; the daemon runs as usual.
 
+`GET /` redirects to /ui/ (so https://manage.<domain>/ opens the panel).
 `HEROCTL_UI_DIR` points at another build (tests, packagers).
 """
 
@@ -107,6 +108,14 @@ def _not_built(root: Path) -> web.Response:
         content_type="text/html",
         headers={"Cache-Control": "no-store", "Retry-After": "60"},
     )
+
+
+@routes.get("/")
+async def site_root(request: web.Request) -> web.StreamResponse:
+    """A browser at a server's root, or at https://manage.<domain>/ (the ingress
+    sends that host to the API), lands on the panel. Not permanent: the root
+    may serve something else one day."""
+    raise web.HTTPFound("/ui/")
 
 
 @routes.get("/ui")

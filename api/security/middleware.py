@@ -35,8 +35,9 @@ _HEALTH_PREFIX = "/v1/health/"
 
 
 def _is_panel(path: str) -> bool:
-    """The web panel's static files (api.ui): no credential needed."""
-    return path == "/ui" or path.startswith("/ui/")
+    """The web panel's static files (api.ui), and `/` that redirects to them:
+    no credential needed."""
+    return path in ("/", "/ui") or path.startswith("/ui/")
 
 
 def route_path(request: web.Request) -> str:

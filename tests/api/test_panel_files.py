@@ -53,6 +53,8 @@ def test_panel_files(servers: tuple[Server, Server]) -> None:
     assert "default-src 'self'" in (r.reply.header("Content-Security-Policy") or "")
     deep = call(server, "GET", "/ui/jobs/web")  # a client route: the same app
     assert deep.reply.raw == r.reply.raw
+    # the root (https://manage.<domain>/ through the ingress) leads to the panel
+    assert call(server, "GET", "/").reply.raw == r.reply.raw
     html = r.reply.raw.decode()
     asset = html.split('src="', 1)[1].split('"', 1)[0]
     assert asset.startswith("/ui/assets/"), asset
