@@ -67,7 +67,7 @@ test: install system-deps browser-deps
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
 
-bench: install system-deps
+bench: install system-deps browser-deps
 	@command -v wrk >/dev/null || { apt-get update -q && apt-get install -y -q wrk; }
 	$(BIN)/python -m bench.run
 
