@@ -36,6 +36,8 @@ function Chart({ title, result }) {
     const plot = new uPlot(opts, data, el.current);
     return () => plot.destroy();
   }, [result, title]);
+  const empty = result && !(result.series || []).some((s) => (s.points || []).length);
+  if (empty) return <p class="muted" role="status">{title}: no samples in this range (nodes without an agent report none).</p>;
   return <div ref={el} role="img" aria-label={`${title} chart`} class="chart" />;
 }
 
