@@ -1,16 +1,27 @@
 """What the CLI tests share: `heroctl`, the CLI run in-process against the
-module's `server`, isolated from the caller's environment."""
+module's `server` (by default a single-server cluster of the module's own;
+a module that needs another defines its own `server`), isolated from the
+caller's environment."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
 
 from cli.main import cli
-from tests.support.cluster import Server
+from tests.support.cluster import Cluster, Server
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    c = Cluster(tmp_path_factory.mktemp("cli"), 1).start()
+    try:
+        yield c.servers[0]
+    finally:
+        c.stop()
 
 
 @pytest.fixture

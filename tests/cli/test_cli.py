@@ -6,29 +6,14 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from click.testing import Result
 
-from tests.support.cluster import Cluster, Server, free_port
+from tests.cli.results import ok
+from tests.support.cluster import Server, free_port
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    c = Cluster(tmp_path_factory.mktemp("cli-cluster"), 1).start()
-    try:
-        yield c.servers[0]
-    finally:
-        c.stop()
-
-
-def ok(result: Result) -> str:
-    assert result.exit_code == 0, (result.exit_code, result.output, result.exception)
-    return result.stdout
 
 
 def failed(result: Result) -> str:

@@ -4,28 +4,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from datetime import datetime
 
-import pytest
 from click.testing import Result
 
-from tests.support.cluster import Cluster, Server
+from tests.cli.results import ok
+from tests.support.cluster import Server
 from tests.support.http import request
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    c = Cluster(tmp_path_factory.mktemp("cli-acl"), 1).start()
-    try:
-        yield c.servers[0]
-    finally:
-        c.stop()
-
-
-def ok(result: Result) -> str:
-    assert result.exit_code == 0, (result.exit_code, result.output, result.exception)
-    return result.stdout
 
 
 def failed(result: Result) -> str:

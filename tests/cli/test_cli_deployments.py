@@ -12,16 +12,7 @@ import pytest
 
 from tests.api.test_deployments import SLOW, HealthNode, latest, spec, submit
 from tests.api.test_deployments_canary import blocked, versions
-from tests.support.cluster import Cluster, Server, wait_until
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    c = Cluster(tmp_path_factory.mktemp("cli-deployments"), 1).start()
-    try:
-        yield c.servers[0]
-    finally:
-        c.stop()
+from tests.support.cluster import Server, wait_until
 
 
 @pytest.fixture(scope="module")

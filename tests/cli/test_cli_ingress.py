@@ -10,6 +10,7 @@ import pytest
 from click.testing import Result
 
 from tests.api.test_ingress import cert_for, web_job
+from tests.cli.results import ok
 from tests.support.cluster import Cluster, Server
 
 Run = Callable[..., Result]
@@ -18,11 +19,6 @@ Run = Callable[..., Result]
 @pytest.fixture(scope="module")
 def server(module_single: Cluster) -> Server:
     return module_single.servers[0]
-
-
-def ok(result: Result) -> str:
-    assert result.exit_code == 0, (result.exit_code, result.output, result.exception)
-    return result.stdout
 
 
 def test_add_list_status_renew_rm(module_single: Cluster, heroctl: Run, tmp_path: Path) -> None:

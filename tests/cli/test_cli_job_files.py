@@ -5,7 +5,7 @@ here, then the server's dry run), against a real heroctld."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,19 +15,10 @@ from click.testing import Result
 from domain.jobspec import normalize_job
 from domain.jobspec.schema import job_schema
 from tests.api.authutil import make_token, put_policy
-from tests.support.cluster import Cluster, Server, free_port
+from tests.support.cluster import Server, free_port
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 Heroctl = Callable[..., Result]
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    c = Cluster(tmp_path_factory.mktemp("cli-job-files"), 1).start()
-    try:
-        yield c.servers[0]
-    finally:
-        c.stop()
 
 
 def write(tmp_path: Path, text: str, name: str = "job.yaml") -> str:

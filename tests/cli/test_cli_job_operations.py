@@ -13,17 +13,8 @@ import pytest
 
 from cli.plan_output import counts_text, diff_lines, dry_run_lines
 from tests.support.acting_node import ActingNode
-from tests.support.cluster import Cluster, Server, wait_until
+from tests.support.cluster import Server, wait_until
 from tests.support.nodes import hand_node
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    c = Cluster(tmp_path_factory.mktemp("cli-job-operations"), 1).start()
-    try:
-        yield c.servers[0]
-    finally:
-        c.stop()
 
 
 @pytest.fixture(scope="module")

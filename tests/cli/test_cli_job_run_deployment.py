@@ -29,16 +29,7 @@ from cli.deployment_follow import (
 )
 from cli.main import cli
 from tests.api.test_deployments import BAD, SLOW, HealthNode, latest, spec
-from tests.support.cluster import Cluster, Server
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    c = Cluster(tmp_path_factory.mktemp("cli-run-deployments"), 1).start()
-    try:
-        yield c.servers[0]
-    finally:
-        c.stop()
+from tests.support.cluster import Server
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from cli.main import cli
 from cli.placement import status_cell
 from cli.pull_progress import PullLines
 from tests.support.acting_node import ActingNode
-from tests.support.cluster import Cluster, Server
+from tests.support.cluster import Server
 
 IMAGE = "registry.example.com/shop/web:1.4"
 PULL_SECONDS = 1.5
@@ -58,15 +58,6 @@ class PullingNode(ActingNode):
         pulled = {"ts": ts, "type": "pulled", "message": f"pulled image {image} (48.2 MB) in 1.5 s"}
         update["events"] = [dict(pulled, task="web"), *update["events"]]
         return update
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    c = Cluster(tmp_path_factory.mktemp("cli-run-pulls"), 1).start()
-    try:
-        yield c.servers[0]
-    finally:
-        c.stop()
 
 
 @pytest.fixture(scope="module")

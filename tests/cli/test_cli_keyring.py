@@ -3,26 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
-import pytest
-from click.testing import Result
-
-from tests.support.cluster import Cluster, Server
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    c = Cluster(tmp_path_factory.mktemp("cli-keyring"), 1).start()
-    try:
-        yield c.servers[0]
-    finally:
-        c.stop()
-
-
-def ok(result: Result) -> str:
-    assert result.exit_code == 0, (result.exit_code, result.output, result.exception)
-    return result.stdout
+from tests.cli.results import ok
+from tests.support.cluster import Server
 
 
 def test_rotate_follows_the_reencryption_until_the_old_key_is_gone(heroctl, server: Server) -> None:

@@ -3,27 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from click.testing import Result
-
-from tests.support.cluster import Cluster, Server, wait_until
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    c = Cluster(tmp_path_factory.mktemp("cli-snapshot"), 1).start()
-    try:
-        yield c.servers[0]
-    finally:
-        c.stop()
-
-
-def ok(result: Result) -> str:
-    assert result.exit_code == 0, (result.exit_code, result.output, result.exception)
-    return result.stdout
+from tests.cli.results import ok
+from tests.support.cluster import Server, wait_until
 
 
 def job(name: str) -> dict[str, object]:

@@ -11,28 +11,19 @@ import select
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.shell_completion import BashComplete
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 
 from cli import verbs
 from cli.main import cli
-from tests.support.cluster import Cluster, Server, free_port, wait_until
+from tests.cli.results import ok
+from tests.support.cluster import Server, free_port, wait_until
 from tests.support.nodes import HandNode, hand_node
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    c = Cluster(tmp_path_factory.mktemp("cli-verbs"), 1).start()
-    try:
-        yield c.servers[0]
-    finally:
-        c.stop()
 
 
 @pytest.fixture(scope="module")
@@ -45,11 +36,6 @@ def node(server: Server) -> HandNode:
         drivers=["docker"],
         resources={"cpu": 4000, "memory": 4096, "disk": 10_000},
     )
-
-
-def ok(result: Result) -> str:
-    assert result.exit_code == 0, (result.exit_code, result.output, result.exception)
-    return result.stdout
 
 
 def submit(server: Server, name: str, node: HandNode | None = None) -> None:

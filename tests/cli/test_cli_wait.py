@@ -20,6 +20,7 @@ import pytest
 from click.testing import Result
 
 from client import ApiClient
+from tests.cli.results import ok
 from tests.support.cluster import Cluster, Server
 
 DEADLINE = 30.0  # seconds: the longest any step here may take
@@ -70,11 +71,6 @@ class ChangeWhenParked:
         self.thread.join(DEADLINE)
         assert not self.thread.is_alive(), "the change never finished"
         assert not self.errors, self.errors
-
-
-def ok(result: Result) -> str:
-    assert result.exit_code == 0, (result.exit_code, result.output, result.exception)
-    return result.stdout
 
 
 def unique(prefix: str) -> str:

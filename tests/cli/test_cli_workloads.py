@@ -26,7 +26,8 @@ from cli.output import fmt_seconds, used_of
 from cli.placement import Placement, failure_text
 from client import format_wait, response_index
 from domain.durations import parse_duration
-from tests.support.cluster import Cluster, Server, wait_until
+from tests.cli.results import ok
+from tests.support.cluster import Server, wait_until
 from tests.support.nodes import HandNode
 
 NOW_MS = lambda: int(time.time() * 1000)  # noqa: E731
@@ -149,15 +150,6 @@ class FakeAgent:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    c = Cluster(tmp_path_factory.mktemp("cli-workloads"), 1).start()
-    try:
-        yield c.servers[0]
-    finally:
-        c.stop()
-
-
-@pytest.fixture(scope="module")
 def agents(server: Server) -> Iterator[Callable[..., FakeAgent]]:
     """Start fake agents; all keep heartbeating until the module ends (no node goes down)."""
     started: list[FakeAgent] = []
@@ -172,11 +164,6 @@ def agents(server: Server) -> Iterator[Callable[..., FakeAgent]]:
     finally:
         for agent in started:
             agent.stop()
-
-
-def ok(result: Result) -> str:
-    assert result.exit_code == 0, (result.exit_code, result.output, result.exception)
-    return result.stdout
 
 
 def failed(result: Result) -> str:
