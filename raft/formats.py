@@ -65,7 +65,7 @@ def check_commands(commands: Iterable[dict[str, Any] | None]) -> None:
                 f"which applies format {COMMAND_FORMAT} at most: upgrade this server "
                 "(it stopped before applying it)"
             )
-        if cmd.get("op") == "state.restore":
+        if cmd.get("op") in ("state.restore", "state.restore.commit"):
             check_snapshot_format(cmd.get("format"), "a restored snapshot")
 
 

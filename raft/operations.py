@@ -101,5 +101,6 @@ OPERATIONS: dict[str, Operation] = {
     "acme.alpn_challenge.delete": fsm_certs.acme_alpn_challenge_delete,
     # restoring a backup: the whole state (raft.fsm_restore)
     "state.restore": fsm_restore.state_restore,
+    "state.restore.commit": fsm_restore.state_restore_commit,
     "state.restore.abort": fsm_restore.state_restore_abort,
 }

@@ -21,6 +21,7 @@ from raft.backup import Backup, take_backup
 from raft.bridge import RaftBridge
 from raft.commands import new_command, new_request_id
 from raft.errors import CommandError, CommandRejected, NoLeader, RaftRefused
+from raft.fsm_restore import preparing
 from raft.node import OK, RaftConfig, RaftNode
 from raft.state import State
 from raft.views import Reading, StateView
@@ -38,6 +39,7 @@ def _mtime(path: str) -> int | None:
 # A restore travels in parts of this size (raft.fsm_restore): each a command
 # well below raft.commands.MAX_COMMAND_BYTES.
 RESTORE_PART_BYTES = 2**20
+RESTORE_DECODE_WAIT = 120.0  # seconds the commit waits for this server's decoding, at most
 
 __all__ = [
     "Backup",
@@ -142,26 +144,28 @@ class Replica:
 
     async def restore(self, body: bytes, sha256: str, snapshot_format: int) -> dict[str, Any]:
         """Replace the replicated state with a backup's body, through the log:
-        `state.restore` commands of RESTORE_PART_BYTES each, proposed in order;
-        the last one's result (CommandRejected if refused). The caller has
-        checked the body; the FSM checks its sha256 again. An upload that
-        fails half way drops its staged parts (best effort)."""
+        `state.restore` commands of RESTORE_PART_BYTES each, proposed in order,
+        then `state.restore.commit` once this server has decoded the staged
+        body (raft.fsm_restore); the commit's result (CommandRejected if
+        refused). The caller has checked the body; the FSM checks its sha256
+        again. An upload that fails half way drops its staged parts (best effort)."""
         restore_id = new_request_id()
         parts = max(1, -(-len(body) // RESTORE_PART_BYTES))
-        fields = {"id": restore_id, "parts": parts, "size": len(body), "sha256": sha256}
-        result: dict[str, Any] = {}
+        fields = {"id": restore_id, "format": snapshot_format}
+        staged = {"parts": parts, "size": len(body), "sha256": sha256}
         try:
             for part in range(parts):
                 data = body[part * RESTORE_PART_BYTES : (part + 1) * RESTORE_PART_BYTES]
-                result = await self.write(
-                    "state.restore", part=part, data=data, format=snapshot_format, **fields
-                )
-        except BaseException:
-            if parts > 1:
+                await self.write("state.restore", part=part, data=data, **fields, **staged)
+            decoding = preparing(self._state, restore_id)
+            if decoding is not None:  # let every server decode it beside its raft thread
                 with contextlib.suppress(Exception):
-                    await self.write("state.restore.abort", id=restore_id)
+                    await asyncio.wait_for(asyncio.wrap_future(decoding), RESTORE_DECODE_WAIT)
+            return await self.write("state.restore.commit", **fields)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self.write("state.restore.abort", id=restore_id)
             raise
-        return result
 
     @property
     def restores(self) -> int:

@@ -83,6 +83,9 @@ class State:
         self.index_offset = 0
         self.restoring: dict[str, Any] | None = None
         self.restores = 0
+        # Not replicated: the restore being decoded beside the raft thread
+        # (restore id, its future scratch state), raft.fsm_restore.
+        self.preparing: tuple[str, Any] | None = None
         self._reading = _Reading(self)
 
     def read(self) -> _Reading:
@@ -143,24 +146,36 @@ class State:
             self.restores = int(snapshot.get("restores", 0))
             restoring = snapshot.get("restoring")
             self.restoring = dict(restoring) if isinstance(restoring, dict) else None
+            self.preparing = None
             self._derive()
 
-    def replace_tables(self, snapshot: dict[str, Any], index: int) -> None:
-        """A restore (raft.fsm_restore): the snapshot's tables, but the running
-        cluster's LIVE_TABLES, request memory and index; every table changed at
-        `index`, and the scheduler sees every job as changed. The caller holds
-        the lock."""
-        tables: dict[str, dict[str, Any]] = {t: {} for t in TABLES}
-        for name, rows in snapshot.get("tables", {}).items():
-            if name in tables and isinstance(rows, dict):
-                tables[name] = dict(rows)
+    @classmethod
+    def of_tables(cls, tables: dict[str, Any]) -> State:
+        """A scratch state holding `tables` (the known ones) with its derived
+        lookups built: what a restore installs (raft.fsm_restore builds it
+        beside the raft thread, then `adopt` takes it in one step)."""
+        scratch = cls()
+        for name, rows in tables.items():
+            if name in scratch.tables and isinstance(rows, dict):
+                scratch.tables[name] = rows
+        scratch._derive()
+        return scratch
+
+    def adopt(self, scratch: State, index: int) -> None:
+        """A restore: the scratch state's tables and lookups, but the running
+        cluster's LIVE_TABLES, request memory and index; every table changed
+        at `index`, and the scheduler sees every job as changed. The caller
+        holds the lock; `scratch` is not used afterwards."""
         for name in LIVE_TABLES:
-            tables[name] = self.tables[name]
-        self.changed_jobs |= set(self.tables["jobs"]) | set(tables["jobs"])
-        self.tables = tables
+            scratch.tables[name] = self.tables[name]
+        self.changed_jobs |= set(self.tables["jobs"]) | set(scratch.tables["jobs"])
+        self.tables = scratch.tables
+        self.allocs_by_node, self.allocs_by_job = scratch.allocs_by_node, scratch.allocs_by_job
+        self.deployments_by_job = scratch.deployments_by_job
+        self.active_deployments = scratch.active_deployments
+        self.nodes_changed = True
         self.table_index = dict.fromkeys(TABLES, index)
         self.index = index
-        self._derive()
 
     def _derive(self) -> None:
         """Rebuild the derived lookups from the tables."""

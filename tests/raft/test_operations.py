@@ -74,7 +74,7 @@ REVERTING = [  # a stable version 0, version 1 (submitted at index 6) rolling ou
 DRAINING = [PLACED[0], cmd("node.drain", id="n1", enable=True, deadline_seconds=5)]
 # Operations that replace the whole state: they derive no events (a backup
 # brings its own event ring), so they record nothing.
-WHOLE_STATE = {"state.restore"}
+WHOLE_STATE = {"state.restore", "state.restore.commit"}
 
 
 def restore_of(setup: list[dict[str, Any]]) -> dict[str, Any]:
@@ -249,6 +249,7 @@ SAMPLES: list[tuple[list[dict[str, Any]], dict[str, Any]]] = [
         cmd("acme.alpn_challenge.delete", host="a.example.com"),
     ),
     (DRAINING, restore_of(PLACED)),
+    ([*DRAINING, restore_of(PLACED)], cmd("state.restore.commit", id="r1", format=1)),
     ([], cmd("state.restore.abort", id="r1")),
 ]
 

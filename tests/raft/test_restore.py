@@ -48,6 +48,10 @@ def built(commands: list[dict[str, Any]], start: int = 2) -> tuple[State, int]:
     return state, index
 
 
+def commit(restore_id: str = "r1") -> dict[str, Any]:
+    return cmd("state.restore.commit", id=restore_id, format=SNAPSHOT_FORMAT)
+
+
 def parts(body: bytes, size: int, restore_id: str = "r1") -> list[dict[str, Any]]:
     sha = hashlib.sha256(body).hexdigest()
     chunks = [body[i : i + size] for i in range(0, len(body), size)] or [b""]
@@ -72,19 +76,25 @@ def backup_state() -> State:
     return built([*NODES, SERVER, cmd("job.upsert", job=WEB), PLACE])[0]
 
 
-def test_a_restore_in_parts_replaces_the_tables_at_its_last_part(backup_state: State) -> None:
+def test_a_restore_in_parts_replaces_the_tables_at_its_commit(backup_state: State) -> None:
     backup = take_backup(backup_state)
     assert backup.counts["jobs"] == 1 and backup.counts["allocations"] == 2
     state, index = built([cmd("job.upsert", job={**WEB, "name": "other"})])
     remembered = set(state.requests)
     pieces = parts(backup.body, 200)
     assert len(pieces) > 2
-    for piece in pieces[:-1]:
+    (early,) = apply_batch(state, [commit()], index)
+    assert (early["status"], early["error"]) == (409, "restore_superseded")  # nothing staged
+    for piece in pieces:
+        index += 1
         (result,) = apply_batch(state, [piece], index)
         assert result["ok"] and result["received"] == piece["part"] + 1
-        assert set(state.tables["jobs"]) == {"other"}  # nothing changes until the last part
-        index += 1
-    (result,) = apply_batch(state, [pieces[-1]], index)
+        assert result["staged"] is (piece is pieces[-1])
+        assert set(state.tables["jobs"]) == {"other"}  # nothing changes before the commit
+        if piece is pieces[0]:
+            (early,) = apply_batch(state, [commit()], index)
+            assert (early["status"], early["error"]) == (409, "restore_incomplete")
+    (result,) = apply_batch(state, [commit()], index + 1)
     assert result["ok"] and result["restored_index"] == backup.index
     assert set(state.tables["jobs"]) == {"web"}
     assert set(state.tables["allocations"]) == {"a1", "a2"}
@@ -92,7 +102,7 @@ def test_a_restore_in_parts_replaces_the_tables_at_its_last_part(backup_state: S
     assert state.changed_jobs >= {"web", "other"}  # the scheduler looks at both
     assert state.tables["servers"] == {}  # the running cluster's servers, not the backup's
     assert set(state.requests) >= remembered  # and its request memory
-    assert state.restoring is None and state.restores == 1
+    assert state.restoring is None and state.preparing is None and state.restores == 1
 
 
 def test_indexes_only_grow_after_restoring_a_backup_of_a_higher_index(
@@ -103,7 +113,7 @@ def test_indexes_only_grow_after_restoring_a_backup_of_a_higher_index(
     backup = take_backup(backup_state)
     assert backup.index == 6
     state, index = built([], start=3)
-    (result,) = apply_batch(state, parts(backup.body, 1 << 20), index)
+    (*_, result) = apply_batch(state, [*parts(backup.body, 1 << 20), commit()], index)
     assert result["index"] == 7 and state.index == 7
     assert all(i == 7 for i in state.table_index.values())
     (after,) = apply_batch(state, [cmd("job.upsert", job={**WEB, "name": "next"})], index + 1)
@@ -118,7 +128,7 @@ def test_indexes_only_grow_after_restoring_a_backup_of_a_higher_index(
 def test_a_backup_of_a_lower_index_restores_at_the_current_index(backup_state: State) -> None:
     backup = take_backup(backup_state)
     state, _ = built([cmd("noop")] * 10, start=2)
-    (result,) = apply_batch(state, parts(backup.body, 1 << 20), 40)
+    (_, result) = apply_batch(state, [*parts(backup.body, 1 << 20), commit()], 40)
     assert result["index"] == 40 and state.index_offset == 0
 
 
@@ -128,14 +138,15 @@ def test_a_body_that_does_not_match_its_sha256_changes_nothing(backup_state: Sta
     before = state.capture()
     (piece,) = parts(body, 1 << 20)
     piece["data"] = body[:-1] + bytes([body[-1] ^ 1])
-    (result,) = apply_batch(state, [piece], index)
+    (_, result) = apply_batch(state, [piece, commit()], index)
     assert (result["ok"], result["status"], result["error"]) == (False, 400, "snapshot_corrupt")
     after = state.capture()
     assert after["tables"] == before["tables"] and state.restores == 0
     garbage = b"not zlib at all"
     (piece,) = parts(garbage, 1 << 20)
-    (result,) = apply_batch(state, [piece], index + 1)
+    (_, result) = apply_batch(state, [piece, commit()], index + 1)
     assert result["error"] == "snapshot_invalid" and state.tables == after["tables"]
+    assert state.restoring is None and state.preparing is None
 
 
 def test_parts_of_another_restore_or_out_of_order_are_refused(backup_state: State) -> None:
@@ -165,8 +176,27 @@ def test_a_raft_snapshot_in_the_middle_of_a_restore_carries_its_parts(
     read_snapshot(path, follower)
     assert follower.restoring is not None and len(follower.restoring["chunks"]) == 2
     for n, piece in enumerate(pieces[2:], start=1):
-        (result,) = apply_batch(follower, [piece], index + n)
+        apply_batch(follower, [piece], index + n)
+    (result,) = apply_batch(follower, [commit()], index + len(pieces))
     assert result["ok"] and set(follower.tables["jobs"]) == {"web"}
+
+
+def test_a_server_without_the_decoding_decodes_at_the_commit(
+    backup_state: State, tmp_path: Path
+) -> None:
+    """Staged completely, then a raft snapshot: the server that loads it never
+    started decoding (it is not replicated) and decodes at the commit."""
+    body = take_backup(backup_state).body
+    state, index = built([])
+    apply_batch(state, parts(body, 1 << 20), index)
+    assert state.preparing is not None
+    follower = State()
+    follower.load(unpack_snapshot(pack_snapshot(state.capture())))
+    assert follower.preparing is None and follower.restoring["complete"]
+    (result,) = apply_batch(follower, [commit()], index + 1)
+    assert result["ok"] and set(follower.tables["jobs"]) == {"web"}
+    (same,) = apply_batch(state, [commit()], index + 1)
+    assert same == result and follower.capture()["tables"] == state.capture()["tables"]
 
 
 def test_a_backup_holds_the_tables_only() -> None:
@@ -184,7 +214,14 @@ def test_a_body_that_inflates_beyond_the_limit_is_refused() -> None:
     with pytest.raises(BodyError, match="does not decompress"):
         decode_body(b"\x00\x01\x02")
     with pytest.raises(BodyError, match="not a state snapshot"):
+        decode_body(zlib.compress(msgpack.packb({"format": 1, "index": 1}) + b"\xc1"))
+    with pytest.raises(BodyError, match="not a heroctl state snapshot"):
         decode_body(zlib.compress(msgpack.packb({"format": 1})))
+    with pytest.raises(BodyError, match="empty"):
+        decode_body(zlib.compress(b""))
+    newer = zlib.compress(msgpack.packb({"format": SNAPSHOT_FORMAT + 1, "index": 1}))
+    with pytest.raises(FormatTooNew):
+        decode_body(newer)
 
 
 # --- formats newer than this server reads ---------------------------------------------
@@ -208,10 +245,13 @@ def test_an_entry_of_a_newer_format_is_refused_not_skipped() -> None:
 def test_a_restore_of_a_newer_snapshot_format_stops_the_server(backup_state: State) -> None:
     state, index = built([])
     (piece,) = parts(take_backup(backup_state).body, 1 << 20)
-    piece["format"] = SNAPSHOT_FORMAT + 1
+    apply_batch(state, [piece], index)
     with pytest.raises(FormatTooNew, match="restored snapshot of format 2"):
-        apply_batch(state, [piece], index)
-    assert state.restoring is None and state.tables["jobs"] == {}
+        apply_batch(state, [{**commit(), "format": SNAPSHOT_FORMAT + 1}], index + 1)
+    assert state.restoring is not None and state.tables["jobs"] == {}
+    piece["format"] = SNAPSHOT_FORMAT + 1
+    with pytest.raises(FormatTooNew):
+        apply_batch(state, [piece], index + 1)
 
 
 def test_a_raft_snapshot_of_a_newer_format_is_refused(tmp_path: Path) -> None:
