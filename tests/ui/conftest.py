@@ -52,8 +52,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                 item.add_marker(pytest.mark.skip(reason=reason))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Module-scoped, not session: Playwright's sync API runs an event loop in
+    this thread while it lives, and the next test files of the same worker
+    process (pytest-xdist) must find none running (asyncio.run refuses)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
