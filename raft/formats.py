@@ -6,7 +6,9 @@ snapshots (raft's own, and backups). Each carries a format number:
 
 - an entry: its first element (`[ENTRY_FORMAT, [command, ...]]`, raft.commands);
 - a command: an optional `"v"`, the format its op needs (absent: 1), so a
-  release that changes what an op means marks only the commands that need it;
+  release that adds an op or changes what one means marks only the commands
+  that need it (an op a server does not know, without a newer `v`, is a bug
+  or garbage: answered 400 `unknown_op`, applied nowhere);
 - a snapshot: its `"format"` (raft.state), and a backup's header
   (domain.snapshot_archive) says it again.
 
@@ -15,7 +17,9 @@ before applying anything of it (`FormatTooNew`, raft.fatal): the tick thread
 stops and the process exits (code 76), because skipping an entry the others
 apply would silently diverge this server's state (README, "Upgrading": upgrade
 one server at a time; a release writes a newer format only once every server
-reads it).
+reads it). Servers of releases before formats existed (before this module)
+skip what they do not read instead: a restore (raft.fsm_restore) needs every
+server on a release that has it.
 """
 
 from __future__ import annotations
