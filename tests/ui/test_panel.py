@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from tests.support import tls
-from tests.support.cluster import Cluster, Server
+from tests.support.cluster import Cluster, Server, wait_until
 from tests.support.workloads import IMAGE, docker_unavailable
 
 PASSWORD = "panel-admin-password-1"
@@ -231,6 +231,16 @@ def test_panel_end_to_end(server: Server, new_page: Any, shots: Path) -> None:
         go(page, name)
         page.get_by_role("heading", name=heading, exact=True).wait_for()
         visit(page, shots, name.lower())
+
+    # the agents' samples charted (uPlot draws on a canvas): every node's cpu
+    def drawn() -> bool:
+        page.reload()
+        page.get_by_role("heading", name="Metrics", exact=True).wait_for()
+        page.wait_for_load_state("networkidle")
+        return page.get_by_role("img", name="CPU chart").locator("canvas").count() > 0
+
+    wait_until(drawn, 60, 1, "the CPU chart drawn from the agents' samples")
+    visit(page, shots, "metrics-chart")
 
     # sign out: back to the form, and the old cookie is dead on the server
     session = cookies["heroctl_session"]["value"]
