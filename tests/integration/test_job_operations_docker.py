@@ -120,8 +120,10 @@ def test_plan_then_scale_up_and_down(server: Server, docker_client: Any) -> None
     (first,) = wait_healthy(server, "ops-scale", 1)
     (first_container,) = containers(docker_client, "ops-scale")
     wait_until(  # the cluster is quiet: the leader has written the deployment's end
-        lambda: [d["status"] for d in server.get("/v1/deployments?job=ops-scale").body]
-        == ["successful"],
+        lambda: (
+            [d["status"] for d in server.get("/v1/deployments?job=ops-scale").body]
+            == ["successful"]
+        ),
         30,
         0.2,
         "the first version's deployment successful",
