@@ -242,3 +242,23 @@ def test_metrics_and_events_render(
     page.get_by_role("table", name="Events").wait_for()
     page.get_by_label("node").uncheck()
     check(page, shots, "events")
+
+
+def test_signs_in_with_an_acl_token(browser: Any, server: Server, shots: Path) -> None:
+    """The other way in: a token (here the management token) instead of a
+    user; the session is the same HttpOnly cookie."""
+    ctx = browser.new_context(ignore_https_errors=True, base_url=server.url)
+    ctx.set_default_timeout(TIMEOUT)
+    page = ctx.new_page()
+    try:
+        page.goto("/ui/")
+        page.get_by_role("radio", name="ACL token").check()
+        page.locator("input[name=acl_token]").fill(server.token or "")
+        page.get_by_role("button", name="Sign in").click()
+        page.get_by_role("button", name="Sign out").wait_for()
+        session = {c["name"]: c for c in ctx.cookies()}["heroctl_session"]
+        assert session["httpOnly"] is True and session["sameSite"] == "Strict"
+        assert page.evaluate("document.cookie").find("heroctl_session") == -1
+        check(page, shots, "signed-in-with-a-token")
+    finally:
+        ctx.close()
