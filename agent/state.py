@@ -46,6 +46,19 @@ class TaskRuntime:
     check_output: str = ""
     last_error: str = ""
 
+    def count_start(self, now: float, by_user: bool) -> bool:
+        """A start is about to be attempted: whether it is a restart, counted
+        (a user's outside the restart policy's window; the policy's when
+        attempted, so one that cannot even start uses up the budget too)."""
+        if by_user:
+            self.restarts.total += 1
+            return True
+        if self.restart_due:
+            self.restarts.restarted(now)
+            self.restart_due = False
+            return True
+        return False
+
     def to_report(self) -> dict[str, Any]:
         return {
             "state": self.state,

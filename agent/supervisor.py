@@ -36,18 +36,11 @@ import aiohttp
 from agent import decisions
 from agent.connections import established_to
 from agent.decisions import Action, Key, Kill, Restart, Start, Stop
-from agent.drivers.base import Driver, DriverError, RegistryAuth, TaskNotFound, TaskState
+from agent.drivers.base import Driver, DriverError, TaskNotFound, TaskState
 from agent.drivers.calls import DriverCalls
 from agent.health_checks import HealthCheckLoops
 from agent.state import DEAD, PENDING, RUNNING, AllocRuntime, ms
-from agent.task_spec import (
-    SecretsUnavailable,
-    build_task_spec,
-    driver_events,
-    needs_secrets,
-    registry_credentials,
-    task_secrets,
-)
+from agent.task_spec import SecretsUnavailable, build_task_spec, driver_events, start_secrets
 
 __all__ = ["Supervisor"]
 
@@ -269,17 +262,7 @@ class Supervisor:
                     f"driver {t.driver!r} is not available on this node "
                     f"(available: {', '.join(self.drivers) or 'none'})"
                 )
-            secrets: Mapping[str, str] = {}
-            registry: RegistryAuth | None = None
-            if needs_secrets(task):
-                try:
-                    fetched = await self.fetch_secrets(rt.id, action.task)
-                    secrets = task_secrets(fetched, task)
-                    registry = registry_credentials(fetched, task)
-                except SecretsUnavailable:
-                    raise
-                except Exception as exc:  # noqa: BLE001 - the API client's errors, unreachable...
-                    raise SecretsUnavailable(f"cannot fetch the task's secrets: {exc}") from exc
+            secrets, registry = await start_secrets(self.fetch_secrets, rt.id, action.task, task)
             spec = build_task_spec(
                 rt,
                 action.task,
@@ -289,17 +272,7 @@ class Supervisor:
                 registry_auth=registry,
                 on_event=driver_events(rt, action.task, self.clock, self.wake),
             )
-            if by_user:
-                t.restarts.total += 1
-                restarted = True
-            elif t.restart_due:
-                # A restart counts when attempted: one that cannot even
-                # start (image gone, port taken) must use up the budget too.
-                t.restarts.restarted(self.clock())
-                t.restart_due = False
-                restarted = True
-            else:
-                restarted = False
+            restarted = t.count_start(self.clock(), by_user)
             state = await self.calls.start(driver, spec)
             del secrets, registry, spec  # the secrets live no longer than the start
         except SecretsUnavailable as exc:

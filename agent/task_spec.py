@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from agent.drivers.base import DriverError, HostVolume, PortMapping, RegistryAuth, TaskSpec
@@ -25,6 +25,7 @@ __all__ = [
     "driver_events",
     "needs_secrets",
     "registry_credentials",
+    "start_secrets",
     "task_secrets",
 ]
 
@@ -60,6 +61,26 @@ def registry_credentials(doc: Mapping[str, Any], task: Mapping[str, Any]) -> Reg
     if not isinstance(auth, Mapping) or not isinstance(auth.get("password"), str):
         raise SecretsUnavailable("the secrets endpoint did not return the registry password")
     return RegistryAuth(str(auth.get("username") or ""), auth["password"])
+
+
+async def start_secrets(
+    fetch: Callable[[str, str], Awaitable[Mapping[str, Any]]],
+    alloc_id: str,
+    name: str,
+    task: Mapping[str, Any],
+) -> tuple[dict[str, str], RegistryAuth | None]:
+    """What a start of task ``name`` needs from the secrets endpoint (``fetch``):
+    its secret env vars and its registry credentials (none when it references
+    neither). SecretsUnavailable when they cannot be had now."""
+    if not needs_secrets(task):
+        return {}, None
+    try:
+        fetched = await fetch(alloc_id, name)
+        return task_secrets(fetched, task), registry_credentials(fetched, task)
+    except SecretsUnavailable:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the API client's errors, unreachable...
+        raise SecretsUnavailable(f"cannot fetch the task's secrets: {exc}") from exc
 
 
 def driver_events(
