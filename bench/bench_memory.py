@@ -26,17 +26,14 @@ from bench.common import (
     profiled,
     running_cluster,
     server_pids,
+    stale_job_count,
+    versioned_job_items,
 )
 from tests.support.cluster import Cluster, Server, wait_until
 
 CLIENTS = 64
 GEN_PROCS = 2
 VERSIONS = 5
-
-
-def _submit_items(proc: int, jobs: int, procs: int) -> list[tuple[str, bytes | None]]:
-    mine = [k for k in range(jobs) if k % procs == proc]
-    return [("/v1/jobs", job_body(f"m{k}", v)) for v in range(VERSIONS) for k in mine]
 
 
 def _rss(cluster: Cluster) -> dict[str, dict[str, float]]:
@@ -51,11 +48,6 @@ def _rss(cluster: Cluster) -> dict[str, dict[str, float]]:
 def _caught_up(server: Server, index: int) -> bool:
     st = server.status()
     return bool(st) and st["applied_index"] >= index
-
-
-def _job_count(server: Server) -> int:
-    r = server.get("/v1/jobs?stale=true", timeout=30)
-    return len(r.body) if r.status == 200 else -1
 
 
 def run(quick: bool = False) -> dict[str, Any]:
@@ -81,7 +73,13 @@ def run(quick: bool = False) -> dict[str, Any]:
                 LoadSpec(
                     urls=[leader.url],
                     method="POST",
-                    items=partial(_submit_items, jobs=jobs, procs=GEN_PROCS),
+                    items=partial(
+                        versioned_job_items,
+                        jobs=jobs,
+                        procs=GEN_PROCS,
+                        versions=VERSIONS,
+                        prefix="m",
+                    ),
                     concurrency=CLIENTS,
                     procs=GEN_PROCS,
                     duration=600.0,
@@ -108,7 +106,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         details["rss_loaded_mb"] = loaded
         target = None if quick else "<= 300"
         out["rss_loaded_max_mb"] = metric(max(v["VmRSS"] for v in loaded.values()), "MB", target)
-        counts = {s.name: _job_count(s) for s in cluster.servers}
+        counts = {s.name: stale_job_count(s, timeout=30) for s in cluster.servers}
         details["job_counts"] = counts
         if any(c != jobs for c in counts.values()):
             raise RuntimeError(f"job counts differ from {jobs}: {counts}")
@@ -131,7 +129,7 @@ def run(quick: bool = False) -> dict[str, Any]:
             state_s = time.monotonic() - t0
         if profile:
             details["profile_restart"] = profile
-        restarted_count = _job_count(victim)
+        restarted_count = stale_job_count(victim, timeout=30)
         details["restart"] = {
             "server": victim.name,
             "ready_s": round(ready_s, 3),

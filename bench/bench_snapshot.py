@@ -21,13 +21,14 @@ from bench.common import (
     LoadSpec,
     auth_headers,
     generate,
-    job_body,
     load_average,
     log,
     metric,
     partial,
     running_cluster,
     server_pids,
+    stale_job_count,
+    versioned_job_items,
 )
 from domain.snapshot_archive import decode
 from tests.support.cluster import Cluster, Server, wait_until
@@ -35,11 +36,6 @@ from tests.support.cluster import Cluster, Server, wait_until
 CLIENTS = 64
 GEN_PROCS = 2
 VERSIONS = 5
-
-
-def _submit_items(proc: int, jobs: int, procs: int) -> list[tuple[str, bytes | None]]:
-    mine = [k for k in range(jobs) if k % procs == proc]
-    return [("/v1/jobs", job_body(f"s{k}", v)) for v in range(VERSIONS) for k in mine]
 
 
 def _delete_items(proc: int, jobs: int, procs: int) -> list[tuple[str, bytes | None]]:
@@ -51,16 +47,13 @@ def _applied(server: Server, index: int) -> bool:
     return bool(st) and st["state_index"] >= index
 
 
-def _job_count(server: Server) -> int:
-    r = server.get("/v1/jobs?stale=true", timeout=60)
-    return len(r.body) if r.status == 200 else -1
-
-
 def _load(cluster: Cluster, leader: Server, jobs: int) -> dict[str, Any]:
     spec = LoadSpec(
         urls=[leader.url],
         method="POST",
-        items=partial(_submit_items, jobs=jobs, procs=GEN_PROCS),
+        items=partial(
+            versioned_job_items, jobs=jobs, procs=GEN_PROCS, versions=VERSIONS, prefix="s"
+        ),
         concurrency=CLIENTS,
         procs=GEN_PROCS,
         duration=600.0,
@@ -128,7 +121,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         for s in cluster.servers:
             wait_until(lambda s=s: _applied(s, index), 120, 0.02, message=f"{s.name} restored")
         converged_s = time.monotonic() - t0
-        counts = {s.name: _job_count(s) for s in cluster.servers}
+        counts = {s.name: stale_job_count(s, timeout=60) for s in cluster.servers}
         details["restore"] = {
             "index": index,
             "answered_s": round(restore_s, 3),

@@ -341,6 +341,20 @@ def cycling_job_items(proc: int, names_per_proc: int, prefix: str = "w") -> list
     return [("/v1/jobs", job_body(f"{prefix}{proc}-{k}", k)) for k in range(names_per_proc)]
 
 
+def versioned_job_items(proc: int, jobs: int, procs: int, versions: int, prefix: str) -> list[Item]:
+    """Generator ``proc``'s share (of ``procs``) of ``jobs`` jobs named
+    ``<prefix><k>``, each submitted ``versions`` times (every job's first
+    version before any second one)."""
+    mine = [k for k in range(jobs) if k % procs == proc]
+    return [("/v1/jobs", job_body(f"{prefix}{k}", v)) for v in range(versions) for k in mine]
+
+
+def stale_job_count(server: Server, timeout: float = 30) -> int:
+    """How many jobs a server holds (its own state, no barrier); -1 when it does not answer."""
+    r = server.get("/v1/jobs?stale=true", timeout=timeout)
+    return len(r.body) if r.status == 200 else -1
+
+
 def job_get_items(proc: int, names: list[str], stale: bool) -> list[Item]:
     query = "?stale=true" if stale else ""
     return [(f"/v1/jobs/{n}{query}", None) for n in names]

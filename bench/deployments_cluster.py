@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import BENCH_ENV, log
+from bench.ingress_cluster import nodes_serving_ingress
 from tests.support.cluster import Cluster, Server, free_port, wait_until
 from tests.support.workloads import IMAGE, docker_unavailable
 
@@ -50,19 +51,6 @@ class DeployCluster:
         return {s.node_id for s in self.cluster.servers if s.node_id}
 
 
-def _nodes_serving_ingress(cluster: Cluster) -> bool:
-    api = cluster.servers[0]
-    for server in cluster.servers:
-        if server.node_id is None:
-            return False
-        r = api.get(f"/v1/nodes/{server.node_id}", timeout=5)
-        if r.status != 200 or r.body["status"] != "ready":
-            return False
-        if not (r.body.get("ingress") or {}).get("enabled"):
-            return False
-    return True
-
-
 @contextlib.contextmanager
 def deploy_cluster(size: int = 3) -> Iterator[DeployCluster]:
     """A started cluster whose ``size`` nodes run Docker tasks and serve the
@@ -90,7 +78,7 @@ def deploy_cluster(size: int = 3) -> Iterator[DeployCluster]:
         log(f"deployments: starting a {size}-server cluster with agents and nginx in {root}")
         cluster.start()
         wait_until(
-            lambda: _nodes_serving_ingress(cluster),
+            lambda: nodes_serving_ingress(cluster),
             60,
             0.2,
             f"{size} ready nodes serving the ingress",

@@ -48,7 +48,7 @@ class IngressCluster:
         return {s.name: s.proc.pid for s in self.cluster.servers if s.proc is not None}
 
 
-def _nodes_serving_ingress(cluster: Cluster) -> bool:
+def nodes_serving_ingress(cluster: Cluster) -> bool:
     """Whether every server's node is ready and its ingress enabled."""
     api = cluster.servers[0]
     for server in cluster.servers:
@@ -100,7 +100,7 @@ def ingress_cluster(size: int = 3) -> Iterator[IngressCluster]:
             log(f"ingress: starting a {size}-server cluster with agents and nginx in {root}")
             cluster.start()
             wait_until(
-                lambda: _nodes_serving_ingress(cluster),  # type: ignore[arg-type]
+                lambda: nodes_serving_ingress(cluster),  # type: ignore[arg-type]
                 60,
                 0.2,
                 f"{size} ready nodes serving the ingress",
