@@ -374,10 +374,15 @@ def test_a_new_leader_finishes_the_order_with_the_same_account(acme: AcmeCluster
     host = "late.example.test"
     account = backup(acme)[1].table("acme")["account"]
     leader = acme.cluster.leader()
+    # Kill the leader while it orders: its challenge is published, and the
+    # ingress does not serve it yet, so the leader is still waiting to have it
+    # validated (up to `publish_wait`). Without the hold, the whole order can
+    # pass between two polls of a busy machine.
+    acme.responder.refuse(host)
     assert acme.any().post("/v1/jobs", web_job("late", host)).status == 201
-    # Kill the leader while it orders: once its challenge is published.
     wait_until(lambda: _challenges(acme), 15, 0.02, "the order's challenge")
     leader.kill()
+    acme.responder.allow(host)
     started = time.monotonic()
     new_leader = acme.cluster.leader(timeout=20)
     assert new_leader is not leader
