@@ -17,7 +17,10 @@ mid-order, a node restarted) come last. Every wait polls with a deadline.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import os
+import signal
 import ssl
 import time
 from collections.abc import Iterator
@@ -320,6 +323,18 @@ def challenge_served(server: Server) -> bool:
     return '"/.well-known/acme-challenge/' in conf.read_text()
 
 
+@contextlib.contextmanager
+def ingress_stopped(server: Server) -> Iterator[None]:
+    """The node's nginx (master and workers) stopped (SIGSTOP), continued on exit."""
+    pid_file = server.data_dir / "agent" / "ingress" / "run" / "nginx.pid"
+    pgid = int(pid_file.read_text().strip())
+    os.killpg(pgid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.killpg(pgid, signal.SIGCONT)
+
+
 def test_a_leader_killed_mid_order_still_ends_with_a_served_certificate(
     env: Env, web: set[str]
 ) -> None:
@@ -333,9 +348,14 @@ def test_a_leader_killed_mid_order_still_ends_with_a_served_certificate(
     route = {"path": "/", "job": WEB_JOB, "group": "app", "port": "http"}
     reply = env.api().post("/v1/ingress", {"host": LATE_HOST, "routes": [route]})
     assert reply.status == 201, reply.body
-    # Kill it while its order is in flight: once its challenge reached the nodes.
-    wait_until(lambda: any(challenge_served(s) for s in cluster.live()), 15, 0.02, "a challenge")
-    leader.kill()
+    # Kill it while its order is in flight: once its challenge reached the
+    # nodes, while it still waits for one node's ingress to serve it (stopped
+    # here, so that the whole order cannot pass between two polls).
+    with ingress_stopped(cluster.servers[2]):
+        wait_until(
+            lambda: any(challenge_served(s) for s in cluster.live()), 15, 0.02, "a challenge"
+        )
+        leader.kill()
     started = time.monotonic()
     assert cluster.leader(timeout=20) is not leader
     cert = wait_valid_cert(env, LATE_HOST, timeout=90)
