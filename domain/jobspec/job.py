@@ -97,10 +97,9 @@ def _normalize_full(raw: Mapping[str, Any], name: str) -> dict[str, Any]:
     no_unknown_fields(raw, JOB_KEYS, "")
     kind = one_of(raw.get("type", "service"), JOB_TYPES, "type")
     # A job without groups (nor top-level task fields) is a stored definition
-    # that runs nothing yet; an explicit empty list is a mistake.
+    # that runs nothing yet. It is stored with `groups: []`, so that list is
+    # accepted too: what `GET /v1/jobs/:name` answers can be submitted again.
     raw_groups = as_list(raw["groups"], "groups") if "groups" in raw else []
-    if "groups" in raw and not raw_groups:
-        raise JobSpecError("groups", "must list at least one group")
     groups = [normalize_group(g, join_path("groups", i)) for i, g in enumerate(raw_groups)]
     seen: set[str] = set()
     for i, group in enumerate(groups):

@@ -115,7 +115,7 @@ def _job_properties() -> Schema:
             [],
         ),
         "groups": field(
-            {"type": "array", "items": {"$ref": "#/$defs/group"}, "minItems": 1},
+            {"type": "array", "items": {"$ref": "#/$defs/group"}},
             "The task groups. A job without groups (nor shorthand fields) is stored and "
             "runs nothing.",
             [{"name": "app", "tasks": [{"name": "web", "image": "nginx:1.27"}]}],

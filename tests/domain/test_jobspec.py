@@ -232,7 +232,7 @@ def test_normalize_is_idempotent_and_drops_server_fields() -> None:
         ),
         (lambda d: d["groups"].append(copy.deepcopy(d["groups"][0])), "groups[1].name"),
         (lambda d: d["groups"][0].update(tasks=[]), "groups[0].tasks"),
-        (lambda d: d.update(groups=[]), "groups"),
+        (lambda d: d.update(groups={}), "groups"),
         (lambda d: d.update(type="system"), "type"),
         (lambda d: d.update(name="a" * 64), "name"),
         (lambda d: d.update(name="-web"), "name"),

@@ -201,9 +201,7 @@ def test_what_the_schema_accepts_the_validator_accepts(doc: dict[str, Any]) -> N
     fixed = repair(doc)
     assert accepts(fixed), schema_errors(fixed)
     normalized = normalize_job(fixed)
-    # see test_a_normalized_job_without_groups_is_a_valid_spec
-    if normalized["groups"]:
-        assert accepts(normalized), schema_errors(normalized)
+    assert accepts(normalized), schema_errors(normalized)
 
 
 @PROPERTY_SETTINGS
@@ -275,11 +273,6 @@ def test_a_normalized_rainbow_job_is_a_valid_spec() -> None:
     assert normalize_job(normalized) == normalized
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the validator stores a job without groups with `groups: []`, then refuses "
-    "that list when the stored job is normalized again (job._normalize_full)",
-)
 def test_a_normalized_job_without_groups_is_a_valid_spec() -> None:
     normalized = normalize_job({"name": "definition"})
     assert accepts(normalized), schema_errors(normalized)
@@ -295,7 +288,6 @@ INVALID: list[tuple[dict[str, Any], str]] = [
     ({"name": "web", "priority": 0}, "priority"),
     ({"name": "web", "priority": 101}, "priority"),
     ({"name": "web", "meta": {"a": [1]}}, "meta.a"),
-    ({"name": "web", "groups": []}, "groups"),
     ({"name": "web", "groups": {}}, "groups"),
     ({"name": "web", "colour": "red"}, "colour"),
     ({"name": "web", "count": 2}, "image"),
