@@ -12,21 +12,19 @@ of a loopback connection (local port ephemeral) do not count.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Collection
 from pathlib import Path
 
 TABLES = (Path("/proc/net/tcp"), Path("/proc/net/tcp6"))
 ESTABLISHED = "01"
 
-__all__ = ["established_to"]
+__all__ = ["established_per_port", "established_to"]
 
 
-def established_to(ports: Collection[int], tables: Collection[Path] = TABLES) -> int:
-    """Established TCP connections whose local port is one of ``ports``."""
-    if not ports:
-        return 0
-    wanted = {f"{port:04X}" for port in ports}
-    count = 0
+def established_per_port(tables: Collection[Path] = TABLES) -> Counter[int]:
+    """Established TCP connections per local port (one read of each table)."""
+    counts: Counter[int] = Counter()
     for table in tables:
         try:
             lines = table.read_text().splitlines()[1:]
@@ -34,7 +32,14 @@ def established_to(ports: Collection[int], tables: Collection[Path] = TABLES) ->
             continue
         for line in lines:
             fields = line.split()
-            established = len(fields) > 3 and fields[3] == ESTABLISHED
-            if established and fields[1].rpartition(":")[2] in wanted:
-                count += 1
-    return count
+            if len(fields) > 3 and fields[3] == ESTABLISHED:
+                counts[int(fields[1].rpartition(":")[2], 16)] += 1
+    return counts
+
+
+def established_to(ports: Collection[int], tables: Collection[Path] = TABLES) -> int:
+    """Established TCP connections whose local port is one of ``ports``."""
+    if not ports:
+        return 0
+    counts = established_per_port(tables)
+    return sum(counts[port] for port in set(ports))

@@ -34,7 +34,7 @@ from typing import Any
 import aiohttp
 
 from agent import decisions
-from agent.connections import established_to
+from agent.connections import established_per_port
 from agent.decisions import Action, Key, Kill, Restart, Start, Stop
 from agent.drivers.base import Driver, DriverError, TaskNotFound, TaskState
 from agent.drivers.calls import DriverCalls
@@ -194,20 +194,24 @@ class Supervisor:
         (a delayed restart, a health deadline)."""
         return decisions.wake_at(self.runtimes)
 
-    def _count_connections(self) -> None:
-        """The open connections of each stopped allocation whose stop waits
-        for them (AllocRuntime.keeps_connections): counted before each decision."""
-        for rt in self.runtimes.values():
-            if rt.keeps_connections() is not None and not rt.stopped:
-                ports = [p for p in (rt.doc.get("ports") or {}).values() if isinstance(p, int)]
-                rt.connections = established_to(ports)
+    async def _count_connections(self) -> None:
+        """The open connections of each stopped allocation whose stop waits for
+        them (AllocRuntime.keeps_connections), before each decision: one read
+        of the kernel's tables, off the event loop."""
+        waiting = [rt for rt in self.runtimes.values() if not rt.stopped]
+        if not (waiting := [rt for rt in waiting if rt.keeps_connections() is not None]):
+            return
+        counts = await asyncio.to_thread(established_per_port)
+        for rt in waiting:
+            ports = {p for p in (rt.doc.get("ports") or {}).values() if isinstance(p, int)}
+            rt.connections = sum(counts[port] for port in ports)
 
     # --- doing it ---------------------------------------------------------------------
 
     async def reconcile(self) -> list[Action]:
         """Decide, start the actions (each in the background), manage the
         health checks; returns the actions started."""
-        self._count_connections()
+        await self._count_connections()
         actions = self.decide()
         for action in actions:
             key = (action.alloc_id, action.task)

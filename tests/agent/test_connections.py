@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agent.connections import established_to
+from agent.connections import established_per_port, established_to
 
 HEADER = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid\n"
 
@@ -26,5 +26,7 @@ def test_counts_established_sockets_whose_local_port_is_a_task_port(tmp_path: Pa
     )
     assert established_to([0x5E1F], [table]) == 1
     assert established_to([0x5E1F, 8080], [table]) == 2
+    assert established_to([0x5E1F, 0x5E1F], [table]) == 1  # a port counted once
+    assert established_per_port([table]) == {0x5E1F: 1, 0xD61C: 1, 8080: 1}
     assert established_to([], [table]) == 0
     assert established_to([0x5E1F], [tmp_path / "missing"]) == 0
