@@ -3,7 +3,8 @@
 Writes need no forwarding (raft forwards commands); membership changes and
 leadership transfer act on the leader's raft node, so a follower relays the
 request over HTTP, once: a relayed request that lands on a non-leader is 503.
-The caller's credential goes along, except a server credential: that one was
+The caller's credential goes along (a bearer token, or the web panel's
+session cookie with its CSRF token), except a server credential: that one was
 made for this server only, so this server vouches for it with one made for
 the leader, in the same server's name.
 """
@@ -20,7 +21,8 @@ from raft.replica import NoLeader
 
 HTTP_SESSION = web.AppKey("http_session", aiohttp.ClientSession)
 FORWARDED = "X-HeroCtl-Forwarded"
-_PASS_HEADERS = ("Content-Type", "Authorization")
+# the caller's credential: a bearer, or the panel's session cookie and its CSRF token
+_PASS_HEADERS = ("Content-Type", "Authorization", "Cookie", "X-CSRF-Token")
 _KEEP_HEADERS = ("X-Request-Id", "X-HeroCtl-Index", "Retry-After")
 
 

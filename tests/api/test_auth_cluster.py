@@ -17,6 +17,7 @@ from tests.api.authutil import (
     assert_error,
     b64,
     bearer,
+    cookie_login,
     jwt_join,
     jwt_parts,
     login,
@@ -264,6 +265,21 @@ def test_management_token_may_transfer_leadership(cluster: Cluster) -> None:
     r = follower.post("/v1/raft/transfer-leadership", {"to": target.name})
     assert r.status == 200, r.raw
     assert cluster.leader() is target
+
+
+def test_a_panel_session_is_relayed_to_the_leader(cluster: Cluster) -> None:
+    """A cookie request to a route only the leader serves, sent to a follower."""
+    leader = cluster.leader()
+    follower = next(s for s in cluster.servers if s is not leader)
+    session, csrf, _ = cookie_login(follower, ADMIN_PASSWORD)
+    cookie = {"Cookie": f"heroctl_session={session}; heroctl_csrf={csrf}"}
+    path = "/v1/raft/transfer-leadership"
+    assert_error(anon(follower, "POST", path, {}, headers=cookie), 403, "csrf_failed")
+    r = anon(
+        follower, "POST", path, {"to": follower.name}, headers={**cookie, "X-CSRF-Token": csrf}
+    )
+    assert r.status == 200, r.raw
+    assert cluster.leader() is follower
 
 
 def test_token_listing_never_shows_secrets(cluster: Cluster, s1: Server) -> None:

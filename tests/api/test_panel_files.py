@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.api.authutil import assert_error
-from tests.api.test_session_cookie import call
+from tests.api.authutil import assert_error, call
 from tests.support.cluster import Cluster, Server
 
 

@@ -3,81 +3,15 @@ CSRF on state-changing cookie requests, logout ending the session."""
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
-from http.cookies import SimpleCookie
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.api.authutil import assert_error
-from tests.support import tls
+from tests.api.authutil import assert_error, call, cookie_login, parse, value
 from tests.support.cluster import Cluster, Server
-from tests.support.http import Reply
 
 ADMIN_PASSWORD = "correct-horse-battery-staple"
-
-
-@dataclass
-class Answer:
-    reply: Reply
-    cookies: list[str]  # every Set-Cookie header
-
-
-def call(
-    server: Server,
-    method: str,
-    path: str,
-    body: Any = None,
-    headers: dict[str, str] | None = None,
-) -> Answer:
-    """One request without the harness's token, keeping every Set-Cookie."""
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(server.url + path, data=data, method=method)
-    for k, v in {"Content-Type": "application/json", **(headers or {})}.items():
-        req.add_header(k, v)
-    server.ready()  # trusts the cluster CA
-    context = tls.context() if server.url.startswith("https:") else None
-    try:
-        with urllib.request.urlopen(req, timeout=10, context=context) as r:
-            return Answer(
-                Reply(r.status, dict(r.headers), r.read()), r.headers.get_all("Set-Cookie") or []
-            )
-    except urllib.error.HTTPError as e:
-        return Answer(
-            Reply(e.code, dict(e.headers), e.read()), e.headers.get_all("Set-Cookie") or []
-        )
-
-
-def parse(set_cookies: list[str]) -> dict[str, str]:
-    """name -> the whole Set-Cookie line (for its attributes)."""
-    return {next(iter(SimpleCookie(line))): line for line in set_cookies}
-
-
-def value(line: str) -> str:
-    jar = SimpleCookie(line)
-    return next(iter(jar.values())).value
-
-
-def cookie_login(server: Server) -> tuple[str, str, dict[str, str]]:
-    """(session JWT, CSRF token, the Set-Cookie lines) of a cookie login."""
-    a = call(
-        server,
-        "POST",
-        "/v1/auth/login",
-        {"username": "admin", "password": ADMIN_PASSWORD, "cookie": True},
-    )
-    assert a.reply.status == 200, a.reply.raw
-    lines = parse(a.cookies)
-    assert set(lines) == {"heroctl_session", "heroctl_csrf"}, a.cookies
-    body = a.reply.body
-    assert "token" not in body and "refresh_token" not in body, body
-    assert body["csrf_token"] == value(lines["heroctl_csrf"])
-    return value(lines["heroctl_session"]), body["csrf_token"], lines
 
 
 @pytest.fixture(scope="module")
@@ -98,13 +32,15 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, 
 
 def test_cookie_flags(servers: tuple[Server, Server]) -> None:
     secure, plain = servers
-    _, _, lines = cookie_login(secure)
+    _, _, lines = cookie_login(secure, ADMIN_PASSWORD)
     session = lines["heroctl_session"].lower()
     for flag in ("httponly", "samesite=strict", "secure", "path=/"):
         assert flag in session, session
     csrf = lines["heroctl_csrf"].lower()
     assert "httponly" not in csrf and "samesite=strict" in csrf and "secure" in csrf
-    _, _, lines = cookie_login(plain)  # plain HTTP: a Secure cookie would never come back
+    _, _, lines = cookie_login(
+        plain, ADMIN_PASSWORD
+    )  # plain HTTP: a Secure cookie would never come back
     session = lines["heroctl_session"].lower()
     assert "httponly" in session and "samesite=strict" in session
     assert "secure" not in session
@@ -112,7 +48,7 @@ def test_cookie_flags(servers: tuple[Server, Server]) -> None:
 
 def test_cookie_reads_and_csrf_guards_writes(servers: tuple[Server, Server]) -> None:
     server = servers[0]
-    jwt, csrf, _ = cookie_login(server)
+    jwt, csrf, _ = cookie_login(server, ADMIN_PASSWORD)
     cookie = {"Cookie": f"heroctl_session={jwt}; heroctl_csrf={csrf}"}
     me = call(server, "GET", "/v1/acl/tokens/self", headers=cookie)
     assert me.reply.status == 200 and me.reply.body["type"] == "management", me.reply.raw
@@ -133,7 +69,7 @@ def test_cookie_reads_and_csrf_guards_writes(servers: tuple[Server, Server]) -> 
 
 def test_logout_ends_the_session(servers: tuple[Server, Server]) -> None:
     server = servers[0]
-    jwt, csrf, _ = cookie_login(server)
+    jwt, csrf, _ = cookie_login(server, ADMIN_PASSWORD)
     cookie = {"Cookie": f"heroctl_session={jwt}; heroctl_csrf={csrf}"}
     out = call(server, "POST", "/v1/auth/logout", headers={**cookie, "X-CSRF-Token": csrf})
     assert out.reply.status == 200 and out.reply.body == {"revoked": True}, out.reply.raw
