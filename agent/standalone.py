@@ -13,6 +13,7 @@ import asyncio
 import logging
 import signal
 import ssl
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -28,9 +29,14 @@ __all__ = ["run_agent"]
 log = logging.getLogger("heroctl.agent")
 
 
-async def run_agent(config: AgentConfig, ca_fingerprint: str | None = None) -> None:
+async def run_agent(
+    config: AgentConfig,
+    ca_fingerprint: str | None = None,
+    on_registered: Callable[[], None] | None = None,
+) -> None:
     """Run until SIGTERM or SIGINT; the tasks keep running after it stops.
-    ``ca_fingerprint``: trust the cluster CA that has it (agent.trust)."""
+    ``ca_fingerprint``: trust the cluster CA that has it (agent.trust);
+    ``on_registered`` is called once the first registration succeeded."""
     loop = asyncio.get_running_loop()
     if ca_fingerprint:
         try:
@@ -58,6 +64,7 @@ async def run_agent(config: AgentConfig, ca_fingerprint: str | None = None) -> N
     await agent.start()
     log.info("agent for node %s talking to %s", config.node_name, ", ".join(config.servers))
     renewal: asyncio.Task[None] | None = None
+    announce = asyncio.create_task(_announce(agent, stop, on_registered), name="agent-registered")
     try:
         if api_tls is not None and await _registered(agent, stop):
             if api_tls.load(agent.node):
@@ -71,6 +78,7 @@ async def run_agent(config: AgentConfig, ca_fingerprint: str | None = None) -> N
         await stop.wait()
         log.info("agent shutting down (tasks keep running)")
     finally:
+        announce.cancel()
         if renewal is not None:
             renewal.cancel()
         if runner is not None:
@@ -85,6 +93,13 @@ async def _registered(agent: Agent, stop: asyncio.Event) -> bool:
     for w in pending:
         w.cancel()
     return agent.registered.is_set()
+
+
+async def _announce(
+    agent: Agent, stop: asyncio.Event, on_registered: Callable[[], None] | None
+) -> None:
+    if on_registered is not None and await _registered(agent, stop):
+        on_registered()
 
 
 async def _listen(agent: Agent, config: AgentConfig, tls: ssl.SSLContext | None) -> web.AppRunner:

@@ -2,8 +2,10 @@
 with systemd's notifications, its watchdog and a SIGHUP that reloads.
 
 ``READY=1`` goes once the agent runs (its registration with the servers goes
-on in the background, retried until one answers), with a ``STATUS=`` line
-naming the node and its servers; ``WATCHDOG=1`` comes from the event loop.
+on in the background, retried until one answers: servers that are down must
+not fail the unit), with a ``STATUS=`` line naming the node and its servers,
+and a second ``STATUS=`` once it registered (``systemctl status`` shows it);
+``WATCHDOG=1`` comes from the event loop.
 SIGHUP sets the log level again from the config file's ``log_level`` (when
 ``--log-level`` was not given); every other setting needs a restart, which
 leaves the node's tasks running.
@@ -50,10 +52,15 @@ async def run_worker(
     notifier = Notifier.from_environ()
     loop.add_signal_handler(signal.SIGHUP, _reload, level)
     watchdog = asyncio.create_task(notifier.watchdog(), name="systemd-watchdog")
+    node = f"worker-only node {config.node_name}"
     servers = ", ".join(config.servers)
-    notifier.send(READY=1, STATUS=f"worker-only node {config.node_name}, servers {servers}")
+    notifier.send(READY=1, STATUS=f"{node}, registering with {servers}")
+
+    def registered() -> None:
+        notifier.send(STATUS=f"{node}, registered with {servers}")
+
     try:
-        await run_agent(config, ca_fingerprint)
+        await run_agent(config, ca_fingerprint, on_registered=registered)
     finally:
         notifier.send(STOPPING=1, STATUS="stopping (tasks keep running)")
         watchdog.cancel()

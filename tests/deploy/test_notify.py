@@ -16,6 +16,7 @@ from pathlib import Path
 from heroctld.notify import Announcer, Notifier
 from tests.deploy.notify_socket import NotifySocket
 from tests.support.cluster import HEROCTLD, Cluster, wait_until
+from tests.support.worker import Worker
 
 
 def test_the_environment_is_read_once_and_taken_away(tmp_path: Path) -> None:
@@ -108,7 +109,9 @@ def test_a_server_under_systemd(tmp_path: Path) -> None:
         cluster.stop()
         sock.close()
     assert "STOPPING=1" in sock.lines()
-    assert "shutting down (SIGTERM)" in server.log()
+    # Cluster.stop's SIGTERM, and Server.stop's again if it is still running:
+    # "shutting down (SIGTERM)" or "(SIGTERM, SIGTERM)" when both came before it logged.
+    assert "shutting down (SIGTERM" in server.log()
     assert cluster.cluster_key not in server.log()
 
 
@@ -127,7 +130,7 @@ def test_a_worker_only_agent_under_systemd(tmp_path: Path) -> None:
         proc = subprocess.Popen([*HEROCTLD, *args], stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
         wait_until(lambda: sock.count("READY=1"), 30, message="READY=1")
-        assert sock.statuses() == ["worker-only node worker-1, servers http://127.0.0.1:9"]
+        assert sock.statuses() == ["worker-only node worker-1, registering with http://127.0.0.1:9"]
         wait_until(lambda: sock.count("WATCHDOG=1") >= 3, 10, message="watchdog beats")
         config.write_text('log_level = "info"\n')
         proc.send_signal(signal.SIGHUP)
@@ -139,3 +142,27 @@ def test_a_worker_only_agent_under_systemd(tmp_path: Path) -> None:
         sock.close()
     assert "STOPPING=1" in sock.lines()
     assert "agent shutting down (tasks keep running)" in log_path.read_text()
+
+
+def test_a_worker_says_once_it_registered(tmp_path: Path) -> None:
+    """A second STATUS= once a real server took the worker's registration."""
+    sock = NotifySocket(tmp_path / "notify.sock")
+    (tmp_path / "cluster").mkdir()
+    cluster = Cluster(tmp_path / "cluster", 1).start()
+    worker = Worker(cluster, "worker-2", tmp_path, api_port=0)
+    worker.env["NOTIFY_SOCKET"] = sock.address
+    try:
+        worker.start()
+        servers = cluster.servers[0].url
+        registered = f"worker-only node worker-2, registered with {servers}"
+        wait_until(lambda: registered in sock.statuses(), 30, message="registered")
+        assert sock.statuses() == [
+            f"worker-only node worker-2, registering with {servers}",
+            registered,
+        ]
+        nodes = {n["name"]: n for n in cluster.servers[0].get("/v1/nodes").body}
+        assert nodes["worker-2"]["status"] == "ready"
+    finally:
+        worker.stop()
+        cluster.stop()
+        sock.close()
