@@ -12,16 +12,17 @@ decides the next step:
   server; any other request fails with it.
 - ``BUSY``: 503 (no leader, shutting down): the next server at once; once
   every server was tried, a pause (backoff, at least the answer's
-  ``Retry-After``) and another round.
+  ``Retry-After``) and another round. A 503 that says
+  ``X-HeroCtl-Outcome: unknown`` (a write proposed but not confirmed: it may
+  still be committed) is ``LOST`` instead.
 - ``LIMITED``: 429: the same server after its ``Retry-After`` (limits are
   per server: hopping to another would only sidestep the limit).
 
 Any other outcome (an answer, a timeout, an untrusted certificate) ends the
 request. 429 and 503 are retried for every method: heroctld answers them
 before acting (the rate limiter before the handler; ``no_leader`` when no
-leader took the write; the one exception, a write whose leader went silent
-after it was proposed, is documented in the README). A round whose tries
-were all ``REFUSED`` ends the request: nobody is listening, and waiting would
+leader took the write), except that 503 whose outcome is unknown. A round
+whose tries were all ``REFUSED`` ends the request: nobody is listening, and waiting would
 only delay the error. Pauses are bounded by :class:`RetryPolicy`: at most
 ``attempts`` rounds, and no pause that would end after ``budget`` seconds.
 """
@@ -53,6 +54,7 @@ __all__ = [
 ]
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+OUTCOME_HEADER = "X-HeroCtl-Outcome"
 
 
 class Outcome(Enum):
@@ -171,7 +173,9 @@ class TryFailed(Exception):
         self.outcome = outcome
 
 
-def answer_outcome(status: int) -> Outcome:
+def answer_outcome(status: int, headers: Mapping[str, str] | None = None) -> Outcome:
+    if status == 503 and (headers or {}).get(OUTCOME_HEADER) == "unknown":
+        return Outcome.LOST  # the server may have acted on it
     return {429: Outcome.LIMITED, 503: Outcome.BUSY}.get(status, Outcome.FINAL)
 
 

@@ -277,7 +277,7 @@ class HttpClient:
         payload = decode_body(raw) if raw and (binary is False or status >= 400) else None
         if status >= 400:
             error = error_from(status, reason, payload, resp_headers)
-            raise TryFailed(error, answer_outcome(status))
+            raise TryFailed(error, answer_outcome(status, resp_headers))
         return (raw if binary else payload), resp_headers
 
     async def get(

@@ -14,12 +14,16 @@ from typing import Any
 from aiohttp import web
 
 from httpkit.responses import json_response, loads
-from raft.errors import CommandError, CommandRejected, NoLeader, RaftRefused
+from raft.errors import CommandError, CommandRejected, NoLeader, OutcomeUnknown, RaftRefused
 
 log = logging.getLogger("heroctld.api")
 _ids = random.Random(random.SystemRandom().getrandbits(256))
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# On a 503 `no_leader` for a write that was proposed but not confirmed:
+# "unknown" (it may still be committed; repeating it may apply it twice).
+OUTCOME_HEADER = "X-HeroCtl-Outcome"
 
 _HTTP_CODES = {
     400: "bad_request",
@@ -74,7 +78,10 @@ def error_for(exc: Exception, request: web.Request, rid: str) -> web.Response:
     if isinstance(exc, CommandRejected):
         return error_response(exc.status, exc.code, exc.message, rid)
     if isinstance(exc, NoLeader):
-        return error_response(503, "no_leader", str(exc), rid, {"Retry-After": "1"})
+        headers = {"Retry-After": "1"}
+        if isinstance(exc, OutcomeUnknown):  # proposed: it may still be committed
+            headers[OUTCOME_HEADER] = "unknown"
+        return error_response(503, "no_leader", str(exc), rid, headers)
     if isinstance(exc, RaftRefused):
         return error_response(503, "no_leader", f"raft refused the request: {exc.reason}", rid)
     if isinstance(exc, CommandError):

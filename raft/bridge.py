@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from raft.commands import MAX_BATCH_BYTES, encode_batch, encode_command
-from raft.errors import NoLeader, RaftRefused
+from raft.errors import NoLeader, OutcomeUnknown, RaftRefused
 from raft.node import (
     DISCARDED,
     NO_LEADER,
@@ -195,23 +195,32 @@ class RaftBridge:
         await self.wait_for_leader(deadline)
 
     async def propose(self, cmd: dict[str, Any]) -> dict[str, Any]:
-        """Replicate one command; returns the FSM's result for it."""
+        """Replicate one command; returns the FSM's result for it. NoLeader when
+        no leader took it in time; OutcomeUnknown once an attempt may commit
+        (unanswered, or pysyncobj's unknown outcome)."""
         encoded = encode_command(cmd)
         deadline = self.loop.time() + self.timeout
-        while True:
-            await self.wait_for_leader(deadline)
-            fut: asyncio.Future[Any] = self.loop.create_future()
-            self._pending.append((encoded, fut))
-            self._pending_bytes += len(encoded)
-            self._schedule()
-            result, reason = await fut
-            if reason == OK:
-                return result
-            if reason == TIMEOUT or self.loop.time() >= deadline:
-                raise NoLeader(f"no leader confirmed the write within {self.timeout:g}s")
-            if reason not in RETRYABLE:
-                raise RaftRefused(reason)
-            await self._retry_pause(deadline)
+        proposed = False
+        try:
+            while True:
+                await self.wait_for_leader(deadline)
+                fut: asyncio.Future[Any] = self.loop.create_future()
+                self._pending.append((encoded, fut))
+                self._pending_bytes += len(encoded)
+                self._schedule()
+                result, reason = await fut
+                if reason == OK:
+                    return result
+                proposed = proposed or reason in (TIMEOUT, UNKNOWN)
+                if reason == TIMEOUT or self.loop.time() >= deadline:
+                    raise NoLeader(f"no leader confirmed the write within {self.timeout:g}s")
+                if reason not in RETRYABLE:
+                    raise RaftRefused(reason)
+                await self._retry_pause(deadline)
+        except NoLeader as e:
+            if proposed and not isinstance(e, OutcomeUnknown):
+                raise OutcomeUnknown(str(e)) from None
+            raise
 
     async def barrier(self) -> int:
         """Wait until this node has applied everything committed before the call."""

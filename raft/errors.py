@@ -9,7 +9,13 @@ from __future__ import annotations
 
 
 class NoLeader(Exception):
-    """No leader answered in time; the outcome of a write is unknown."""
+    """No leader answered in time: nothing was done, or (OutcomeUnknown) a
+    write was proposed and may still be committed."""
+
+
+class OutcomeUnknown(NoLeader):
+    """A write was proposed and no leader confirmed it in time: it may still
+    be committed, so repeating it may apply it twice."""
 
 
 class RaftRefused(Exception):

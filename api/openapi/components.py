@@ -68,6 +68,11 @@ HEADERS: dict[str, Schema] = {
         "description": "Seconds to wait before trying again.",
         "schema": {"type": "integer", "minimum": 0},
     },
+    "X-HeroCtl-Outcome": {
+        "description": "On a 503 `no_leader` for a write that was proposed but not confirmed: "
+        "`unknown` (it may still be committed, so sending it again may apply it twice).",
+        "schema": {"type": "string", "enum": ["unknown"]},
+    },
     "X-RateLimit-Limit": {
         "description": "Requests per minute allowed.",
         "schema": {"type": "integer"},
@@ -89,6 +94,8 @@ def error_responses() -> dict[str, Any]:
         headers = {"X-Request-Id": header_ref("X-Request-Id")}
         if status in (429, 503):
             headers["Retry-After"] = header_ref("Retry-After")
+        if status == 503:
+            headers["X-HeroCtl-Outcome"] = header_ref("X-HeroCtl-Outcome")
         out[name] = {
             "description": text,
             "headers": headers,

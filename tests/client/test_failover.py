@@ -29,7 +29,9 @@ from client.retry import retry_after_seconds
 from tests.support.cluster import free_port
 
 FAST = RetryPolicy(attempts=5, budget=10.0, base_delay=0.01, max_delay=0.05)
-Script = list[int | str]  # per request: a status to answer, or "drop" (close, no answer)
+# per request: a status to answer, "drop" (close, no answer) or "unknown" (503 whose
+# outcome is unknown)
+Script = list[int | str]
 
 
 @dataclass
@@ -53,6 +55,8 @@ class Stand:
         if step == 200:
             return web.json_response({"server": self.name, "method": request.method})
         headers = {"Retry-After": self.retry_after} if self.retry_after is not None else {}
+        if step == "unknown":  # a write proposed, never confirmed (it may still commit)
+            step, headers["X-HeroCtl-Outcome"] = 503, "unknown"
         body = {"error": "no_leader" if step == 503 else "rate_limited", "message": str(step)}
         return web.json_response(body, status=int(step), headers=headers)
 
@@ -179,6 +183,21 @@ async def test_a_lost_answer_fails_over_only_when_repeating_is_safe(stands: Any)
         sent = await api.submit_job({"name": "web"})  # resubmitting a spec changes nothing more
     assert sent["server"] == "b" and b.hits[-1] == "POST /v1/jobs"
     assert a.hits.count("POST /v1/tokens") == 1
+
+
+async def test_a_503_with_an_unknown_outcome_is_resent_only_when_repeating_is_safe(
+    stands: Any,
+) -> None:
+    a = await stands("a", ["unknown", "unknown"], retry_after="0")
+    b = await stands("b")
+    async with ApiClient([a.url, b.url], retry=FAST) as api:
+        with pytest.raises(ApiClientError) as e:  # a token made twice would be two tokens
+            await api.post("/v1/acl/tokens", {"name": "x"})
+        assert (e.value.status, e.value.code) == (503, "no_leader")
+        assert b.hits == []
+        api._current = 0
+        sent = await api.submit_job({"name": "web"})  # resubmitting a spec changes nothing more
+    assert sent["server"] == "b" and a.hits == ["POST /v1/acl/tokens", "POST /v1/jobs"]
 
 
 async def test_every_server_refusing_is_one_error_without_waiting(stands: Any) -> None:

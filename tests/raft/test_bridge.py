@@ -9,9 +9,9 @@ import pytest
 
 from raft.bridge import RaftBridge
 from raft.commands import decode_batch, new_command
-from raft.errors import NoLeader
+from raft.errors import NoLeader, OutcomeUnknown
 from raft.fsm import apply_batch
-from raft.node import NOT_LEADER, OK
+from raft.node import NOT_LEADER, OK, UNKNOWN
 from raft.state import State
 
 
@@ -154,9 +154,9 @@ async def test_a_refused_read_index_is_asked_again() -> None:
     assert await read == node.index
 
 
-async def test_unanswered_batch_times_out_as_no_leader() -> None:
+async def test_unanswered_batch_times_out_with_its_outcome_unknown() -> None:
     b, node = attached(timeout=0.2)
-    with pytest.raises(NoLeader):
+    with pytest.raises(OutcomeUnknown):  # proposed: a leader may still commit it
         await b.propose(new_command("noop"))
     node.complete_all()  # a late answer is ignored
 
@@ -164,9 +164,33 @@ async def test_unanswered_batch_times_out_as_no_leader() -> None:
 async def test_no_known_leader_fails_within_the_timeout() -> None:
     b, node = attached(timeout=0.2)
     node.leader = None
+    with pytest.raises(NoLeader) as e:
+        await b.propose(new_command("noop"))
+    assert type(e.value) is NoLeader  # never proposed: nothing was done
     with pytest.raises(NoLeader):
         await b.barrier()
     assert node.entries == []
+
+
+async def test_a_write_answered_with_an_unknown_outcome_stays_unknown() -> None:
+    b, node = attached(timeout=0.3)
+    task = asyncio.create_task(b.propose(new_command("noop")))
+    await until(lambda: node.entries)
+    node.leader = None  # then no leader to try it again on
+    node.complete_all(UNKNOWN)
+    with pytest.raises(OutcomeUnknown):
+        await task
+
+
+async def test_a_write_no_leader_took_is_plainly_no_leader() -> None:
+    b, node = attached(timeout=0.3)
+    task = asyncio.create_task(b.propose(new_command("noop")))
+    await until(lambda: node.entries)
+    node.leader = None
+    node.complete_all(NOT_LEADER)  # refused, never in a log
+    with pytest.raises(NoLeader) as e:
+        await task
+    assert type(e.value) is NoLeader
 
 
 async def test_retry_after_not_leader_reuses_the_request_id() -> None:
