@@ -57,6 +57,7 @@ def test_httpd_container_published_on_localhost(driver: Driver, node: str) -> No
         env={"GREETING": "hello heroctl"},
         ports=(PortMapping("http", port, to=8080),),
         labels={"team": "web", "heroctl.node": "spoofed"},
+        kill_timeout=30.0,  # the stop below is SIGTERM's alone, however loaded the engine
     )
     state = driver.start(s)
     try:
@@ -107,7 +108,7 @@ def test_httpd_container_published_on_localhost(driver: Driver, node: str) -> No
         # stop: docker-init passes SIGTERM to httpd, well before the kill timeout
         t0 = time.monotonic()
         stopped = driver.stop(s.alloc_id, s.task)
-        assert time.monotonic() - t0 < 3
+        assert time.monotonic() - t0 < 15
         assert stopped.state == "exited" and stopped.exit_code == 143
         assert (
             stopped.finished_at and stopped.started_at and stopped.finished_at >= stopped.started_at
@@ -169,7 +170,7 @@ def test_stop_kills_after_the_timeout(driver: Driver, node: str) -> None:
         state = driver.stop(s.alloc_id, s.task)
         elapsed = time.monotonic() - t0
         assert state.state == "exited" and state.exit_code == 137
-        assert 0.8 < elapsed < 6
+        assert 0.8 < elapsed < 15  # killed after its 1 s (and a loaded engine's delay)
     finally:
         driver.remove(s.alloc_id, s.task)
 
