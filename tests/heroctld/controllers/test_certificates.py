@@ -120,17 +120,20 @@ async def test_wait_until_served_confirms_each_node_and_gives_up_at_its_deadline
     try:
         endpoint = IngressEndpoint("n1", "127.0.0.1", port)
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
+            # Served: it returns without waiting out its deadline (30 s; the
+            # bounds leave a loaded machine room, speed targets live in bench/).
             started = time.monotonic()
             missing = await wait_until_served(
-                session, [endpoint], "app.example.test", "tok", "tok.thumb", 5
+                session, [endpoint], "app.example.test", "tok", "tok.thumb", 30
             )
-            assert missing == [] and time.monotonic() - started < 1
+            assert missing == [] and time.monotonic() - started < 10
             assert hosts_seen == ["app.example.test"]  # the validator's Host
+            # Never served: it gives up at its deadline (plus one check in flight, 2 s at most).
             started = time.monotonic()
             missing = await wait_until_served(
                 session, [endpoint], "app.example.test", "other", "other.thumb", 0.5
             )
-            assert missing == [endpoint] and 0.5 <= time.monotonic() - started < 2
+            assert missing == [endpoint] and 0.5 <= time.monotonic() - started < 0.5 + 2 + 5
     finally:
         await runner.cleanup()
 

@@ -121,14 +121,17 @@ async def test_wait_until_shown_compares_the_certificate_and_gives_up_at_its_dea
     tls_node: tuple[TlsNode, str],
 ) -> None:
     node, cert_pem = tls_node
+    # Shown: it returns without waiting out its deadline (30 s; the bounds
+    # leave a loaded machine room, speed targets live in bench/).
     started = time.monotonic()
-    assert await wait_until_shown([node.endpoint], "app.example.test", cert_pem, 5) == []
-    assert time.monotonic() - started < 1
+    assert await wait_until_shown([node.endpoint], "app.example.test", cert_pem, 30) == []
+    assert time.monotonic() - started < 10
     assert node.handshakes[0] == ("app.example.test", "acme-tls/1")  # the validator's SNI
     other, _ = tls_alpn01_certificate("app.example.test", "another.thumb")
+    # Never shown: it gives up at its deadline (plus one handshake in flight, 2 s at most).
     started = time.monotonic()
     missing = await wait_until_shown([node.endpoint], "app.example.test", other, 0.5)
-    assert missing == [node.endpoint] and 0.5 <= time.monotonic() - started < 3
+    assert missing == [node.endpoint] and 0.5 <= time.monotonic() - started < 0.5 + 2 + 5
     nobody = IngressEndpoint("n2", "127.0.0.1", 0, free_port())
     assert await wait_until_shown([nobody], "app.example.test", cert_pem, 0.3) == [nobody]
 

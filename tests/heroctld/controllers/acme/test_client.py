@@ -140,7 +140,9 @@ async def test_validation_that_never_completes_stops_at_the_deadline(
             await client.issue(HOST, responder)
     finally:
         await client.close()
-    assert time.monotonic() - started < 1.5 + 1.0
+    # Stopped at the deadline (an authorization poll in flight and a loaded
+    # machine's delay on top): the stalled validation would hold it forever.
+    assert time.monotonic() - started < 1.5 + 5
     assert responder.retracted == [("http-01", HOST)]
 
 
