@@ -282,8 +282,12 @@ def test_receiver_down_30s_still_gets_every_event_in_order(
         message=f"{len(expected)} deliveries after the receiver came back",
     )
     assert_delivered_in_order(receiver, hook, expected)
-    detail = follower.get(f"/v1/webhooks/{hook['id']}").body["delivery"]
-    assert detail["cursor"] == expected[-1]["seq"] and detail["pending"] is None
+
+    def caught_up() -> bool:  # the last outcome is replicated after the receiver got it
+        detail = follower.get(f"/v1/webhooks/{hook['id']}").body["delivery"]
+        return detail["cursor"] == expected[-1]["seq"] and detail["pending"] is None
+
+    wait_until(caught_up, 15, message="the cursor at the last event, nothing pending")
 
 
 def test_leader_change_mid_retry_loses_no_delivery(cluster: Cluster, receiver: Receiver) -> None:
@@ -337,24 +341,36 @@ def test_redeliver_sends_the_same_delivery_again(cluster: Cluster, receiver: Rec
     second = receiver.received()[1]
     assert second.delivery == first.delivery and second.body == first.body and second.signed
     assert second.headers.get("X-HeroCtl-Redelivery") == "true"
-    history = s.get(f"/v1/webhooks/{hook['id']}/deliveries").body
+
+    def recorded() -> dict[str, Any] | None:  # its outcome is replicated after the receiver got it
+        history = s.get(f"/v1/webhooks/{hook['id']}/deliveries").body
+        newest = history["attempts"][:1]
+        return history if newest and newest[0]["redelivery"] and not history["redeliver"] else None
+
+    history = wait_until(recorded, 15, message="the redelivery recorded")
     assert [a["redelivery"] for a in history["attempts"]][:2] == [True, False]
-    assert history["redeliver"] == []
 
 
-def test_a_hanging_receiver_never_slows_the_api(cluster: Cluster, receiver: Receiver) -> None:
-    receiver.hang = True  # accepts, reads, never answers
-    leader = cluster.leader()
-    for _ in range(3):
-        add_webhook(leader, receiver.url, ["*"])
-    latencies = []
-    for i in range(30):
-        started = time.monotonic()
-        put_secret(leader, f"busy-{i}")
-        assert leader.get("/v1/jobs").status == 200
-        latencies.append(time.monotonic() - started)
-    assert max(latencies) < 1.0, latencies
-    assert sorted(latencies)[len(latencies) // 2] < 0.2, latencies
+def test_a_hanging_receiver_never_slows_the_api(tmp_path: Path, receiver: Receiver) -> None:
+    """Deliveries that wait 60 s for an answer never hold a write or a read:
+    the bounds tell that apart with room for a loaded machine (the API's
+    latency targets are measured in bench/)."""
+    cluster = _cluster(tmp_path, 3, env={"HEROCTL_WEBHOOK_TIMEOUT": "60"})
+    try:
+        receiver.hang = True  # accepts, reads, never answers
+        leader = cluster.leader()
+        for _ in range(3):
+            add_webhook(leader, receiver.url, ["*"])
+        latencies = []
+        for i in range(30):
+            started = time.monotonic()
+            put_secret(leader, f"busy-{i}")
+            assert leader.get("/v1/jobs").status == 200
+            latencies.append(time.monotonic() - started)
+    finally:
+        cluster.stop()
+    assert max(latencies) < 10, latencies
+    assert sorted(latencies)[len(latencies) // 2] < 1.0, latencies
 
 
 # --- the CLI ----------------------------------------------------------------------------
@@ -393,8 +409,13 @@ def test_cli_webhook_and_events(cluster: Cluster, receiver: Receiver, tmp_path: 
     assert wid in listing and receiver.url in listing and SECRET not in listing
     shown = json.loads(_heroctl(s, tmp_path, "webhook", "show", wid, "--json").stdout)
     assert shown["id"] == wid and "secret" not in shown
-    deliveries = _heroctl(s, tmp_path, "webhook", "deliveries", wid).stdout
-    assert f"{wid}-" in deliveries and "delivered" in deliveries
+
+    def delivered() -> str | None:  # the outcome is replicated after the receiver got it
+        out = _heroctl(s, tmp_path, "webhook", "deliveries", wid).stdout
+        return out if "delivered" in out else None
+
+    deliveries = wait_until(delivered, 15, message="the delivery recorded")
+    assert f"{wid}-" in deliveries
     delivery = receiver.first_arrivals()[0].delivery
     assert "queued" in _heroctl(s, tmp_path, "webhook", "redeliver", wid, delivery).stdout
     wait_until(lambda: len(receiver.received()) >= 2, 15, message="the redelivery")
