@@ -27,14 +27,14 @@ import pytest
 
 from tests.api.authutil import anon, as_, login, make_token, put_policy
 from tests.support.cluster import Cluster, Server, wait_until
+from tests.support.ports import port_range
 from tests.support.worker import Worker
 from tests.support.workloads import IMAGE, docker_unavailable
 
 _NO_DOCKER = docker_unavailable()
 SECRET_VALUE = "the-database-password"
 PASSWORD = "correct horse battery"
-WORKER_ENV = {
-    "HEROCTL_AGENT_PORT_RANGE": "29600-29699",
+WORKER_ENV = {  # and HEROCTL_AGENT_PORT_RANGE, the same for both clusters (the fixture's)
     "HEROCTL_AGENT_CPU": "1000",
     "HEROCTL_AGENT_MEMORY": "512",
     "HEROCTL_AGENT_DRIVERS": "docker",
@@ -160,11 +160,12 @@ def disaster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Disaster]:
     for part in ("old", "new"):
         (root / part).mkdir()
     old = Cluster(root / "old", 3, agent=True, env=SERVER_ENV).start()
+    worker_env = {**WORKER_ENV, "HEROCTL_AGENT_PORT_RANGE": "{}-{}".format(*port_range(100))}
     worker: Worker | None = None
     new: Cluster | None = None
     try:
         if _NO_DOCKER is None:
-            worker = Worker(old, "worker-1", root, env=WORKER_ENV).start()
+            worker = Worker(old, "worker-1", root, env=worker_env).start()
             wait_until(
                 lambda: len(ready_nodes(old.servers[0])) == 4,
                 60,
@@ -225,7 +226,7 @@ def disaster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Disaster]:
         for server in new.servers:
             wait_until(lambda server=server: server.ca_file.read_text() == old_ca, 30, 0.1, "CA")
         if worker is not None:
-            worker = Worker(new, "worker-1", root, env=WORKER_ENV).start()
+            worker = Worker(new, "worker-1", root, env=worker_env).start()
         yield Disaster(
             old,
             new,

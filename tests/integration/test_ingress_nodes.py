@@ -25,6 +25,7 @@ from tests.support.ingress_cluster import (
     reap,
 )
 from tests.support.ingress_cluster import ingress_prefix as prefix
+from tests.support.ports import port_range
 from tests.support.worker import Worker
 from tests.support.workloads import IMAGE, docker_unavailable
 
@@ -237,7 +238,7 @@ class IngressWorker(Worker):
 def test_a_worker_only_node_serves_the_ingress_too(cluster: Cluster, tmp_path: Path) -> None:
     (remaining,) = wait_healthy(cluster, 1)
     env = {
-        "HEROCTL_AGENT_PORT_RANGE": "29700-29799",
+        "HEROCTL_AGENT_PORT_RANGE": "{}-{}".format(*port_range(100)),
         "HEROCTL_AGENT_CPU": "1000",
         "HEROCTL_AGENT_MEMORY": "512",
     }

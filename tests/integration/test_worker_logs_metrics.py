@@ -28,6 +28,7 @@ from domain.crypto import KeyMaterial
 from domain.node_credentials import NODE_TOKEN_WINDOW, new_node_secret, node_token
 from tests.support.cluster import Cluster, Server, wait_until
 from tests.support.http import Reply, request
+from tests.support.ports import port_range
 from tests.support.sse import SseReader
 from tests.support.worker import Worker
 from tests.support.workloads import ROOT, docker_unavailable, printer_job
@@ -52,7 +53,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     root = tmp_path_factory.mktemp("worker-logs")
     cluster = Cluster(root, 1, env={"HEROCTL_SSE_PING_INTERVAL": "1"}).start()
     env = {
-        "HEROCTL_AGENT_PORT_RANGE": "29700-29799",
+        "HEROCTL_AGENT_PORT_RANGE": "{}-{}".format(*port_range(100)),
         "HEROCTL_AGENT_CPU": "1000",
         "HEROCTL_AGENT_MEMORY": "512",
         "HEROCTL_AGENT_DRIVER": "docker",

@@ -12,7 +12,6 @@ import contextlib
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,15 +22,10 @@ from typing import Any, TypeVar
 from raft.keys import generate_cluster_key
 from tests.support import tls as test_tls
 from tests.support.http import Reply, request
+from tests.support.ports import free_port, port_range
 
 T = TypeVar("T")
 HEROCTLD = [sys.executable, "-m", "heroctld.main"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_until(
@@ -289,8 +283,6 @@ class Cluster:
         self.agent_cpu = agent_cpu
         self.agent_memory = agent_memory
         self.ports_per_node = ports_per_node
-        self._port_base = 20000 + secrets.randbelow(50) * 200  # below the ephemeral ports
-        self._slots = 0
         self.cluster_key = cluster_key or generate_cluster_key()
         self.extra_args = extra_args or []
         self.env = dict(env or {})
@@ -306,9 +298,8 @@ class Cluster:
     def _new(self, name: str) -> Server:
         env = dict(self.env)
         if self.agent:
-            lo = self._port_base + self._slots * self.ports_per_node
-            self._slots += 1
-            env.setdefault("HEROCTL_AGENT_PORT_RANGE", f"{lo}-{lo + self.ports_per_node - 1}")
+            lo, hi = port_range(self.ports_per_node)
+            env.setdefault("HEROCTL_AGENT_PORT_RANGE", f"{lo}-{hi}")
             env.setdefault("HEROCTL_AGENT_CPU", str(self.agent_cpu))
             env.setdefault("HEROCTL_AGENT_MEMORY", str(self.agent_memory))
             env.setdefault("HEROCTL_AGENT_HOST_IP", "127.0.0.1")
