@@ -90,7 +90,9 @@ async def test_an_answer_without_the_password_waits_as_missing_secrets_do() -> N
 @pytest.fixture
 def engine_calls() -> Any:
     calls = DriverCalls()
-    calls.isolate("docker", EngineLimits(timeout=0.2, pull_timeout=10.0, threads=2))
+    # A call's deadline of 1 s (a thread must say "pulling" within it, even on a
+    # loaded machine), pulls of 2.5 s: well past it.
+    calls.isolate("docker", EngineLimits(timeout=1.0, pull_timeout=10.0, threads=2))
     yield calls
     calls.close()
 
@@ -98,7 +100,7 @@ def engine_calls() -> Any:
 async def test_a_start_that_pulls_gets_the_pulls_bound(engine_calls: DriverCalls) -> None:
     heard: list[str] = []
     spec = task_spec(node=NODE, image="r/app:1", on_event=lambda kind, _: heard.append(kind))
-    state = await engine_calls.start(PullingDriver(pull_seconds=0.6), spec)
+    state = await engine_calls.start(PullingDriver(pull_seconds=2.5), spec)
     assert state.running and heard == ["pulling", "pulled"]
 
 
@@ -107,10 +109,10 @@ async def test_a_start_that_does_not_pull_keeps_the_calls_deadline(
 ) -> None:
     loop = asyncio.get_running_loop()
     began = loop.time()
-    quiet = PullingDriver(pull_seconds=0.6, says=False)  # hangs, never says it pulls
-    with pytest.raises(DriverError, match="did not answer within 0.2s"):
+    quiet = PullingDriver(pull_seconds=2.5, says=False)  # hangs, never says it pulls
+    with pytest.raises(DriverError, match="did not answer within 1s"):
         await engine_calls.start(quiet, task_spec(node=NODE, image="r/app:1"))
-    assert loop.time() - began < 0.5
+    assert loop.time() - began < 2.0  # its deadline, not the pull's 2.5 s (nor its 10 s bound)
     never = task_spec(node=NODE, image="r/app:1", pull="never")
-    with pytest.raises(DriverError, match="did not answer within 0.2s"):
-        await engine_calls.start(PullingDriver(pull_seconds=0.6), never)
+    with pytest.raises(DriverError, match="did not answer within 1s"):
+        await engine_calls.start(PullingDriver(pull_seconds=2.5), never)
