@@ -33,7 +33,7 @@ import pytest
 
 from raft.state import State
 from tests.support.cluster import Cluster, Server, wait_until
-from tests.support.ingress_cluster import nginx_missing, python_missing
+from tests.support.ingress_cluster import nginx_missing, python_missing, wait_ingress_serving
 from tests.support.ingress_https import LoopbackResolver, http_get, https_get, verifying_context
 from tests.support.ingress_workloads import (
     echo_job,
@@ -74,15 +74,6 @@ def https_port(server: Server) -> int:
     return int(server.env["HEROCTL_INGRESS_HTTPS_PORT"])
 
 
-def ready_ingress_nodes(env: Env) -> int:
-    """How many nodes are ready and registered an enabled ingress."""
-    count = 0
-    for node in env.api().get("/v1/nodes").body:
-        detail = env.api().get(f"/v1/nodes/{node['id']}").body
-        count += detail["status"] == "ready" and bool((detail.get("ingress") or {}).get("enabled"))
-    return count
-
-
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     root = tmp_path_factory.mktemp("ingress-https")
@@ -109,7 +100,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
             cluster.start()
             context = verifying_context(pebble.issuing_roots_pem())
             found = Env(cluster, pebble, context, script)
-            wait_until(lambda: ready_ingress_nodes(found) == 3, 30, 0.2, "3 ingress nodes")
+            wait_ingress_serving(cluster, 3)
             yield found
         finally:
             cluster.stop()

@@ -35,6 +35,42 @@ def reap(daemon: DaemonProcess) -> None:
         reap_stale(Paths.in_prefix(ingress_prefix(daemon)))
 
 
+def ingress_rows(cluster: Cluster) -> dict[str, dict[str, Any]]:
+    """Each node's status and registered ingress, by name."""
+    api = cluster.live()[0]
+    rows = {}
+    for node in api.get("/v1/nodes").body:
+        detail = api.get(f"/v1/nodes/{node['id']}").body
+        rows[node["name"]] = {"status": detail["status"], **(detail.get("ingress") or {})}
+    return rows
+
+
+def wait_ingress_serving(
+    cluster: Cluster, count: int, *, https: bool = False, timeout: float = 60.0
+) -> None:
+    """Until ``count`` ready nodes registered an enabled ingress (``https``: with its
+    HTTPS port). A timeout says what every node registered and what the servers
+    logged about their ingress."""
+
+    def serving() -> bool:
+        rows = ingress_rows(cluster).values()
+        ok = [r for r in rows if r["status"] == "ready" and r.get("enabled")]
+        return len([r for r in ok if r.get("https_port") or not https]) == count
+
+    try:
+        wait_until(serving, timeout, 0.2, f"{count} ready nodes serving the ingress")
+    except TimeoutError as e:
+        lines = [
+            f"{s.name}: {line}"
+            for s in cluster.servers
+            for line in s.log().splitlines()
+            if "ingress" in line or "nginx" in line
+        ]
+        raise TimeoutError(
+            f"{e}\nnodes: {ingress_rows(cluster)}\n" + "\n".join(lines[-40:])
+        ) from None
+
+
 def ingress_port(server: Server) -> int:
     return int(server.env["HEROCTL_INGRESS_HTTP_PORT"])
 

@@ -36,6 +36,7 @@ from heroctld.controllers.certificate_challenges import (
 from heroctld.controllers.certificates import CertificateSettings
 from tests.heroctld.controllers.test_certificates import web_job
 from tests.support.cluster import Cluster, Server, wait_until
+from tests.support.ingress_cluster import wait_ingress_serving
 from tests.support.pebble import Pebble, free_port, running_pebble
 
 # --- settings and decisions --------------------------------------------------------------
@@ -179,14 +180,6 @@ def live_conf(server: Server) -> str:
     return (server.data_dir / "agent" / "ingress" / "conf" / "nginx.conf").read_text()
 
 
-def serving_nodes(cluster: Cluster) -> int:
-    """Ready nodes whose row says their ingress serves (HTTPS port included)."""
-    api = cluster.live()[0]
-    ready = [n["id"] for n in api.get("/v1/nodes").body if n["status"] == "ready"]
-    rows = [api.get(f"/v1/nodes/{node}").body.get("ingress") or {} for node in ready]
-    return len([i for i in rows if i.get("enabled") and i.get("https_port")])
-
-
 @pytest.fixture(scope="module")
 def alpn_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AlpnCluster]:
     if _SKIP:
@@ -213,9 +206,7 @@ def alpn_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AlpnClust
                 )
             try:
                 cluster.start()
-                wait_until(
-                    lambda: serving_nodes(cluster) == 3, 30, 0.2, "3 ready nodes serving ingress"
-                )
+                wait_ingress_serving(cluster, 3, https=True)
                 yield AlpnCluster(cluster, pebble)
             finally:
                 cluster.stop()
