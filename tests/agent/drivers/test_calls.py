@@ -46,13 +46,14 @@ async def test_a_hung_engine_fails_each_call_at_its_deadline_and_nothing_else(
     # Twice as many engine calls as the engine has threads: all hang or queue.
     engine_calls = [asyncio.ensure_future(calls.list(docker)) for _ in range(4)]
     await until(lambda: engine.entered == 2)  # both engine threads are taken
-    # Meanwhile exec work runs at once on the agent's own threads.
-    listed: list[TaskState] = await asyncio.wait_for(calls.list(exec_driver), 0.2)
+    # Meanwhile exec work runs on the agent's own threads (behind the engine's
+    # it would hang with them: the bounds here leave a loaded machine room).
+    listed: list[TaskState] = await asyncio.wait_for(calls.list(exec_driver), 5)
     assert [st.alloc_id for st in listed] == ["a1"]
     results = await asyncio.gather(*engine_calls, return_exceptions=True)
     assert all(isinstance(r, DriverError) for r in results)
     assert "did not answer within 0.3s" in str(results[0])
-    assert loop.time() - began < 2.0
+    assert loop.time() - began < 10  # at their deadline: the engine never answers them
     assert engine.entered == 2  # the queued calls were dropped, never sent
 
 
