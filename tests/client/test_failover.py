@@ -167,7 +167,7 @@ async def test_429_longer_than_the_budget_is_raised_at_once(stands: Any) -> None
         with pytest.raises(ApiClientError) as e:
             await api.get("/v1/jobs")
     assert e.value.status == 429 and e.value.headers["Retry-After"] == "120"
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 10  # not the 120 s asked for (room for a loaded machine)
 
 
 async def test_a_lost_answer_fails_over_only_when_repeating_is_safe(stands: Any) -> None:
