@@ -34,7 +34,7 @@ from api.security.runtime import SECURITY, Security, SecuritySettings
 from domain.heartbeats import Heartbeats
 from httpkit.errors import Handler, error_for, new_request_id
 from httpkit.request_rate import count_request
-from httpkit.responses import RenderedViews
+from httpkit.responses import RenderedViews, compress_large
 from raft.keys import generate_cluster_key
 from raft.replica import Replica
 
@@ -54,6 +54,7 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
         response = await handler(request)
     except Exception as exc:
         response = error_for(exc, request, rid)
+    compress_large(request, response)
     if "X-HeroCtl-Index" not in response.headers:
         response.headers["X-HeroCtl-Index"] = str(request.app[REPLICA].index)
     # a forwarded answer keeps the leader's id: the one its error body and log name

@@ -17,6 +17,7 @@ from raft.packing import tight
 __all__ = [
     "RenderedViews",
     "dumps",
+    "compress_large",
     "json_body_response",
     "json_response",
     "json_text",
@@ -51,6 +52,23 @@ def json_body_response(
 ) -> web.Response:
     """A response for JSON that is already encoded."""
     return web.Response(body=body, status=status, headers=headers, content_type="application/json")
+
+
+COMPRESS_AT = 32 * 1024  # bytes of JSON: below, gzip saves less than it costs
+
+
+def compress_large(request: web.Request, response: web.StreamResponse) -> None:
+    """gzip a large JSON answer for a client that accepts it (the panel's
+    allocation list: 1.6 MB for 2,000 allocations, about a tenth gzipped).
+    aiohttp compresses a body over 4 KiB in its executor, off the event loop."""
+    if (
+        isinstance(response, web.Response)
+        and response.content_type == "application/json"
+        and isinstance(response.body, bytes)
+        and len(response.body) >= COMPRESS_AT
+        and "gzip" in request.headers.get("Accept-Encoding", "")
+    ):
+        response.enable_compression(web.ContentCoding.gzip)
 
 
 class RenderedViews:
