@@ -151,6 +151,49 @@ def user_create(
     echo(f"User '{username}' created.")
 
 
+@user.command("update")
+@click.argument("username")
+@click.option("--policy", "policies", multiple=True, help="Its policies: all of them (repeatable).")
+@click.option("--role", "roles", multiple=True, help="Its roles: all of them (repeatable).")
+@click.option("--no-policies", is_flag=True, help="Take every policy away.")
+@click.option("--no-roles", is_flag=True, help="Take every role away.")
+@click.option("--type", "user_type", type=click.Choice(["client", "management"]))
+@api_options
+@pass_settings
+def user_update(
+    settings: Settings,
+    username: str,
+    policies: tuple[str, ...],
+    roles: tuple[str, ...],
+    no_policies: bool,
+    no_roles: bool,
+    user_type: str | None,
+) -> None:
+    """Change USERNAME's policies, roles or type (what is not given stays).
+    Its sessions take the change at their next request."""
+    body: dict[str, Any] = {}
+    wanted = (("policies", "policy", policies, no_policies), ("roles", "role", roles, no_roles))
+    for key, flag, given, none in wanted:
+        if given and none:
+            raise click.UsageError(f"--{flag} and --no-{key} do not go together")
+        if given or none:
+            body[key] = list(given)
+    if user_type:
+        body["type"] = user_type
+    if not body:
+        raise click.UsageError("nothing to change: give --policy, --role, --type or --no-...")
+
+    async def change(api: ApiClient) -> Any:
+        await api.get(_user_path(username))  # 404 user_not_found: never made by a typo
+        return (await api.request("PUT", _user_path(username), body))[0]
+
+    out = call(settings, change)
+    if settings.json_output:
+        print_json(out)
+        return
+    _show_user(out)
+
+
 @user.command("passwd")
 @click.argument("username")
 @password_stdin
@@ -244,6 +287,35 @@ def role_create(settings: Settings, name: str, policies: tuple[str, ...], descri
         print_json(out)
         return
     echo(f"Role '{name}' created.")
+
+
+@role.command("update")
+@click.argument("name")
+@click.option("--policy", "policies", multiple=True, help="Its policies: all of them (repeatable).")
+@click.option("--description", default=None, help="What the role is for.")
+@api_options
+@pass_settings
+def role_update(
+    settings: Settings, name: str, policies: tuple[str, ...], description: str | None
+) -> None:
+    """Change role NAME's policies or description (what is not given stays)."""
+    if not policies and description is None:
+        raise click.UsageError("nothing to change: give --policy or --description")
+
+    async def change(api: ApiClient) -> Any:
+        current = (await api.get(_role_path(name)))[0]  # 404 role_not_found
+        body = {
+            "name": name,
+            "policies": list(policies) or current.get("policies") or [],
+            "description": current.get("description", "") if description is None else description,
+        }
+        return (await api.request("PUT", _role_path(name), body))[0]
+
+    out = call(settings, change)
+    if settings.json_output:
+        print_json(out)
+        return
+    echo(f"Role '{name}' updated: policies {_joined(out.get('policies'))}.")
 
 
 @role.command("rm")

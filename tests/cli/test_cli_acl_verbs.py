@@ -61,6 +61,18 @@ def test_users_create_list_show_passwd_rm(heroctl, server: Server) -> None:
     # no terminal to ask on, no --password-stdin: refused, nothing sent
     assert "--password-stdin" in failed(heroctl("acl", "user", "create", "bob"))
 
+    # update: what is given replaces, what is not stays (the password too)
+    ok(heroctl("acl", "policy", "apply", "writer", "-", input="jobs: write\n"))
+    shown = ok(heroctl("acl", "user", "update", "alice", "--policy", "writer", "--type", "client"))
+    assert "writer" in shown and "readonly" not in shown
+    assert login(server, "alice", "second-password-2") == 200
+    cleared = json.loads(ok(heroctl("--json", "acl", "user", "update", "alice", "--no-policies")))
+    assert cleared["policies"] == [] and cleared["type"] == "client"
+    assert "user_not_found" in failed(heroctl("acl", "user", "update", "alcie", "--no-roles"))
+    assert server.get("/v1/acl/users/alcie").status == 404
+    refused = heroctl("acl", "user", "update", "alice")
+    assert refused.exit_code == 2 and "nothing to change" in refused.stderr
+
     assert "--yes" in failed(heroctl("acl", "user", "rm", "alice"))  # stdin is no terminal
     assert server.get("/v1/acl/users/alice").status == 200
     assert ok(heroctl("acl", "user", "rm", "alice", "--yes")) == "User 'alice' deleted.\n"
@@ -78,6 +90,15 @@ def test_roles_create_list_show_rm(heroctl, server: Server) -> None:
     assert any(line.split()[:3] == ["ci", "deployer", "CI"] for line in listed.splitlines())
     shown = ok(heroctl("acl", "role", "show", "ci"))
     assert "Policies" in shown and "deployer" in shown and "CI jobs" in shown
+    ok(heroctl("acl", "policy", "apply", "reader", "-", input="jobs: read\n"))
+    out = ok(heroctl("acl", "role", "update", "ci", "--policy", "reader", "--policy", "deployer"))
+    assert out == "Role 'ci' updated: policies deployer, reader.\n"  # sorted
+    role = server.get("/v1/acl/roles/ci").body
+    assert role["policies"] == ["deployer", "reader"] and role["description"] == "CI jobs"
+    ok(heroctl("acl", "role", "update", "ci", "--description", "CI"))
+    assert server.get("/v1/acl/roles/ci").body["policies"] == ["deployer", "reader"]
+    assert "role_not_found" in failed(heroctl("acl", "role", "update", "cj", "--description", "x"))
+    assert server.get("/v1/acl/roles/cj").status == 404
     # a token may carry the role
     made = json.loads(ok(heroctl("--json", "acl", "token", "create", "--role", "ci")))
     assert made["roles"] == ["ci"]
