@@ -100,6 +100,21 @@ def scaled_group(job: dict[str, Any], group: Any) -> dict[str, Any]:
     return found
 
 
+def scaled(group: dict[str, Any], count: int) -> dict[str, Any]:
+    """``group`` with ``count`` replicas, its `update.canary` kept a valid spec:
+    a blue-green group that ran its whole set as the new one still does, and a
+    canary count is at most ``count`` (and at least 1 while anything runs), so
+    the stored job can be submitted again and a rollout never places more."""
+    update = group.get("update") or {}
+    canary = update.get("canary")
+    if not isinstance(canary, int) or isinstance(canary, bool):
+        return dict(group, count=count)
+    if update.get("strategy") == "blue-green" and canary == group.get("count", 1):
+        canary = count
+    canary = min(canary, count) if count else 0
+    return dict(group, count=count, update=dict(update, canary=max(canary, 1 if count else 0)))
+
+
 def job_scale(state: State, cmd: dict[str, Any], index: int, changes: Changes) -> dict[str, Any]:
     """One group's count set to ``count`` (``group`` None: the job's only group).
 
@@ -118,7 +133,7 @@ def job_scale(state: State, cmd: dict[str, Any], index: int, changes: Changes) -
     target = scaled_group(existing, cmd.get("group"))
     if target.get("ok") is False:
         return target
-    groups = [dict(g, count=count) if g is target else g for g in existing.get("groups") or []]
+    groups = [scaled(g, count) if g is target else g for g in existing.get("groups") or []]
     # The stored document is a valid spec: job_upsert sets the fields the server owns again.
     upsert = {"job": dict(existing, groups=groups), "cas": cmd.get("cas"), "ts": cmd.get("ts", 0)}
     result = job_upsert(state, upsert, index, changes)

@@ -344,11 +344,12 @@ def _requests(
 
 def rollout_canaries(group: Mapping[str, Any]) -> int:
     """How many new-version replicas a canary strategy tries first: its
-    ``canary`` (rainbow: the group's whole count)."""
+    ``canary``, at most the group's count (rainbow: the group's whole count)."""
     update = group.get("update") or {}
+    count = int(group.get("count", 1))
     if update.get("strategy") == "rainbow":
-        return int(group.get("count", 1))
-    return int(update.get("canary", 1))
+        return count
+    return min(int(update.get("canary", 1)), count)  # never more than the group runs
 
 
 def canaries_wanted(

@@ -82,3 +82,10 @@ def test_a_revert_stops_the_canaries_and_keeps_the_old_replicas() -> None:
     reverted = dict(_job(2, "canary", count=2), promoted_version=2)
     plan = schedule(reverted, ns, allocs, new_id=UNIQUE, seed=7)
     assert canary.id in {s.alloc_id for s in plan.stops}
+
+
+def test_a_canary_count_above_the_group_count_places_no_more_than_the_count() -> None:
+    """A job stored by an older release after a scale down (canary 4, count 2)."""
+    ns, allocs = nodes(4), _running_v0("blue-green", count=2)
+    plan = schedule(_job(1, "blue-green", count=2, canary=4), ns, allocs, new_id=UNIQUE, seed=7)
+    assert [p.reason for p in plan.places] == ["canary", "canary"] and not plan.stops

@@ -58,6 +58,33 @@ def test_scale_is_a_new_version_with_only_that_count_changed() -> None:
     assert "web" in log.state.changed_jobs
 
 
+@pytest.mark.parametrize(
+    ("update", "before", "after", "canary"),
+    [
+        ({"strategy": "blue-green"}, 4, 2, 2),  # the whole set, as by default
+        ({"strategy": "blue-green"}, 2, 5, 5),
+        ({"strategy": "blue-green", "canary": 1}, 3, 6, 1),  # stated below the count: kept
+        ({"strategy": "canary", "canary": 3}, 4, 2, 2),  # at most the count
+        ({"strategy": "canary", "canary": 2}, 4, 0, 0),  # nothing runs, nothing to try
+        ({"strategy": "canary"}, 0, 3, 1),  # stored as 0 while nothing ran
+    ],
+)
+def test_a_scaled_canary_group_stays_a_valid_spec(
+    update: dict[str, Any], before: int, after: int, canary: int
+) -> None:
+    log = cluster_with_job()
+    job = normalize_job({"name": "bg", "image": "img:1", "count": before, "update": update})
+    log.apply(cmd("job.upsert", job=job))
+    (result,) = log.apply(cmd("job.scale", name="bg", count=after))
+    assert result["ok"], result
+    stored = log.state.table("jobs")["bg"]
+    assert stored["groups"][0]["update"]["canary"] == canary
+    server_owned = ("version", "create_index", "modify_index", "job_modify_index")
+    resubmitted = {k: v for k, v in stored.items() if k not in server_owned}
+    again = normalize_job({k: v for k, v in resubmitted.items() if k in job})
+    assert again["groups"] == stored["groups"]
+
+
 def test_scale_omits_the_group_of_a_single_group_job() -> None:
     log = cluster_with_job()
     (result,) = log.apply(cmd("job.scale", name="web", count=0))
