@@ -8,7 +8,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.config import parse_port_range
-from heroctld.config_tables import DEFAULT_SOURCE, ConfigError, Table, integer, one_of, shown, text
+from heroctld.config_tables import (
+    DEFAULT_SOURCE,
+    ConfigError,
+    Table,
+    duration,
+    integer,
+    one_of,
+    shown,
+    text,
+)
 
 log = logging.getLogger("heroctl")
 
@@ -31,7 +40,9 @@ class AgentSettings:
     ``driver`` (deprecated): docker, exec or auto (both), read as ``drivers``
     when that is not set. A worker-only node (``heroctld agent``) only:
     ``api_port``, the port of its agent API, through which the servers read
-    its logs and metrics (0: none), on ``api_bind`` (default: ``host_ip``)."""
+    its logs and metrics (0: none), on ``api_bind`` (default: ``host_ip``).
+    ``ingress_release_timeout``: how long a stopping task waits at most for
+    every ingress to stop sending it requests (the deployment drain)."""
 
     port_range: str = "20000-32000"
     cpu: int = 0
@@ -42,6 +53,7 @@ class AgentSettings:
     driver: str = ""
     api_port: int = 7072
     api_bind: str = ""
+    ingress_release_timeout: float = 10.0
 
 
 def _drivers(value: Any) -> list[str]:
@@ -85,6 +97,7 @@ AGENT = Table(
         "driver": one_of(*LEGACY_DRIVER),
         "api_port": integer(maximum=65535),
         "api_bind": text,
+        "ingress_release_timeout": duration(),
     },
 )
 

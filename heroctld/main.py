@@ -207,6 +207,7 @@ def agent_command(
             ingress_bind=ingress.bind if ingress_bind is None else ingress_bind,
             ingress_proxy_protocol=ingress.proxy_protocol,
             ingress_trusted_proxies=tuple(ingress.trusted_proxies),
+            ingress_release_timeout=settings.ingress_release_timeout,
         )
     except ValueError as e:
         raise click.UsageError(str(e)) from None

@@ -192,6 +192,7 @@ def embedded_agent_config(cfg: ServerConfig, ca_file: str | None = None) -> Agen
         ingress_bind=cfg.ingress.bind,
         ingress_proxy_protocol=cfg.ingress.proxy_protocol,
         ingress_trusted_proxies=tuple(cfg.ingress.trusted_proxies),
+        ingress_release_timeout=cfg.agent.ingress_release_timeout,
     )
 
 

@@ -305,6 +305,16 @@ def test_agent_api_settings_from_table_and_environment() -> None:
             load_agent_settings(bad, {})
 
 
+def test_the_ingress_release_timeout_is_a_duration() -> None:
+    assert load_agent_settings({}, {}).ingress_release_timeout == 10.0
+    assert load_agent_settings({"ingress_release_timeout": "2m"}, {}).ingress_release_timeout == 120
+    env = {"HEROCTL_AGENT_INGRESS_RELEASE_TIMEOUT": "500ms"}
+    assert load_agent_settings({"ingress_release_timeout": 3}, env).ingress_release_timeout == 0.5
+    for bad in ({"ingress_release_timeout": "soon"}, {"ingress_release_timeout": -1}):
+        with pytest.raises(ConfigError):
+            load_agent_settings(bad, {})
+
+
 def test_agent_drivers_default_to_docker_and_exec_is_enabled_on_purpose(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
