@@ -67,9 +67,15 @@ async def test_the_loop_writes_every_interval_and_skips_an_unchanged_state(
         replica.index = 11
         await wait_for(lambda: len(backups(tmp_path / "b")) == 2)
         replica.index = 12
-        await wait_for(lambda: backups(tmp_path / "b")[-1].name.endswith("-12.snap"))
+
+        # The new file is written first, then the oldest pruned (keep): wait for both.
+        def kept() -> bool:
+            files = backups(tmp_path / "b")
+            return files[-1].name.endswith("-12.snap") and len(files) == 2
+
+        await wait_for(kept)
         files = backups(tmp_path / "b")
-        assert len(files) == 2  # keep
+        assert len(files) == 2 and files[0].name.endswith("-11.snap")
         snap = decode(files[-1].read_bytes(), SnapshotSealer(KEY))
         assert snap.index == 12 and snap.body == b"body-12" and snap.header["server"] == "s1"
     finally:
