@@ -343,7 +343,16 @@ async def test_rainbow_stops_the_old_version_at_its_drain_timeout(
             aiohttp.WSMsgType.CLOSED,
             aiohttp.WSMsgType.ERROR,
         ), message
-    events = api(cluster).get(f"/v1/allocations/{old}").body["events"]
-    drained = [e["message"] for e in events if e["type"] == "drained"]
-    assert any("2s passed with" in m for m in drained), [e["message"] for e in events]
+
+    # The agent reports the event after it stopped the task (the websocket may
+    # close first): poll for it.
+    def drained() -> list[str]:
+        events = api(cluster).get(f"/v1/allocations/{old}").body["events"]
+        return [e["message"] for e in events if e["type"] == "drained"]
+
+    try:
+        wait_until(lambda: any("2s passed with" in m for m in drained()), 30, 0.2, "drained")
+    except TimeoutError:
+        events = api(cluster).get(f"/v1/allocations/{old}").body["events"]
+        raise AssertionError([e["message"] for e in events]) from None
     deployment_of(cluster, "rainbow", version + 1, "successful", timeout=30)
