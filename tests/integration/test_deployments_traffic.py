@@ -172,8 +172,14 @@ def test_a_rolling_update_drops_no_request(cluster: Cluster) -> None:
     allocs = api(cluster).get(f"/v1/allocations?job={JOB}").body
     old = [a for a in allocs if a["job_version"] == new - 1]
     assert len(old) == 3
-    for a in old:
-        events = api(cluster).get(f"/v1/allocations/{a['id']}").body["events"]
+
+    def stopped_events() -> list[list[dict[str, Any]]] | None:
+        """Each old allocation's events once it stopped (reported after the stop)."""
+        docs = [api(cluster).get(f"/v1/allocations/{a['id']}").body for a in old]
+        done = all(d["status"] in ("complete", "failed", "lost") for d in docs)
+        return [d["events"] for d in docs] if done else None
+
+    for events in wait_until(stopped_events, 60, 0.2, "the old allocations stopped"):
         drained = [e["message"] for e in events if e["type"] == "drained"]
         assert drained[0] == "no node's ingress sends it requests any more", events
         assert set(drained[1:]) <= {"its connections closed"}, events
