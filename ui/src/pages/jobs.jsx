@@ -2,10 +2,11 @@
 // buttons, allocations, placement failures, stop and scale), and submitting a
 // job as YAML with the API's field-path errors shown at their line.
 import { useEffect, useMemo, useState } from "preact/hooks";
-import { parseDocument, stringify } from "yaml";
+import { stringify } from "yaml";
 import { del, get, post } from "../api.js";
 import { may } from "../perm.js";
 import { Action, Badge, ErrorNote, Link, ago, navigate, useLive } from "../ui.jsx";
+import { YamlEditor, leadingPath, lineOf, parseYaml } from "../yamledit.jsx";
 
 export function Jobs({ me }) {
   const jobs = useLive("/v1/jobs");
@@ -342,23 +343,6 @@ groups:
           memory: 64
 `;
 
-/** The line (1-based) a field path such as `groups[0].tasks[1].image` points at. */
-function lineOf(doc, text, path) {
-  const keys = [];
-  for (const part of path.split(".")) {
-    const m = part.match(/^([^[\]]*)((?:\[\d+\])*)$/);
-    if (!m) return null;
-    if (m[1]) keys.push(m[1]);
-    for (const idx of m[2].matchAll(/\[(\d+)\]/g)) keys.push(Number(idx[1]));
-  }
-  while (keys.length) {
-    const node = doc.getIn(keys, true);
-    if (node && node.range) return text.slice(0, node.range[0]).split("\n").length;
-    keys.pop();
-  }
-  return null;
-}
-
 export function SubmitJob({ me, name }) {
   const [text, setText] = useState(name ? "" : EXAMPLE);
   const [error, setError] = useState(null);
@@ -372,52 +356,30 @@ export function SubmitJob({ me, name }) {
     e.preventDefault();
     setError(null);
     setLine(null);
-    const doc = parseDocument(text);
-    if (doc.errors.length) {
-      const err = doc.errors[0];
-      setError({ message: `YAML: ${err.message.split("\n")[0]}` });
-      setLine(err.linePos?.[0]?.line ?? null);
+    const parsed = parseYaml(text);
+    if (parsed.error) {
+      setError(parsed.error);
+      setLine(parsed.line);
       return;
     }
     setBusy(true);
     try {
-      const job = await post("/v1/jobs", doc.toJS());
+      const job = await post("/v1/jobs", parsed.value);
       navigate(`/jobs/${encodeURIComponent(job.name)}`);
     } catch (err) {
       setError(err);
-      const m = (err.message || "").match(/^([A-Za-z0-9_.[\]-]+): /);
-      if (m) setLine(lineOf(doc, text, m[1]));
+      const path = leadingPath(err.message);
+      if (path) setLine(lineOf(parsed.doc, text, path));
     } finally {
       setBusy(false);
     }
   };
   if (!may(me, "jobs", "write")) return <p>You may not submit jobs.</p>;
-  const lines = text.split("\n");
   return (
     <>
       <h1>{name ? `Edit job ${name}` : "Submit a job"}</h1>
       <form onSubmit={submit} aria-label="Job specification">
-        <div class="editor">
-          <pre class="gutter" aria-hidden="true">
-            {lines.map((_, i) => (
-              <div key={i} class={line === i + 1 ? "errline" : ""}>{i + 1}</div>
-            ))}
-          </pre>
-          <textarea
-            aria-label="Job YAML"
-            spellcheck={false}
-            rows={Math.max(18, lines.length + 1)}
-            value={text}
-            onInput={(e) => setText(e.currentTarget.value)}
-          />
-        </div>
-        {error ? (
-          <div class="error" role="alert">
-            {line ? <strong>Line {line}: </strong> : null}
-            {error.message}
-            {error.code ? <span class="muted"> ({error.status} {error.code})</span> : null}
-          </div>
-        ) : null}
+        <YamlEditor label="Job YAML" text={text} onInput={setText} error={error} line={line} />
         <button type="submit" disabled={busy}>Submit job</button>
       </form>
     </>
