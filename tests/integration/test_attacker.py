@@ -49,21 +49,21 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         assert r.status == 201, r.body
         r = c.servers[0].post("/v1/jobs", printer_job("victim", 3))
         assert r.status == 201, r.body
-        wait_until(
-            lambda: (
-                len(
-                    [
-                        a
-                        for a in c.servers[0].get("/v1/allocations?job=victim").body
-                        if a["status"] == "running"
-                    ]
-                )
-                == 3
-            ),
-            90,
-            0.3,
-            "the victim job running on every node",
-        )
+
+        # Running, and healthy too: each node reports healthy in a later report
+        # (min_healthy_time, 10 s by default), which would change the
+        # allocations under a test's `unchanged` snapshot.
+        def settled() -> bool:
+            allocs = c.servers[0].get("/v1/allocations?job=victim").body
+            good = [a for a in allocs if a["status"] == "running" and a["healthy"] is True]
+            return len(good) == 3
+
+        try:
+            wait_until(settled, 90, 0.3, "the victim job running and healthy on every node")
+        except TimeoutError as e:
+            allocs = c.servers[0].get("/v1/allocations?job=victim").body
+            seen = [(a["id"][:8], a["status"], a["healthy"]) for a in allocs]
+            raise TimeoutError(f"{e}: {seen}") from None
         yield c
     finally:
         c.stop()
