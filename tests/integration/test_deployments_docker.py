@@ -116,8 +116,21 @@ def _rolls_back(shared: Cluster, docker_client: Any) -> None:  # noqa: F811
     assert job["groups"][0]["tasks"][0]["env"] == {"VERSION": "1"}
     allocs = wait_healthy(shared, "rollback", 2)
     assert {a["job_version"] for a in allocs} == {2}
-    running = containers(docker_client, shared, "rollback")
-    assert len(running) == 2
+
+    # The failed version's container is stopped by its agent after the
+    # servers stopped its allocation (its replacement may be healthy first):
+    # wait until only the live allocations' containers run.
+    def only_live() -> list[Any] | None:
+        running = containers(docker_client, shared, "rollback")
+        ids = {k.labels["heroctl.alloc_id"] for k in running}
+        return running if ids == {a["id"] for a in allocs} and len(running) == 2 else None
+
+    try:
+        running = wait_until(only_live, 30, 0.2, "only the live allocations' containers")
+    except TimeoutError as e:
+        running = containers(docker_client, shared, "rollback")
+        seen = [(k.labels["heroctl.alloc_id"][:8], k.attrs["Config"]["Env"]) for k in running]
+        raise AssertionError(f"{e}: live {[a['id'][:8] for a in allocs]}, running {seen}") from None
     assert all("VERSION=1" in k.attrs["Config"]["Env"] for k in running)
     events = api(shared).get("/v1/events?topic=job.failed&limit=1000").body
     (event,) = [e["data"] for e in events if e["data"]["job"] == "rollback"]
