@@ -90,8 +90,12 @@ def _navigation(page: Any) -> dict[str, float]:
     return page.evaluate(
         """() => {
           const n = performance.getEntriesByType("navigation")[0];
+          const api = performance.getEntriesByType("resource").filter(
+            (e) => new URL(e.name).pathname.startsWith("/v1/"));
+          const kb = (key) => api.reduce((s, e) => s + e[key], 0) / 1024;
           return { response_end: n.responseEnd, dom_content_loaded: n.domContentLoadedEventEnd,
-                   load: n.loadEventEnd, transfer_kb: n.transferSize / 1024 };
+                   load: n.loadEventEnd, transfer_kb: n.transferSize / 1024,
+                   api_transfer_kb: kb("transferSize"), api_decoded_kb: kb("decodedBodySize") };
         }"""
     )
 
@@ -244,6 +248,11 @@ def run(quick: bool = False) -> dict[str, Any]:
             "ms",
             "<= 1000",
             note=f"{JOBS} jobs, {JOBS * COUNT} allocations",
+        ),
+        "overview_api_transfer_kb": metric(
+            med(overview, "api_transfer_kb"),
+            "kB",
+            note=f"the API answers it read, {med(overview, 'api_decoded_kb'):.0f} kB decoded",
         ),
         "responsive_max_longtask_ms": metric(max(tasks) if tasks else 0.0, "ms", "<= 200"),
         "responsive_longtasks": metric(len(tasks), ""),
