@@ -58,8 +58,8 @@ COMPRESS_AT = 32 * 1024  # bytes of JSON: below, gzip saves less than it costs
 
 
 def compress_large(request: web.Request, response: web.StreamResponse) -> None:
-    """gzip a large JSON answer for a client that accepts it (the panel's
-    allocation list: 1.6 MB for 2,000 allocations, about a tenth gzipped).
+    """gzip a large JSON answer for a client that accepts it (what the panel's
+    overview reads of 2,000 allocations: 898 kB, 125 kB gzipped).
     aiohttp compresses a body over 4 KiB in its executor, off the event loop."""
     if (
         isinstance(response, web.Response)

@@ -200,7 +200,7 @@ class RaftBridge:
         (unanswered, or pysyncobj's unknown outcome)."""
         encoded = encode_command(cmd)
         deadline = self.loop.time() + self.timeout
-        proposed = False
+        maybe_committed = False
         try:
             while True:
                 await self.wait_for_leader(deadline)
@@ -211,14 +211,14 @@ class RaftBridge:
                 result, reason = await fut
                 if reason == OK:
                     return result
-                proposed = proposed or reason in (TIMEOUT, UNKNOWN)
+                maybe_committed = maybe_committed or reason in (TIMEOUT, UNKNOWN)
                 if reason == TIMEOUT or self.loop.time() >= deadline:
                     raise NoLeader(f"no leader confirmed the write within {self.timeout:g}s")
                 if reason not in RETRYABLE:
                     raise RaftRefused(reason)
                 await self._retry_pause(deadline)
         except NoLeader as e:
-            if proposed and not isinstance(e, OutcomeUnknown):
+            if maybe_committed and not isinstance(e, OutcomeUnknown):
                 raise OutcomeUnknown(str(e)) from None
             raise
 
