@@ -17,15 +17,30 @@ export function onSignedOut(fn) {
   listeners.add(fn);
   return () => listeners.delete(fn);
 }
+/** Tell every onSignedOut listener that the session is over. */
+export function signedOut() {
+  listeners.forEach((fn) => fn());
+}
 
-function csrf() {
+/** The session's CSRF token: it changes with every login and refresh, so it
+ * also tells which session a request went out with. */
+export function csrf() {
   const m = document.cookie.match(/(?:^|;\s*)heroctl_csrf=([^;]+)/);
   return m ? decodeURIComponent(m[1]) : "";
 }
 
-export async function api(method, path, body) {
+const REFRESH_LOCK = "heroctl-session-refresh";
+/** Run `fn` while no other tab of this origin refreshes the session (Web
+ * Locks; where the browser has none, `fn` just runs). */
+export function withRefreshLock(fn) {
+  return navigator.locks ? navigator.locks.request(REFRESH_LOCK, fn) : Promise.resolve().then(fn);
+}
+
+/** One request, as is: `{ r, data, sentWith }` (the CSRF token of the session it went out with). */
+export async function send(method, path, body) {
   const headers = { Accept: "application/json" };
-  if (method !== "GET") headers["X-CSRF-Token"] = csrf();
+  const sentWith = csrf();
+  if (method !== "GET") headers["X-CSRF-Token"] = sentWith;
   if (body !== undefined) headers["Content-Type"] = "application/json";
   const r = await fetch(path, {
     method,
@@ -40,9 +55,23 @@ export async function api(method, path, body) {
   } catch {
     data = { message: text.slice(0, 200) };
   }
+  return { r, data, sentWith };
+}
+
+export async function api(method, path, body) {
+  let { r, data, sentWith } = await send(method, path, body);
+  const stale = r.status === 401 || (r.status === 403 && data?.error === "csrf_failed");
+  if (stale && !path.startsWith("/v1/auth/")) {
+    // The session may have been refreshed (here or in another tab) while this
+    // request was on its way with the old cookie (or CSRF token), which the
+    // server no longer takes: once a refresh under way is over, a new cookie
+    // means one more try.
+    if (csrf() === sentWith) await withRefreshLock(() => {});
+    if (csrf() && csrf() !== sentWith) ({ r, data } = await send(method, path, body));
+  }
   if (!r.ok) {
     const err = new ApiError(r.status, data);
-    if (r.status === 401 && !path.startsWith("/v1/auth/login")) listeners.forEach((fn) => fn());
+    if (r.status === 401 && !path.startsWith("/v1/auth/login")) signedOut();
     throw err;
   }
   return data;
@@ -66,12 +95,4 @@ export function stream(path, handlers) {
     });
   }
   return () => es.close();
-}
-
-export function signIn(creds) {
-  return api("POST", "/v1/auth/login", { ...creds, cookie: true });
-}
-
-export function signOut() {
-  return api("POST", "/v1/auth/logout", {});
 }

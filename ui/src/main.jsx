@@ -1,7 +1,8 @@
 // The panel: sign-in, then a page per resource the identity may read.
 import { render } from "preact";
 import { useEffect, useState } from "preact/hooks";
-import { get, onSignedOut, signIn, signOut } from "./api.js";
+import { get, onSignedOut } from "./api.js";
+import { signIn, signOut, start as keepSession, stop as dropSession } from "./session.js";
 import { may } from "./perm.js";
 import { ErrorNote, Link, navigate, startEvents, stopEvents, useRoute } from "./ui.jsx";
 import { Overview } from "./pages/overview.jsx";
@@ -121,8 +122,12 @@ function App() {
     return onSignedOut(() => setMe(null));
   }, []);
   useEffect(() => {
+    if (me) keepSession(); // renew the session cookie before its JWT expires
     if (me && may(me, "events")) startEvents();
-    if (me === null) stopEvents();
+    if (me === null) {
+      dropSession();
+      stopEvents();
+    }
   }, [me]);
   if (me === undefined) return <p class="muted">Loading…</p>;
   if (me === null) return <SignIn onIn={whoami} />;
