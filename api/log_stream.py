@@ -24,6 +24,7 @@ from aiohttp_sse import sse_response
 
 from api.context import SSE_PING_INTERVAL, replica_of
 from api.relay import RELAY_SESSION, Location, NodeUnreachable, agent_headers, locate
+from api.security.middleware import still_admitted
 from httpkit.local_node import KEEPALIVE, LOCAL_NODE, LogSubscription
 from httpkit.params import MAX_LINES, Filters, since_param
 from httpkit.responses import json_text
@@ -226,6 +227,9 @@ async def stream_logs(
             if job is not None:
                 watcher = asyncio.create_task(_watch_job(stream, job), name="logs-watch")
             while sse.is_connected():
+                if not still_admitted(request):  # revoked, logged out, expired
+                    await _write(sse, b": the credential is no longer valid\n\n")
+                    break
                 try:
                     async with asyncio.timeout(KEEPALIVE):  # not wait_for: it may eat a cancel
                         first = await stream.out.get()

@@ -23,6 +23,7 @@ from aiohttp import web
 from aiohttp_sse import sse_response
 
 from api.context import SSE_PING_INTERVAL, parse_wait, read_headers, replica_of, wants_stale
+from api.security.middleware import still_admitted
 from httpkit.errors import ApiError
 from httpkit.responses import json_response, json_text, ms_to_rfc3339
 from raft.fsm_events import (
@@ -140,6 +141,9 @@ async def _stream(
     headers = read_headers(replica, replica.table_index(EVENTS))
     async with sse_response(request, headers=headers, ping_interval=SSE_PING_INTERVAL) as sse:
         while sse.is_connected() and not replica.closing:
+            if not still_admitted(request):  # revoked, logged out, expired: checked each wake
+                await sse.write(b": the credential is no longer valid\n\n")
+                break
             with replica.read() as view:
                 first = view.events.first_seq()
                 found, scanned = view.events.scan(seq, topics, STREAM_BATCH)

@@ -125,6 +125,24 @@ async def admit(request: web.Request) -> None:
         raise ApiError(403, "forbidden", f"this identity lacks the permission '{what}'")
 
 
+def still_admitted(request: web.Request) -> bool:
+    """Whether the credential that opened a long-lived answer (an event or
+    log stream) would still be let in now: not revoked, logged out or
+    expired, and still allowed the route (policies change under an open
+    stream). Resolving is cached per ACL version, so a stream may ask often."""
+    if request.get(IDENTITY) is None:
+        return True  # nothing was asked of it
+    credential = bearer(request) or session_credential(request)
+    if credential is None:
+        return False
+    try:
+        identity = security_of(request).auth.resolve(credential)
+    except AuthError:
+        return False
+    route = (request.method.upper(), route_path(request))
+    return permitted(identity, requirement(*route), route)
+
+
 def throttle(request: web.Request) -> None:
     """Count the request against its identity's (or address's) limit (429)."""
     identity: Identity | None = request.get(IDENTITY)

@@ -322,3 +322,52 @@ def test_events_need_the_events_resource(leader: Server, follower: Server) -> No
     wait_until(allowed, 10, message="the new token on the follower")
     assert_error(as_(follower, jobs_only, "GET", "/v1/events"), 403)
     assert_error(as_(follower, events, "GET", "/v1/webhooks"), 403)
+
+
+async def _stream_ends(url: str, headers: dict[str, str], end: Any) -> list[str]:
+    """Open an SSE stream, call ``end()`` once it answers, and read until the
+    server closes it (30 s at most): the comment lines it sent."""
+    comments: list[str] = []
+    async with (
+        aiohttp.ClientSession(connector=_connector()) as session,
+        session.get(url, headers=headers) as r,
+    ):
+        assert r.status == 200, await r.text()
+        await asyncio.to_thread(end)
+        async with asyncio.timeout(30):  # a stream still open after it fails the test
+            async for raw in r.content:
+                if raw.startswith(b":"):
+                    comments.append(raw.decode().strip())
+    return comments
+
+
+async def test_an_open_event_stream_ends_when_its_token_is_deleted(
+    leader: Server, follower: Server
+) -> None:
+    put_policy(leader, "lp-stream", {"events": "read"})
+    made = make_token(leader, ["lp-stream"])
+    auth = {"Authorization": f"Bearer {made['secret_id']}"}
+    wait_until(lambda: as_(follower, made["secret_id"], "GET", "/v1/events").status == 200, 10)
+
+    def delete() -> None:
+        assert leader.delete(f"/v1/acl/tokens/{made['accessor_id']}").status == 200
+
+    url = follower.url + "/v1/events?stream=true&topic=secret"
+    comments = await _stream_ends(url, auth, delete)
+    assert comments[-1] == ": the credential is no longer valid"
+    assert_error(as_(follower, made["secret_id"], "GET", "/v1/events"), 401)
+
+
+async def test_an_open_event_stream_ends_when_its_policy_stops_allowing_it(
+    leader: Server, follower: Server
+) -> None:
+    put_policy(leader, "lp-shrinks", {"events": "read"})
+    secret = make_token(leader, ["lp-shrinks"])["secret_id"]
+    wait_until(lambda: as_(follower, secret, "GET", "/v1/events").status == 200, 10)
+
+    def shrink() -> None:
+        put_policy(leader, "lp-shrinks", {"jobs": "read"})
+
+    url = follower.url + "/v1/events?stream=true"
+    comments = await _stream_ends(url, {"Authorization": f"Bearer {secret}"}, shrink)
+    assert comments[-1] == ": the credential is no longer valid"

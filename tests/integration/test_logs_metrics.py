@@ -198,6 +198,17 @@ def test_logs_need_the_logs_resource(cluster: Cluster) -> None:
     put_policy(server, "lm-jobs", {"jobs": "read", "allocations": "read"})
     put_policy(server, "lm-logs", {"logs": "read", "metrics": "read"})
     jobs_only = make_token(server, ["lm-jobs"])["secret_id"]
+    made = make_token(server, ["lm-logs"])
+    logs = made["secret_id"]
+    wait_until(lambda: as_(server, logs, "GET", "/v1/logs?job=printer").status == 200, 10)
+    # A follow opened with a token ends once the token is deleted.
+    reader = SseReader(server.url + "/v1/logs?job=printer&stream=true", logs)
+    try:
+        wait_until(reader.logs, 30, message="a line through the follow")
+        assert server.delete(f"/v1/acl/tokens/{made['accessor_id']}").status == 200
+        wait_until(reader.ended, 20, 0.2, "the follow closed by the server")
+    finally:
+        reader.close()
     logs = make_token(server, ["lm-logs"])["secret_id"]
     wait_until(lambda: as_(server, logs, "GET", "/v1/logs?job=printer").status == 200, 10)
     assert_error(as_(server, jobs_only, "GET", "/v1/logs?job=printer"), 403)

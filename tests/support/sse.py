@@ -54,6 +54,10 @@ class SseReader:
         except Exception:  # noqa: BLE001 - closed under our feet: the stream is over
             return
 
+    def ended(self) -> bool:
+        """Whether the server closed the stream."""
+        return not self._thread.is_alive()
+
     def logs(self) -> list[dict[str, Any]]:
         with self._lock:
             return [d for e, d in self.events if e == "log"]
