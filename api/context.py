@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from api.security.readmit import readmit
 from domain.durations import EXAMPLES, DurationError, parse_duration
 from domain.heartbeats import Heartbeats
 from httpkit.errors import ApiError
@@ -84,6 +85,7 @@ async def blocking_view(request: web.Request, *tables: str) -> Replica:
         wait = parse_wait(request.query.get("wait", "5m"))
         wait += random.uniform(0, wait / 16)
         await replica.wait_for_change(tables, index, wait)
+        readmit(request)  # revoked, logged out or no longer allowed while it waited
     if not wants_stale(request):
         await replica.consistent()
     return replica

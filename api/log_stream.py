@@ -24,7 +24,7 @@ from aiohttp_sse import sse_response
 
 from api.context import SSE_PING_INTERVAL, replica_of
 from api.relay import RELAY_SESSION, Location, NodeUnreachable, agent_headers, locate
-from api.security.middleware import still_admitted
+from api.security.readmit import still_admitted
 from httpkit.local_node import KEEPALIVE, LOCAL_NODE, LogSubscription
 from httpkit.params import MAX_LINES, Filters, since_param
 from httpkit.responses import json_text

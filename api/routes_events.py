@@ -23,7 +23,7 @@ from aiohttp import web
 from aiohttp_sse import sse_response
 
 from api.context import SSE_PING_INTERVAL, parse_wait, read_headers, replica_of, wants_stale
-from api.security.middleware import still_admitted
+from api.security.readmit import still_admitted
 from httpkit.errors import ApiError
 from httpkit.responses import json_response, json_text, ms_to_rfc3339
 from raft.fsm_events import (

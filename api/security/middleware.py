@@ -23,8 +23,9 @@ from aiohttp import web
 from api.context import replica_of
 from api.security.authn import AuthError
 from api.security.cookies import BY_COOKIE, check_csrf, session_credential
+from api.security.readmit import permitted, route_path
 from api.security.runtime import RATE_HEADERS, Security, security_of
-from domain.policy import AUTHENTICATED, MANAGEMENT, PUBLIC, Requirement, requirement
+from domain.policy import MANAGEMENT, PUBLIC, requirement
 from httpkit.errors import ApiError
 from httpkit.identity import IDENTITY, Identity, bearer, client_address
 from raft.replica import NoLeader, RaftRefused
@@ -40,12 +41,6 @@ def _is_panel(path: str) -> bool:
     return path in ("/", "/ui") or path.startswith("/ui/")
 
 
-def route_path(request: web.Request) -> str:
-    resource = request.match_info.route.resource
-    canonical = resource.canonical if resource is not None else None
-    return canonical or request.path
-
-
 async def authenticate_after_catching_up(
     request: web.Request, sec: Security, credential: str
 ) -> Identity:
@@ -54,17 +49,6 @@ async def authenticate_after_catching_up(
     with contextlib.suppress(NoLeader, RaftRefused):
         await replica_of(request).consistent()
     return sec.auth.resolve(credential)
-
-
-def permitted(identity: Identity, req: Requirement, route: tuple[str, str]) -> bool:
-    if identity.scope is not None:  # a node, a joining server: these routes only
-        return route in identity.scope
-    if req.kind == AUTHENTICATED:
-        return True
-    if req.kind == MANAGEMENT:
-        return identity.management
-    assert req.resource is not None and req.access is not None
-    return identity.permissions.allows(req.resource, req.access)
 
 
 def _limit_address(request: web.Request, sec: Security) -> None:
@@ -123,24 +107,6 @@ async def admit(request: web.Request) -> None:
             )
         what = "management" if req.kind == MANAGEMENT else f"{req.resource}: {req.access}"
         raise ApiError(403, "forbidden", f"this identity lacks the permission '{what}'")
-
-
-def still_admitted(request: web.Request) -> bool:
-    """Whether the credential that opened a long-lived answer (an event or
-    log stream) would still be let in now: not revoked, logged out or
-    expired, and still allowed the route (policies change under an open
-    stream). Resolving is cached per ACL version, so a stream may ask often."""
-    if request.get(IDENTITY) is None:
-        return True  # nothing was asked of it
-    credential = bearer(request) or session_credential(request)
-    if credential is None:
-        return False
-    try:
-        identity = security_of(request).auth.resolve(credential)
-    except AuthError:
-        return False
-    route = (request.method.upper(), route_path(request))
-    return permitted(identity, requirement(*route), route)
 
 
 def throttle(request: web.Request) -> None:

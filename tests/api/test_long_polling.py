@@ -63,7 +63,9 @@ def index_of(r: Reply) -> int:
 class Poll:
     """A blocking GET in a thread; records when its answer arrived."""
 
-    def __init__(self, server: Server, path: str, timeout: float = 60.0) -> None:
+    def __init__(
+        self, server: Server, path: str, timeout: float = 60.0, token: str | None = None
+    ) -> None:
         self.reply: Reply | None = None
         self.error: BaseException | None = None
         self.returned_at = 0.0
@@ -71,7 +73,8 @@ class Poll:
 
         def run() -> None:
             try:
-                self.reply = server.get(path, timeout=timeout)
+                headers = {"Authorization": f"Bearer {token}"} if token else {}
+                self.reply = server.get(path, timeout=timeout, headers=headers)
             except BaseException as e:  # noqa: BLE001 - reported by the test
                 self.error = e
             self.returned_at = time.monotonic()
@@ -371,3 +374,16 @@ async def test_an_open_event_stream_ends_when_its_policy_stops_allowing_it(
     url = follower.url + "/v1/events?stream=true"
     comments = await _stream_ends(url, {"Authorization": f"Bearer {secret}"}, shrink)
     assert comments[-1] == ": the credential is no longer valid"
+
+
+def test_a_parked_long_poll_answers_401_once_its_token_is_deleted(
+    leader: Server, follower: Server
+) -> None:
+    put_policy(leader, "lp-parked", {"secrets": "list"})
+    made = make_token(leader, ["lp-parked"])
+    wait_until(lambda: as_(follower, made["secret_id"], "GET", "/v1/secrets").status == 200, 10)
+    index = index_of(follower.get("/v1/secrets"))
+    poll = Poll(follower, f"/v1/secrets?index={index}&wait=2s", token=made["secret_id"])
+    assert_parked(poll, 0.2)
+    assert leader.delete(f"/v1/acl/tokens/{made['accessor_id']}").status == 200
+    assert_error(poll.result(), 401)  # not the secrets' names
