@@ -22,6 +22,7 @@ import pytest
 from tests.support import tls
 from tests.support.cluster import Cluster, Server, wait_until
 from tests.support.workloads import IMAGE, docker_unavailable
+from tests.ui.navigation import goto, reload
 
 PASSWORD = "panel-admin-password-1"
 TIMEOUT = 60_000  # ms: a first image start can be slow on a loaded machine
@@ -90,7 +91,7 @@ def new_page(browser: Any, server: Server) -> Iterator[Any]:
 
 
 def sign_in(page: Any, username: str = "admin", password: str = PASSWORD) -> None:
-    page.goto("/ui/")
+    goto(page, "/ui/")
     page.get_by_label("User", exact=True).fill(username)
     page.get_by_label("Password", exact=True).fill(password)
     page.get_by_role("button", name="Sign in").click()
@@ -139,7 +140,7 @@ def api(server: Server, method: str, path: str, body: Any = None) -> Any:
 
 def test_panel_end_to_end(server: Server, new_page: Any, shots: Path) -> None:
     page = new_page()
-    page.goto("/ui/")
+    goto(page, "/ui/")
     visit(page, shots, "sign-in")
     sign_in(page)
     cookies = {c["name"]: c for c in page.context.cookies()}
@@ -211,7 +212,7 @@ def test_panel_end_to_end(server: Server, new_page: Any, shots: Path) -> None:
 
     # a node drain moves the job's allocation to another node
     page.on("dialog", lambda dialog: dialog.accept())  # "Drain server-n?"
-    page.goto("/ui/jobs/ticker")
+    goto(page, "/ui/jobs/ticker")
     allocs = page.get_by_role("table", name="Allocations")
     allocs.get_by_text("running", exact=True).wait_for()
     first_node = allocs.locator("tbody tr").first.locator("td").nth(2).inner_text()
@@ -220,7 +221,7 @@ def test_panel_end_to_end(server: Server, new_page: Any, shots: Path) -> None:
     page.get_by_role("button", name=f"Drain {first_node}", exact=True).click()
     page.get_by_role("button", name=f"Stop draining {first_node}").wait_for()
     visit(page, shots, "nodes-draining")
-    page.goto("/ui/jobs/ticker")
+    goto(page, "/ui/jobs/ticker")
     page.wait_for_function(
         """node => [...document.querySelectorAll('table[aria-label=Allocations] tbody tr')]
             .some(tr => tr.cells[3].innerText.startsWith('running') && tr.cells[2].innerText !== node)""",
@@ -234,7 +235,7 @@ def test_panel_end_to_end(server: Server, new_page: Any, shots: Path) -> None:
 
     # the agents' samples charted (uPlot draws on a canvas): every node's cpu
     def drawn() -> bool:
-        page.reload()
+        reload(page)
         page.get_by_role("heading", name="Metrics", exact=True).wait_for()
         page.wait_for_load_state("networkidle")
         return page.get_by_role("img", name="CPU chart").locator("canvas").count() > 0
@@ -282,7 +283,7 @@ def test_read_only_user(server: Server, new_page: Any, shots: Path) -> None:
     nav = page.get_by_role("navigation", name="Pages")
     assert nav.get_by_role("link", name="Secrets").count() == 0  # may not read: not shown
     assert nav.get_by_role("link", name="Metrics").count() == 0
-    page.goto("/ui/jobs/quiet")
+    goto(page, "/ui/jobs/quiet")
     page.get_by_role("button", name="Scale").wait_for()  # may write jobs: buttons
     # the policy becomes read-only while the page is open: the API refuses
     api(server, "POST", "/v1/acl/policies/panel-ops", {"rules": {**writer, "jobs": "read"}})
@@ -293,7 +294,7 @@ def test_read_only_user(server: Server, new_page: Any, shots: Path) -> None:
     assert "Not allowed" in alert.inner_text() and "jobs: write" in alert.inner_text()
     visit(page, shots, "refused")
     # a fresh load reads the new policy: no change buttons at all
-    page.reload()
+    reload(page)
     page.get_by_role("heading", name="Job quiet").wait_for()
     page.get_by_role("table", name="Allocations").wait_for()
     for label in ("Scale", "Stop job", "Edit", "Submit a job"):

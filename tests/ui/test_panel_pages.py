@@ -19,6 +19,7 @@ import pytest
 
 from tests.api.test_deployments import SLOW, HealthNode, latest, spec, submit
 from tests.support.cluster import Cluster, Server, free_port, wait_until
+from tests.ui.navigation import goto
 from tests.ui.test_panel import TIMEOUT, sign_in, unnamed_controls
 
 PASSWORD = "panel-pages-password-1"
@@ -67,7 +68,7 @@ def check(page: Any, shots: Path, name: str) -> None:
 
 
 def open_page(page: Any, path: str) -> None:
-    page.goto(f"/ui{path}")
+    goto(page, f"/ui{path}")
 
 
 def test_canary_promote_and_revert(
@@ -251,7 +252,7 @@ def test_signs_in_with_an_acl_token(browser: Any, server: Server, shots: Path) -
     ctx.set_default_timeout(TIMEOUT)
     page = ctx.new_page()
     try:
-        page.goto("/ui/")
+        goto(page, "/ui/")
         page.get_by_role("radio", name="ACL token").check()
         page.locator("input[name=acl_token]").fill(server.token or "")
         page.get_by_role("button", name="Sign in").click()

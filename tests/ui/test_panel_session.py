@@ -22,6 +22,7 @@ import pytest
 
 from tests.api.authutil import anon, bearer
 from tests.support.cluster import Cluster, Server, wait_until
+from tests.ui.navigation import goto, reload
 from tests.ui.test_panel import TIMEOUT, go, sign_in, unnamed_controls
 
 PASSWORD = "panel-session-password-1"
@@ -139,7 +140,7 @@ def test_panel_renews_its_session(server: Server, context: Any, shots: Path) -> 
     assert page.get_by_role("button", name="Sign in").count() == 0
     # A page that reloads finds the session's expiry and keeps refreshing.
     before = len(answers.of("/v1/auth/refresh"))
-    page.reload()
+    reload(page)
     page.get_by_role("button", name="Sign out").wait_for()
     answers.wait(
         lambda: len(answers.of("/v1/auth/refresh")) > before, JWT_TTL + 10, "a refresh after reload"
@@ -158,7 +159,7 @@ def test_two_tabs_share_the_renewed_session(server: Server, context: Any) -> Non
     first, first_answers, _, expiry = _signed_in(context)
     second = context.new_page()
     second_answers = Answers(second)
-    second.goto("/ui/nodes")
+    goto(second, "/ui/nodes")
     second.get_by_role("button", name="Sign out").wait_for()
     both = (first_answers, second_answers)
 
@@ -173,7 +174,7 @@ def test_two_tabs_share_the_renewed_session(server: Server, context: Any) -> Non
     due = (time.time() - start) / (JWT_TTL / 2)  # a refresh is due every half lifetime
     made = refreshes()
     for tab in (first, second):
-        tab.reload()
+        reload(tab)
         tab.get_by_role("button", name="Sign out").wait_for()
         assert tab.get_by_role("button", name="Sign in").count() == 0
     assert all(a[0] == 200 for a in refreshes()), refreshes()

@@ -36,18 +36,35 @@ export function withRefreshLock(fn) {
   return navigator.locks ? navigator.locks.request(REFRESH_LOCK, fn) : Promise.resolve().then(fn);
 }
 
+const READ_TRIES = 3;
+
+/** fetch(), a read tried again after a network error (the browser saw the
+ * host's network change, a server restarting): it changes nothing, so
+ * repeating it is safe. A write's network error is the caller's to see. */
+async function fetchRetryingReads(path, init) {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fetch(path, init);
+    } catch (err) {
+      if (init.method !== "GET" || attempt >= READ_TRIES) throw err;
+      await new Promise((done) => setTimeout(done, 250 * attempt));
+    }
+  }
+}
+
 /** One request, as is: `{ r, data, sentWith }` (the CSRF token of the session it went out with). */
 export async function send(method, path, body) {
   const headers = { Accept: "application/json" };
   const sentWith = csrf();
   if (method !== "GET") headers["X-CSRF-Token"] = sentWith;
   if (body !== undefined) headers["Content-Type"] = "application/json";
-  const r = await fetch(path, {
+  const init = {
     method,
     headers,
     credentials: "same-origin",
     body: body === undefined ? undefined : JSON.stringify(body),
-  });
+  };
+  const r = await fetchRetryingReads(path, init);
   const text = await r.text();
   let data = null;
   try {
