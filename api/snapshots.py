@@ -20,7 +20,13 @@ from aiohttp import web
 from api.security.runtime import security_of
 from domain.crypto import KeyMaterial
 from domain.pki import CaKeys
-from domain.snapshot_archive import Snapshot, SnapshotError, SnapshotSealer, decode, encode
+from domain.snapshot_archive import (
+    Snapshot,
+    SnapshotError,
+    SnapshotSealer,
+    decode,
+    encode_backup,
+)
 from domain.snapshot_seals import check_sealed
 from httpkit.errors import ApiError
 from raft.backup import BodyError, decode_body
@@ -48,14 +54,7 @@ def sealer_of(request: web.Request) -> SnapshotSealer:
 async def take(replica: Replica, sealer: SnapshotSealer) -> tuple[int, bytes]:
     """(index, the backup file) of this server's state."""
     backup = await replica.backup()
-    data = encode(
-        sealer,
-        index=backup.index,
-        body=backup.body,
-        tables=backup.counts,
-        server=replica.identity.name,
-        created_ms=int(time.time() * 1000),
-    )
+    data = encode_backup(sealer, backup, replica.identity.name, int(time.time() * 1000))
     return backup.index, data
 
 

@@ -40,6 +40,7 @@ from typing import Any
 
 import msgpack
 
+from raft.backup import Backup
 from raft.formats import SNAPSHOT_FORMAT
 from raft.keys import derive_key
 
@@ -139,6 +140,18 @@ def encode(
     header["mac"] = sealer.mac(header)
     packed = msgpack.packb(header, use_bin_type=True)
     return MAGIC + _LENGTH.pack(len(packed)) + packed + body
+
+
+def encode_backup(sealer: SnapshotSealer, backup: Backup, server: str, created_ms: int) -> bytes:
+    """The backup file of a backup ``server`` just took (Replica.backup)."""
+    return encode(
+        sealer,
+        index=backup.index,
+        body=backup.body,
+        tables=backup.counts,
+        server=server,
+        created_ms=created_ms,
+    )
 
 
 def read_header(prefix: bytes) -> tuple[dict[str, Any], int]:

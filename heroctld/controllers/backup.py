@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from domain.snapshot_archive import SnapshotSealer, encode
+from domain.snapshot_archive import SnapshotSealer, encode_backup
 from raft.replica import Replica
 
 log = logging.getLogger("heroctld.backup")
@@ -107,14 +107,7 @@ async def backup_loop(
             await asyncio.sleep(settings.interval)  # nothing changed since the newest
             continue
         now = time.time()
-        data = encode(
-            sealer,
-            index=backup.index,
-            body=backup.body,
-            tables=backup.counts,
-            server=replica.identity.name,
-            created_ms=int(now * 1000),
-        )
+        data = encode_backup(sealer, backup, replica.identity.name, int(now * 1000))
         try:
             path = await loop.run_in_executor(
                 None, write_backup, directory, data, backup.index, now, settings.keep

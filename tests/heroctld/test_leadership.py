@@ -8,6 +8,7 @@ ignores its SIGTERM until the supervisor kills it)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from heroctld.controllers.leadership import Leadership
@@ -29,15 +30,20 @@ async def wait_for_condition(fn: Any, timeout: float = 5.0) -> None:
         await asyncio.sleep(0.01)
 
 
-async def test_controllers_follow_leadership() -> None:
-    replica = FakeReplica()
-    started: list[str] = []
+def counting(started: list[str]) -> Callable[[], Awaitable[None]]:
+    """A controller that notes each start in ``started``, then runs until cancelled."""
 
     async def controller() -> None:
         started.append("c")
         await asyncio.Event().wait()
 
-    leadership = Leadership(replica, {"c": controller})  # type: ignore[arg-type]
+    return controller
+
+
+async def test_controllers_follow_leadership() -> None:
+    replica = FakeReplica()
+    started: list[str] = []
+    leadership = Leadership(replica, {"c": counting(started)})  # type: ignore[arg-type]
     task = asyncio.create_task(leadership.run(check_every=0.01))
     await wait_for_condition(lambda: started == ["c"])
     replica.is_leader = False
@@ -79,12 +85,7 @@ async def test_a_restore_restarts_the_controllers() -> None:
     """A restored backup replaced the state the controllers keep in memory."""
     replica = FakeReplica()
     started: list[str] = []
-
-    async def controller() -> None:
-        started.append("c")
-        await asyncio.Event().wait()
-
-    leadership = Leadership(replica, {"c": controller})  # type: ignore[arg-type]
+    leadership = Leadership(replica, {"c": counting(started)})  # type: ignore[arg-type]
     task = asyncio.create_task(leadership.run(check_every=0.01))
     await wait_for_condition(lambda: started == ["c"])
     replica.restores = 1
